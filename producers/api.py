@@ -1,0 +1,263 @@
+"""The Python way in, and the one admission path every other way in goes through.
+
+>>> producer = Producer(redis, settings=settings)
+>>> submitted = await producer.enqueue(from_line="reg1332", to_number="+79111234567",
+...                                    text_to_pronounce="Callback from the website")
+>>> submitted.job_id, submitted.new, submitted.status
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+from redis.asyncio import Redis
+from schemas.config import Settings
+
+from producers.validation import Invalid, Valid, validate_job
+from schemas.job import CallbackJob
+from schemas.keys import Keys
+from schemas.ledger import JobRecord, Ledger
+from schemas.outcome import ErrorCode, Outcome, OutcomeError, Status
+from schemas.redact import mask_number
+
+log = structlog.get_logger("callq.producers")
+
+Clock = Callable[[], datetime]
+
+# A pending job's arq key and claim outlive its deadline by this much, so that neither can
+# expire inside Redis while the job may still run (a late retry, a slow worker).
+PENDING_MARGIN = timedelta(days=1)
+
+
+def new_job_id() -> str:
+    """A random job id: 20 hex characters (80 bits)."""
+    return secrets.token_hex(10)
+
+
+def utcnow() -> datetime:
+    """The wall clock, in UTC."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """What happened to a submission.
+
+    Attributes:
+        job_id: the job's id (for an idempotent repeat, the first job's id).
+        status: its state now: ``scheduled``, or a final status such as ``duplicate``,
+            ``rejected`` or ``expired``; for an idempotent repeat, the first job's state.
+        new: True if this call created a job that will be called.
+        run_at: when it is due, if scheduled.
+        duplicate_of: the job that holds the same line + number, for ``duplicate``.
+        error: why, for ``rejected`` and ``expired``.
+    """
+
+    job_id: str
+    status: Status
+    new: bool
+    run_at: datetime | None = None
+    duplicate_of: str | None = None
+    error: OutcomeError | None = None
+
+
+class Producer:
+    """Validates, dedupes and stores callback jobs; reads and cancels them.
+
+    Args:
+        redis: a ``redis.asyncio.Redis`` client (owned by the caller).
+        settings: the loaded configuration.
+        clock: returns the current aware time (tests pass a fixed one).
+        id_factory: makes job ids.
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        settings: Settings,
+        clock: Clock = utcnow,
+        id_factory: Callable[[], str] = new_job_id,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.id_factory = id_factory
+        self.ledger = Ledger(
+            redis,
+            keys=Keys(settings.key_prefix),
+            retention_s=settings.outcome_retention_s,
+            outcomes_maxlen=settings.outcomes_maxlen,
+        )
+
+    async def enqueue(
+        self,
+        *,
+        from_line: str,
+        to_number: str,
+        text_to_pronounce: str | None = None,
+        voice: str | None = None,
+        portal: str | None = None,
+        not_before: datetime | str | None = None,
+        deadline: datetime | str | None = None,
+        idempotency_key: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Submitted:
+        """Submit one callback by keyword (the fields of contract §3); datetimes must be aware."""
+        fields: dict[str, Any] = {
+            "from_line": from_line,
+            "to_number": to_number,
+            "text_to_pronounce": text_to_pronounce,
+            "voice": voice,
+            "portal": portal,
+            "not_before": not_before.isoformat() if isinstance(not_before, datetime) else not_before,
+            "deadline": deadline.isoformat() if isinstance(deadline, datetime) else deadline,
+            "idempotency_key": idempotency_key,
+            "metadata": metadata,
+        }
+        return await self.submit({k: v for k, v in fields.items() if v is not None})
+
+    async def submit(
+        self, raw: str | bytes | dict[str, Any], *, job_id: str | None = None, intake_id: str | None = None
+    ) -> Submitted:
+        """Submit one job as JSON text or a decoded object. Never raises for bad input.
+
+        Args:
+            raw: the job.
+            job_id: the id to use (the stream intake derives it from the entry id, so a
+                redelivered entry is the same job); a fresh one by default.
+            intake_id: the intake stream entry id, echoed in the outcome.
+
+        Returns:
+            What happened; a rejection is also recorded as an outcome.
+        """
+        now = self.clock()
+        job_id = job_id or self.id_factory()
+        result = validate_job(raw, settings=self.settings, now=now, job_id=job_id)
+        if isinstance(result, Invalid):
+            return await self.reject(job_id, result, intake_id=intake_id)
+        if result.run_at is None:
+            return await self._expire_on_arrival(result, now=now, intake_id=intake_id)
+        return await self._admit(result.job, run_at=result.run_at, now=now, intake_id=intake_id)
+
+    async def _admit(
+        self, job: CallbackJob, *, run_at: datetime, now: datetime, intake_id: str | None
+    ) -> Submitted:
+        deadline = job.deadline_at or run_at
+        pending_ttl = (max(deadline, run_at) - now + PENDING_MARGIN).total_seconds()
+        admission = await self.ledger.admit(job, run_at=run_at, now=now, pending_ttl_s=pending_ttl)
+        bound = log.bind(job_id=job.job_id, portal=job.portal, line=job.from_line)
+        if admission.verdict == "new":
+            bound.info("job.scheduled", run_at=run_at.isoformat(), to_number=mask_number(job.to_number))
+            return Submitted(job_id=job.job_id, status=Status.SCHEDULED, new=True, run_at=run_at)
+        if admission.verdict == "idempotent":
+            record = await self.ledger.read(admission.job_id)
+            bound.info("job.idempotent_repeat", existing_job_id=admission.job_id)
+            return Submitted(
+                job_id=admission.job_id,
+                status=record.state if record else Status.SCHEDULED,
+                new=False,
+                run_at=record.run_at if record else None,
+                duplicate_of=(record.outcome or {}).get("duplicate_of") if record else None,
+            )
+        outcome = self._outcome(
+            job, Status.DUPLICATE, now=now, intake_id=intake_id, duplicate_of=admission.job_id
+        )
+        key = (job.portal, job.idempotency_key) if job.idempotency_key else None
+        await self.ledger.record_final(outcome, job=job, idempotency_key=key)
+        bound.info("job.duplicate", duplicate_of=admission.job_id, to_number=mask_number(job.to_number))
+        return Submitted(job_id=job.job_id, status=Status.DUPLICATE, new=False, duplicate_of=admission.job_id)
+
+    async def reject(self, job_id: str, invalid: Invalid, *, intake_id: str | None = None) -> Submitted:
+        """Record input that cannot become a job as a ``rejected`` outcome."""
+        now = self.clock()
+        error = OutcomeError(
+            code=ErrorCode.INVALID_JOB,
+            description=invalid.description,
+            fields=[e.to_dict() for e in invalid.errors],
+        )
+        echo = invalid.echo
+        outcome = Outcome(
+            job_id=job_id,
+            status=Status.REJECTED,
+            portal=echo.get("portal"),
+            from_line=echo.get("from_line"),
+            idempotency_key=echo.get("idempotency_key"),
+            metadata=echo.get("metadata"),
+            attempts=0,
+            finished_at=now.astimezone(UTC).isoformat(),
+            error=error,
+            intake_id=intake_id,
+        )
+        result = await self.ledger.record_final(outcome, job=None)
+        if result.written:
+            log.info("job.rejected", job_id=job_id, error=invalid.description, intake_id=intake_id)
+        return Submitted(job_id=job_id, status=Status.REJECTED, new=False, error=error)
+
+    async def _expire_on_arrival(self, valid: Valid, *, now: datetime, intake_id: str | None) -> Submitted:
+        error = OutcomeError(
+            code=ErrorCode.DEADLINE_PASSED, description=valid.expired_reason or "deadline passed"
+        )
+        outcome = self._outcome(valid.job, Status.EXPIRED, now=now, intake_id=intake_id, error=error)
+        await self.ledger.record_final(outcome, job=valid.job)
+        log.info("job.expired", job_id=valid.job.job_id, portal=valid.job.portal, reason=error.description)
+        return Submitted(job_id=valid.job.job_id, status=Status.EXPIRED, new=False, error=error)
+
+    @staticmethod
+    def _outcome(
+        job: CallbackJob,
+        status: Status,
+        *,
+        now: datetime,
+        intake_id: str | None,
+        duplicate_of: str | None = None,
+        error: OutcomeError | None = None,
+    ) -> Outcome:
+        return Outcome(
+            job_id=job.job_id,
+            status=status,
+            portal=job.portal,
+            from_line=job.from_line,
+            idempotency_key=job.idempotency_key,
+            metadata=job.metadata,
+            attempts=0,
+            finished_at=now.astimezone(UTC).isoformat(),
+            duplicate_of=duplicate_of,
+            error=error,
+            intake_id=intake_id,
+            replay_of=job.replay_of,
+        )
+
+    async def status(self, ident: str) -> JobRecord | None:
+        """The record of a job, by job id or idempotency key."""
+        job_id = await self.ledger.resolve(ident, portals=list(self.settings.portals))
+        return await self.ledger.read(job_id) if job_id else None
+
+    async def cancel(self, ident: str) -> tuple[bool, JobRecord | None]:
+        """Cancel a job that has not started. Returns (cancelled now, the record afterwards)."""
+        record = await self.status(ident)
+        if record is None or record.state not in (Status.SCHEDULED, Status.RETRYING):
+            return False, record
+        now = self.clock()
+        outcome = Outcome(
+            job_id=record.job_id,
+            status=Status.CANCELLED,
+            portal=record.job.portal,
+            from_line=record.job.from_line,
+            idempotency_key=record.job.idempotency_key,
+            metadata=record.job.metadata,
+            attempts=record.attempts,
+            finished_at=now.astimezone(UTC).isoformat(),
+            error=OutcomeError(code=ErrorCode.CANCELLED, description="cancelled before it started"),
+            replay_of=record.job.replay_of,
+        )
+        result = await self.ledger.finalize(outcome, job=record.job, allowed="scheduled,retrying")
+        if result.written:
+            log.info(
+                "job.cancelled", job_id=record.job_id, portal=record.job.portal, line=record.job.from_line
+            )
+        return result.written, await self.ledger.read(record.job_id)

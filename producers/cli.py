@@ -1,0 +1,175 @@
+"""Ops commands that put jobs in and read them back: ``enqueue``, ``status``, ``cancel``.
+
+Each takes parsed arguments, the settings and a Redis client, prints for a person (or JSON with
+``--json``) and returns the process exit code. The argument parser lives in :mod:`worker.cli`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from redis.asyncio import Redis
+
+from producers.api import Producer, Submitted
+from producers.timeparse import TimeParseError, parse_at, parse_duration
+from schemas.config import Settings, UnknownPortalError
+from schemas.ledger import JobRecord
+from schemas.outcome import Status
+from schemas.redact import mask_number
+
+
+def add_enqueue_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``callq enqueue`` (contract §4)."""
+    parser.add_argument("--line", required=True, help="FROM_LINE: the Bitrix24 line to ring first")
+    parser.add_argument("--to", required=True, help="the client's number; local spellings use the portal's region")
+    parser.add_argument("--text", help="TEXT_TO_PRONOUNCE (the line's default if omitted)")
+    parser.add_argument("--voice", help="VOICE (the line's default if omitted)")
+    parser.add_argument("--portal", help="portal name (optional with one portal)")
+    when = parser.add_mutually_exclusive_group()
+    when.add_argument("--at", help="earliest time: 2026-11-22T10:00+03:00, '2026-11-22 10:00' or 10:00 (portal time)")
+    when.add_argument("--in", dest="in_", metavar="DURATION", help="earliest time from now: 90s, 15m, 2h, 1d")
+    parser.add_argument("--deadline", help="latest useful time, same forms as --at")
+    parser.add_argument("--key", help="idempotency key")
+    parser.add_argument("--meta", help="metadata as a JSON object, echoed in the outcome")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+async def enqueue(args: argparse.Namespace, *, settings: Settings, redis: Redis, out: TextIO = sys.stdout) -> int:
+    """``callq enqueue``: submit one job and print its id and when it runs."""
+    producer = Producer(redis, settings=settings)
+    now = producer.clock()
+    try:
+        portal = settings.portal(args.portal)
+        fields: dict[str, Any] = {"from_line": args.line, "to_number": args.to, "portal": portal.name}
+        if args.text:
+            fields["text_to_pronounce"] = args.text
+        if args.voice:
+            fields["voice"] = args.voice
+        if args.at:
+            fields["not_before"] = parse_at(args.at, tz=portal.timezone, now=now).isoformat()
+        elif args.in_:
+            fields["not_before"] = (now + parse_duration(args.in_)).isoformat()
+        if args.deadline:
+            fields["deadline"] = parse_at(args.deadline, tz=portal.timezone, now=now).isoformat()
+        if args.key:
+            fields["idempotency_key"] = args.key
+        if args.meta:
+            fields["metadata"] = json.loads(args.meta)
+    except (UnknownPortalError, TimeParseError) as exc:
+        print(f"callq enqueue: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"callq enqueue: --meta is not JSON: {exc}", file=sys.stderr)
+        return 2
+    submitted = await producer.submit(fields)
+    _print_submitted(submitted, settings=settings, portal_name=portal.name, as_json=args.json, out=out)
+    return 1 if submitted.status == Status.REJECTED else 0
+
+
+def _print_submitted(submitted: Submitted, *, settings: Settings, portal_name: str, as_json: bool, out: TextIO) -> None:
+    tz = settings.portals[portal_name].timezone
+    data: dict[str, Any] = {
+        "job_id": submitted.job_id,
+        "status": str(submitted.status),
+        "new": submitted.new,
+        "run_at": _iso(submitted.run_at),
+        "run_at_local": _iso(submitted.run_at.astimezone(tz)) if submitted.run_at else None,
+    }
+    if submitted.duplicate_of:
+        data["duplicate_of"] = submitted.duplicate_of
+    if submitted.error:
+        data["error"] = submitted.error.to_dict()
+    if as_json:
+        print(json.dumps(data, ensure_ascii=False), file=out)
+        return
+    line = f"{submitted.job_id} {submitted.status}"
+    if submitted.run_at:
+        line += f", runs at {_when(submitted.run_at, tz)}"
+    if submitted.duplicate_of:
+        line += f" (duplicate of {submitted.duplicate_of})"
+    if not submitted.new and submitted.status == Status.SCHEDULED:
+        line += " (already enqueued under this key)"
+    if submitted.error:
+        line += f": {submitted.error.description}"
+    print(line, file=out)
+
+
+async def status(args: argparse.Namespace, *, settings: Settings, redis: Redis, out: TextIO = sys.stdout) -> int:
+    """``callq status ID``: the job's state (``scheduled`` with run_at, ``running``, or its outcome)."""
+    record = await Producer(redis, settings=settings).status(args.id)
+    if record is None:
+        print(f"callq status: no job with id or idempotency key {args.id!r}", file=sys.stderr)
+        return 1
+    _print_record(record, settings=settings, as_json=args.json, out=out)
+    return 0
+
+
+async def cancel(args: argparse.Namespace, *, settings: Settings, redis: Redis, out: TextIO = sys.stdout) -> int:
+    """``callq cancel ID``: cancel a job that has not started."""
+    cancelled, record = await Producer(redis, settings=settings).cancel(args.id)
+    if record is None:
+        print(f"callq cancel: no job with id or idempotency key {args.id!r}", file=sys.stderr)
+        return 1
+    if not cancelled:
+        print(f"callq cancel: job {record.job_id} is {record.state} and cannot be cancelled", file=sys.stderr)
+        if args.json:
+            print(json.dumps(record_view(record, settings=settings), ensure_ascii=False), file=out)
+        return 1
+    _print_record(record, settings=settings, as_json=args.json, out=out)
+    return 0
+
+
+def record_view(record: JobRecord, *, settings: Settings) -> dict[str, Any]:
+    """A job record as shown by ``status --json`` (numbers masked)."""
+    portal = settings.portals.get(record.job.portal)
+    tz = portal.timezone if portal else UTC
+    return {
+        "job_id": record.job_id,
+        "status": str(record.state),
+        "run_at": _iso(record.run_at),
+        "run_at_local": _iso(record.run_at.astimezone(tz)) if record.run_at else None,
+        "timezone": str(tz),
+        "portal": record.job.portal or None,
+        "from_line": record.job.from_line or None,
+        "to_number": mask_number(record.job.to_number) if record.job.to_number else None,
+        "idempotency_key": record.job.idempotency_key,
+        "metadata": record.job.metadata,
+        "deadline": record.job.deadline,
+        "attempts": record.attempts,
+        "attempt_log": record.attempt_log,
+        "outcome": record.outcome,
+    }
+
+
+def _print_record(record: JobRecord, *, settings: Settings, as_json: bool, out: TextIO) -> None:
+    view = record_view(record, settings=settings)
+    if as_json:
+        print(json.dumps(view, ensure_ascii=False), file=out)
+        return
+    tz = settings.portals[record.job.portal].timezone if record.job.portal in settings.portals else UTC
+    head = f"{record.job_id} {record.state}"
+    if record.run_at:
+        head += f", runs at {_when(record.run_at, tz)}"
+    print(head, file=out)
+    print(f"  portal {view['portal']}  line {view['from_line']}  to {view['to_number']}  attempts {record.attempts}",
+          file=out)  # fmt: skip
+    if record.outcome:
+        o = record.outcome
+        extra = f"  call_id {o['call_id']}" if o.get("call_id") else ""
+        extra += f"  duplicate_of {o['duplicate_of']}" if o.get("duplicate_of") else ""
+        error = o.get("error")
+        extra += f"  error {error['code']}: {error['description']}" if error else ""
+        print(f"  finished {o.get('finished_at')}{extra}", file=out)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).isoformat() if moment and moment.tzinfo is UTC else (moment.isoformat() if moment else None)
+
+
+def _when(moment: datetime, tz: Any) -> str:
+    local = moment.astimezone(tz)
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC ({local:%Y-%m-%d %H:%M:%S %Z} {tz})"

@@ -1,0 +1,146 @@
+"""The Redis Stream way in: any language ``XADD {p}:intake * job '<json>'``.
+
+Entries are read through the consumer group ``callq``; an entry is acknowledged (and deleted)
+only after it is stored as a job or as a rejection. The job id is derived from the entry id, so
+an entry delivered twice (a consumer died before its XACK) is the same job, not a second call.
+Entries left pending by a consumer that died are taken over with XAUTOCLAIM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+from typing import Any
+
+import structlog
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from producers.api import Producer
+from producers.validation import FieldError, Invalid
+from schemas.keys import INTAKE_GROUP, Keys
+
+log = structlog.get_logger("callq.intake")
+
+
+def intake_job_id(entry_id: str) -> str:
+    """The job id of an intake entry: stable across redeliveries."""
+    return "s" + entry_id
+
+
+def consumer_name() -> str:
+    """A consumer name unique to this process."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+class IntakeConsumer:
+    """Reads ``{p}:intake`` and admits every entry through :class:`Producer`.
+
+    Args:
+        redis: client for the stream (blocking reads hold one pooled connection).
+        producer: the admission path.
+        keys: key names.
+        consumer: this consumer's name in the group.
+        batch: entries read per call.
+        block_ms: how long one read waits for new entries.
+        claim_idle_ms: entries pending this long on another consumer are taken over.
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        producer: Producer,
+        keys: Keys,
+        consumer: str | None = None,
+        batch: int = 100,
+        block_ms: int = 1000,
+        claim_idle_ms: int = 60_000,
+    ) -> None:
+        self.redis = redis
+        self.producer = producer
+        self.keys = keys
+        self.consumer = consumer or consumer_name()
+        self.batch = batch
+        self.block_ms = block_ms
+        self.claim_idle_ms = claim_idle_ms
+        self.processed = 0
+
+    async def ensure_group(self) -> None:
+        """Create the group at the start of the stream, so entries added before any worker ran count."""
+        try:
+            await self.redis.xgroup_create(self.keys.intake, INTAKE_GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until ``stop`` is set."""
+        await self.ensure_group()
+        await self.step(pending=True)  # what this consumer name left unacknowledged
+        while not stop.is_set():
+            await self.take_over_abandoned()
+            if await self.step() == 0 and stop.is_set():
+                break
+
+    async def step(self, *, pending: bool = False) -> int:
+        """Read and admit one batch. Returns how many entries were handled."""
+        reply = await self.redis.xreadgroup(
+            INTAKE_GROUP,
+            self.consumer,
+            {self.keys.intake: "0" if pending else ">"},
+            count=self.batch,
+            block=None if pending else self.block_ms,
+        )
+        entries = [entry for _stream, batch in reply or [] for entry in batch]
+        await self.admit(entries)
+        return len(entries)
+
+    async def take_over_abandoned(self) -> int:
+        """XAUTOCLAIM entries idle on dead consumers and admit them."""
+        reply = await self.redis.xautoclaim(
+            self.keys.intake, INTAKE_GROUP, self.consumer, min_idle_time=self.claim_idle_ms, count=self.batch
+        )
+        entries = reply[1] if reply else []
+        if entries:
+            log.warning("intake.took_over", count=len(entries))
+            await self.admit(entries)
+        return len(entries)
+
+    async def admit(self, entries: list[tuple[Any, Any]]) -> None:
+        """Admit entries, then acknowledge and delete them in one round trip."""
+        if not entries:
+            return
+        done: list[str] = []
+        for raw_id, fields in entries:
+            entry_id = _text(raw_id)
+            if fields is None:  # deleted while pending: nothing left to admit
+                done.append(entry_id)
+                continue
+            payload = _field(fields, "job")
+            job_id = intake_job_id(entry_id)
+            if payload is None:
+                names = ", ".join(sorted(_text(k) for k in fields)) or "none"
+                problem = FieldError("job", f"the entry has no 'job' field (fields: {names})")
+                await self.producer.reject(job_id, Invalid(errors=(problem,), echo={}), intake_id=entry_id)
+            else:
+                await self.producer.submit(payload, job_id=job_id, intake_id=entry_id)
+            done.append(entry_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xack(self.keys.intake, INTAKE_GROUP, *done)
+            pipe.xdel(self.keys.intake, *done)
+            await pipe.execute()
+        self.processed += len(done)
+
+
+def _field(fields: dict[Any, Any], name: str) -> bytes | str | None:
+    for key, value in fields.items():
+        if _text(key) == name:
+            return value  # type: ignore[no-any-return]
+    return None
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value

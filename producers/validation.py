@@ -1,0 +1,189 @@
+"""Turn producer input into a normalised job, or a list of precise field errors. Pure.
+
+The same path serves every way in (Python API, CLI, stream, HTTP), so a job means the same
+thing whichever way it came.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import phonenumbers
+from pydantic import ValidationError
+from schemas.config import PortalConfig, Settings, UnknownPortalError
+
+from schemas.calendar import Expired, default_deadline, earliest_run
+from schemas.job import JOB_FIELDS, CallbackJob, CallbackJobIn, parse_rfc3339
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One problem with the input: the field (dotted path, empty for the whole entry) and why."""
+
+    field: str
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        """JSON-ready form."""
+        return {"field": self.field, "message": self.message}
+
+
+@dataclass(frozen=True)
+class Invalid:
+    """Input that cannot become a job. ``echo`` keeps what could be read, for the outcome."""
+
+    errors: tuple[FieldError, ...]
+    echo: dict[str, Any]
+
+    @property
+    def description(self) -> str:
+        """All errors on one line."""
+        return "; ".join(f"{e.field or 'job'}: {e.message}" for e in self.errors)
+
+
+@dataclass(frozen=True)
+class Valid:
+    """A job ready to store: when it may first run, or why it never can."""
+
+    job: CallbackJob
+    run_at: datetime | None  # None when expired
+    expired_reason: str | None = None
+
+
+def decode_entry(raw: str | bytes | dict[str, Any]) -> dict[str, Any] | Invalid:
+    """Decode JSON text into an object, or say precisely why not."""
+    if isinstance(raw, dict):
+        return raw
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    except UnicodeDecodeError as exc:
+        return _invalid("", f"not UTF-8 text: {exc.reason} at byte {exc.start}")
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        return _invalid("", f"not JSON: {exc}")
+    if not isinstance(data, dict):
+        return _invalid("", f"must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+def validate_job(
+    raw: str | bytes | dict[str, Any], *, settings: Settings, now: datetime, job_id: str
+) -> Valid | Invalid:
+    """Validate and normalise one job.
+
+    Args:
+        raw: JSON text or an already decoded object.
+        settings: the configuration (portals, regions, line defaults, calendars).
+        now: the current time.
+        job_id: the id the job gets.
+
+    Returns:
+        ``Valid`` (possibly already expired) or ``Invalid`` with every problem found.
+    """
+    data = decode_entry(raw)
+    if isinstance(data, Invalid):
+        return data
+    echo = _echo(data)
+    try:
+        wire = CallbackJobIn.model_validate(data)
+    except ValidationError as exc:
+        return Invalid(errors=tuple(_pydantic_errors(exc)), echo=echo)
+    try:
+        portal = settings.portal(wire.portal)
+    except UnknownPortalError as exc:
+        return Invalid(errors=(FieldError("portal", str(exc)),), echo=echo)
+    errors: list[FieldError] = []
+    number = _e164(wire.to_number, portal, errors)
+    line = portal.line(wire.from_line)
+    text = wire.text_to_pronounce or line.text_to_pronounce
+    if not text:
+        errors.append(
+            FieldError("text_to_pronounce", f"required: line {wire.from_line!r} has no default text")
+        )
+    not_before = parse_rfc3339(wire.not_before) if wire.not_before else None
+    deadline = parse_rfc3339(wire.deadline) if wire.deadline else None
+    if not_before and deadline and deadline <= not_before:
+        errors.append(FieldError("deadline", "must be later than not_before"))
+    if errors or number is None or not text:
+        return Invalid(errors=tuple(errors), echo={**echo, "portal": portal.name})
+    calendar = portal.calendar_for(wire.from_line)
+    if deadline is None:
+        deadline = default_deadline(
+            calendar, now=now, not_before=not_before, default_deadline_s=portal.default_deadline_s
+        )
+    job = CallbackJob(
+        job_id=job_id,
+        portal=portal.name,
+        from_line=wire.from_line,
+        to_number=number,
+        text_to_pronounce=text,
+        voice=wire.voice or line.voice,
+        not_before=_utc(not_before),
+        deadline=_utc(deadline),
+        idempotency_key=wire.idempotency_key,
+        metadata=wire.metadata,
+        created_at=_utc(now) or "",
+    )
+    decision = earliest_run(calendar, now=now, not_before=not_before, deadline=deadline)
+    if isinstance(decision, Expired):
+        return Valid(job=job, run_at=None, expired_reason=decision.reason)
+    return Valid(job=job, run_at=decision.at)
+
+
+def _e164(raw: str, portal: PortalConfig, errors: list[FieldError]) -> str | None:
+    region = portal.default_region
+    try:
+        parsed = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException as exc:
+        hint = "" if region else " (no default_region is configured: write it with +country code)"
+        errors.append(FieldError("to_number", f"cannot be parsed: {exc._msg}{hint}"))
+        return None
+    if not phonenumbers.is_valid_number(parsed):
+        errors.append(
+            FieldError("to_number", f"is not a valid phone number (region {region or 'from +code'})")
+        )
+        return None
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _pydantic_errors(exc: ValidationError) -> list[FieldError]:
+    out = []
+    for err in exc.errors(include_url=False):
+        where = ".".join(str(part) for part in err["loc"])
+        if err["type"] == "extra_forbidden":
+            message = f"unknown field (allowed: {', '.join(JOB_FIELDS)})"
+        elif err["type"] == "missing":
+            message = "required"
+        elif err["type"] == "string_pattern_mismatch" and where in ("not_before", "deadline"):
+            message = "must be an RFC 3339 date-time with an offset, e.g. 2026-11-21T10:00:00+03:00"
+        elif err["type"] == "string_pattern_mismatch" and where == "to_number":
+            message = "must be a phone number: digits, spaces, +, -, ( ) and dots, 3 to 40 characters"
+        else:
+            message = err["msg"]
+        out.append(FieldError(where, message))
+    return out
+
+
+def _echo(data: dict[str, Any]) -> dict[str, Any]:
+    """What a rejection echoes back: the fields that help a producer match it, if well-typed."""
+    echo: dict[str, Any] = {}
+    for name in ("portal", "from_line", "idempotency_key"):
+        value = data.get(name)
+        if isinstance(value, str) and len(value) <= 200:
+            echo[name] = value
+    metadata = data.get("metadata")
+    if isinstance(metadata, dict) and len(json.dumps(metadata, default=str)) <= 4096:
+        echo["metadata"] = metadata
+    return echo
+
+
+def _invalid(field: str, message: str) -> Invalid:
+    return Invalid(errors=(FieldError(field, message),), echo={})
+
+
+def _utc(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).isoformat() if moment else None

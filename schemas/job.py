@@ -1,0 +1,136 @@
+"""The callback job: its wire format (contract §3) and the normalised form stored in Redis.
+
+``CallbackJobIn`` is what producers send; it enforces the same rules as
+``callback_job.schema.json`` (a test keeps the two in agreement). ``CallbackJob`` is the job
+after it was resolved against the configuration (portal chosen, number in E.164, line defaults
+applied, deadline computed); it is what the worker reads back.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+RFC3339_PATTERN = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+"""RFC 3339 date-time *with* an offset: a naive time is ambiguous across the portal's zone."""
+
+PHONE_PATTERN = r"^\+?[0-9()\-. ]{3,40}$"
+"""Loose shape check shared with the JSON Schema; phonenumbers does the real parsing."""
+
+PORTAL_PATTERN = r"^[a-z0-9_-]+$"
+METADATA_MAX_BYTES = 4096
+TEXT_MAX_CHARS = 2000
+
+JOB_FIELDS = (
+    "from_line",
+    "to_number",
+    "text_to_pronounce",
+    "voice",
+    "portal",
+    "not_before",
+    "deadline",
+    "idempotency_key",
+    "metadata",
+)
+
+Rfc3339 = Annotated[str, StringConstraints(pattern=RFC3339_PATTERN)]
+
+
+def parse_rfc3339(value: str) -> datetime:
+    """Parse an RFC 3339 timestamp that carries an offset.
+
+    Args:
+        value: e.g. ``2026-11-21T10:00:00+03:00`` or ``2026-11-21T07:00:00Z``.
+
+    Returns:
+        An aware datetime.
+
+    Raises:
+        ValueError: the text is not RFC 3339 or has no offset.
+    """
+    moment = datetime.fromisoformat(value.replace("z", "Z"))
+    if moment.tzinfo is None:
+        raise ValueError("needs an offset such as +03:00 or Z")
+    return moment
+
+
+class CallbackJobIn(BaseModel):
+    """A callback job as a producer sends it (contract §3). Unknown fields are an error."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    from_line: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    to_number: Annotated[str, StringConstraints(pattern=PHONE_PATTERN)]
+    text_to_pronounce: Annotated[str, StringConstraints(min_length=1, max_length=TEXT_MAX_CHARS)] | None = (
+        None
+    )
+    voice: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
+    portal: Annotated[str, StringConstraints(pattern=PORTAL_PATTERN, max_length=100)] | None = None
+    not_before: Rfc3339 | None = None
+    deadline: Rfc3339 | None = None
+    idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    metadata: dict[str, Any] | None = Field(default=None)
+
+    @field_validator("not_before", "deadline")
+    @classmethod
+    def _real_date(cls, value: str | None) -> str | None:
+        # The pattern admits 2026-02-30; the calendar does not.
+        if value is not None:
+            parse_rfc3339(value)
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _small_metadata(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        # Python-only rule (JSON Schema cannot measure encoded size): metadata is echoed in every
+        # outcome, so it is kept small.
+        if value is not None:
+            size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+            if size > METADATA_MAX_BYTES:
+                raise ValueError(f"is {size} bytes as JSON, at most {METADATA_MAX_BYTES} allowed")
+        return value
+
+
+@dataclass(frozen=True)
+class CallbackJob:
+    """A job resolved against the configuration; stored as JSON in the job record.
+
+    Times are RFC 3339 strings in UTC so that any language can read the record.
+    """
+
+    job_id: str
+    portal: str
+    from_line: str
+    to_number: str  # E.164
+    text_to_pronounce: str
+    voice: str | None
+    not_before: str | None
+    deadline: str | None
+    idempotency_key: str | None
+    metadata: dict[str, Any] | None
+    created_at: str
+    replay_of: str | None = None
+
+    def to_json(self) -> str:
+        """Encode for the job record."""
+        return json.dumps(asdict(self), separators=(",", ":"), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> CallbackJob:
+        """Decode a job record's ``job`` field."""
+        data = json.loads(raw)
+        return cls(**data)
+
+    @property
+    def deadline_at(self) -> datetime | None:
+        """The deadline as a datetime."""
+        return parse_rfc3339(self.deadline) if self.deadline else None
+
+    @property
+    def not_before_at(self) -> datetime | None:
+        """``not_before`` as a datetime."""
+        return parse_rfc3339(self.not_before) if self.not_before else None

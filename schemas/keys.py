@@ -1,0 +1,103 @@
+"""Every Redis key callq writes, in one place (contract §1).
+
+All keys start with the deployment's prefix ``{p}`` so that two deployments, or two test runs,
+share one Redis without touching each other's keys. arq's own ``arq:job:``, ``arq:in-progress:``,
+``arq:retry:`` and ``arq:result:`` prefixes cannot be changed, so the arq job id embeds ``{p}``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# arq's fixed key prefixes (arq/constants.py); repeated here because producers write arq jobs
+# directly from a Lua script and must agree with the worker byte for byte.
+ARQ_JOB_PREFIX = "arq:job:"
+ARQ_IN_PROGRESS_PREFIX = "arq:in-progress:"
+ARQ_RETRY_PREFIX = "arq:retry:"
+ARQ_RESULT_PREFIX = "arq:result:"
+
+# The one arq function callq enqueues; its only argument is the callq job id.
+ARQ_FUNCTION = "callq.run_callback"
+
+INTAKE_GROUP = "callq"
+"""Consumer group on ``{p}:intake``; every worker process is one consumer in it."""
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key names under one prefix.
+
+    Args:
+        prefix: the deployment's key prefix (``CALLQ_KEY_PREFIX``).
+    """
+
+    prefix: str
+
+    @property
+    def intake(self) -> str:
+        """Stream any producer XADDs ``job`` entries into (contract §4)."""
+        return f"{self.prefix}:intake"
+
+    @property
+    def outcomes(self) -> str:
+        """Stream of final outcomes (contract §5). Trimmed approximately to ``outcomes_maxlen``."""
+        return f"{self.prefix}:outcomes"
+
+    @property
+    def queue(self) -> str:
+        """arq's queue sorted set, renamed under the prefix (the only arq name that can be)."""
+        return f"{self.prefix}:queue"
+
+    @property
+    def health(self) -> str:
+        """arq's health-check key for this queue."""
+        return f"{self.prefix}:queue:health-check"
+
+    @property
+    def dead(self) -> str:
+        """Sorted set of dead job ids scored by time of death: the dead-letter index."""
+        return f"{self.prefix}:dead"
+
+    def job(self, job_id: str) -> str:
+        """Hash holding one job's record: the job, its state and, once final, its outcome.
+
+        No TTL while the job is pending (a pending job must never vanish); once final it expires
+        after ``outcome_retention`` so Redis does not grow without bound.
+        """
+        return f"{self.prefix}:job:{job_id}"
+
+    def idempotency(self, portal: str, key: str) -> str:
+        """String: idempotency key -> job id. Same lifetime as the job record it points to."""
+        return f"{self.prefix}:idem:{portal}:{key}"
+
+    def claim(self, portal: str, line: str, e164: str) -> str:
+        """String: the job that holds portal + line + number.
+
+        While the job is pending it has the deadline's lifetime plus a margin (so a claim can
+        never outlive a job that Redis lost); after success it lives ``dedupe_window`` seconds;
+        cancelled, expired and dead jobs delete it.
+        """
+        return f"{self.prefix}:claim:{portal}:{line}:{e164}"
+
+    def arq_job_id(self, job_id: str) -> str:
+        """arq job id: embeds the prefix because arq's key prefixes are global."""
+        return f"{self.prefix}:{job_id}"
+
+    def arq_job(self, job_id: str) -> str:
+        """arq's job key for a callq job."""
+        return ARQ_JOB_PREFIX + self.arq_job_id(job_id)
+
+    def arq_in_progress(self, job_id: str) -> str:
+        """arq's in-progress marker for a callq job."""
+        return ARQ_IN_PROGRESS_PREFIX + self.arq_job_id(job_id)
+
+    def arq_retry(self, job_id: str) -> str:
+        """arq's try counter for a callq job."""
+        return ARQ_RETRY_PREFIX + self.arq_job_id(job_id)
+
+    def job_id_from_arq(self, arq_job_id: str) -> str:
+        """Inverse of :meth:`arq_job_id`."""
+        head = f"{self.prefix}:"
+        if not arq_job_id.startswith(head):
+            raise ValueError(f"arq job id {arq_job_id!r} is not under prefix {self.prefix!r}")
+        return arq_job_id[len(head) :]

@@ -1,0 +1,275 @@
+"""The job record in Redis, shared by every producer and the worker.
+
+A job lives in one hash, ``{p}:job:{id}``: its normalised JSON, its state, ``run_at`` while it
+waits, an ``attempt:N`` entry per request made and, once final, its outcome. Every change of
+state is one Lua script (:mod:`schemas.ledger_lua`), so a job is written final exactly once and
+its outcome is appended to ``{p}:outcomes`` in the same step.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from redis.asyncio import Redis
+
+from schemas import ledger_lua
+from schemas.job import CallbackJob
+from schemas.keys import ARQ_FUNCTION, Keys
+from schemas.outcome import Outcome, Status
+
+
+def to_ms(moment: datetime) -> int:
+    """Unix milliseconds of an aware datetime."""
+    return int(moment.timestamp() * 1000)
+
+
+def from_ms(ms: int | str | bytes) -> datetime:
+    """Aware UTC datetime from unix milliseconds."""
+    return datetime.fromtimestamp(int(ms) / 1000, tz=UTC)
+
+
+def arq_payload(job_id: str, enqueue_ms: int) -> str:
+    """arq's job encoding with callq's JSON serializer (arq ``serialize_job``)."""
+    return json.dumps(
+        {"t": None, "f": ARQ_FUNCTION, "a": [job_id], "k": {}, "et": enqueue_ms}, separators=(",", ":")
+    )
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What :meth:`Ledger.admit` did: made a new job, or found the job that already holds it."""
+
+    verdict: Literal["new", "idempotent", "duplicate"]
+    job_id: str  # the new job, or the holder of the idempotency key / line + number
+
+
+@dataclass(frozen=True)
+class Start:
+    """What :meth:`Ledger.start_attempt` found.
+
+    ``started``: this worker owns attempt ``attempt``; ``interrupted``: an earlier attempt was
+    left running by a worker that died (its result is unknown); ``final``/``missing``: nothing to do.
+    """
+
+    verdict: Literal["started", "interrupted", "final", "missing"]
+    attempt: int
+    state: str | None = None
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """A job record as read back."""
+
+    job_id: str
+    state: Status
+    job: CallbackJob
+    attempts: int
+    run_at: datetime | None
+    outcome: dict[str, Any] | None
+    attempt_log: list[dict[str, Any]]
+    created_at: datetime | None
+
+
+@dataclass(frozen=True)
+class FinalizeResult:
+    """``written`` when this call made the outcome; otherwise the state that prevented it."""
+
+    written: bool
+    state: str
+
+
+class Ledger:
+    """Reads and moves job records. Takes a Redis client; owns no connection.
+
+    Args:
+        redis: a ``redis.asyncio.Redis`` (``decode_responses`` may be either).
+        keys: key names under the deployment prefix.
+        retention_s: how long a final record stays readable by id.
+        outcomes_maxlen: approximate length cap of the outcome stream.
+    """
+
+    def __init__(self, redis: Redis, *, keys: Keys, retention_s: float, outcomes_maxlen: int) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.retention_ms = int(retention_s * 1000)
+        self.outcomes_maxlen = outcomes_maxlen
+        self._admit = redis.register_script(ledger_lua.ADMIT)
+        self._finalize = redis.register_script(ledger_lua.FINALIZE)
+        self._start = redis.register_script(ledger_lua.START)
+        self._reschedule = redis.register_script(ledger_lua.RESCHEDULE)
+
+    async def admit(
+        self, job: CallbackJob, *, run_at: datetime, now: datetime, pending_ttl_s: float
+    ) -> Admission:
+        """Store a new job and schedule it, unless its idempotency key or line + number is taken.
+
+        Args:
+            job: the normalised job.
+            run_at: when arq should first run it.
+            now: the current time.
+            pending_ttl_s: lifetime of the arq job and the claim; must outlast the deadline.
+        """
+        k = self.keys
+        idem = k.idempotency(job.portal, job.idempotency_key) if job.idempotency_key else ""
+        ttl_ms = max(int(pending_ttl_s * 1000), 1000)
+        verdict, holder = await self._admit(
+            keys=[k.job(job.job_id), idem, k.claim(job.portal, job.from_line, job.to_number),
+                  k.arq_job(job.job_id), k.queue],
+            args=[job.job_id, job.to_json(), to_ms(run_at), arq_payload(job.job_id, to_ms(now)), ttl_ms,
+                  ttl_ms, k.arq_job_id(job.job_id), to_ms(now)],
+        )  # fmt: skip
+        return Admission(verdict=_s(verdict), job_id=_s(holder))  # type: ignore[arg-type]
+
+    async def record_final(
+        self, outcome: Outcome, *, job: CallbackJob | None, idempotency_key: tuple[str, str] | None = None
+    ) -> FinalizeResult:
+        """Create a record that is final from the start (rejected, duplicate, expired on arrival).
+
+        Args:
+            outcome: the outcome to store and append.
+            job: the job when it could be normalised, else None.
+            idempotency_key: (portal, key) to point at this record, for a duplicate.
+        """
+        k = self.keys
+        idem = k.idempotency(*idempotency_key) if idempotency_key else ""
+        job_json = job.to_json() if job else "null"
+        return await self._run_finalize(outcome, claim="", idem=idem, allowed="new", job_json=job_json)
+
+    async def finalize(
+        self,
+        outcome: Outcome,
+        *,
+        job: CallbackJob,
+        allowed: str = "*",
+        dedupe_window_s: float = 0,
+    ) -> FinalizeResult:
+        """Move a pending job to its final outcome, once.
+
+        Args:
+            outcome: the final outcome.
+            job: the job, for its claim and idempotency keys.
+            allowed: ``*`` from any pending state, or a comma list (cancel passes
+                ``scheduled,retrying`` so a running job cannot be cancelled).
+            dedupe_window_s: after success, how long the line + number stays claimed.
+        """
+        k = self.keys
+        idem = k.idempotency(job.portal, job.idempotency_key) if job.idempotency_key else ""
+        claim = k.claim(job.portal, job.from_line, job.to_number)
+        return await self._run_finalize(
+            outcome, claim=claim, idem=idem, allowed=allowed, dedupe_window_s=dedupe_window_s
+        )
+
+    async def _run_finalize(
+        self,
+        outcome: Outcome,
+        *,
+        claim: str,
+        idem: str,
+        allowed: str,
+        job_json: str = "",
+        dedupe_window_s: float = 0,
+    ) -> FinalizeResult:
+        k = self.keys
+        now_ms = to_ms(datetime.fromisoformat(outcome.finished_at))
+        verdict, state = await self._finalize(
+            keys=[k.job(outcome.job_id), claim, idem, k.outcomes, k.dead, k.arq_job(outcome.job_id), k.queue],
+            args=[outcome.job_id, str(outcome.status), outcome.to_json(), self.retention_ms,
+                  self.outcomes_maxlen, int(dedupe_window_s * 1000), now_ms, k.arq_job_id(outcome.job_id),
+                  allowed, job_json, outcome.attempts],
+        )  # fmt: skip
+        return FinalizeResult(written=_s(verdict) == "written", state=_s(state))
+
+    async def start_attempt(self, job_id: str, *, now: datetime, info: dict[str, Any]) -> Start:
+        """Record that a request is about to be sent; the record says ``running`` until it ends.
+
+        If the record already says ``running``, an earlier worker died mid-request: the verdict is
+        ``interrupted`` and nothing is changed.
+        """
+        entry = json.dumps({"started_at": now.isoformat(), **info}, separators=(",", ":"))
+        verdict, value = await self._start(keys=[self.keys.job(job_id)], args=[to_ms(now), entry])
+        v = _s(verdict)
+        if v in ("started", "interrupted"):
+            return Start(verdict=v, attempt=int(_s(value)))  # type: ignore[arg-type]
+        return Start(verdict=v, attempt=0, state=_s(value))  # type: ignore[arg-type]
+
+    async def finish_attempt(self, job_id: str, attempt: int, entry: dict[str, Any]) -> None:
+        """Store how attempt ``attempt`` ended (time, HTTP status, error code and description)."""
+        await self.redis.hset(
+            self.keys.job(job_id), f"attempt:{attempt}", json.dumps(entry, separators=(",", ":"))
+        )
+
+    async def reschedule(
+        self,
+        job_id: str,
+        *,
+        state: Status,
+        run_at: datetime,
+        allowed: str,
+        field: tuple[str, str] | None = None,
+    ) -> str:
+        """Put a job back to wait until ``run_at`` (``ok``, or the state that prevented it)."""
+        name, value = field or ("", "")
+        result = await self._reschedule(
+            keys=[self.keys.job(job_id)], args=[str(state), to_ms(run_at), allowed, name, value]
+        )
+        return _s(result)
+
+    async def read(self, job_id: str) -> JobRecord | None:
+        """The record of ``job_id``, or None."""
+        raw = await self.redis.hgetall(self.keys.job(job_id))
+        if not raw:
+            return None
+        data = {_s(key): _s(value) for key, value in raw.items()}
+        attempts = sorted(
+            (int(key.split(":", 1)[1]), json.loads(value))
+            for key, value in data.items()
+            if key.startswith("attempt:")
+        )
+        job_json = data.get("job", "null")
+        outcome = json.loads(data["outcome"]) if "outcome" in data else None
+        job = CallbackJob.from_json(job_json) if job_json != "null" else _placeholder_job(job_id, outcome)
+        return JobRecord(
+            job_id=job_id,
+            state=Status(data.get("state", "rejected")),
+            job=job,
+            attempts=int(data.get("attempts", 0)),
+            run_at=from_ms(data["run_at"]) if "run_at" in data else None,
+            outcome=outcome,
+            attempt_log=[entry for _, entry in attempts],
+            created_at=from_ms(data["created_at"]) if "created_at" in data else None,
+        )
+
+    async def resolve(self, ident: str, *, portals: list[str]) -> str | None:
+        """Turn a job id or an idempotency key (looked up on each portal) into a job id."""
+        if await self.redis.exists(self.keys.job(ident)):
+            return ident
+        for portal in portals:
+            holder = await self.redis.get(self.keys.idempotency(portal, ident))
+            if holder is not None:
+                return _s(holder)
+        return None
+
+
+def _s(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _placeholder_job(job_id: str, outcome: dict[str, Any] | None) -> CallbackJob:
+    """A record made from input that never became a job (a rejection) still reads as one."""
+    o = outcome or {}
+    return CallbackJob(
+        job_id=job_id,
+        portal=o.get("portal") or "",
+        from_line=o.get("from_line") or "",
+        to_number="",
+        text_to_pronounce="",
+        voice=None,
+        not_before=None,
+        deadline=None,
+        idempotency_key=o.get("idempotency_key"),
+        metadata=o.get("metadata"),
+        created_at=o.get("finished_at", ""),
+    )

@@ -1,0 +1,97 @@
+"""Job states and the final outcome record (contract §5)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Status(StrEnum):
+    """Every state a job can be in. The first three are pending, the rest final."""
+
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    SUCCEEDED = "succeeded"
+    DUPLICATE = "duplicate"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    DEAD = "dead"
+    CANCELLED = "cancelled"
+
+
+PENDING_STATUSES = frozenset({Status.SCHEDULED, Status.RUNNING, Status.RETRYING})
+"""A job in one of these holds its line + number claim."""
+
+STARTABLE_STATUSES = frozenset({Status.SCHEDULED, Status.RETRYING})
+"""A job in one of these can still be cancelled: no request for it is in flight."""
+
+FINAL_STATUSES = frozenset(Status) - PENDING_STATUSES
+"""Exactly one of these is written per job, once, to ``{p}:outcomes``."""
+
+RELEASING_STATUSES = frozenset({Status.CANCELLED, Status.EXPIRED, Status.DEAD})
+"""Final states that give the line + number back, so a new request for it goes through."""
+
+
+class ErrorCode(StrEnum):
+    """callq's own error codes; Bitrix24's codes are used as they come where there is one."""
+
+    INVALID_JOB = "INVALID_JOB"
+    OUTCOME_UNKNOWN = "OUTCOME_UNKNOWN"
+    DEADLINE_PASSED = "DEADLINE_PASSED"
+    CANCELLED = "CANCELLED"
+    MAX_ATTEMPTS = "MAX_ATTEMPTS"
+
+
+@dataclass(frozen=True)
+class OutcomeError:
+    """``error`` of an outcome: a code and a human description; ``fields`` for rejections."""
+
+    code: str
+    description: str
+    fields: list[dict[str, str]] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, without ``fields`` when there are none."""
+        data: dict[str, Any] = {"code": self.code, "description": self.description}
+        if self.fields is not None:
+            data["fields"] = self.fields
+        return data
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One final outcome, as appended to ``{p}:outcomes`` and kept in the job record."""
+
+    job_id: str
+    status: Status
+    portal: str | None
+    from_line: str | None
+    idempotency_key: str | None
+    metadata: dict[str, Any] | None
+    attempts: int
+    finished_at: str
+    call_id: str | None = None
+    error: OutcomeError | None = None
+    duplicate_of: str | None = None
+    intake_id: str | None = None
+    replay_of: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form; optional fields absent when unset, the contract's always present."""
+        data = asdict(self)
+        data["status"] = str(self.status)
+        data["error"] = self.error.to_dict() if self.error else None
+        extra = data.pop("extra")
+        for optional in ("duplicate_of", "intake_id", "replay_of"):
+            if data[optional] is None:
+                del data[optional]
+        data.update(extra)
+        return data
+
+    def to_json(self) -> str:
+        """Encode for the outcome stream."""
+        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)

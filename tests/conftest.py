@@ -1,0 +1,83 @@
+"""Shared fixtures: a real Redis (never fakeredis), a key prefix per test, the sandbox portal.
+
+Tests touch only keys under their own prefix (and arq's keys of their own job ids); teardown
+deletes exactly those. ``CALLQ_TEST_REDIS_URL`` points the suite at another Redis.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import redis as sync_redis
+import structlog
+from redis.asyncio import Redis
+
+from ops.sandbox import Sandbox, SandboxHandle, SandboxPortal, running_sandbox
+
+REDIS_URL = os.environ.get("CALLQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The Redis the suite uses; fails fast with a clear message when none answers."""
+    client = sync_redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except sync_redis.RedisError as exc:
+        pytest.exit(f"no Redis at {REDIS_URL} ({exc}); start one or set CALLQ_TEST_REDIS_URL", returncode=2)
+    finally:
+        client.close()
+    return REDIS_URL
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A key prefix that no other test (or deployment) uses."""
+    return f"callqtest-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def cleanup_prefix(redis_url: str, prefix: str) -> Iterator[str]:
+    """Delete this test's keys afterwards, whatever made them (a worker process, a CLI run)."""
+    yield prefix
+    client = sync_redis.Redis.from_url(redis_url)
+    try:
+        for pattern in (f"{prefix}:*", f"arq:*:{prefix}:*"):
+            batch = list(client.scan_iter(match=pattern, count=1000))
+            for start in range(0, len(batch), 500):
+                client.delete(*batch[start : start + 500])
+    finally:
+        client.close()
+
+
+@pytest.fixture
+async def redis(redis_url: str, cleanup_prefix: str) -> AsyncIterator[Redis]:
+    """A client for this test; its keys are removed after the test."""
+    client = Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def sandbox() -> Sandbox:
+    """A sandbox portal ``default`` with a high rate limit, so only tests that want 503s see them."""
+    return Sandbox([SandboxPortal(name="default", webhooks={(1, "sandboxsecret")}, rate=1000.0, burst=1000)])
+
+
+@pytest.fixture
+async def portal(sandbox: Sandbox) -> AsyncIterator[SandboxHandle]:
+    """The sandbox, listening on a free loopback port."""
+    async with running_sandbox(sandbox, host="127.0.0.1", port=0) as handle:
+        yield handle
+
+
+@pytest.fixture(autouse=True)
+def reset_structlog() -> Iterator[None]:
+    """Every test starts with structlog's defaults (tests that configure it leave no trace)."""
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
+    yield
+    structlog.reset_defaults()

@@ -1,0 +1,95 @@
+"""Test helpers: settings for a sandbox portal, a worker running in a task, reading outcomes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from types import MappingProxyType
+from typing import Any
+
+import aiohttp
+from arq.worker import Worker
+
+from schemas.config import PortalConfig, Settings
+from schemas.keys import Keys
+from worker.app import WorkerOptions, build_worker, open_pool
+
+ALWAYS_OPEN = MappingProxyType({day: ((0, 1440),) for day in range(7)})
+
+FAST = WorkerOptions(
+    concurrency=10,
+    poll_delay_s=0.05,
+    handle_signals=False,
+    shutdown_wait_s=0,
+    retry_base_s=0.05,
+    pause_s=0.2,
+    client_timeout=aiohttp.ClientTimeout(total=3, connect=1, sock_connect=1, sock_read=3),
+)
+
+
+def make_settings(
+    redis_url: str, prefix: str, portals: Mapping[str, PortalConfig] | None = None, **changes: Any
+) -> Settings:
+    """Settings for tests: the given portals under this test's prefix."""
+    return Settings(
+        redis_url=redis_url,
+        key_prefix=prefix,
+        portals=MappingProxyType(dict(portals or {})),
+        **changes,
+    )
+
+
+def sandbox_portal(webhook_url: str, name: str = "default", **changes: Any) -> PortalConfig:
+    """A portal pointing at the sandbox, open around the clock unless ``hours`` is given."""
+    fields: dict[str, Any] = {"name": name, "webhook_url": webhook_url, "oauth": None, "default_region": "RU",
+                              "hours": ALWAYS_OPEN}  # fmt: skip
+    fields.update(changes)
+    return PortalConfig(**fields)
+
+
+@contextlib.asynccontextmanager
+async def running_worker(settings: Settings, options: WorkerOptions = FAST) -> AsyncIterator[Worker]:
+    """A worker (with intake) running in a task until the block ends."""
+    pool = await open_pool(settings)
+    worker = build_worker(settings, pool, options)
+    task = asyncio.create_task(worker.main())
+    try:
+        yield worker
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await worker.close()
+
+
+async def read_outcomes(redis: Any, prefix: str) -> list[dict[str, Any]]:
+    """Every outcome on the prefix's outcome stream, oldest first."""
+    entries = await redis.xrange(Keys(prefix).outcomes)
+    return [json.loads(fields[b"outcome"]) for _id, fields in entries]
+
+
+async def wait_for(
+    probe: Callable[[], Any], *, timeout_s: float = 10.0, poll_s: float = 0.02, what: str = "condition"
+) -> Any:
+    """Await ``probe()`` until it returns something truthy; fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = await probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}; last value: {value!r}")
+        await asyncio.sleep(poll_s)
+
+
+async def wait_outcomes(redis: Any, prefix: str, count: int, *, timeout_s: float = 10.0) -> list[dict[str, Any]]:
+    """Wait until the outcome stream holds at least ``count`` outcomes; return them all."""
+
+    async def probe() -> list[dict[str, Any]] | None:
+        found = await read_outcomes(redis, prefix)
+        return found if len(found) >= count else None
+
+    return list(await wait_for(probe, timeout_s=timeout_s, what=f"{count} outcomes"))

@@ -1,0 +1,207 @@
+"""The arq side of callq: one job function, the worker's settings, start-up and shut-down.
+
+arq 0.28 is in maintenance mode, so everything arq-specific stays in this module; the rest of
+callq sees only :func:`worker.runner.run_job` and :class:`worker.deps.Deps`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from dataclasses import dataclass, replace
+from typing import Any, TypedDict
+
+import aiohttp
+import structlog
+from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.worker import Retry, Worker, func
+from schemas.config import Settings
+
+from producers.api import Producer
+from producers.stream import IntakeConsumer
+from schemas.keys import ARQ_FUNCTION, Keys
+from schemas.ledger import Ledger
+from worker.bitrix import DEFAULT_TIMEOUT, USER_AGENT
+from worker.deps import Deps
+from worker.runner import run_job
+
+log = structlog.get_logger("callq.worker")
+
+# Why arq's settings are what they are:
+POLL_DELAY_S = 0.25
+"""arq's default 0.5 s adds up to half a second to every due job; a sorted-set read every 250 ms is cheap."""
+
+JOB_TIMEOUT_S = 45
+"""Longer than one Bitrix24 request may take (30 s client timeout) plus Redis round trips, so
+arq never cancels a request half-way. arq keeps a job's in-progress key for this + 10 s: a job
+held by a worker that died is taken over by another after about 55 s (arq's default: 310 s)."""
+
+SHUTDOWN_WAIT_S = 35
+"""On SIGTERM: stop taking jobs and give requests in flight this long (> the 30 s HTTP timeout) to
+finish and record their outcome; a second signal stops at once. Stop timeouts must exceed it."""
+
+MAX_TRIES = 1_000_000
+"""callq counts attempts itself (``max_attempts`` per portal); arq's counter also counts every
+put-back for closed hours or the rate limit, which are not attempts, so arq's limit is disabled."""
+
+KEEP_RESULT_S = 0
+"""The job record holds the outcome; an arq result would be a second copy and would block a job
+id for its lifetime."""
+
+HEALTH_CHECK_INTERVAL_S = 10
+"""arq refreshes ``{p}:queue:health-check`` this often; readiness checks read it."""
+
+DEFAULT_CONCURRENCY = 20
+"""Jobs in flight per process: they wait on HTTP, not CPU, and the rate limit is per portal."""
+
+
+class WorkerContext(TypedDict, total=False):
+    """arq's ctx as callq uses it."""
+
+    redis: ArqRedis
+    deps: Deps
+    intake_stop: asyncio.Event
+    intake_task: asyncio.Task[None]
+    job_id: str
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """Knobs of one worker process, with the defaults explained above."""
+
+    concurrency: int = DEFAULT_CONCURRENCY
+    poll_delay_s: float = POLL_DELAY_S
+    job_timeout_s: float = JOB_TIMEOUT_S
+    shutdown_wait_s: int = SHUTDOWN_WAIT_S
+    burst: bool = False
+    intake: bool = True
+    handle_signals: bool = True
+    client_timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT
+    retry_base_s: float = 5.0
+    pause_s: float = 60.0
+
+
+def dumps(data: Any) -> bytes:
+    """arq job serializer: JSON, so that any language can read what is in Redis."""
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
+def loads(raw: bytes) -> Any:
+    """arq job deserializer."""
+    return json.loads(raw)
+
+
+async def run_callback(ctx: WorkerContext, job_id: str) -> None:
+    """The arq job: run one callq job; a delay becomes arq's ``Retry``."""
+    try:
+        delay = await run_job(ctx["deps"], job_id)
+    except Exception:
+        # Nothing was sent (run_job records the outcome itself once a request may be out), so
+        # the job is tried again rather than left to arq, which would drop it.
+        log.exception("job.runner_failed", job_id=job_id)
+        delay = 30.0
+    if delay is not None:
+        raise Retry(defer=delay)
+
+
+async def open_pool(settings: Settings) -> ArqRedis:
+    """arq's Redis pool with callq's JSON serializer and queue name."""
+    redis_settings = RedisSettings.from_dsn(settings.redis_url)
+    redis_settings.conn_timeout = 5
+    return await create_pool(
+        redis_settings,
+        job_serializer=dumps,
+        job_deserializer=loads,
+        default_queue_name=Keys(settings.key_prefix).queue,
+    )
+
+
+def build_worker(settings: Settings, pool: ArqRedis, options: WorkerOptions = WorkerOptions()) -> Worker:
+    """An arq Worker for ``settings``; call ``await worker.main()`` then ``await worker.close()``."""
+    keys = Keys(settings.key_prefix)
+
+    async def on_startup(ctx: dict[str, Any]) -> None:
+        session = aiohttp.ClientSession(
+            timeout=options.client_timeout,
+            headers={"User-Agent": USER_AGENT},
+            connector=aiohttp.TCPConnector(limit=max(options.concurrency * 2, 20)),
+        )
+        ledger = Ledger(
+            pool,
+            keys=keys,
+            retention_s=settings.outcome_retention_s,
+            outcomes_maxlen=settings.outcomes_maxlen,
+        )
+        ctx["deps"] = Deps(
+            settings=settings,
+            ledger=ledger,
+            session=session,
+            client_timeout=options.client_timeout,
+            retry_base_s=options.retry_base_s,
+            pause_s=options.pause_s,
+        )
+        if options.intake:
+            consumer = IntakeConsumer(pool, producer=Producer(pool, settings=settings), keys=keys)
+            await consumer.ensure_group()
+            ctx["intake_stop"] = stop = asyncio.Event()
+            ctx["intake_task"] = asyncio.create_task(_keep_consuming(consumer, stop))
+        log.info(
+            "worker.started",
+            queue=keys.queue,
+            portals=sorted(settings.portals),
+            concurrency=options.concurrency,
+        )
+
+    async def on_shutdown(ctx: dict[str, Any]) -> None:
+        if "intake_task" in ctx:
+            ctx["intake_stop"].set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(ctx["intake_task"], timeout=5)
+        deps: Deps | None = ctx.get("deps")
+        if deps is not None:
+            await deps.session.close()
+        log.info("worker.stopped")
+
+    return Worker(
+        functions=[func(run_callback, name=ARQ_FUNCTION, max_tries=MAX_TRIES, timeout=options.job_timeout_s)],  # type: ignore[arg-type]
+        redis_pool=pool,
+        queue_name=keys.queue,
+        health_check_key=keys.health,
+        health_check_interval=HEALTH_CHECK_INTERVAL_S,
+        job_serializer=dumps,
+        job_deserializer=loads,
+        poll_delay=options.poll_delay_s,
+        max_jobs=options.concurrency,
+        job_timeout=options.job_timeout_s,
+        keep_result=KEEP_RESULT_S,
+        max_tries=MAX_TRIES,
+        burst=options.burst,
+        handle_signals=options.handle_signals,
+        job_completion_wait=options.shutdown_wait_s,
+        on_startup=on_startup,
+        on_shutdown=on_shutdown,
+        log_results=False,
+    )
+
+
+async def _keep_consuming(consumer: IntakeConsumer, stop: asyncio.Event) -> None:
+    """Run the intake consumer; a Redis hiccup is logged and retried, never fatal."""
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            await consumer.run(stop)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("intake.failed", retry_in_s=delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+            delay = min(delay * 2, 30.0)
+        else:
+            delay = 0.5
+
+
+def with_options(options: WorkerOptions, **changes: Any) -> WorkerOptions:
+    """A copy of ``options`` with ``changes``."""
+    return replace(options, **changes)

@@ -1,0 +1,143 @@
+"""A minimal Bitrix24 REST client for the methods callq calls, over one shared aiohttp session.
+
+It never retries: whether a failed ``voximplant.callback.start`` may be repeated is the job
+runner's decision (:mod:`worker.classify`), because the method has no idempotency key.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from schemas.redact import redact_secrets
+from worker.errors import BitrixApiError, BitrixHttpError, TransportError
+
+USER_AGENT = "callq/0.1 (+https://github.com/callq)"
+
+# Bitrix24 stops any REST request after 60 s; a callback.start took ~1.7 s in the docs. 30 s
+# total leaves room for a slow portal and stays under the job timeout (worker/app.py), so arq
+# never cancels a request half-way. The connect limit is short: a connect failure is safe to retry.
+DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=30, connect=10, sock_connect=5, sock_read=30)
+
+
+@dataclass(frozen=True)
+class CallbackStarted:
+    """A successful ``voximplant.callback.start``.
+
+    Attributes:
+        call_id: Bitrix24's CALL_ID; None when the portal returned none (REST-app lines).
+        http_status: the HTTP status (200).
+        operating: the method's accumulated execution time (``time.operating``), if sent.
+    """
+
+    call_id: str | None
+    http_status: int
+    operating: float | None = None
+
+
+def method_url(base_url: str, method: str) -> str:
+    """``https://portal/rest/1/code/`` + ``voximplant.callback.start`` → the request URL."""
+    return f"{base_url.rstrip('/')}/{method}.json"
+
+
+async def call_method(
+    session: aiohttp.ClientSession,
+    base_url: str,
+    method: str,
+    params: dict[str, Any],
+    *,
+    client_timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT,
+) -> tuple[int, dict[str, Any]]:
+    """POST ``params`` as JSON to a method and return (HTTP status, successful body).
+
+    Raises:
+        BitrixApiError: a Bitrix24 error body.
+        BitrixHttpError: an answer that is neither a result nor an error body.
+        TransportError: no answer; ``phase`` tells whether the request may have been sent.
+    """
+    url = method_url(base_url, method)
+    try:
+        async with session.post(
+            url,
+            json=params,
+            timeout=client_timeout,
+            headers={"Accept": "application/json", "User-Agent": USER_AGENT},
+            allow_redirects=False,
+        ) as response:
+            status = response.status
+            text = await response.text(errors="replace")
+    except aiohttp.ConnectionTimeoutError as exc:
+        raise TransportError(phase="connect", description=f"connect timeout: {exc}") from None
+    except aiohttp.ClientConnectorError as exc:
+        # refused, DNS failure, TLS handshake: the request never left this machine
+        raise TransportError(phase="connect", description=redact_secrets(f"cannot connect: {exc}")) from None
+    except TimeoutError as exc:
+        raise TransportError(phase="sent", description=f"no answer in time: {type(exc).__name__}") from None
+    except aiohttp.ClientError as exc:
+        raise TransportError(
+            phase="sent", description=redact_secrets(f"connection lost: {type(exc).__name__}: {exc}")
+        ) from None
+    return status, parse_body(status, text)
+
+
+def parse_body(status: int, text: str) -> dict[str, Any]:
+    """Parse a Bitrix24 answer; raise the matching error unless it carries a ``result``."""
+    try:
+        body = json.loads(text)
+    except ValueError:
+        raise BitrixHttpError(http_status=status, body=text) from None
+    if isinstance(body, dict) and "error" in body:
+        raise BitrixApiError(
+            http_status=status,
+            code=str(body["error"]),
+            description=str(body.get("error_description") or ""),
+        )
+    if status != 200 or not isinstance(body, dict) or "result" not in body:
+        raise BitrixHttpError(http_status=status, body=text)
+    return body
+
+
+async def start_callback(
+    session: aiohttp.ClientSession,
+    base_url: str,
+    *,
+    from_line: str,
+    to_number: str,
+    text_to_pronounce: str,
+    voice: str | None,
+    client_timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT,
+) -> CallbackStarted:
+    """Call ``voximplant.callback.start`` once.
+
+    Returns:
+        The CALL_ID (absent for REST-app lines) and the ``operating`` figure.
+    """
+    params: dict[str, Any] = {
+        "FROM_LINE": from_line,
+        "TO_NUMBER": to_number,
+        "TEXT_TO_PRONOUNCE": text_to_pronounce,
+    }
+    if voice:
+        params["VOICE"] = voice
+    status, body = await call_method(
+        session, base_url, "voximplant.callback.start", params, client_timeout=client_timeout
+    )
+    result = body["result"]
+    if not isinstance(result, dict) or result.get("RESULT") is not True:
+        # The method answers RESULT: true when the callback started; anything else is a refusal.
+        raise BitrixApiError(
+            http_status=status,
+            code="CALLBACK_NOT_STARTED",
+            description=f"unexpected result: {result!r}"[:300],
+        )
+    call_id = result.get("CALL_ID")
+    timing = body.get("time")
+    operating = timing.get("operating") if isinstance(timing, dict) else None
+    return CallbackStarted(
+        call_id=str(call_id) if call_id else None,
+        http_status=status,
+        operating=float(operating) if isinstance(operating, int | float) else None,
+    )

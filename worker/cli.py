@@ -1,0 +1,107 @@
+"""The ``callq`` command: parses arguments, loads settings, configures logging, dispatches.
+
+Producer commands live in :mod:`producers.cli`; the worker, the sandbox and the demo here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import structlog
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from producers import cli as producer_cli
+from schemas.config import ConfigError, Settings, load_settings
+from worker.logs import configure_logging
+from worker.redis_check import RedisUnavailable, ensure_redis
+
+log = structlog.get_logger("callq")
+
+Command = Callable[[argparse.Namespace, Settings], Awaitable[int]]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser."""
+    parser = argparse.ArgumentParser(prog="callq", description="Bitrix24 phone callbacks through Redis and arq.")
+    parser.add_argument("--config", type=Path, help="TOML file (default: $CALLQ_CONFIG or ./callq.toml)")
+    parser.add_argument("--redis-url", help="Redis URL (default: $CALLQ_REDIS_URL or redis://localhost:6379/0)")
+    parser.add_argument("--key-prefix", help="prefix of every Redis key (default: $CALLQ_KEY_PREFIX or callq)")
+    parser.add_argument("--log-format", choices=["auto", "json", "console"], default="auto")
+    parser.add_argument("--log-level", default="INFO")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    worker = sub.add_parser("worker", help="run a worker: intake, scheduling, calls, outcomes")
+    worker.add_argument("--concurrency", type=int, default=20, help="jobs in flight in this process")
+    worker.add_argument("--burst", action="store_true", help="exit once the queue is empty")
+    worker.add_argument("--no-intake", action="store_true", help="do not read the intake stream")
+    worker.add_argument("--sandbox", action="store_true",
+                        help="run against a built-in sandbox portal (portal 'default', always open)")  # fmt: skip
+    worker.add_argument("--demo", action="store_true", help="with --sandbox: enqueue a sample job, print its outcome")
+    worker.add_argument("--exit-after-demo", action="store_true", help="with --demo: stop once the outcome is printed")
+
+    sandbox = sub.add_parser("sandbox", help="run a local Bitrix24 portal for demos and tests")
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=8024)
+    sandbox.add_argument("--code", default="sandboxsecret", help="webhook code of portal 'default' (user 1)")
+    sandbox.add_argument("--rate", type=float, default=2.0)
+    sandbox.add_argument("--burst", type=int, default=50)
+
+    enqueue = sub.add_parser("enqueue", help="submit a callback")
+    producer_cli.add_enqueue_arguments(enqueue)
+    for name, help_text in (("status", "show a job's state or outcome"), ("cancel", "cancel a job not yet started")):
+        cmd = sub.add_parser(name, help=help_text)
+        cmd.add_argument("id", help="job id or idempotency key")
+        cmd.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``callq`` console script."""
+    args = build_parser().parse_args(argv)
+    fmt = args.log_format
+    configure_logging(json_output=None if fmt == "auto" else fmt == "json", level=args.log_level.upper())
+    overrides: dict[str, Any] = {k: v for k, v in (("redis_url", args.redis_url), ("key_prefix", args.key_prefix)) if v}
+    try:
+        settings = load_settings(os.environ, overrides=overrides, config_path=args.config)
+    except ConfigError as exc:
+        print(f"callq: configuration error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(_dispatch(args, settings))
+    except KeyboardInterrupt:
+        return 130
+    except RedisUnavailable as exc:
+        print(f"callq: {exc}", file=sys.stderr)
+        return 2
+
+
+async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "sandbox":
+        from worker.demo import serve_sandbox
+
+        return await serve_sandbox(host=args.host, port=args.port, code=args.code, rate=args.rate, burst=args.burst)
+    async with ensure_redis(settings, allow_throwaway=args.command == "worker" and args.sandbox) as settings:
+        if args.command == "worker":
+            from worker.demo import run_worker_command
+
+            return await run_worker_command(args, settings)
+        redis = Redis.from_url(settings.redis_url)
+        try:
+            handler = getattr(producer_cli, args.command)
+            return int(await handler(args, settings=settings, redis=redis))
+        except RedisError as exc:
+            print(f"callq: Redis error: {exc}", file=sys.stderr)
+            return 2
+        finally:
+            await redis.aclose()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""``callq worker`` (optionally against a built-in sandbox portal, with a sample job) and ``callq sandbox``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import json
+import sys
+from collections.abc import AsyncIterator
+from types import MappingProxyType
+
+import structlog
+
+from ops.sandbox import Sandbox, SandboxPortal, running_sandbox, serve_forever
+from producers.api import Producer
+from schemas.config import PortalConfig, Settings
+from schemas.ledger import Ledger
+from worker.app import WorkerOptions, build_worker, open_pool
+from worker.outcome_wait import wait_for_outcome
+
+log = structlog.get_logger("callq")
+
+SANDBOX_CODE = "sandboxsecret"
+ALWAYS_OPEN = MappingProxyType({day: ((0, 1440),) for day in range(7)})
+
+DEMO_JOB = {
+    "from_line": "reg1332",
+    "to_number": "8 (911) 123-45-67",
+    "text_to_pronounce": "Callback request from the website, connecting you.",
+    "voice": "ruinternalfemale",
+    "metadata": {"demo": True},
+}
+
+
+async def serve_sandbox(*, host: str, port: int, code: str, rate: float, burst: int) -> int:
+    """``callq sandbox``: serve a portal ``default`` until interrupted."""
+    sandbox = Sandbox([SandboxPortal(name="default", webhooks={(1, code)}, rate=rate, burst=burst)])
+    await serve_forever(sandbox, host=host, port=port)
+    return 0
+
+
+@contextlib.asynccontextmanager
+async def sandbox_settings(settings: Settings) -> AsyncIterator[Settings]:
+    """Settings whose portal ``default`` is an in-process sandbox portal, open around the clock."""
+    sandbox = Sandbox([SandboxPortal(name="default", webhooks={(1, SANDBOX_CODE)})])
+    async with running_sandbox(sandbox, host="127.0.0.1", port=0) as handle:
+        portal = PortalConfig(
+            name="default",
+            webhook_url=handle.webhook_url("default"),
+            oauth=None,
+            default_region="RU",
+            hours=ALWAYS_OPEN,
+        )
+        log.info("sandbox.started", url=handle.base_url)
+        yield dataclasses.replace(settings, portals=MappingProxyType({"default": portal}))
+
+
+async def run_worker_command(args: argparse.Namespace, settings: Settings) -> int:
+    """``callq worker``: run until a signal (or an empty queue with ``--burst``)."""
+    async with contextlib.AsyncExitStack() as stack:
+        if args.sandbox:
+            settings = await stack.enter_async_context(sandbox_settings(settings))
+        if not settings.portals:
+            print("callq worker: no portal is configured (set CALLQ_WEBHOOK_URL or write callq.toml)", file=sys.stderr)
+            return 2
+        pool = await open_pool(settings)
+        stack.push_async_callback(pool.aclose)
+        options = WorkerOptions(concurrency=args.concurrency, burst=args.burst, intake=not args.no_intake)
+        worker = build_worker(settings, pool, options)
+        main = asyncio.create_task(worker.main())
+        if args.demo:
+            demo = asyncio.create_task(_demo(settings, pool))
+            done, _ = await asyncio.wait({main, demo}, return_when=asyncio.FIRST_COMPLETED)
+            if demo in done and args.exit_after_demo:
+                main.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await main
+        await worker.close()
+        if args.demo and demo.done() and not demo.cancelled():
+            return 0 if demo.result() else 1
+    return 0
+
+
+async def _demo(settings: Settings, pool: object) -> bool:
+    """Enqueue the sample job, wait for its outcome, print it. True if it succeeded."""
+    producer = Producer(pool, settings=settings)  # type: ignore[arg-type]
+    submitted = await producer.submit(dict(DEMO_JOB))
+    log.info("demo.enqueued", job_id=submitted.job_id, status=str(submitted.status))
+    ledger: Ledger = producer.ledger
+    outcome = await wait_for_outcome(ledger, submitted.job_id, timeout_s=30)
+    print(json.dumps(outcome, ensure_ascii=False, indent=2) if outcome else "demo: no outcome within 30 s")
+    sys.stdout.flush()
+    return bool(outcome and outcome.get("status") == "succeeded")

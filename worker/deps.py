@@ -1,0 +1,46 @@
+"""What a job needs from the outside world, built once per worker process (no globals)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import aiohttp
+from schemas.config import Settings
+
+from schemas.ledger import Ledger
+from worker.bitrix import DEFAULT_TIMEOUT
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    """The wall clock, in UTC."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Deps:
+    """Collaborators of the job runner.
+
+    Attributes:
+        settings: configuration.
+        ledger: job records.
+        session: the one aiohttp session of this process.
+        clock: current time.
+        jitter: draws a number in [0, 1) for backoff jitter.
+        client_timeout: HTTP timeouts for Bitrix24 requests.
+        retry_base_s: backoff ceiling after the first failure (tests pass a small one).
+        pause_s: how long a job waits after the portal refused it for its rate limit or credentials.
+    """
+
+    settings: Settings
+    ledger: Ledger
+    session: aiohttp.ClientSession
+    clock: Clock = utcnow
+    jitter: Callable[[], float] = random.random
+    client_timeout: aiohttp.ClientTimeout = field(default=DEFAULT_TIMEOUT)
+    retry_base_s: float = 5.0
+    pause_s: float = 60.0

@@ -1,0 +1,73 @@
+"""callq's exception tree for talking to Bitrix24.
+
+::
+
+    CallqError
+    └── BitrixCallError          a request to a portal did not return a usable result
+        ├── BitrixApiError       the portal answered with a Bitrix24 error body (code, description)
+        ├── BitrixHttpError      the portal answered, but not with a Bitrix24 body (502 page, junk)
+        └── TransportError       no answer: ``phase`` says whether the request can have been sent
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+
+class CallqError(Exception):
+    """Base of every error callq raises on purpose."""
+
+
+class BitrixCallError(CallqError):
+    """A request to a portal did not return a usable result.
+
+    Attributes:
+        http_status: the HTTP status, or None if there was no answer.
+        code: Bitrix24's error code (as sent; compare case-insensitively), or None.
+        description: what went wrong, safe to store (no secrets).
+    """
+
+    http_status: int | None = None
+    code: str | None = None
+
+    def __init__(self, description: str) -> None:
+        super().__init__(description)
+        self.description = description
+
+
+class BitrixApiError(BitrixCallError):
+    """The portal answered with ``{"error": CODE, "error_description": TEXT}``."""
+
+    def __init__(self, *, http_status: int, code: str, description: str) -> None:
+        super().__init__(description)
+        self.http_status = http_status
+        self.code = code
+
+    def __str__(self) -> str:
+        return f"{self.code} (HTTP {self.http_status}): {self.description}"
+
+
+class BitrixHttpError(BitrixCallError):
+    """The portal answered with something that is not a Bitrix24 result or error body."""
+
+    def __init__(self, *, http_status: int, body: str) -> None:
+        super().__init__(f"HTTP {http_status} without a Bitrix24 body: {body[:300]!r}")
+        self.http_status = http_status
+        self.body = body
+
+
+Phase = Literal["connect", "sent"]
+
+
+class TransportError(BitrixCallError):
+    """No answer came back.
+
+    Attributes:
+        phase: ``connect`` if the request was never sent (refused, DNS, TLS handshake, connect
+            timeout): safe to repeat. ``sent`` if it may have reached the portal (read timeout,
+            reset after sending): its result is unknown.
+    """
+
+    def __init__(self, *, phase: Phase, description: str) -> None:
+        super().__init__(description)
+        self.phase: Phase = phase

@@ -1,0 +1,278 @@
+"""Runs one callback job: decide, take a slot, record the attempt, call Bitrix24, record the end.
+
+Pure policies decide (:mod:`schemas.calendar`, :mod:`worker.classify`, :mod:`worker.backoff`);
+this module only reads the record, asks them and writes what they said. It returns how long to
+wait before the job runs again, or None when there is nothing more to do; the arq glue in
+:mod:`worker.app` turns a delay into ``Retry``.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from schemas.config import PortalConfig
+
+from schemas.calendar import Expired, earliest_run
+from schemas.job import CallbackJob
+from schemas.ledger import JobRecord
+from schemas.outcome import FINAL_STATUSES, ErrorCode, Outcome, OutcomeError, Status
+from worker.backoff import backoff_delay_s
+from worker.bitrix import CallbackStarted, start_callback
+from worker.classify import Verdict, classify
+from worker.deps import Deps
+from worker.errors import BitrixApiError, BitrixCallError, BitrixHttpError
+
+log = structlog.get_logger("callq.worker")
+
+EARLY_TOLERANCE = timedelta(milliseconds=500)
+"""A job woken this close to its time runs now rather than being put back for a blink."""
+
+WAITING = "scheduled,retrying"
+
+
+async def run_job(deps: Deps, job_id: str) -> float | None:
+    """Run one job. Returns seconds until it should run again, or None when done."""
+    record = await deps.ledger.read(job_id)
+    if record is None:
+        log.warning("job.missing", job_id=job_id)
+        return None
+    if record.state in FINAL_STATUSES:
+        return None
+    job = record.job
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(job_id=job_id, portal=job.portal, line=job.from_line)
+    portal = deps.settings.portals.get(job.portal)
+    if portal is None:
+        return await _end(
+            deps, record, Status.DEAD, error=("PORTAL_NOT_CONFIGURED", f"no portal {job.portal!r}")
+        )
+    if record.state == Status.RUNNING:
+        return await _interrupted(deps, record, portal, attempt=record.attempts)
+    now = deps.clock()
+    calendar = portal.calendar_for(job.from_line)
+    decision = earliest_run(calendar, now=now, not_before=job.not_before_at, deadline=job.deadline_at)
+    if isinstance(decision, Expired):
+        return await _end(deps, record, Status.EXPIRED, error=(ErrorCode.DEADLINE_PASSED, decision.reason))
+    if decision.at > now + EARLY_TOLERANCE:
+        return await _put_back(deps, record, state=record.state, run_at=decision.at, now=now)
+    spent = _spent_attempts(record)
+    start = await deps.ledger.start_attempt(job_id, now=now, info={"spent_before": spent})
+    if start.verdict == "interrupted":
+        return await _interrupted(deps, record, portal, attempt=start.attempt)
+    if start.verdict != "started":
+        return None  # cancelled or finished elsewhere in the meantime
+    return await _attempt(deps, record, portal, attempt=start.attempt, spent=spent)
+
+
+async def _attempt(
+    deps: Deps, record: JobRecord, portal: PortalConfig, *, attempt: int, spent: int
+) -> float | None:
+    job = record.job
+    assert portal.webhook_url is not None, "OAuth portals are not supported yet"
+    began = time.monotonic()
+    try:
+        started = await start_callback(
+            deps.session,
+            portal.webhook_url,
+            from_line=job.from_line,
+            to_number=job.to_number,
+            text_to_pronounce=job.text_to_pronounce,
+            voice=job.voice,
+            client_timeout=deps.client_timeout,
+        )
+    except BitrixCallError as error:
+        verdict = classify(error)
+        await deps.ledger.finish_attempt(
+            job.job_id, attempt, _attempt_entry(deps, began, error=error, verdict=verdict)
+        )
+        return await _failed(deps, record, portal, error, verdict=verdict, attempt=attempt, spent=spent + 1)
+    except Exception as exc:
+        # A bug after the attempt was recorded: the request may have gone out.
+        log.exception("job.attempt_crashed")
+        error = BitrixCallError(f"{type(exc).__name__} during the request")
+        return await _unknown(deps, record, portal, error, attempt=attempt)
+    await deps.ledger.finish_attempt(job.job_id, attempt, _attempt_entry(deps, began, started=started))
+    return await _end(
+        deps,
+        record,
+        Status.SUCCEEDED,
+        attempts=attempt,
+        call_id=started.call_id,
+        dedupe_window_s=portal.dedupe_window_s,
+    )
+
+
+async def _failed(
+    deps: Deps,
+    record: JobRecord,
+    portal: PortalConfig,
+    error: BitrixCallError,
+    *,
+    verdict: Verdict,
+    attempt: int,
+    spent: int,
+) -> float | None:
+    now = deps.clock()
+    log.warning("job.attempt_failed", attempt=attempt, verdict=str(verdict), code=error.code,
+                http_status=error.http_status, description=error.description)  # fmt: skip
+    if verdict == Verdict.PERMANENT:
+        return await _end(deps, record, Status.DEAD, attempts=attempt, error=_error_of(error))
+    if verdict == Verdict.UNKNOWN:
+        return await _unknown(deps, record, portal, error, attempt=attempt)
+    if verdict in (Verdict.PAUSE_PORTAL, Verdict.PAUSE_METHOD):
+        # Refused before execution: not the job's fault, so the attempt is not spent.
+        delay = backoff_delay_s(
+            max(attempt - spent + 1, 1), base_s=2.0, cap_s=deps.pause_s, jitter=0.5 + deps.jitter() / 2
+        )
+        return await _retry_at(deps, record, now + timedelta(seconds=delay), now=now, error=error)
+    if verdict in (Verdict.AUTH_BROKEN, Verdict.BLOCKED, Verdict.REFRESH_AUTH):
+        log.error("portal.refused_credentials", code=error.code, description=error.description)
+        return await _retry_at(deps, record, now + timedelta(seconds=deps.pause_s), now=now, error=error)
+    if spent >= portal.max_attempts:
+        return await _end(
+            deps,
+            record,
+            Status.DEAD,
+            attempts=attempt,
+            error=_error_of(error, f"gave up after {spent} attempts: "),
+        )
+    delay = backoff_delay_s(spent, base_s=deps.retry_base_s, jitter=deps.jitter())
+    return await _retry_at(
+        deps, record, now + timedelta(seconds=delay), now=now, error=error, attempts=attempt
+    )
+
+
+async def _unknown(
+    deps: Deps, record: JobRecord, portal: PortalConfig, error: BitrixCallError, *, attempt: int
+) -> float | None:
+    if portal.retry_unknown:
+        now = deps.clock()
+        log.warning("job.unknown_result_retried", attempt=attempt)
+        delay = backoff_delay_s(max(attempt, 1), base_s=deps.retry_base_s, jitter=deps.jitter())
+        return await _retry_at(
+            deps, record, now + timedelta(seconds=delay), now=now, error=error, attempts=attempt
+        )
+    detail = f"HTTP {error.http_status}: " if error.http_status else ""
+    code = f" {error.code}" if error.code else ""
+    description = (
+        f"the request may have started the callback ({detail}{code.strip()} {error.description})".replace(
+            "  ", " "
+        )
+    )
+    return await _end(
+        deps, record, Status.DEAD, attempts=attempt, error=(ErrorCode.OUTCOME_UNKNOWN, description)
+    )
+
+
+async def _interrupted(deps: Deps, record: JobRecord, portal: PortalConfig, *, attempt: int) -> float | None:
+    error = BitrixCallError(
+        f"attempt {attempt} was interrupted (the worker stopped while the request was in flight)"
+    )
+    await deps.ledger.finish_attempt(
+        record.job_id, attempt, {"ended_at": deps.clock().isoformat(), "interrupted": True}
+    )
+    if portal.retry_unknown:
+        now = deps.clock()
+        return await _retry_at(deps, record, now, now=now, error=error, attempts=attempt, allowed="running")
+    return await _unknown(deps, record, portal, error, attempt=attempt)
+
+
+async def _retry_at(
+    deps: Deps,
+    record: JobRecord,
+    wanted: datetime,
+    *,
+    now: datetime,
+    error: BitrixCallError,
+    attempts: int | None = None,
+    allowed: str = "running",
+) -> float | None:
+    """Schedule the next try inside business hours and before the deadline, or expire."""
+    portal = deps.settings.portals[record.job.portal]
+    job = record.job
+    decision = earliest_run(
+        portal.calendar_for(job.from_line), now=wanted, not_before=job.not_before_at, deadline=job.deadline_at
+    )
+    if isinstance(decision, Expired):
+        last = _error_of(error)[1]
+        return await _end(deps, record, Status.EXPIRED, attempts=attempts,
+                          error=(ErrorCode.DEADLINE_PASSED, f"{decision.reason}; last error: {last}"))  # fmt: skip
+    return await _put_back(deps, record, state=Status.RETRYING, run_at=decision.at, now=now, allowed=allowed)
+
+
+async def _put_back(
+    deps: Deps, record: JobRecord, *, state: Status, run_at: datetime, now: datetime, allowed: str = WAITING
+) -> float | None:
+    result = await deps.ledger.reschedule(record.job_id, state=state, run_at=run_at, allowed=allowed)
+    if result != "ok":
+        return None  # cancelled meanwhile
+    log.info("job.deferred", state=str(state), run_at=run_at.isoformat())
+    return max((run_at - now).total_seconds(), 0.0)
+
+
+async def _end(
+    deps: Deps,
+    record: JobRecord,
+    status: Status,
+    *,
+    attempts: int | None = None,
+    call_id: str | None = None,
+    error: tuple[str, str] | None = None,
+    dedupe_window_s: float = 0.0,
+) -> None:
+    job: CallbackJob = record.job
+    outcome = Outcome(
+        job_id=job.job_id,
+        status=status,
+        portal=job.portal,
+        from_line=job.from_line,
+        idempotency_key=job.idempotency_key,
+        metadata=job.metadata,
+        attempts=record.attempts if attempts is None else attempts,
+        finished_at=deps.clock().isoformat(),
+        call_id=call_id,
+        error=OutcomeError(code=str(error[0]), description=error[1]) if error else None,
+        replay_of=job.replay_of,
+    )
+    result = await deps.ledger.finalize(outcome, job=job, dedupe_window_s=dedupe_window_s)
+    if result.written:
+        log.info("job.finished", status=str(status), attempts=outcome.attempts, call_id=call_id,
+                 error_code=error[0] if error else None)  # fmt: skip
+
+
+def _spent_attempts(record: JobRecord) -> int:
+    """Attempts that count against ``max_attempts``: not the ones the portal's rate limit refused."""
+    return sum(1 for entry in record.attempt_log if entry.get("counts", True))
+
+
+def _attempt_entry(
+    deps: Deps,
+    began: float,
+    *,
+    started: CallbackStarted | None = None,
+    error: BitrixCallError | None = None,
+    verdict: Verdict | None = None,
+) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "ended_at": deps.clock().isoformat(),
+        "duration_ms": round((time.monotonic() - began) * 1000),
+    }
+    if started is not None:
+        entry.update(http_status=started.http_status, call_id=started.call_id)
+    if error is not None:
+        entry.update(http_status=error.http_status, code=error.code, description=error.description[:500],
+                     verdict=str(verdict))  # fmt: skip
+        if verdict in (Verdict.PAUSE_PORTAL, Verdict.PAUSE_METHOD, Verdict.AUTH_BROKEN, Verdict.BLOCKED):
+            entry["counts"] = False
+    return entry
+
+
+def _error_of(error: BitrixCallError, prefix: str = "") -> tuple[str, str]:
+    if isinstance(error, BitrixApiError):
+        return error.code or "BITRIX_ERROR", f"{prefix}{error.description} (HTTP {error.http_status})"
+    if isinstance(error, BitrixHttpError):
+        return f"HTTP_{error.http_status}", f"{prefix}{error.description}"
+    return "TRANSPORT_ERROR", f"{prefix}{error.description}"
