@@ -1,0 +1,134 @@
+"""The aiohttp application: the `/rest/...` webhook routes plus the `/_sandbox/...` control API.
+
+Request parameters are read like Bitrix24 reads them: query-string values merged with the
+body, the body winning; the body may be JSON (`Content-Type: application/json`), urlencoded
+or multipart form. A JSON body that does not decode to an object is ignored, as Bitrix24
+ignores an undecodable body (the method then sees no parameters). Form keys are taken flat:
+PHP-style nested keys (`fields[PHONE][0]`) are not expanded, which callback.start never needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import struct
+from contextlib import suppress
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from ops.sandbox.control import control_routes
+from ops.sandbox.reply import Reply, ReplyAction
+
+if TYPE_CHECKING:
+    from ops.sandbox.state import Sandbox
+
+# How often a hanging request checks whether its client went away; only matters when the
+# server was not started with handler cancellation (running_sandbox does cancel handlers).
+_DISCONNECT_POLL_S = 0.05
+
+
+def create_app(sandbox: Sandbox) -> web.Application:
+    """Build the aiohttp application serving `sandbox`.
+
+    Args:
+        sandbox: The state every request reads and updates.
+
+    Returns:
+        The application; on shutdown it releases hanging requests by dropping their connections.
+    """
+    app = web.Application()
+    stopping = asyncio.Event()
+
+    async def handle_webhook(request: web.Request) -> web.StreamResponse:
+        info = request.match_info
+        params = await read_params(request)
+        reply = sandbox.dispatch(info["user_id"], info["code"], info["method"], params)
+        return await _carry_out(request, sandbox, reply, stopping)
+
+    async def handle_oauth_form(request: web.Request) -> web.StreamResponse:
+        # `/rest/METHOD?auth=TOKEN` is the OAuth form; the sandbox knows no tokens.
+        params = await read_params(request)
+        reply = sandbox.dispatch("", "", request.match_info["method"], params)
+        return await _carry_out(request, sandbox, reply, stopping)
+
+    async def release_hanging(_app: web.Application) -> None:
+        stopping.set()
+
+    app.router.add_route("*", "/rest/{user_id}/{code}/{method:[^/]*}", handle_webhook)
+    app.router.add_route("*", "/rest/{method:[^/]+}", handle_oauth_form)
+    app.router.add_routes(control_routes(sandbox))
+    app.on_shutdown.append(release_hanging)
+    return app
+
+
+async def read_params(request: web.Request) -> dict[str, Any]:
+    """Return the request's parameters: the query string merged with the body.
+
+    Args:
+        request: The incoming request.
+
+    Returns:
+        Parameters by name; JSON values keep their types, form values are strings.
+    """
+    params: dict[str, Any] = dict(request.query)
+    if not request.body_exists:
+        return params
+    if request.content_type == "application/json":
+        with suppress(ValueError):
+            body = json.loads(await request.text() or "{}")
+            if isinstance(body, dict):
+                params.update(body)
+    elif request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        form = await request.post()
+        params.update({key: value for key, value in form.items() if isinstance(value, str)})
+    return params
+
+
+async def _carry_out(
+    request: web.Request, sandbox: Sandbox, reply: Reply, stopping: asyncio.Event
+) -> web.StreamResponse:
+    if reply.action is ReplyAction.HANG:
+        await _hold(request, stopping, timeout_s=None)
+        return _drop(request)
+    if reply.action is ReplyAction.RESET:
+        return _drop(request)
+    if reply.delay_s > 0 and not await _hold(request, stopping, timeout_s=reply.delay_s):
+        return _drop(request)
+    if reply.text is not None:
+        return web.Response(
+            status=reply.status, body=reply.text.encode(), headers={"Content-Type": reply.content_type}
+        )
+    text = json.dumps(sandbox.response_body(reply), ensure_ascii=False)
+    return web.Response(status=reply.status, text=text, content_type="application/json", charset="utf-8")
+
+
+async def _hold(request: web.Request, stopping: asyncio.Event, *, timeout_s: float | None) -> bool:
+    """Wait `timeout_s` (forever if None); False if the server stops or the client leaves first."""
+    loop = asyncio.get_running_loop()
+    deadline = None if timeout_s is None else loop.time() + timeout_s
+    while not stopping.is_set():
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            return False
+        step = _DISCONNECT_POLL_S if deadline is None else min(_DISCONNECT_POLL_S, deadline - loop.time())
+        if step <= 0:
+            return True
+        with suppress(TimeoutError):
+            async with asyncio.timeout(step):
+                await stopping.wait()
+    return False
+
+
+def _drop(request: web.Request) -> web.StreamResponse:
+    """Abort the connection with a TCP reset, so the client gets no HTTP answer at all."""
+    transport = request.transport
+    if transport is not None:
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.abort()
+    # aiohttp fails to write this to the aborted transport and quietly drops it.
+    return web.Response(status=500)

@@ -1,0 +1,147 @@
+"""The sandbox's control API under `/_sandbox/` (kept out of the `/rest/` namespace).
+
+Routes (all JSON):
+- `POST /_sandbox/faults`: queue faults. Body: a list of fault specs, each optionally with
+  `portal`, `method` and `times` (repeat count); or `{"faults": [...], "portal", "method"}`;
+  or `{"random": {"failure_ratio", "kinds": [fault specs], "seed", "portal", "method"}}`.
+  Answers the plan, as `GET` does.
+- `GET /_sandbox/faults`: `{"pending": [...], "random": {...} | null}`.
+- `DELETE /_sandbox/faults`: drop queued faults and chaos mode; `{"cleared": n}`.
+- `GET /_sandbox/calls?portal=P&executed_only=true&method=M|all`: recorded requests, oldest
+  first (default method `voximplant.callback.start`).
+- `POST /_sandbox/reset`: clear calls, faults and buckets; `{"ok": true}`.
+- `POST /_sandbox/portals`: add or replace a portal (see `SandboxPortal.from_dict`);
+  answers its JSON form plus `webhook_url`.
+- `GET /_sandbox/portals`: every portal's JSON form.
+
+A malformed body answers 400 `{"error": "INVALID_CONTROL_REQUEST", "error_description": ...}`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from ops.sandbox.faults import CALLBACK_START, Fault
+from ops.sandbox.portal import SandboxPortal
+
+if TYPE_CHECKING:
+    from ops.sandbox.state import Sandbox
+
+_TRUE = ("1", "true", "yes")
+
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def control_routes(sandbox: Sandbox) -> list[web.RouteDef]:
+    """Return the `/_sandbox/...` routes bound to `sandbox`.
+
+    Args:
+        sandbox: The state the routes read and change.
+
+    Returns:
+        Route definitions for `app.router.add_routes`.
+    """
+
+    async def post_faults(request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        if isinstance(body, Mapping) and "random" in body:
+            sandbox.set_random_faults_from_dict(dict(body["random"]))
+        else:
+            batches = _parse_fault_batches(body)
+            for _, portal, method in batches:  # check all before queueing any
+                sandbox.check_fault_target(portal, method)
+            for faults, portal, method in batches:
+                sandbox.add_faults(faults, portal=portal, method=method)
+        return web.json_response(sandbox.faults())
+
+    async def get_faults(_request: web.Request) -> web.Response:
+        return web.json_response(sandbox.faults())
+
+    async def delete_faults(_request: web.Request) -> web.Response:
+        return web.json_response({"cleared": sandbox.clear_faults()})
+
+    async def get_calls(request: web.Request) -> web.Response:
+        method: str | None = request.query.get("method", CALLBACK_START).lower()
+        calls = sandbox.calls(
+            portal=request.query.get("portal"),
+            executed_only=request.query.get("executed_only", "").lower() in _TRUE,
+            method=None if method == "all" else method,
+        )
+        return web.json_response([call.to_dict() for call in calls])
+
+    async def post_reset(_request: web.Request) -> web.Response:
+        sandbox.reset()
+        return web.json_response({"ok": True})
+
+    async def post_portals(request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        if not isinstance(body, Mapping):
+            raise TypeError("a portal spec must be a JSON object")
+        portal = SandboxPortal.from_dict(body)
+        sandbox.add_portal(portal)
+        user_id, code = portal.first_webhook()
+        webhook_url = f"{request.url.origin()}/rest/{user_id}/{code}/"
+        return web.json_response({**portal.to_dict(), "webhook_url": webhook_url})
+
+    async def get_portals(_request: web.Request) -> web.Response:
+        return web.json_response([portal.to_dict() for portal in sandbox.portals.values()])
+
+    handlers = {
+        ("POST", "/_sandbox/faults"): post_faults,
+        ("GET", "/_sandbox/faults"): get_faults,
+        ("DELETE", "/_sandbox/faults"): delete_faults,
+        ("GET", "/_sandbox/calls"): get_calls,
+        ("POST", "/_sandbox/reset"): post_reset,
+        ("POST", "/_sandbox/portals"): post_portals,
+        ("GET", "/_sandbox/portals"): get_portals,
+    }
+    return [
+        web.route(method, path, _answer_bad_input(handler)) for (method, path), handler in handlers.items()
+    ]
+
+
+def _answer_bad_input(handler: _Handler) -> _Handler:
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            response: web.StreamResponse = await handler(request)
+        except (ValueError, KeyError, TypeError) as exc:
+            body = {"error": "INVALID_CONTROL_REQUEST", "error_description": str(exc)}
+            return web.json_response(body, status=400)
+        return response
+
+    return wrapped
+
+
+async def _json_body(request: web.Request) -> Any:
+    try:
+        return json.loads(await request.text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"body is not JSON: {exc}") from exc
+
+
+def _parse_fault_batches(body: Any) -> list[tuple[list[Fault], str | None, str]]:
+    """Turn a `POST /_sandbox/faults` body into `(faults, portal, method)` batches.
+
+    Everything is parsed before anything is queued, so a bad spec queues nothing.
+    """
+    portal: str | None = None
+    method = CALLBACK_START
+    specs = body
+    if isinstance(body, Mapping):
+        specs, portal, method = body.get("faults"), body.get("portal"), body.get("method", CALLBACK_START)
+    if not isinstance(specs, list):
+        raise TypeError("expected a list of fault specs, {'faults': [...]} or {'random': {...}}")
+    batches = []
+    for spec in specs:
+        if not isinstance(spec, Mapping):
+            raise TypeError(f"a fault spec must be a JSON object, got {spec!r}")
+        times = int(spec.get("times", 1))
+        if times < 0:
+            raise ValueError(f"times must not be negative, got {times}")
+        fault = Fault.from_dict(spec)
+        batches.append(([fault] * times, spec.get("portal", portal), str(spec.get("method", method))))
+    return batches

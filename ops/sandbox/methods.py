@@ -1,0 +1,184 @@
+"""The Bitrix24 REST methods the sandbox implements, as pure functions of portal and params.
+
+Behaviour follows Bitrix24's own module code (`vi_rest.php::startCallback`,
+`vi_outgoing.php::startCallBack`, `CVoxImplantPhone::Normalize`) as summarised in
+`/work/shared/bitrix24.md`: parameter names are case-sensitive (`FROM_LINE`, not `from_line`),
+an unknown line is checked before the number, a REST-app line skips the number check and
+answers `CALL_ID: null`, and method errors are HTTP 400 `ERROR_CORE`.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ops.sandbox.faults import CALLBACK_START
+from ops.sandbox.portal import SandboxPortal
+
+LINE_GET = "voximplant.line.get"
+VOICES_GET = "voximplant.tts.voices.get"
+SUPPORTED_METHODS = frozenset({CALLBACK_START, LINE_GET, VOICES_GET})
+
+JSON_CONTENT_TYPE = "application/json"
+
+# From the voximplant.tts.voices.get doc page, plus the `*internal*` voices that the
+# callback.start examples use.
+VOICES: Mapping[str, str] = {
+    "ruinternalfemale": "Russian (Female) (Default)",
+    "ruinternalmale": "Russian (Male) (Default)",
+    "deinternalfemale": "German (Female) (Default)",
+    "deinternalmale": "German (Male) (Default)",
+    "auenglishfemale": "Australian English (Female) (Amazon)",
+    "brportuguesefemale": "Brazilian Portuguese (Female) (Amazon)",
+    "caenglishfemale": "Canadian English (Female) (Default)",
+    "cafrenchfemale": "Canadian French (Female) (Amazon)",
+    "cafrenchmale": "Canadian French (Male) (Amazon)",
+    "chchinesefemale": "Chinese (Female) (Default)",
+    "chchinesemale": "Chinese (Male) (Default)",
+    "eurcatalanfemale": "Catalan (Female) (Default)",
+    "eurczechfemale": "Czech (Female) (Default)",
+    "eurdanishfemale": "Danish (Female) (Default)",
+    "eurdutchfemale": "Dutch (Female) (Default)",
+    "eurfinnishfemale": "Finnish (Female) (Default)",
+    "eurfrenchfemale": "French (Female) (Amazon)",
+    "eurfrenchmale": "French (Male) (Amazon)",
+    "eurgermanfemale": "German (Female) (Default)",
+    "eurgermanmale": "German (Male) (Default)",
+    "euritalianfemale": "Italian (Female) (Default)",
+    "euritalianmale": "Italian (Male) (Default)",
+    "eurnorwegianfemale": "Norwegian (Female) (Default)",
+    "eurpolishfemale": "Polish (Female) (Default)",
+    "eurportuguesefemale": "Portuguese (Female) (Default)",
+    "eurportuguesemale": "Portuguese (Male) (Default)",
+    "eurspanishfemale": "Spanish (Female) (Default)",
+    "eurspanishmale": "Spanish (Male) (Default)",
+    "eurturkishfemale": "Turkish (Female) (Default)",
+    "eurturkishmale": "Turkish (Male) (Default)",
+    "hkchinesefemale": "Hong Kong Cantonese (Female) (Default)",
+    "huhungarianfemale": "Hungarian (Female) (Default)",
+    "jpjapanesefemale": "Japanese (Female) (Default)",
+    "jpjapanesemale": "Japanese (Male) (Default)",
+    "krkoreanfemale": "Korean (Female) (Default)",
+    "krkoreanmale": "Korean (Male) (Default)",
+    "usinternalfemale": "English (Female) (Default)",
+    "usinternalmale": "English (Male) (Default)",
+    "swswedishfemale": "Swedish (Female) (Default)",
+    "twchinesefemale": "Taiwanese Chinese (Female) (Default)",
+    "ukenglishfemale": "English (Female) (Amazon)",
+    "ukenglishmale": "English (Male) (Amazon)",
+    "usenglishfemale": "American English (Female) (Default)",
+    "usenglishmale": "American English (Male) (Default)",
+    "usspanishfemale": "American Spanish (Female) (Amazon)",
+    "usspanishmale": "American Spanish (Male) (Amazon)",
+}
+
+_NOT_PHONE_CHARS = re.compile(r"[^0-9#*+,;]")
+
+
+@dataclass(frozen=True, slots=True)
+class MethodOutcome:
+    """What a method produced: the HTTP status, the body and whether a call was placed.
+
+    A success body holds only `result`; the HTTP layer adds `time` when it answers.
+    """
+
+    status: int
+    body: dict[str, Any]
+    executed: bool = False
+    call_id: str | None = None
+
+
+def error_body(code: str, description: str) -> dict[str, Any]:
+    """Return Bitrix24's error shape `{"error": code, "error_description": description}`."""
+    return {"error": code, "error_description": description}
+
+
+def php_string(value: Any) -> str:
+    """Convert a decoded parameter the way PHP's string conversion would."""
+    if value is None or value is False:
+        return ""
+    if value is True:
+        return "1"
+    if isinstance(value, list | dict):
+        return "Array"
+    return str(value)
+
+
+def normalize_phone(number: str) -> str:
+    """Port of `CVoxImplantPhone::Normalize($number, 0)`, used by callback.start.
+
+    Args:
+        number: TO_NUMBER as received.
+
+    Returns:
+        The digits (plus `#*,;`) with international prefixes dropped; empty or `0` means
+        "Phone number is not correct" (PHP treats both as false).
+    """
+    if number.startswith("+8"):
+        number = "008" + number[2:]
+    number = _NOT_PHONE_CHARS.sub("", number).replace("+", "")
+    if number[:2] in ("80", "81", "82"):
+        return number
+    if number.startswith("00"):
+        return number[2:]
+    if number.startswith("011"):
+        return number[3:]
+    if number.startswith("8") and len(number) == 11:
+        return "7" + number[1:]
+    if number.startswith("0"):
+        return number[1:]
+    return number
+
+
+def new_call_id(now_wall: float) -> str:
+    """Return a CALL_ID shaped like Bitrix24's: `callback.<32 hex>.<unix time>`."""
+    return f"callback.{secrets.token_hex(16)}.{int(now_wall)}"
+
+
+def run_method(
+    portal: SandboxPortal,
+    method: str,
+    params: Mapping[str, Any],
+    *,
+    make_call_id: Callable[[], str],
+) -> MethodOutcome:
+    """Execute one supported method for `portal`.
+
+    Args:
+        portal: The portal the webhook belongs to.
+        method: A lower-cased name from `SUPPORTED_METHODS`.
+        params: The request parameters.
+        make_call_id: Returns a fresh CALL_ID for a placed callback.
+
+    Returns:
+        The outcome; unsupported methods answer 404 `ERROR_METHOD_NOT_FOUND`.
+    """
+    if method == CALLBACK_START:
+        return _start_callback(portal, params, make_call_id)
+    if method == LINE_GET:
+        lines = {line: line for line in sorted(portal.rest_lines)} | portal.lines
+        return MethodOutcome(200, {"result": lines})
+    if method == VOICES_GET:
+        return MethodOutcome(200, {"result": dict(VOICES)})
+    return MethodOutcome(404, error_body("ERROR_METHOD_NOT_FOUND", "Method not found!"))
+
+
+def _start_callback(
+    portal: SandboxPortal, params: Mapping[str, Any], make_call_id: Callable[[], str]
+) -> MethodOutcome:
+    # TEXT_TO_PRONOUNCE and VOICE are passed through unchecked, like the real method does.
+    line = php_string(params.get("FROM_LINE"))
+    if line not in portal.lines and line not in portal.rest_lines:
+        return MethodOutcome(400, error_body("ERROR_CORE", f"Could not find line {line}"))
+    if line in portal.rest_lines:
+        # A REST-app line only fires onExternalCallBackStart; the app places the call.
+        return MethodOutcome(200, {"result": {"RESULT": True, "CALL_ID": None}}, executed=True)
+    if normalize_phone(php_string(params.get("TO_NUMBER"))) in ("", "0"):
+        return MethodOutcome(400, error_body("ERROR_CORE", "Phone number is not correct"))
+    call_id = make_call_id()
+    return MethodOutcome(
+        200, {"result": {"RESULT": True, "CALL_ID": call_id}}, executed=True, call_id=call_id
+    )

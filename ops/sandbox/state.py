@@ -1,0 +1,302 @@
+"""The sandbox's state and request logic: portals, buckets, faults and recorded calls.
+
+`Sandbox.dispatch` decides, without any I/O, how one REST request is answered. The order of
+checks follows Bitrix24: the request is counted in its portal's leaky bucket first (every
+method counts; a request whose webhook is unknown has no portal and is not counted), then the
+format suffix, the method name (an unknown method is 404 even with bad credentials, as in
+`CRestServer::process`), the webhook (401), the next fault, and finally the method itself.
+The aiohttp layer (`ops.sandbox.app`) carries the decision out: waiting, hanging, dropping.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from ops.sandbox.bucket import LeakyBucket
+from ops.sandbox.envelope import OperatingMeter, time_envelope
+from ops.sandbox.faults import CALLBACK_START, Fault, FaultKind
+from ops.sandbox.methods import SUPPORTED_METHODS, error_body, new_call_id, php_string, run_method
+from ops.sandbox.plan import FaultPlan, RandomFaults
+from ops.sandbox.portal import RecordedCall, SandboxPortal
+from ops.sandbox.recorder import CallRecorder
+from ops.sandbox.redact import mask_phone
+from ops.sandbox.reply import Reply, ReplyAction, fault_reply
+
+log = structlog.get_logger(__name__)
+
+RATE_LIMIT_FAULT = "rate_limit"
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    portal: SandboxPortal | None
+    method: str
+    params: dict[str, Any]
+    user_id: str
+    received_monotonic: float
+    received_wall: float
+
+
+class Sandbox:
+    """A set of fake Bitrix24 portals plus the fault plan and the record of calls."""
+
+    def __init__(
+        self,
+        portals: Iterable[SandboxPortal] = (),
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        """Create the sandbox.
+
+        Args:
+            portals: The portals to serve; a single default portal when empty.
+            clock: Monotonic clock for the leaky buckets and call timestamps.
+            wall_clock: Unix-time clock for `time` objects and CALL_IDs.
+        """
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._portals: dict[str, SandboxPortal] = {}
+        self._buckets: dict[str, LeakyBucket] = {}
+        self._meters: dict[tuple[str, str], OperatingMeter] = {}
+        self._plan = FaultPlan()
+        self._recorder = CallRecorder()
+        for portal in list(portals) or [SandboxPortal(name="default")]:
+            self.add_portal(portal)
+
+    @property
+    def portals(self) -> dict[str, SandboxPortal]:
+        """The portals by name (a copy; use `add_portal` to change them)."""
+        return dict(self._portals)
+
+    def add_portal(self, portal: SandboxPortal) -> None:
+        """Add a portal, or replace the one with the same name (its bucket starts empty).
+
+        Raises:
+            ValueError: If one of its webhooks already belongs to another portal.
+        """
+        for other in self._portals.values():
+            if other.name != portal.name and other.webhooks & portal.webhooks:
+                raise ValueError(f"a webhook of portal {portal.name!r} already belongs to {other.name!r}")
+        self._portals[portal.name] = portal
+        self._buckets[portal.name] = LeakyBucket(portal.rate, portal.burst)
+        self._meters = {key: meter for key, meter in self._meters.items() if key[0] != portal.name}
+
+    def app(self) -> web.Application:
+        """Return a new aiohttp application serving this sandbox."""
+        from ops.sandbox.app import create_app  # app.py imports this module
+
+        return create_app(self)
+
+    def add_faults(
+        self, faults: Iterable[Fault], *, portal: str | None = None, method: str = CALLBACK_START
+    ) -> None:
+        """Queue faults: the next matching requests take them, in order.
+
+        Args:
+            faults: The faults, first one first.
+            portal: Only requests to this portal; None for every portal.
+            method: The method they apply to.
+
+        Raises:
+            KeyError: If `portal` names no portal.
+            ValueError: If `method` is not one the sandbox implements.
+        """
+        self.check_fault_target(portal, method)
+        self._plan.add(faults, portal=portal, method=method)
+
+    def set_random_faults(
+        self,
+        failure_ratio: float,
+        kinds: Iterable[Fault],
+        *,
+        seed: int | None = None,
+        portal: str | None = None,
+        method: str = CALLBACK_START,
+    ) -> None:
+        """Switch on chaos mode (queued faults still come first); replaces an earlier one.
+
+        Args:
+            failure_ratio: Probability in [0, 1] that a matching request fails.
+            kinds: The faults to choose from, uniformly.
+            seed: Seed of the random generator, for reproducible runs.
+            portal: Only requests to this portal; None for every portal.
+            method: The method it applies to.
+        """
+        self.check_fault_target(portal, method)
+        self._plan.random_mode = RandomFaults(failure_ratio, tuple(kinds), seed, portal, method.lower())
+
+    def set_random_faults_from_dict(self, spec: dict[str, Any]) -> None:
+        """Switch on chaos mode from its JSON form (see `RandomFaults.from_dict`)."""
+        random_mode = RandomFaults.from_dict(spec)
+        self.check_fault_target(random_mode.portal, random_mode.method)
+        self._plan.random_mode = random_mode
+
+    def clear_faults(self) -> int:
+        """Drop queued faults and chaos mode; return how many queued faults were dropped."""
+        return self._plan.clear()
+
+    def faults(self) -> dict[str, Any]:
+        """Return the pending faults and chaos mode in their JSON form."""
+        return self._plan.to_dict()
+
+    def calls(
+        self, portal: str | None = None, executed_only: bool = False, *, method: str | None = CALLBACK_START
+    ) -> list[RecordedCall]:
+        """Return recorded requests, oldest first.
+
+        Args:
+            portal: Only this portal's requests; None for all.
+            executed_only: Only requests that placed a call.
+            method: Only this method (default `voximplant.callback.start`); None for all.
+
+        Returns:
+            The matching records.
+        """
+        return self._recorder.select(portal, executed_only, method=method)
+
+    async def wait_for_calls(
+        self,
+        count: int,
+        *,
+        portal: str | None = None,
+        executed_only: bool = False,
+        method: str | None = CALLBACK_START,
+        timeout_s: float = 5.0,
+    ) -> list[RecordedCall]:
+        """Wait until at least `count` matching requests are recorded (see `calls`).
+
+        Raises:
+            TimeoutError: If they do not arrive within `timeout_s`.
+        """
+        return await self._recorder.wait_for(
+            count, portal=portal, executed_only=executed_only, method=method, timeout_s=timeout_s
+        )
+
+    def reset(self) -> None:
+        """Forget recorded calls, faults, bucket levels and operating meters."""
+        self._recorder.clear()
+        self._plan.clear()
+        self._meters.clear()
+        for name, portal in self._portals.items():
+            self._buckets[name] = LeakyBucket(portal.rate, portal.burst)
+
+    def dispatch(self, user_id: str, code: str, method: str, params: dict[str, Any]) -> Reply:
+        """Decide how to answer one REST request and record it.
+
+        Args:
+            user_id: The USER_ID path segment.
+            code: The webhook code path segment.
+            method: The method path segment, maybe with a `.json` or `.xml` suffix.
+            params: The request parameters (query merged with body).
+
+        Returns:
+            The reply the HTTP layer must carry out.
+        """
+        name, _, suffix = method.lower().rpartition(".")
+        if suffix not in ("json", "xml"):
+            name, suffix = method.lower(), "json"
+        request = _Request(
+            self._find_portal(user_id, code), name, params, user_id, self._clock(), self._wall_clock()
+        )
+        portal = request.portal
+        if portal is not None and not self._buckets[portal.name].try_acquire(request.received_monotonic):
+            body = error_body("QUERY_LIMIT_EXCEEDED", "Too many requests")
+            return self._record(request, Reply(503, body), executed=False, fault=RATE_LIMIT_FAULT)
+        if suffix == "xml":
+            body = error_body(
+                "ERROR_INTERNAL_WRONG_TRANSPORT", "The sandbox portal answers only JSON, not .xml"
+            )
+            return self._record(request, Reply(400, body), executed=False)
+        if name not in SUPPORTED_METHODS:
+            body = error_body("ERROR_METHOD_NOT_FOUND", "Method not found!")
+            return self._record(request, Reply(404, body), executed=False)
+        if portal is None:
+            body = error_body("NO_AUTH_FOUND", "Wrong authorization data")
+            return self._record(request, Reply(401, body), executed=False)
+        fault = self._plan.take(portal.name, name)
+        if fault is not None and not fault.executed:
+            return self._record(request, fault_reply(fault), executed=False, fault=fault.kind.value)
+        outcome = run_method(portal, name, params, make_call_id=lambda: new_call_id(request.received_wall))
+        timed = (portal.name, name, request.received_wall) if outcome.status == 200 else None
+        reply = Reply(outcome.status, outcome.body, timed=timed)
+        if fault is not None and fault.kind is FaultKind.DELAY:
+            reply = Reply(outcome.status, outcome.body, delay_s=fault.seconds, timed=timed)
+        elif fault is not None:
+            reply = fault_reply(fault)
+        fault_kind = None if fault is None else fault.kind.value
+        return self._record(
+            request, reply, executed=outcome.executed, call_id=outcome.call_id, fault=fault_kind
+        )
+
+    def response_body(self, reply: Reply) -> dict[str, Any] | None:
+        """Return the JSON body to send now, with a fresh `time` object for a success."""
+        if reply.body is None or reply.timed is None:
+            return reply.body
+        portal, method, started = reply.timed
+        finished = self._wall_clock()
+        meter = self._meters.setdefault((portal, method), OperatingMeter())
+        operating, reset_at = meter.add(started, max(0.0, finished - started))
+        return {**reply.body, "time": time_envelope(started, finished, operating, reset_at)}
+
+    def _find_portal(self, user_id: str, code: str) -> SandboxPortal | None:
+        if not user_id.isdigit():
+            return None
+        return next((p for p in self._portals.values() if p.has_webhook(int(user_id), code)), None)
+
+    def check_fault_target(self, portal: str | None, method: str) -> None:
+        """Fail unless faults can target `portal` (None: all) and `method`.
+
+        A fault aimed at a missing portal or method would sit idle; this says so at once.
+
+        Raises:
+            KeyError: If `portal` names no portal.
+            ValueError: If `method` is not one the sandbox implements.
+        """
+        if portal is not None and portal not in self._portals:
+            raise KeyError(f"unknown portal {portal!r}")
+        if method.lower() not in SUPPORTED_METHODS:
+            raise ValueError(f"faults can target only {sorted(SUPPORTED_METHODS)}, not {method!r}")
+
+    def _record(
+        self,
+        request: _Request,
+        reply: Reply,
+        *,
+        executed: bool,
+        call_id: str | None = None,
+        fault: str | None = None,
+    ) -> Reply:
+        status = reply.status if reply.action is ReplyAction.ANSWER else None
+        call = RecordedCall(
+            portal=request.portal.name if request.portal else None,
+            method=request.method,
+            params=dict(request.params),
+            received_monotonic=request.received_monotonic,
+            received_wall=request.received_wall,
+            status=status,
+            executed=executed,
+            call_id=call_id,
+            fault=fault,
+        )
+        self._recorder.add(call)
+        log.info(
+            "sandbox.call",
+            portal=call.portal,
+            user_id=request.user_id,
+            method=call.method,
+            status=status,
+            action=reply.action.value,
+            executed=executed,
+            fault=fault,
+            call_id=call_id,
+            from_line=php_string(request.params.get("FROM_LINE")) or None,
+            to_number=mask_phone(number) if (number := php_string(request.params.get("TO_NUMBER"))) else None,
+        )
+        return reply
