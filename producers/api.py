@@ -16,9 +16,9 @@ from typing import Any
 
 import structlog
 from redis.asyncio import Redis
-from schemas.config import Settings
 
 from producers.validation import Invalid, Valid, validate_job
+from schemas.config import Settings
 from schemas.job import CallbackJob
 from schemas.keys import Keys
 from schemas.ledger import JobRecord, Ledger
@@ -137,7 +137,7 @@ class Producer:
         """
         now = self.clock()
         job_id = job_id or self.id_factory()
-        result = validate_job(raw, settings=self.settings, now=now, job_id=job_id)
+        result = validate_job(raw, settings=self.settings, now=now, job_id=job_id, intake_id=intake_id)
         if isinstance(result, Invalid):
             return await self.reject(job_id, result, intake_id=intake_id)
         if result.run_at is None:

@@ -25,12 +25,16 @@ from schemas.redact import mask_number
 def add_enqueue_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``callq enqueue`` (contract §4)."""
     parser.add_argument("--line", required=True, help="FROM_LINE: the Bitrix24 line to ring first")
-    parser.add_argument("--to", required=True, help="the client's number; local spellings use the portal's region")
+    parser.add_argument(
+        "--to", required=True, help="the client's number; local spellings use the portal's region"
+    )
     parser.add_argument("--text", help="TEXT_TO_PRONOUNCE (the line's default if omitted)")
     parser.add_argument("--voice", help="VOICE (the line's default if omitted)")
     parser.add_argument("--portal", help="portal name (optional with one portal)")
     when = parser.add_mutually_exclusive_group()
-    when.add_argument("--at", help="earliest time: 2026-11-22T10:00+03:00, '2026-11-22 10:00' or 10:00 (portal time)")
+    when.add_argument(
+        "--at", help="earliest time: 2026-11-22T10:00+03:00, '2026-11-22 10:00' or 10:00 (portal time)"
+    )
     when.add_argument("--in", dest="in_", metavar="DURATION", help="earliest time from now: 90s, 15m, 2h, 1d")
     parser.add_argument("--deadline", help="latest useful time, same forms as --at")
     parser.add_argument("--key", help="idempotency key")
@@ -38,7 +42,9 @@ def add_enqueue_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
-async def enqueue(args: argparse.Namespace, *, settings: Settings, redis: Redis, out: TextIO = sys.stdout) -> int:
+async def enqueue(
+    args: argparse.Namespace, *, settings: Settings, redis: Redis, out: TextIO = sys.stdout
+) -> int:
     """``callq enqueue``: submit one job and print its id and when it runs."""
     producer = Producer(redis, settings=settings)
     now = producer.clock()
@@ -70,7 +76,9 @@ async def enqueue(args: argparse.Namespace, *, settings: Settings, redis: Redis,
     return 1 if submitted.status == Status.REJECTED else 0
 
 
-def _print_submitted(submitted: Submitted, *, settings: Settings, portal_name: str, as_json: bool, out: TextIO) -> None:
+def _print_submitted(
+    submitted: Submitted, *, settings: Settings, portal_name: str, as_json: bool, out: TextIO
+) -> None:
     tz = settings.portals[portal_name].timezone
     data: dict[str, Any] = {
         "job_id": submitted.job_id,
@@ -98,7 +106,9 @@ def _print_submitted(submitted: Submitted, *, settings: Settings, portal_name: s
     print(line, file=out)
 
 
-async def status(args: argparse.Namespace, *, settings: Settings, redis: Redis, out: TextIO = sys.stdout) -> int:
+async def status(
+    args: argparse.Namespace, *, settings: Settings, redis: Redis, out: TextIO = sys.stdout
+) -> int:
     """``callq status ID``: the job's state (``scheduled`` with run_at, ``running``, or its outcome)."""
     record = await Producer(redis, settings=settings).status(args.id)
     if record is None:
@@ -108,7 +118,9 @@ async def status(args: argparse.Namespace, *, settings: Settings, redis: Redis, 
     return 0
 
 
-async def cancel(args: argparse.Namespace, *, settings: Settings, redis: Redis, out: TextIO = sys.stdout) -> int:
+async def cancel(
+    args: argparse.Namespace, *, settings: Settings, redis: Redis, out: TextIO = sys.stdout
+) -> int:
     """``callq cancel ID``: cancel a job that has not started."""
     cancelled, record = await Producer(redis, settings=settings).cancel(args.id)
     if record is None:
@@ -167,7 +179,11 @@ def _print_record(record: JobRecord, *, settings: Settings, as_json: bool, out: 
 
 
 def _iso(moment: datetime | None) -> str | None:
-    return moment.astimezone(UTC).isoformat() if moment and moment.tzinfo is UTC else (moment.isoformat() if moment else None)
+    return (
+        moment.astimezone(UTC).isoformat()
+        if moment and moment.tzinfo is UTC
+        else (moment.isoformat() if moment else None)
+    )
 
 
 def _when(moment: datetime, tz: Any) -> str:

@@ -13,9 +13,9 @@ from typing import Any
 
 import phonenumbers
 from pydantic import ValidationError
-from schemas.config import PortalConfig, Settings, UnknownPortalError
 
 from schemas.calendar import Expired, default_deadline, earliest_run
+from schemas.config import PortalConfig, Settings, UnknownPortalError
 from schemas.job import JOB_FIELDS, CallbackJob, CallbackJobIn, parse_rfc3339
 
 
@@ -71,7 +71,12 @@ def decode_entry(raw: str | bytes | dict[str, Any]) -> dict[str, Any] | Invalid:
 
 
 def validate_job(
-    raw: str | bytes | dict[str, Any], *, settings: Settings, now: datetime, job_id: str
+    raw: str | bytes | dict[str, Any],
+    *,
+    settings: Settings,
+    now: datetime,
+    job_id: str,
+    intake_id: str | None = None,
 ) -> Valid | Invalid:
     """Validate and normalise one job.
 
@@ -80,6 +85,7 @@ def validate_job(
         settings: the configuration (portals, regions, line defaults, calendars).
         now: the current time.
         job_id: the id the job gets.
+        intake_id: the intake stream entry it came from, echoed in its outcome.
 
     Returns:
         ``Valid`` (possibly already expired) or ``Invalid`` with every problem found.
@@ -127,6 +133,7 @@ def validate_job(
         idempotency_key=wire.idempotency_key,
         metadata=wire.metadata,
         created_at=_utc(now) or "",
+        intake_id=intake_id,
     )
     decision = earliest_run(calendar, now=now, not_before=not_before, deadline=deadline)
     if isinstance(decision, Expired):

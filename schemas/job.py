@@ -114,6 +114,7 @@ class CallbackJob:
     metadata: dict[str, Any] | None
     created_at: str
     replay_of: str | None = None
+    intake_id: str | None = None
 
     def to_json(self) -> str:
         """Encode for the job record."""

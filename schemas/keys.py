@@ -79,6 +79,23 @@ class Keys:
         """
         return f"{self.prefix}:claim:{portal}:{line}:{e164}"
 
+    def rate_bucket(self, portal: str) -> str:
+        """String: the portal's leaky bucket as a GCRA arrival time (ms). Expires once the bucket
+        would be empty, so an idle portal leaves nothing behind."""
+        return f"{self.prefix}:rate:{portal}"
+
+    def portal_pause(self, portal: str) -> str:
+        """String whose TTL is how long the portal is paused after a QUERY_LIMIT_EXCEEDED."""
+        return f"{self.prefix}:pause:{portal}"
+
+    def portal_strikes(self, portal: str) -> str:
+        """Counter of rate refusals in a row, for the doubling pause; expires after quiet time."""
+        return f"{self.prefix}:strikes:{portal}"
+
+    def line_pacing(self, portal: str, line: str) -> str:
+        """String: the line's next free start (``min_interval``), GCRA style like the bucket."""
+        return f"{self.prefix}:pace:{portal}:{line}"
+
     def arq_job_id(self, job_id: str) -> str:
         """arq job id: embeds the prefix because arq's key prefixes are global."""
         return f"{self.prefix}:{job_id}"

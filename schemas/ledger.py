@@ -9,9 +9,10 @@ its outcome is appended to ``{p}:outcomes`` in the same step.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from redis.asyncio import Redis
 
@@ -197,8 +198,11 @@ class Ledger:
 
     async def finish_attempt(self, job_id: str, attempt: int, entry: dict[str, Any]) -> None:
         """Store how attempt ``attempt`` ended (time, HTTP status, error code and description)."""
-        await self.redis.hset(
-            self.keys.job(job_id), f"attempt:{attempt}", json.dumps(entry, separators=(",", ":"))
+        await cast(
+            Awaitable[int],
+            self.redis.hset(
+                self.keys.job(job_id), f"attempt:{attempt}", json.dumps(entry, separators=(",", ":"))
+            ),
         )
 
     async def reschedule(
@@ -219,7 +223,7 @@ class Ledger:
 
     async def read(self, job_id: str) -> JobRecord | None:
         """The record of ``job_id``, or None."""
-        raw = await self.redis.hgetall(self.keys.job(job_id))
+        raw = await cast(Awaitable[dict[Any, Any]], self.redis.hgetall(self.keys.job(job_id)))
         if not raw:
             return None
         data = {_s(key): _s(value) for key, value in raw.items()}

@@ -85,7 +85,9 @@ async def wait_for(
         await asyncio.sleep(poll_s)
 
 
-async def wait_outcomes(redis: Any, prefix: str, count: int, *, timeout_s: float = 10.0) -> list[dict[str, Any]]:
+async def wait_outcomes(
+    redis: Any, prefix: str, count: int, *, timeout_s: float = 10.0
+) -> list[dict[str, Any]]:
     """Wait until the outcome stream holds at least ``count`` outcomes; return them all."""
 
     async def probe() -> list[dict[str, Any]] | None:

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from redis.asyncio import Redis
 
@@ -30,16 +31,16 @@ JOB = {
 def cli_env(redis_url: str, prefix: str, webhook_url: str) -> dict[str, str]:
     """Environment for a `callq` subprocess against this test's prefix and the sandbox."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALLQ_")}
-    env.update(CALLQ_REDIS_URL=redis_url, CALLQ_KEY_PREFIX=prefix, CALLQ_WEBHOOK_URL=webhook_url,
-               CALLQ_CONFIG=os.devnull)  # fmt: skip
+    env.update(CALLQ_REDIS_URL=redis_url, CALLQ_KEY_PREFIX=prefix, CALLQ_WEBHOOK_URL=webhook_url)
     return env
 
 
 def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """Run the installed `callq` command (as ops would) and capture its output."""
+    """Run the `callq` command (as ops would, from a directory without callq.toml) and capture its output."""
     return subprocess.run(
-        [sys.executable, "-m", "worker.cli", *args], env=env, capture_output=True, text=True, timeout=30, check=False
-    )
+        [sys.executable, "-m", "worker.cli", *args],
+        env=env, cwd=Path(__file__).parent, capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
 
 
 async def test_stream_job_from_a_non_python_process_is_called_once(
@@ -97,7 +98,9 @@ async def test_cli_enqueue_later_then_cancel_makes_no_call(
     """`callq enqueue --in 1h` is scheduled an hour ahead; `callq cancel` ends it cancelled with no call."""
     env = cli_env(redis_url, prefix, portal.webhook_url("default"))
     before = datetime.now(UTC)
-    enq = run_cli(["enqueue", "--line", "reg1332", "--to", "+79111234567", "--text", "Hi", "--in", "1h", "--json"], env)
+    enq = run_cli(
+        ["enqueue", "--line", "reg1332", "--to", "+79111234567", "--text", "Hi", "--in", "1h", "--json"], env
+    )
     assert enq.returncode == 0, enq.stderr
     job_id = json.loads(enq.stdout)["job_id"]
     shown = run_cli(["status", job_id, "--json"], env)
@@ -121,7 +124,9 @@ async def test_cli_enqueue_now_is_called_and_status_shows_outcome(
 ) -> None:
     """`callq enqueue` without a time is called at once; `callq status` by idempotency key shows the outcome."""
     env = cli_env(redis_url, prefix, portal.webhook_url("default"))
-    enq = run_cli(["enqueue", "--line", "reg1333", "--to", "89111234567", "--text", "Hi", "--key", "k-1"], env)
+    enq = run_cli(
+        ["enqueue", "--line", "reg1333", "--to", "+7 (911) 123-45-67", "--text", "Hi", "--key", "k-1"], env
+    )
     assert enq.returncode == 0, enq.stderr
     assert "scheduled" in enq.stdout
     settings = make_settings(redis_url, prefix, {"default": sandbox_portal(portal.webhook_url("default"))})

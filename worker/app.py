@@ -16,10 +16,10 @@ import aiohttp
 import structlog
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.worker import Retry, Worker, func
-from schemas.config import Settings
 
 from producers.api import Producer
 from producers.stream import IntakeConsumer
+from schemas.config import Settings
 from schemas.keys import ARQ_FUNCTION, Keys
 from schemas.ledger import Ledger
 from worker.bitrix import DEFAULT_TIMEOUT, USER_AGENT

@@ -17,5 +17,5 @@ def backoff_delay_s(attempt: int, *, base_s: float = 5.0, cap_s: float = 600.0, 
     """
     if attempt < 1:
         raise ValueError("attempt starts at 1")
-    ceiling = min(cap_s, base_s * 2 ** min(attempt - 1, 32))
+    ceiling = min(cap_s, base_s * float(2 ** min(attempt - 1, 32)))
     return max(0.0, min(1.0, jitter)) * ceiling

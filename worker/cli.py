@@ -29,10 +29,16 @@ Command = Callable[[argparse.Namespace, Settings], Awaitable[int]]
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser."""
-    parser = argparse.ArgumentParser(prog="callq", description="Bitrix24 phone callbacks through Redis and arq.")
+    parser = argparse.ArgumentParser(
+        prog="callq", description="Bitrix24 phone callbacks through Redis and arq."
+    )
     parser.add_argument("--config", type=Path, help="TOML file (default: $CALLQ_CONFIG or ./callq.toml)")
-    parser.add_argument("--redis-url", help="Redis URL (default: $CALLQ_REDIS_URL or redis://localhost:6379/0)")
-    parser.add_argument("--key-prefix", help="prefix of every Redis key (default: $CALLQ_KEY_PREFIX or callq)")
+    parser.add_argument(
+        "--redis-url", help="Redis URL (default: $CALLQ_REDIS_URL or redis://localhost:6379/0)"
+    )
+    parser.add_argument(
+        "--key-prefix", help="prefix of every Redis key (default: $CALLQ_KEY_PREFIX or callq)"
+    )
     parser.add_argument("--log-format", choices=["auto", "json", "console"], default="auto")
     parser.add_argument("--log-level", default="INFO")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -43,8 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--no-intake", action="store_true", help="do not read the intake stream")
     worker.add_argument("--sandbox", action="store_true",
                         help="run against a built-in sandbox portal (portal 'default', always open)")  # fmt: skip
-    worker.add_argument("--demo", action="store_true", help="with --sandbox: enqueue a sample job, print its outcome")
-    worker.add_argument("--exit-after-demo", action="store_true", help="with --demo: stop once the outcome is printed")
+    worker.add_argument(
+        "--demo", action="store_true", help="with --sandbox: enqueue a sample job, print its outcome"
+    )
+    worker.add_argument(
+        "--exit-after-demo", action="store_true", help="with --demo: stop once the outcome is printed"
+    )
 
     sandbox = sub.add_parser("sandbox", help="run a local Bitrix24 portal for demos and tests")
     sandbox.add_argument("--host", default="127.0.0.1")
@@ -55,7 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     enqueue = sub.add_parser("enqueue", help="submit a callback")
     producer_cli.add_enqueue_arguments(enqueue)
-    for name, help_text in (("status", "show a job's state or outcome"), ("cancel", "cancel a job not yet started")):
+    for name, help_text in (
+        ("status", "show a job's state or outcome"),
+        ("cancel", "cancel a job not yet started"),
+    ):
         cmd = sub.add_parser(name, help=help_text)
         cmd.add_argument("id", help="job id or idempotency key")
         cmd.add_argument("--json", action="store_true", help="machine-readable output")
@@ -67,7 +80,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     fmt = args.log_format
     configure_logging(json_output=None if fmt == "auto" else fmt == "json", level=args.log_level.upper())
-    overrides: dict[str, Any] = {k: v for k, v in (("redis_url", args.redis_url), ("key_prefix", args.key_prefix)) if v}
+    overrides: dict[str, Any] = {
+        k: v for k, v in (("redis_url", args.redis_url), ("key_prefix", args.key_prefix)) if v
+    }
     try:
         settings = load_settings(os.environ, overrides=overrides, config_path=args.config)
     except ConfigError as exc:
@@ -86,16 +101,18 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "sandbox":
         from worker.demo import serve_sandbox
 
-        return await serve_sandbox(host=args.host, port=args.port, code=args.code, rate=args.rate, burst=args.burst)
-    async with ensure_redis(settings, allow_throwaway=args.command == "worker" and args.sandbox) as settings:
+        return await serve_sandbox(
+            host=args.host, port=args.port, code=args.code, rate=args.rate, burst=args.burst
+        )
+    async with ensure_redis(settings, allow_throwaway=args.command == "worker" and args.sandbox) as ready:
         if args.command == "worker":
             from worker.demo import run_worker_command
 
-            return await run_worker_command(args, settings)
-        redis = Redis.from_url(settings.redis_url)
+            return await run_worker_command(args, ready)
+        redis = Redis.from_url(ready.redis_url)
         try:
             handler = getattr(producer_cli, args.command)
-            return int(await handler(args, settings=settings, redis=redis))
+            return int(await handler(args, settings=ready, redis=redis))
         except RedisError as exc:
             print(f"callq: Redis error: {exc}", file=sys.stderr)
             return 2

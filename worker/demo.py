@@ -13,7 +13,7 @@ from types import MappingProxyType
 
 import structlog
 
-from ops.sandbox import Sandbox, SandboxPortal, running_sandbox, serve_forever
+from ops.sandbox import Sandbox, SandboxHandle, SandboxPortal, running_sandbox, serve_forever
 from producers.api import Producer
 from schemas.config import PortalConfig, Settings
 from schemas.ledger import Ledger
@@ -37,7 +37,15 @@ DEMO_JOB = {
 async def serve_sandbox(*, host: str, port: int, code: str, rate: float, burst: int) -> int:
     """``callq sandbox``: serve a portal ``default`` until interrupted."""
     sandbox = Sandbox([SandboxPortal(name="default", webhooks={(1, code)}, rate=rate, burst=burst)])
-    await serve_forever(sandbox, host=host, port=port)
+
+    def announce(handle: SandboxHandle) -> None:
+        # The sandbox's own code, not a real secret: the person needs it to point callq here.
+        print(
+            f"sandbox portal 'default' listening; use CALLQ_WEBHOOK_URL={handle.webhook_url('default')}",
+            flush=True,
+        )
+
+    await serve_forever(sandbox, host=host, port=port, on_ready=announce)
     return 0
 
 
@@ -63,7 +71,10 @@ async def run_worker_command(args: argparse.Namespace, settings: Settings) -> in
         if args.sandbox:
             settings = await stack.enter_async_context(sandbox_settings(settings))
         if not settings.portals:
-            print("callq worker: no portal is configured (set CALLQ_WEBHOOK_URL or write callq.toml)", file=sys.stderr)
+            print(
+                "callq worker: no portal is configured (set CALLQ_WEBHOOK_URL or write callq.toml)",
+                file=sys.stderr,
+            )
             return 2
         pool = await open_pool(settings)
         stack.push_async_callback(pool.aclose)

@@ -27,7 +27,7 @@ def redact(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> Event
     return _redact_mapping(event_dict)
 
 
-def _redact_mapping(data: MutableMapping[str, Any]) -> Any:
+def _redact_mapping(data: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key, value in list(data.items()):
         if key in SECRET_KEYS and value is not None:
             data[key] = "***"

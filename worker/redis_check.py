@@ -79,7 +79,9 @@ async def ensure_redis(settings: Settings, *, allow_throwaway: bool) -> AsyncIte
                     break
                 await asyncio.sleep(0.05)
             else:
-                raise RedisUnavailable(f"no Redis at {settings.redis_url}, and a throwaway redis-server did not start")
+                raise RedisUnavailable(
+                    f"no Redis at {settings.redis_url}, and a throwaway redis-server did not start"
+                )
             log.warning("redis.throwaway_started", configured=settings.redis_url, url=url,
                         hint="nothing answered at the configured URL; this Redis is gone when callq stops")  # fmt: skip
             yield dataclasses.replace(settings, redis_url=url)

@@ -13,9 +13,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from schemas.config import PortalConfig
 
 from schemas.calendar import Expired, earliest_run
+from schemas.config import PortalConfig
 from schemas.job import CallbackJob
 from schemas.ledger import JobRecord
 from schemas.outcome import FINAL_STATUSES, ErrorCode, Outcome, OutcomeError, Status
@@ -92,8 +92,8 @@ async def _attempt(
     except Exception as exc:
         # A bug after the attempt was recorded: the request may have gone out.
         log.exception("job.attempt_crashed")
-        error = BitrixCallError(f"{type(exc).__name__} during the request")
-        return await _unknown(deps, record, portal, error, attempt=attempt)
+        lost = BitrixCallError(f"{type(exc).__name__} during the request")
+        return await _unknown(deps, record, portal, lost, attempt=attempt)
     await deps.ledger.finish_attempt(job.job_id, attempt, _attempt_entry(deps, began, started=started))
     return await _end(
         deps,
@@ -222,7 +222,7 @@ async def _end(
     call_id: str | None = None,
     error: tuple[str, str] | None = None,
     dedupe_window_s: float = 0.0,
-) -> None:
+) -> float | None:
     job: CallbackJob = record.job
     outcome = Outcome(
         job_id=job.job_id,
@@ -236,11 +236,13 @@ async def _end(
         call_id=call_id,
         error=OutcomeError(code=str(error[0]), description=error[1]) if error else None,
         replay_of=job.replay_of,
+        intake_id=job.intake_id,
     )
     result = await deps.ledger.finalize(outcome, job=job, dedupe_window_s=dedupe_window_s)
     if result.written:
         log.info("job.finished", status=str(status), attempts=outcome.attempts, call_id=call_id,
                  error_code=error[0] if error else None)  # fmt: skip
+    return None  # a final outcome: nothing left to run
 
 
 def _spent_attempts(record: JobRecord) -> int:

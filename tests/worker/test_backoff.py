@@ -9,7 +9,15 @@ from worker.backoff import backoff_delay_s
 
 @pytest.mark.parametrize(
     ("attempt", "jitter", "expected"),
-    [(1, 1.0, 5.0), (2, 1.0, 10.0), (3, 1.0, 20.0), (3, 0.5, 10.0), (3, 0.0, 0.0), (20, 1.0, 600.0), (500, 1.0, 600.0)],
+    [
+        (1, 1.0, 5.0),
+        (2, 1.0, 10.0),
+        (3, 1.0, 20.0),
+        (3, 0.5, 10.0),
+        (3, 0.0, 0.0),
+        (20, 1.0, 600.0),
+        (500, 1.0, 600.0),
+    ],
 )
 def test_backoff_delay(attempt: int, jitter: float, expected: float) -> None:
     """The delay is jitter times min(cap, base * 2^(attempt-1))."""

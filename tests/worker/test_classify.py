@@ -11,7 +11,10 @@ from worker.errors import BitrixApiError, BitrixCallError, BitrixHttpError, Tran
 @pytest.mark.parametrize(
     ("error", "verdict"),
     [
-        (BitrixApiError(http_status=503, code="QUERY_LIMIT_EXCEEDED", description="Too many requests"), Verdict.PAUSE_PORTAL),
+        (
+            BitrixApiError(http_status=503, code="QUERY_LIMIT_EXCEEDED", description="Too many requests"),
+            Verdict.PAUSE_PORTAL,
+        ),
         (BitrixApiError(http_status=503, code="query_limit_exceeded", description=""), Verdict.PAUSE_PORTAL),
         (BitrixApiError(http_status=429, code="OPERATION_TIME_LIMIT", description=""), Verdict.PAUSE_METHOD),
         (BitrixApiError(http_status=503, code="OVERLOAD_LIMIT", description=""), Verdict.BLOCKED),
@@ -21,7 +24,10 @@ from worker.errors import BitrixApiError, BitrixCallError, BitrixHttpError, Tran
         (BitrixApiError(http_status=403, code="INVALID_CREDENTIALS", description=""), Verdict.AUTH_BROKEN),
         (BitrixApiError(http_status=403, code="insufficient_scope", description=""), Verdict.AUTH_BROKEN),
         (BitrixApiError(http_status=500, code="PORTAL_DELETED", description=""), Verdict.AUTH_BROKEN),
-        (BitrixApiError(http_status=400, code="ERROR_CORE", description="Could not find line x"), Verdict.PERMANENT),
+        (
+            BitrixApiError(http_status=400, code="ERROR_CORE", description="Could not find line x"),
+            Verdict.PERMANENT,
+        ),
         (BitrixApiError(http_status=403, code="ACCESS_DENIED", description=""), Verdict.PERMANENT),
         (BitrixApiError(http_status=404, code="ERROR_METHOD_NOT_FOUND", description=""), Verdict.PERMANENT),
         (BitrixApiError(http_status=400, code="SOMETHING_NEW", description=""), Verdict.PERMANENT),

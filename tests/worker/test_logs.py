@@ -10,7 +10,12 @@ from worker.logs import redact
 
 @pytest.mark.parametrize(
     ("number", "masked"),
-    [("+79111234567", "+7911***4567"), ("+4930123456789", "+4930***6789"), ("12345678", "12***78"), ("", "***")],
+    [
+        ("+79111234567", "+7911***4567"),
+        ("+4930123456789", "+4930***6789"),
+        ("12345678", "12***78"),
+        ("", "***"),
+    ],
 )
 def test_mask_number(number: str, masked: str) -> None:
     """A number keeps its head and tail; at least half of a short one is hidden."""

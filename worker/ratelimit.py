@@ -1,0 +1,126 @@
+"""Per-portal leaky bucket and per-line pacing, shared by every worker process through Redis.
+
+Bitrix24 counts requests per portal in a leaky bucket (``burst`` deep, draining ``rate`` per
+second). callq keeps the same bucket in Redis as a GCRA "theoretical arrival time" and hands out
+*reservations*: a job asks for the next free slot, and if that slot is in the future the job is put
+back to run at it, holding the slot, instead of sleeping in a worker. One round trip per job, no
+thundering herd, and slots are handed out in arrival order. Time is Redis's own (``TIME``), so
+workers on machines with skewed clocks still share one bucket.
+
+When Bitrix24 answers ``QUERY_LIMIT_EXCEEDED`` anyway (another application on the same portal,
+say), :meth:`RateLimiter.pause` stops the whole portal for every worker and assumes the bucket is
+full afterwards, so it resumes at the steady rate rather than in a burst.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from schemas.keys import Keys
+
+RESERVE = """
+-- KEYS: bucket (tat), pause
+-- ARGV: interval_ms, tolerance_ms, not_before_offset_ms
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local earliest = now + tonumber(ARGV[3])
+local pause = redis.call('PTTL', KEYS[2])
+if pause > 0 and now + pause > earliest then earliest = now + pause end
+local interval = tonumber(ARGV[1])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+local slot = tat - tonumber(ARGV[2])
+if slot < earliest then slot = earliest end
+local base = tat
+if base < slot then base = slot end
+local new_tat = base + interval
+-- the key outlives the moment the bucket is empty again, then vanishes by itself
+redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.max(new_tat - now + 1000, 1000))
+return slot - now
+"""
+
+PAUSE = """
+-- KEYS: bucket (tat), pause, strikes
+-- ARGV: tolerance_ms, base_pause_ms, max_pause_ms
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local strikes = redis.call('INCR', KEYS[3])
+local pause = math.min(tonumber(ARGV[2]) * 2 ^ (strikes - 1), tonumber(ARGV[3]))
+redis.call('PEXPIRE', KEYS[3], math.floor(pause * 4 + 60000))
+local current = redis.call('PTTL', KEYS[2])
+if current < pause then redis.call('SET', KEYS[2], '1', 'PX', math.floor(pause)) end
+-- after the pause assume Bitrix24's bucket is full: the steady rate, no burst
+local tat = now + pause + tonumber(ARGV[1])
+local old = tonumber(redis.call('GET', KEYS[1]) or '0')
+if old < tat then redis.call('SET', KEYS[1], tostring(tat), 'PX', math.floor(tat - now + 1000)) end
+return math.floor(pause)
+"""
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """A leaky bucket: ``burst`` requests at once, then ``rate`` per second."""
+
+    rate: float
+    burst: int
+
+    @property
+    def interval_ms(self) -> float:
+        """Milliseconds between two requests at the steady rate."""
+        return 1000.0 / self.rate
+
+    @property
+    def tolerance_ms(self) -> float:
+        """How far ahead of the steady rate a burst may run."""
+        return (self.burst - 1) * self.interval_ms
+
+
+class RateLimiter:
+    """Reservations against the shared buckets of one deployment.
+
+    Args:
+        redis: client.
+        keys: key names under the deployment prefix.
+        base_pause_s: first pause after a ``QUERY_LIMIT_EXCEEDED``; doubles on each further one.
+        max_pause_s: longest pause.
+    """
+
+    def __init__(
+        self, redis: Redis, *, keys: Keys, base_pause_s: float = 1.0, max_pause_s: float = 60.0
+    ) -> None:
+        self.keys = keys
+        self.base_pause_ms = base_pause_s * 1000
+        self.max_pause_ms = max_pause_s * 1000
+        self._reserve = redis.register_script(RESERVE)
+        self._pause = redis.register_script(PAUSE)
+
+    async def reserve_portal(self, portal: str, bucket: Bucket) -> float:
+        """Reserve the portal's next request slot; returns seconds until it (0 if now)."""
+        k = self.keys
+        delay_ms = await self._reserve(
+            keys=[k.rate_bucket(portal), k.portal_pause(portal)],
+            args=[bucket.interval_ms, bucket.tolerance_ms, 0],
+        )
+        return max(float(delay_ms), 0.0) / 1000
+
+    async def reserve_line(self, portal: str, line: str, min_interval_s: float) -> float:
+        """Reserve the line's next start (one per ``min_interval_s``); returns seconds until it."""
+        k = self.keys
+        delay_ms = await self._reserve(
+            keys=[k.line_pacing(portal, line), k.portal_pause(portal)], args=[min_interval_s * 1000, 0, 0]
+        )
+        return max(float(delay_ms), 0.0) / 1000
+
+    async def pause(self, portal: str, bucket: Bucket) -> float:
+        """Pause the portal for every worker after Bitrix24 refused a request for its rate.
+
+        Returns:
+            The pause in seconds (doubling with each refusal in a row, capped).
+        """
+        k = self.keys
+        pause_ms = await self._pause(
+            keys=[k.rate_bucket(portal), k.portal_pause(portal), k.portal_strikes(portal)],
+            args=[bucket.tolerance_ms, max(self.base_pause_ms, 2 * bucket.interval_ms), self.max_pause_ms],
+        )
+        return float(pause_ms) / 1000
