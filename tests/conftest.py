@@ -7,6 +7,7 @@ deletes exactly those. ``CALLQ_TEST_REDIS_URL`` points the suite at another Redi
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -16,21 +17,33 @@ import structlog
 from redis.asyncio import Redis
 
 from ops.sandbox import Sandbox, SandboxHandle, SandboxPortal, running_sandbox
+from tests.redis_server import RedisServer
 
 REDIS_URL = os.environ.get("CALLQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
-@pytest.fixture(scope="session")
-def redis_url() -> str:
-    """The Redis the suite uses; fails fast with a clear message when none answers."""
-    client = sync_redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+def _answers(url: str) -> str | None:
+    client = sync_redis.Redis.from_url(url, socket_connect_timeout=2)
     try:
         client.ping()
+        return None
     except sync_redis.RedisError as exc:
-        pytest.exit(f"no Redis at {REDIS_URL} ({exc}); start one or set CALLQ_TEST_REDIS_URL", returncode=2)
+        return str(exc)
     finally:
         client.close()
-    return REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The Redis the suite uses: the configured one, else a private redis-server; else stop at once."""
+    problem = _answers(REDIS_URL)
+    if problem is None:
+        yield REDIS_URL
+        return
+    if shutil.which("redis-server") is None:
+        pytest.exit(f"no Redis at {REDIS_URL} ({problem}) and no redis-server installed", returncode=2)
+    with RedisServer(tmp_path_factory.mktemp("redis")) as server:
+        yield server.url
 
 
 @pytest.fixture

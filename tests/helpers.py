@@ -24,6 +24,7 @@ FAST = WorkerOptions(
     poll_delay_s=0.05,
     handle_signals=False,
     shutdown_wait_s=0,
+    intake_block_ms=50,
     retry_base_s=0.05,
     pause_s=0.2,
     client_timeout=aiohttp.ClientTimeout(total=3, connect=1, sock_connect=1, sock_read=3),

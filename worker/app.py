@@ -76,6 +76,7 @@ class WorkerOptions:
     shutdown_wait_s: int = SHUTDOWN_WAIT_S
     burst: bool = False
     intake: bool = True
+    intake_block_ms: int = 1000
     handle_signals: bool = True
     client_timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT
     retry_base_s: float = 5.0
@@ -142,7 +143,9 @@ def build_worker(settings: Settings, pool: ArqRedis, options: WorkerOptions = Wo
             pause_s=options.pause_s,
         )
         if options.intake:
-            consumer = IntakeConsumer(pool, producer=Producer(pool, settings=settings), keys=keys)
+            consumer = IntakeConsumer(
+                pool, producer=Producer(pool, settings=settings), keys=keys, block_ms=options.intake_block_ms
+            )
             await consumer.ensure_group()
             ctx["intake_stop"] = stop = asyncio.Event()
             ctx["intake_task"] = asyncio.create_task(_keep_consuming(consumer, stop))

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import secrets
 import sys
 from collections.abc import AsyncIterator
 from types import MappingProxyType
@@ -27,7 +28,7 @@ ALWAYS_OPEN = MappingProxyType({day: ((0, 1440),) for day in range(7)})
 
 DEMO_JOB = {
     "from_line": "reg1332",
-    "to_number": "8 (911) 123-45-67",
+    "to_number": "8 (911) 123-45-67",  # a fresh number each run: a repeat would be a duplicate
     "text_to_pronounce": "Callback request from the website, connecting you.",
     "voice": "ruinternalfemale",
     "metadata": {"demo": True},
@@ -97,7 +98,8 @@ async def run_worker_command(args: argparse.Namespace, settings: Settings) -> in
 async def _demo(settings: Settings, pool: object) -> bool:
     """Enqueue the sample job, wait for its outcome, print it. True if it succeeded."""
     producer = Producer(pool, settings=settings)  # type: ignore[arg-type]
-    submitted = await producer.submit(dict(DEMO_JOB))
+    number = f"8 (911) 123-{secrets.randbelow(100):02d}-{secrets.randbelow(100):02d}"
+    submitted = await producer.submit({**DEMO_JOB, "to_number": number})
     log.info("demo.enqueued", job_id=submitted.job_id, status=str(submitted.status))
     ledger: Ledger = producer.ledger
     outcome = await wait_for_outcome(ledger, submitted.job_id, timeout_s=30)

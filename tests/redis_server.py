@@ -1,0 +1,87 @@
+"""A private ``redis-server`` process for tests that restart, crash or persist Redis."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+
+import redis as sync_redis
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RedisServer:
+    """Start, stop, kill and restart a ``redis-server`` on a free port, data under ``workdir``.
+
+    Args:
+        workdir: directory for its AOF/RDB files and log.
+        appendonly: turn on AOF with ``appendfsync everysec`` (what the ops config uses).
+        port: a fixed port (a restart keeps the port); a free one by default.
+    """
+
+    def __init__(self, workdir: Path, *, appendonly: bool = False, port: int | None = None) -> None:
+        self.workdir = workdir
+        self.appendonly = appendonly
+        self.port = port or free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """redis:// URL of this server."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, *, timeout_s: float = 10.0) -> None:
+        """Start and wait until it answers PING."""
+        binary = shutil.which("redis-server")
+        assert binary, "redis-server is not installed"
+        args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir),
+                "--save", "", "--logfile", "redis.log", "--appendonly", "yes" if self.appendonly else "no",
+                "--appendfsync", "everysec"]  # fmt: skip
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout_s
+        client = sync_redis.Redis(port=self.port, socket_connect_timeout=0.2)
+        try:
+            while True:
+                try:
+                    if client.ping():
+                        return
+                except sync_redis.RedisError:
+                    if time.monotonic() > deadline or self.process.poll() is not None:
+                        raise
+                time.sleep(0.02)
+        finally:
+            client.close()
+
+    def stop(self, *, kill: bool = False) -> None:
+        """Stop it (SIGKILL with ``kill``, losing what was not yet on disk)."""
+        if self.process is None:
+            return
+        if kill:
+            self.process.kill()
+        else:
+            self.process.terminate()
+        self.process.wait(timeout=10)
+        self.process = None
+
+    def restart(self, *, kill: bool = False) -> None:
+        """Stop and start again on the same port and data directory."""
+        self.stop(kill=kill)
+        self.start()
+
+    def __enter__(self) -> RedisServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
