@@ -72,6 +72,7 @@ class JobRecord:
     outcome: dict[str, Any] | None
     attempt_log: list[dict[str, Any]]
     created_at: datetime | None
+    slots: dict[str, int]  # rate-limit reservations held for the next attempt: name -> unix ms
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,7 @@ class Ledger:
         self._reschedule = redis.register_script(ledger_lua.RESCHEDULE)
 
     async def admit(
-        self, job: CallbackJob, *, run_at: datetime, now: datetime, pending_ttl_s: float
+        self, job: CallbackJob, *, run_at: datetime, now: datetime, pending_ttl_s: float, claim: bool = True
     ) -> Admission:
         """Store a new job and schedule it, unless its idempotency key or line + number is taken.
 
@@ -112,12 +113,13 @@ class Ledger:
             run_at: when arq should first run it.
             now: the current time.
             pending_ttl_s: lifetime of the arq job and the claim; must outlast the deadline.
+            claim: dedupe on portal + line + number (off only to measure what it costs).
         """
         k = self.keys
         idem = k.idempotency(job.portal, job.idempotency_key) if job.idempotency_key else ""
         ttl_ms = max(int(pending_ttl_s * 1000), 1000)
         verdict, holder = await self._admit(
-            keys=[k.job(job.job_id), idem, k.claim(job.portal, job.from_line, job.to_number),
+            keys=[k.job(job.job_id), idem, k.claim(job.portal, job.from_line, job.to_number) if claim else "",
                   k.arq_job(job.job_id), k.queue],
             args=[job.job_id, job.to_json(), to_ms(run_at), arq_payload(job.job_id, to_ms(now)), ttl_ms,
                   ttl_ms, k.arq_job_id(job.job_id), to_ms(now)],
@@ -244,6 +246,7 @@ class Ledger:
             outcome=outcome,
             attempt_log=[entry for _, entry in attempts],
             created_at=from_ms(data["created_at"]) if "created_at" in data else None,
+            slots=json.loads(data["slots"]) if "slots" in data else {},
         )
 
     async def resolve(self, ident: str, *, portals: list[str]) -> str | None:

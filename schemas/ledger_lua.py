@@ -8,7 +8,7 @@ empty string are absent (Redis Cluster is not supported: a job's keys span hash 
 from __future__ import annotations
 
 ADMIT = """
--- KEYS: record, idem ('' if none), claim, arq job, arq queue
+-- KEYS: record, idem ('' if none), claim ('' to skip line+number dedupe), arq job, arq queue
 -- ARGV: job_id, job_json, run_at_ms, arq_payload, arq_ttl_ms, claim_ttl_ms, arq_job_id, created_ms
 -- a job id that exists already is a redelivered intake entry: the same job, not a new one
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'idempotent', ARGV[1]} end
@@ -16,9 +16,11 @@ if KEYS[2] ~= '' then
   local holder = redis.call('GET', KEYS[2])
   if holder then return {'idempotent', holder} end
 end
-local holder = redis.call('GET', KEYS[3])
-if holder and holder ~= ARGV[1] then return {'duplicate', holder} end
-redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[6])
+if KEYS[3] ~= '' then
+  local holder = redis.call('GET', KEYS[3])
+  if holder and holder ~= ARGV[1] then return {'duplicate', holder} end
+  redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[6])
+end
 if KEYS[2] ~= '' then redis.call('SET', KEYS[2], ARGV[1]) end
 redis.call('HSET', KEYS[1], 'job', ARGV[2], 'state', 'scheduled', 'run_at', ARGV[3],
            'attempts', 0, 'created_at', ARGV[8])
@@ -85,7 +87,7 @@ if not state then return {'missing', '0'} end
 if state == 'scheduled' or state == 'retrying' then
   local n = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
   redis.call('HSET', KEYS[1], 'state', 'running', 'attempt:' .. n, ARGV[2])
-  redis.call('HDEL', KEYS[1], 'run_at')
+  redis.call('HDEL', KEYS[1], 'run_at', 'slots')
   return {'started', tostring(n)}
 end
 local n = redis.call('HGET', KEYS[1], 'attempts') or '0'

@@ -8,6 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 import redis as sync_redis
 
@@ -77,7 +78,7 @@ class RedisServer:
         self.stop(kill=kill)
         self.start()
 
-    def __enter__(self) -> RedisServer:
+    def __enter__(self) -> Self:
         self.start()
         return self
 

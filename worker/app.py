@@ -24,6 +24,7 @@ from schemas.keys import ARQ_FUNCTION, Keys
 from schemas.ledger import Ledger
 from worker.bitrix import DEFAULT_TIMEOUT, USER_AGENT
 from worker.deps import Deps
+from worker.ratelimit import RateLimiter
 from worker.runner import run_job
 
 log = structlog.get_logger("callq.worker")
@@ -138,6 +139,7 @@ def build_worker(settings: Settings, pool: ArqRedis, options: WorkerOptions = Wo
             settings=settings,
             ledger=ledger,
             session=session,
+            limiter=RateLimiter(pool, keys=keys),
             client_timeout=options.client_timeout,
             retry_base_s=options.retry_base_s,
             pause_s=options.pause_s,

@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import aiohttp
-from schemas.config import Settings
 
+from schemas.config import Settings
 from schemas.ledger import Ledger
 from worker.bitrix import DEFAULT_TIMEOUT
+from worker.ratelimit import RateLimiter
 
 Clock = Callable[[], datetime]
 
@@ -29,6 +30,7 @@ class Deps:
         settings: configuration.
         ledger: job records.
         session: the one aiohttp session of this process.
+        limiter: the shared rate-limit buckets.
         clock: current time.
         jitter: draws a number in [0, 1) for backoff jitter.
         client_timeout: HTTP timeouts for Bitrix24 requests.
@@ -39,6 +41,7 @@ class Deps:
     settings: Settings
     ledger: Ledger
     session: aiohttp.ClientSession
+    limiter: RateLimiter
     clock: Clock = utcnow
     jitter: Callable[[], float] = random.random
     client_timeout: aiohttp.ClientTimeout = field(default=DEFAULT_TIMEOUT)

@@ -84,12 +84,20 @@ class RateLimiter:
         keys: key names under the deployment prefix.
         base_pause_s: first pause after a ``QUERY_LIMIT_EXCEEDED``; doubles on each further one.
         max_pause_s: longest pause.
+        method_pause_s: first pause after ``OPERATION_TIME_LIMIT``.
     """
 
     def __init__(
-        self, redis: Redis, *, keys: Keys, base_pause_s: float = 1.0, max_pause_s: float = 60.0
+        self,
+        redis: Redis,
+        *,
+        keys: Keys,
+        base_pause_s: float = 1.0,
+        max_pause_s: float = 60.0,
+        method_pause_s: float = 60.0,
     ) -> None:
         self.keys = keys
+        self.method_pause_ms = method_pause_s * 1000
         self.base_pause_ms = base_pause_s * 1000
         self.max_pause_ms = max_pause_s * 1000
         self._reserve = redis.register_script(RESERVE)
@@ -112,15 +120,25 @@ class RateLimiter:
         )
         return max(float(delay_ms), 0.0) / 1000
 
-    async def pause(self, portal: str, bucket: Bucket) -> float:
-        """Pause the portal for every worker after Bitrix24 refused a request for its rate.
+    async def pause(self, portal: str, bucket: Bucket, *, method_block: bool = False) -> float:
+        """Pause the portal for every worker after Bitrix24 refused a request for its limits.
+
+        Args:
+            portal: the portal.
+            bucket: its bucket (the pause assumes it full afterwards).
+            method_block: ``OPERATION_TIME_LIMIT``: callback.start is blocked until a minute bucket
+                of its execution time drops out, so the pause starts at a minute. callq calls no
+                other method on the portal, so pausing the portal's callbacks pauses the method.
 
         Returns:
             The pause in seconds (doubling with each refusal in a row, capped).
         """
         k = self.keys
+        base_ms = max(self.base_pause_ms, 2 * bucket.interval_ms)
+        if method_block:
+            base_ms = max(base_ms, self.method_pause_ms)
         pause_ms = await self._pause(
             keys=[k.rate_bucket(portal), k.portal_pause(portal), k.portal_strikes(portal)],
-            args=[bucket.tolerance_ms, max(self.base_pause_ms, 2 * bucket.interval_ms), self.max_pause_ms],
+            args=[bucket.tolerance_ms, base_ms, max(self.max_pause_ms, base_ms)],
         )
         return float(pause_ms) / 1000

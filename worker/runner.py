@@ -24,6 +24,7 @@ from worker.bitrix import CallbackStarted, start_callback
 from worker.classify import Verdict, classify
 from worker.deps import Deps
 from worker.errors import BitrixApiError, BitrixCallError, BitrixHttpError
+from worker.pacing import effective_bucket, take_slots
 
 log = structlog.get_logger("callq.worker")
 
@@ -58,6 +59,11 @@ async def run_job(deps: Deps, job_id: str) -> float | None:
         return await _end(deps, record, Status.EXPIRED, error=(ErrorCode.DEADLINE_PASSED, decision.reason))
     if decision.at > now + EARLY_TOLERANCE:
         return await _put_back(deps, record, state=record.state, run_at=decision.at, now=now)
+    hold = await take_slots(deps.limiter, record, portal, now=now)
+    if hold is not None:
+        return await _put_back(
+            deps, record, state=record.state, run_at=hold.wake, now=now, field=("slots", hold.slots_json)
+        )
     spent = _spent_attempts(record)
     start = await deps.ledger.start_attempt(job_id, now=now, info={"spent_before": spent})
     if start.verdict == "interrupted":
@@ -123,11 +129,11 @@ async def _failed(
     if verdict == Verdict.UNKNOWN:
         return await _unknown(deps, record, portal, error, attempt=attempt)
     if verdict in (Verdict.PAUSE_PORTAL, Verdict.PAUSE_METHOD):
-        # Refused before execution: not the job's fault, so the attempt is not spent.
-        delay = backoff_delay_s(
-            max(attempt - spent + 1, 1), base_s=2.0, cap_s=deps.pause_s, jitter=0.5 + deps.jitter() / 2
-        )
-        return await _retry_at(deps, record, now + timedelta(seconds=delay), now=now, error=error)
+        # Refused before execution: the whole portal waits, and the attempt is not spent.
+        method_block = verdict == Verdict.PAUSE_METHOD
+        pause_s = await deps.limiter.pause(portal.name, effective_bucket(portal), method_block=method_block)
+        log.warning("portal.paused", reason=error.code, pause_s=round(pause_s, 3))
+        return await _retry_at(deps, record, now + timedelta(seconds=pause_s), now=now, error=error)
     if verdict in (Verdict.AUTH_BROKEN, Verdict.BLOCKED, Verdict.REFRESH_AUTH):
         log.error("portal.refused_credentials", code=error.code, description=error.description)
         return await _retry_at(deps, record, now + timedelta(seconds=deps.pause_s), now=now, error=error)
@@ -204,9 +210,18 @@ async def _retry_at(
 
 
 async def _put_back(
-    deps: Deps, record: JobRecord, *, state: Status, run_at: datetime, now: datetime, allowed: str = WAITING
+    deps: Deps,
+    record: JobRecord,
+    *,
+    state: Status,
+    run_at: datetime,
+    now: datetime,
+    allowed: str = WAITING,
+    field: tuple[str, str] | None = None,
 ) -> float | None:
-    result = await deps.ledger.reschedule(record.job_id, state=state, run_at=run_at, allowed=allowed)
+    result = await deps.ledger.reschedule(
+        record.job_id, state=state, run_at=run_at, allowed=allowed, field=field
+    )
     if result != "ok":
         return None  # cancelled meanwhile
     log.info("job.deferred", state=str(state), run_at=run_at.isoformat())
