@@ -18,6 +18,7 @@ import structlog
 from redis.asyncio import Redis
 
 from producers.validation import Invalid, Valid, validate_job
+from schemas.bucket import pacing_bucket
 from schemas.config import Settings
 from schemas.job import CallbackJob
 from schemas.keys import Keys
@@ -149,11 +150,26 @@ class Producer:
     ) -> Submitted:
         deadline = job.deadline_at or run_at
         pending_ttl = (max(deadline, run_at) - now + PENDING_MARGIN).total_seconds()
-        admission = await self.ledger.admit(job, run_at=run_at, now=now, pending_ttl_s=pending_ttl)
+        portal = self.settings.portals[job.portal]
+        # A job due now takes its rate-limit slot on arrival; a paced line's job takes its line
+        # slot first, in the worker.
+        paced = portal.line(job.from_line).min_interval_s > 0
+        bucket = None if paced else pacing_bucket(portal.rate, portal.burst)
+        admission = await self.ledger.admit(
+            job, run_at=run_at, now=now, pending_ttl_s=pending_ttl, bucket=bucket
+        )
         bound = log.bind(job_id=job.job_id, portal=job.portal, line=job.from_line)
         if admission.verdict == "new":
             bound.info("job.scheduled", run_at=run_at.isoformat(), to_number=mask_number(job.to_number))
             return Submitted(job_id=job.job_id, status=Status.SCHEDULED, new=True, run_at=run_at)
+        if admission.verdict == "idempotent" and intake_id is not None and admission.job_id != job.job_id:
+            # An intake entry must end in an outcome of its own: a repeat of a known key is a
+            # duplicate of the job that holds the key (and makes no new job, no call).
+            return await self._duplicate(job, holder=admission.job_id, now=now, intake_id=intake_id)
+        if admission.verdict == "idempotent" and intake_id is not None and admission.job_id != job.job_id:
+            # An intake entry must end in an outcome of its own: a repeat of a known key is a
+            # duplicate of the job that holds the key (and makes no new job, no call).
+            return await self._duplicate(job, holder=admission.job_id, now=now, intake_id=intake_id)
         if admission.verdict == "idempotent":
             record = await self.ledger.read(admission.job_id)
             bound.info("job.idempotent_repeat", existing_job_id=admission.job_id)
@@ -164,13 +180,17 @@ class Producer:
                 run_at=record.run_at if record else None,
                 duplicate_of=(record.outcome or {}).get("duplicate_of") if record else None,
             )
-        outcome = self._outcome(
-            job, Status.DUPLICATE, now=now, intake_id=intake_id, duplicate_of=admission.job_id
-        )
+        return await self._duplicate(job, holder=admission.job_id, now=now, intake_id=intake_id)
+
+    async def _duplicate(
+        self, job: CallbackJob, *, holder: str, now: datetime, intake_id: str | None
+    ) -> Submitted:
+        outcome = self._outcome(job, Status.DUPLICATE, now=now, intake_id=intake_id, duplicate_of=holder)
         key = (job.portal, job.idempotency_key) if job.idempotency_key else None
         await self.ledger.record_final(outcome, job=job, idempotency_key=key)
-        bound.info("job.duplicate", duplicate_of=admission.job_id, to_number=mask_number(job.to_number))
-        return Submitted(job_id=job.job_id, status=Status.DUPLICATE, new=False, duplicate_of=admission.job_id)
+        log.info("job.duplicate", job_id=job.job_id, portal=job.portal, line=job.from_line, duplicate_of=holder,
+                 to_number=mask_number(job.to_number))  # fmt: skip
+        return Submitted(job_id=job.job_id, status=Status.DUPLICATE, new=False, duplicate_of=holder)
 
     async def reject(self, job_id: str, invalid: Invalid, *, intake_id: str | None = None) -> Submitted:
         """Record input that cannot become a job as a ``rejected`` outcome."""

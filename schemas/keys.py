@@ -84,6 +84,11 @@ class Keys:
         would be empty, so an idle portal leaves nothing behind."""
         return f"{self.prefix}:rate:{portal}"
 
+    def plan_bucket(self, portal: str) -> str:
+        """String: the bucket admission reserves from to spread the first runs of jobs due now
+        (the real bucket is taken by the worker at run time, so a plan gone stale harms nothing)."""
+        return f"{self.prefix}:plan:{portal}"
+
     def portal_pause(self, portal: str) -> str:
         """String whose TTL is how long the portal is paused after a QUERY_LIMIT_EXCEEDED."""
         return f"{self.prefix}:pause:{portal}"

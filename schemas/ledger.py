@@ -17,6 +17,7 @@ from typing import Any, Literal, cast
 from redis.asyncio import Redis
 
 from schemas import ledger_lua
+from schemas.bucket import EARLY_WAKE_S, PRECISE_WAIT_S, Bucket
 from schemas.job import CallbackJob
 from schemas.keys import ARQ_FUNCTION, Keys
 from schemas.outcome import Outcome, Status
@@ -104,7 +105,14 @@ class Ledger:
         self._reschedule = redis.register_script(ledger_lua.RESCHEDULE)
 
     async def admit(
-        self, job: CallbackJob, *, run_at: datetime, now: datetime, pending_ttl_s: float, claim: bool = True
+        self,
+        job: CallbackJob,
+        *,
+        run_at: datetime,
+        now: datetime,
+        pending_ttl_s: float,
+        claim: bool = True,
+        bucket: Bucket | None = None,
     ) -> Admission:
         """Store a new job and schedule it, unless its idempotency key or line + number is taken.
 
@@ -114,15 +122,23 @@ class Ledger:
             now: the current time.
             pending_ttl_s: lifetime of the arq job and the claim; must outlast the deadline.
             claim: dedupe on portal + line + number (off only to measure what it costs).
+            bucket: for a job due now, the portal's bucket: the job's first run is spread by a *plan*
+                bucket kept alongside the real one (the worker takes the real slot when it runs).
         """
         k = self.keys
         idem = k.idempotency(job.portal, job.idempotency_key) if job.idempotency_key else ""
         ttl_ms = max(int(pending_ttl_s * 1000), 1000)
+        deadline = job.deadline_at
+        reserve = bucket is not None and run_at <= now
         verdict, holder = await self._admit(
             keys=[k.job(job.job_id), idem, k.claim(job.portal, job.from_line, job.to_number) if claim else "",
-                  k.arq_job(job.job_id), k.queue],
+                  k.arq_job(job.job_id), k.queue, k.plan_bucket(job.portal) if reserve else "",
+                  k.portal_pause(job.portal)],
             args=[job.job_id, job.to_json(), to_ms(run_at), arq_payload(job.job_id, to_ms(now)), ttl_ms,
-                  ttl_ms, k.arq_job_id(job.job_id), to_ms(now)],
+                  ttl_ms, k.arq_job_id(job.job_id), to_ms(now),
+                  bucket.interval_ms if bucket else 0, bucket.tolerance_ms if bucket else 0,
+                  int(PRECISE_WAIT_S * 1000), int(EARLY_WAKE_S * 1000),
+                  to_ms(deadline) if deadline else to_ms(now) + ttl_ms],
         )  # fmt: skip
         return Admission(verdict=_s(verdict), job_id=_s(holder))  # type: ignore[arg-type]
 

@@ -7,9 +7,15 @@ empty string are absent (Redis Cluster is not supported: a job's keys span hash 
 
 from __future__ import annotations
 
-ADMIT = """
--- KEYS: record, idem ('' if none), claim ('' to skip line+number dedupe), arq job, arq queue
--- ARGV: job_id, job_json, run_at_ms, arq_payload, arq_ttl_ms, claim_ttl_ms, arq_job_id, created_ms
+from schemas.bucket import GCRA_RESERVE
+
+ADMIT = (
+    GCRA_RESERVE
+    + """
+-- KEYS: record, idem ('' if none), claim ('' to skip line+number dedupe), arq job, arq queue,
+--       plan bucket ('' unless the job is due now), pause
+-- ARGV: job_id, job_json, run_at_ms, arq_payload, arq_ttl_ms, claim_ttl_ms, arq_job_id, now_ms,
+--       interval_ms, tolerance_ms, precise_ms, early_wake_ms, deadline_ms
 -- a job id that exists already is a redelivered intake entry: the same job, not a new one
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'idempotent', ARGV[1]} end
 if KEYS[2] ~= '' then
@@ -22,12 +28,22 @@ if KEYS[3] ~= '' then
   redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[6])
 end
 if KEYS[2] ~= '' then redis.call('SET', KEYS[2], ARGV[1]) end
-redis.call('HSET', KEYS[1], 'job', ARGV[2], 'state', 'scheduled', 'run_at', ARGV[3],
-           'attempts', 0, 'created_at', ARGV[8])
+local run_at = tonumber(ARGV[3])
+redis.call('HSET', KEYS[1], 'job', ARGV[2], 'state', 'scheduled', 'attempts', 0, 'created_at', ARGV[8])
+if KEYS[6] ~= '' then
+  -- due on arrival: wake when the portal's plan says its turn comes, so that a bulk enqueue
+  -- waits in the queue rather than passing through the workers to be put back
+  local slot = tonumber(ARGV[8]) + reserve(KEYS[6], KEYS[7], tonumber(ARGV[9]), tonumber(ARGV[10]))
+  if slot - tonumber(ARGV[8]) > tonumber(ARGV[11]) then
+    run_at = math.min(slot - tonumber(ARGV[12]), tonumber(ARGV[13]))
+  end
+end
+redis.call('HSET', KEYS[1], 'run_at', string.format('%d', run_at))
 redis.call('SET', KEYS[4], ARGV[4], 'PX', ARGV[5])
-redis.call('ZADD', KEYS[5], ARGV[3], ARGV[7])
+redis.call('ZADD', KEYS[5], run_at, ARGV[7])
 return {'new', ARGV[1]}
 """
+)
 
 FINALIZE = """
 -- KEYS: record, claim (''), idem (''), outcomes, dead index, arq job, arq queue

@@ -81,7 +81,9 @@ async def run_worker_command(args: argparse.Namespace, settings: Settings) -> in
         stack.push_async_callback(pool.aclose)
         options = WorkerOptions(concurrency=args.concurrency, burst=args.burst, intake=not args.no_intake)
         worker = build_worker(settings, pool, options)
-        main = asyncio.create_task(worker.main())
+        # arq's signal handler stops the worker by cancelling `main_task`, which only its own
+        # async_run sets: set it, or SIGTERM would drain the jobs and then never exit.
+        main = worker.main_task = asyncio.create_task(worker.main())
         if args.demo:
             demo = asyncio.create_task(_demo(settings, pool))
             done, _ = await asyncio.wait({main, demo}, return_when=asyncio.FIRST_COMPLETED)

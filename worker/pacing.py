@@ -12,28 +12,29 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from schemas.bucket import EARLY_WAKE_S, PRECISE_WAIT_S, Bucket, pacing_bucket
 from schemas.config import PortalConfig
 from schemas.ledger import JobRecord, from_ms, to_ms
-from worker.ratelimit import Bucket, RateLimiter
+from worker.ratelimit import RateLimiter
 
-PRECISE_WAIT_S = 0.6
-"""A slot at most this far away is waited for in the worker; farther, the job is put back."""
-
-EARLY_WAKE_S = 0.4
-"""A put-back job wakes this long before its slot (more than arq's 0.25 s poll), to start on time."""
+LINE_LATENESS_MS = 50
+"""A line slot used later than this is taken again: a late start followed by an on-time one would
+start two callbacks closer than ``min_interval``."""
 
 
-STALE_SLOT_MS = 5000
-"""A held slot older than this is dropped and reserved again rather than used late in a burst."""
+def usable_lateness_ms(bucket: Bucket) -> float:
+    """How late a held portal slot may still be used.
+
+    A slot used late while the next is used on time bunches two requests; half an interval of
+    lateness stays within the one request of headroom of :func:`schemas.bucket.pacing_bucket`.
+    Later than that (no worker was running, the line closed) the slot is dropped and taken again.
+    """
+    return min(bucket.interval_ms / 2, 250.0)
 
 
 def effective_bucket(portal: PortalConfig) -> Bucket:
-    """The bucket callq paces to: Bitrix24's, less one request of headroom for network jitter.
-
-    Two requests reserved one interval apart can arrive closer together than that; with the
-    bucket exactly full, the second would be refused. One request of headroom absorbs it.
-    """
-    return Bucket(rate=portal.rate, burst=max(portal.burst - 1, 1))
+    """The bucket callq paces ``portal`` to (:func:`schemas.bucket.pacing_bucket`)."""
+    return pacing_bucket(portal.rate, portal.burst)
 
 
 @dataclass(frozen=True)
@@ -60,8 +61,10 @@ async def take_slots(
         portal: the job's portal.
         now: the current time.
     """
-    # a reservation long past was not used (the line closed, the worker stalled): take a new one
-    held = {name: at for name, at in record.slots.items() if at >= to_ms(now) - STALE_SLOT_MS}
+    bucket = effective_bucket(portal)
+    now_ms = to_ms(now)
+    lateness = {"line": LINE_LATENESS_MS, "portal": usable_lateness_ms(bucket)}
+    held = {name: at for name, at in record.slots.items() if at >= now_ms - lateness.get(name, 0)}
     job = record.job
     min_interval_s = portal.line(job.from_line).min_interval_s
     if min_interval_s > 0 and "line" not in held:
@@ -70,7 +73,7 @@ async def take_slots(
         if delay > PRECISE_WAIT_S:
             return Hold(wake=from_ms(held["line"]) - timedelta(seconds=EARLY_WAKE_S), slots=held)
     if "portal" not in held:
-        delay = await limiter.reserve_portal(portal.name, effective_bucket(portal))
+        delay = await limiter.reserve_portal(portal.name, bucket)
         held["portal"] = to_ms(now + timedelta(seconds=delay))
         if delay > PRECISE_WAIT_S:
             return Hold(wake=from_ms(held["portal"]) - timedelta(seconds=EARLY_WAKE_S), slots=held)

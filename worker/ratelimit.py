@@ -14,66 +14,37 @@ full afterwards, so it resumes at the steady rate rather than in a burst.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from redis.asyncio import Redis
 
+from schemas.bucket import GCRA_RESERVE, Bucket
 from schemas.keys import Keys
 
-RESERVE = """
--- KEYS: bucket (tat), pause
--- ARGV: interval_ms, tolerance_ms, not_before_offset_ms
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local earliest = now + tonumber(ARGV[3])
-local pause = redis.call('PTTL', KEYS[2])
-if pause > 0 and now + pause > earliest then earliest = now + pause end
-local interval = tonumber(ARGV[1])
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-local slot = tat - tonumber(ARGV[2])
-if slot < earliest then slot = earliest end
-local base = tat
-if base < slot then base = slot end
-local new_tat = base + interval
--- the key outlives the moment the bucket is empty again, then vanishes by itself
-redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.max(new_tat - now + 1000, 1000))
-return slot - now
+RESERVE = (
+    GCRA_RESERVE
+    + """
+-- KEYS: bucket, pause; ARGV: interval_ms, tolerance_ms
+return reserve(KEYS[1], KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2]))
 """
+)
 
 PAUSE = """
 -- KEYS: bucket (tat), pause, strikes
 -- ARGV: tolerance_ms, base_pause_ms, max_pause_ms
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local current = redis.call('PTTL', KEYS[2])
+-- requests sent before the pause began come back refused during it: one strike per pause
+if current > 0 then return current end
 local strikes = redis.call('INCR', KEYS[3])
 local pause = math.min(tonumber(ARGV[2]) * 2 ^ (strikes - 1), tonumber(ARGV[3]))
 redis.call('PEXPIRE', KEYS[3], math.floor(pause * 4 + 60000))
-local current = redis.call('PTTL', KEYS[2])
-if current < pause then redis.call('SET', KEYS[2], '1', 'PX', math.floor(pause)) end
+redis.call('SET', KEYS[2], '1', 'PX', math.floor(pause))
 -- after the pause assume Bitrix24's bucket is full: the steady rate, no burst
 local tat = now + pause + tonumber(ARGV[1])
 local old = tonumber(redis.call('GET', KEYS[1]) or '0')
 if old < tat then redis.call('SET', KEYS[1], tostring(tat), 'PX', math.floor(tat - now + 1000)) end
 return math.floor(pause)
 """
-
-
-@dataclass(frozen=True)
-class Bucket:
-    """A leaky bucket: ``burst`` requests at once, then ``rate`` per second."""
-
-    rate: float
-    burst: int
-
-    @property
-    def interval_ms(self) -> float:
-        """Milliseconds between two requests at the steady rate."""
-        return 1000.0 / self.rate
-
-    @property
-    def tolerance_ms(self) -> float:
-        """How far ahead of the steady rate a burst may run."""
-        return (self.burst - 1) * self.interval_ms
 
 
 class RateLimiter:
@@ -108,7 +79,7 @@ class RateLimiter:
         k = self.keys
         delay_ms = await self._reserve(
             keys=[k.rate_bucket(portal), k.portal_pause(portal)],
-            args=[bucket.interval_ms, bucket.tolerance_ms, 0],
+            args=[bucket.interval_ms, bucket.tolerance_ms],
         )
         return max(float(delay_ms), 0.0) / 1000
 
@@ -116,7 +87,7 @@ class RateLimiter:
         """Reserve the line's next start (one per ``min_interval_s``); returns seconds until it."""
         k = self.keys
         delay_ms = await self._reserve(
-            keys=[k.line_pacing(portal, line), k.portal_pause(portal)], args=[min_interval_s * 1000, 0, 0]
+            keys=[k.line_pacing(portal, line), k.portal_pause(portal)], args=[min_interval_s * 1000, 0]
         )
         return max(float(delay_ms), 0.0) / 1000
 

@@ -61,8 +61,10 @@ async def run_job(deps: Deps, job_id: str) -> float | None:
         return await _put_back(deps, record, state=record.state, run_at=decision.at, now=now)
     hold = await take_slots(deps.limiter, record, portal, now=now)
     if hold is not None:
+        # a slot past the deadline: wake at the deadline, and expire then
+        wake = min(hold.wake, job.deadline_at) if job.deadline_at else hold.wake
         return await _put_back(
-            deps, record, state=record.state, run_at=hold.wake, now=now, field=("slots", hold.slots_json)
+            deps, record, state=record.state, run_at=wake, now=now, field=("slots", hold.slots_json)
         )
     spent = _spent_attempts(record)
     start = await deps.ledger.start_attempt(job_id, now=now, info={"spent_before": spent})

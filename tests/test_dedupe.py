@@ -1,0 +1,138 @@
+"""Dedupe across producers and worker processes: one call per portal + line + number, one per key."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from ops.sandbox import Sandbox, SandboxHandle
+from producers.api import Producer
+from schemas.keys import Keys
+from tests.helpers import make_settings, running_worker, sandbox_portal, wait_for, wait_outcomes
+from tests.processes import WorkerProcess, write_config
+
+TEXT = "Callback request"
+
+
+def job(number: str, *, line: str = "reg1332", key: str | None = None) -> str:
+    """An intake entry's JSON."""
+    data = {"from_line": line, "to_number": number, "text_to_pronounce": TEXT}
+    if key:
+        data["idempotency_key"] = key
+    return json.dumps(data)
+
+
+async def test_five_pushes_three_calls_two_duplicates(
+    redis_url: str, prefix: str, redis: Redis, sandbox: Sandbox, portal: SandboxHandle
+) -> None:
+    """Two spellings of a number, two numbers under one key, the first number on another line: 3 calls."""
+    settings = make_settings(redis_url, prefix, {"default": sandbox_portal(portal.webhook_url("default"))})
+    entries = [
+        job("8 (911) 123-45-67"),
+        job("+7 911 123 45 67"),  # the same number spelled otherwise: duplicate
+        job("+79112223344", key="lead-1"),
+        job("+79115556677", key="lead-1"),  # the same key: the same job, no new call
+        job("8 911 123-45-67", line="reg1333"),  # the first number on another line: a new callback
+    ]
+    ids = [(await redis.xadd(Keys(prefix).intake, {"job": e})).decode() for e in entries]
+    async with running_worker(settings):
+        outcomes = await wait_outcomes(redis, prefix, 5)
+    by_entry = {o["intake_id"]: o for o in outcomes}
+    statuses = [by_entry[i]["status"] for i in ids]
+    assert statuses == ["succeeded", "duplicate", "succeeded", "duplicate", "succeeded"]
+    assert by_entry[ids[1]]["duplicate_of"] == by_entry[ids[0]]["job_id"]
+    assert by_entry[ids[3]]["duplicate_of"] == by_entry[ids[2]]["job_id"]
+    calls = sorted((c.params["FROM_LINE"], c.params["TO_NUMBER"]) for c in sandbox.calls())
+    assert calls == [("reg1332", "+79111234567"), ("reg1332", "+79112223344"), ("reg1333", "+79111234567")]
+
+
+async def test_idempotency_key_returns_the_first_job(
+    redis_url: str, prefix: str, redis: Redis, portal: SandboxHandle
+) -> None:
+    """Through the Python API a repeated key returns the first job's id and state and makes no job."""
+    settings = make_settings(redis_url, prefix, {"default": sandbox_portal(portal.webhook_url("default"))})
+    producer = Producer(redis, settings=settings)
+    first = await producer.enqueue(from_line="reg1332", to_number="+79111234567", text_to_pronounce=TEXT,
+                                   idempotency_key="k", not_before="2030-01-01T10:00:00Z")  # fmt: skip
+    again = await producer.enqueue(from_line="reg1333", to_number="+79990000000", text_to_pronounce=TEXT,
+                                   idempotency_key="k")  # fmt: skip
+    assert first.new and not again.new
+    assert (again.job_id, again.status, again.run_at) == (first.job_id, "scheduled", first.run_at)
+    assert await redis.zcard(Keys(prefix).queue) == 1
+
+
+@pytest.mark.parametrize("final", ["cancelled"])
+async def test_a_released_claim_lets_a_new_request_through(
+    redis_url: str, prefix: str, redis: Redis, portal: SandboxHandle, final: str
+) -> None:
+    """A cancelled job gives its line + number back: the next request for it is a new job."""
+    settings = make_settings(redis_url, prefix, {"default": sandbox_portal(portal.webhook_url("default"))})
+    producer = Producer(redis, settings=settings)
+    first = await producer.enqueue(from_line="reg1332", to_number="+79111234567", text_to_pronounce=TEXT,
+                                   not_before="2030-01-01T10:00:00Z")  # fmt: skip
+    assert (
+        await producer.enqueue(from_line="reg1332", to_number="+79111234567", text_to_pronounce=TEXT)
+    ).status == "duplicate"
+    cancelled, _ = await producer.cancel(first.job_id)
+    assert cancelled
+    again = await producer.enqueue(from_line="reg1332", to_number="+79111234567", text_to_pronounce=TEXT)
+    assert again.new and again.status == "scheduled"
+
+
+async def test_success_holds_the_number_for_the_dedupe_window(
+    redis_url: str, prefix: str, redis: Redis, sandbox: Sandbox, portal: SandboxHandle
+) -> None:
+    """After a success the same number is a duplicate until `dedupe_window` passes, then callable again."""
+    settings = make_settings(
+        redis_url, prefix, {"default": sandbox_portal(portal.webhook_url("default"), dedupe_window_s=1.0)}
+    )
+    producer = Producer(redis, settings=settings)
+    first = await producer.enqueue(from_line="reg1332", to_number="+79111234567", text_to_pronounce=TEXT)
+    async with running_worker(settings):
+        await wait_outcomes(redis, prefix, 1)
+        second = await producer.enqueue(from_line="reg1332", to_number="+79111234567", text_to_pronounce=TEXT)
+        assert (second.status, second.duplicate_of) == ("duplicate", first.job_id)
+        claim = Keys(prefix).claim("default", "reg1332", "+79111234567")
+        await wait_for(lambda: _gone(redis, claim), timeout_s=3, what="the claim to lapse")
+        third = await producer.enqueue(from_line="reg1332", to_number="+79111234567", text_to_pronounce=TEXT)
+        assert third.new
+        await wait_outcomes(redis, prefix, 3)
+    assert len(sandbox.calls()) == 2
+
+
+async def _gone(redis: Redis, key: str) -> bool:
+    return not await redis.exists(key)
+
+
+@pytest.mark.slow
+async def test_two_worker_processes_racing_never_call_twice(
+    redis_url: str, prefix: str, redis: Redis, sandbox: Sandbox, portal: SandboxHandle, tmp_path: Path
+) -> None:
+    """Pairs of entries for one number pushed ms apart to two worker processes give one call each."""
+    config = write_config(tmp_path / "callq.toml", {"default": {"webhook_url": portal.webhook_url("default"),
+                                                               "default_region": "RU"}})  # fmt: skip
+    workers = [WorkerProcess(config=config, redis_url=redis_url, prefix=prefix, log_path=tmp_path / f"w{i}.log",
+                             extra_args=("--concurrency", "10")) for i in range(2)]  # fmt: skip
+    pairs = 40
+    for w in workers:
+        w.start()
+    try:
+        for n in range(pairs):
+            number = f"+7911{n:07d}"
+            await redis.xadd(Keys(prefix).intake, {"job": job(number)})
+            await asyncio.sleep(0.003)  # "a few ms apart", the race the test is about
+            await redis.xadd(Keys(prefix).intake, {"job": job(number.replace("+7", "8"))})
+        outcomes = await wait_outcomes(redis, prefix, 2 * pairs, timeout_s=30)
+    finally:
+        for w in workers:
+            w.stop()
+    statuses = sorted(o["status"] for o in outcomes)
+    assert statuses == ["duplicate"] * pairs + ["succeeded"] * pairs
+    numbers = [c.params["TO_NUMBER"] for c in sandbox.calls()]
+    assert len(numbers) == pairs and len(set(numbers)) == pairs
+    consumers = await redis.xinfo_consumers(Keys(prefix).intake, "callq")
+    assert sum(1 for c in consumers if c["name"]) == 2, "both processes read the intake"
