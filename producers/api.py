@@ -75,6 +75,8 @@ class Producer:
         settings: the loaded configuration.
         clock: returns the current aware time (tests pass a fixed one).
         id_factory: makes job ids.
+        dedupe_and_pacing: line + number dedupe and admission pacing; off only in benchmarks that
+            measure what they cost (idempotency keys are always honoured).
     """
 
     def __init__(
@@ -84,8 +86,10 @@ class Producer:
         settings: Settings,
         clock: Clock = utcnow,
         id_factory: Callable[[], str] = new_job_id,
+        dedupe_and_pacing: bool = True,
     ) -> None:
         self.settings = settings
+        self.dedupe_and_pacing = dedupe_and_pacing
         self.clock = clock
         self.id_factory = id_factory
         self.ledger = Ledger(
@@ -154,9 +158,14 @@ class Producer:
         # A job due now takes its rate-limit slot on arrival; a paced line's job takes its line
         # slot first, in the worker.
         paced = portal.line(job.from_line).min_interval_s > 0
-        bucket = None if paced else pacing_bucket(portal.rate, portal.burst)
+        bucket = None if paced or not self.dedupe_and_pacing else pacing_bucket(portal.rate, portal.burst)
         admission = await self.ledger.admit(
-            job, run_at=run_at, now=now, pending_ttl_s=pending_ttl, bucket=bucket
+            job,
+            run_at=run_at,
+            now=now,
+            pending_ttl_s=pending_ttl,
+            bucket=bucket,
+            claim=self.dedupe_and_pacing,
         )
         bound = log.bind(job_id=job.job_id, portal=job.portal, line=job.from_line)
         if admission.verdict == "new":

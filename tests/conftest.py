@@ -16,8 +16,8 @@ import redis as sync_redis
 import structlog
 from redis.asyncio import Redis
 
+from ops.redis_server import RedisServer
 from ops.sandbox import Sandbox, SandboxHandle, SandboxPortal, running_sandbox
-from tests.redis_server import RedisServer
 
 REDIS_URL = os.environ.get("CALLQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 

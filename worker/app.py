@@ -82,6 +82,7 @@ class WorkerOptions:
     client_timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT
     retry_base_s: float = 5.0
     pause_s: float = 60.0
+    dedupe_and_rate_limit: bool = True  # off only in benchmarks that measure what they cost
 
 
 def dumps(data: Any) -> bytes:
@@ -140,13 +141,17 @@ def build_worker(settings: Settings, pool: ArqRedis, options: WorkerOptions = Wo
             ledger=ledger,
             session=session,
             limiter=RateLimiter(pool, keys=keys),
+            rate_limit=options.dedupe_and_rate_limit,
             client_timeout=options.client_timeout,
             retry_base_s=options.retry_base_s,
             pause_s=options.pause_s,
         )
         if options.intake:
             consumer = IntakeConsumer(
-                pool, producer=Producer(pool, settings=settings), keys=keys, block_ms=options.intake_block_ms
+                pool,
+                producer=Producer(pool, settings=settings, dedupe_and_pacing=options.dedupe_and_rate_limit),
+                keys=keys,
+                block_ms=options.intake_block_ms,
             )
             await consumer.ensure_group()
             ctx["intake_stop"] = stop = asyncio.Event()

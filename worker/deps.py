@@ -34,6 +34,7 @@ class Deps:
         clock: current time.
         jitter: draws a number in [0, 1) for backoff jitter.
         client_timeout: HTTP timeouts for Bitrix24 requests.
+        rate_limit: take rate-limit slots (off only in benchmarks measuring their cost).
         retry_base_s: backoff ceiling after the first failure (tests pass a small one).
         pause_s: how long a job waits after the portal refused it for its rate limit or credentials.
     """
@@ -45,5 +46,6 @@ class Deps:
     clock: Clock = utcnow
     jitter: Callable[[], float] = random.random
     client_timeout: aiohttp.ClientTimeout = field(default=DEFAULT_TIMEOUT)
+    rate_limit: bool = True
     retry_base_s: float = 5.0
     pause_s: float = 60.0

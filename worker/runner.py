@@ -59,7 +59,7 @@ async def run_job(deps: Deps, job_id: str) -> float | None:
         return await _end(deps, record, Status.EXPIRED, error=(ErrorCode.DEADLINE_PASSED, decision.reason))
     if decision.at > now + EARLY_TOLERANCE:
         return await _put_back(deps, record, state=record.state, run_at=decision.at, now=now)
-    hold = await take_slots(deps.limiter, record, portal, now=now)
+    hold = await take_slots(deps.limiter, record, portal, now=now) if deps.rate_limit else None
     if hold is not None:
         # a slot past the deadline: wake at the deadline, and expire then
         wake = min(hold.wake, job.deadline_at) if job.deadline_at else hold.wake

@@ -53,7 +53,9 @@ async def test_pause_holds_the_portal_and_doubles(limiter: RateLimiter) -> None:
     assert delay == pytest.approx(1.0, abs=0.05)
     second_delay = await limiter.reserve_portal("p", bucket)
     assert second_delay == pytest.approx(1.5, abs=0.05), "after a pause: steady rate, no burst"
-    assert await limiter.pause("p", bucket) == pytest.approx(1.0, abs=0.05), "refused during the pause: same pause"
+    assert await limiter.pause("p", bucket) == pytest.approx(1.0, abs=0.05), (
+        "refused during the pause: same pause"
+    )
 
 
 async def test_method_block_pauses_at_least_a_minute(limiter: RateLimiter) -> None:

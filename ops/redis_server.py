@@ -1,4 +1,4 @@
-"""A private ``redis-server`` process for tests that restart, crash or persist Redis."""
+"""A private ``redis-server`` process, for tests that restart, crash or persist Redis and for benchmarks."""
 
 from __future__ import annotations
 

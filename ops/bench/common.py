@@ -1,0 +1,57 @@
+"""Small async helpers shared by the benchmarks: enqueue through the intake, count outcomes, read calls."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import aiohttp
+from redis.asyncio import Redis
+
+from schemas.keys import Keys
+
+
+async def push_intake(redis: Redis, prefix: str, jobs: list[dict[str, Any]], *, batch: int = 500) -> None:
+    """XADD every job to ``{p}:intake``, pipelined."""
+    intake = Keys(prefix).intake
+    for start in range(0, len(jobs), batch):
+        async with redis.pipeline(transaction=False) as pipe:
+            for job in jobs[start : start + batch]:
+                pipe.xadd(intake, {"job": json.dumps(job)})
+            await pipe.execute()
+
+
+async def wait_outcomes(redis: Redis, prefix: str, count: int, *, timeout_s: float) -> float:
+    """Wait until ``count`` outcomes exist; returns the monotonic time it happened."""
+    key = Keys(prefix).outcomes
+    deadline = time.monotonic() + timeout_s
+    while await redis.xlen(key) < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {await redis.xlen(key)} of {count} outcomes after {timeout_s}s")
+        await asyncio.sleep(0.02)
+    return time.monotonic()
+
+
+async def sandbox_calls(sandbox_url: str, portal: str | None = None) -> list[dict[str, Any]]:
+    """The sandbox's record of callback.start requests."""
+    query = f"?portal={portal}" if portal else ""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{sandbox_url}/_sandbox/calls{query}") as resp,
+    ):
+        return list(await resp.json())
+
+
+def callback_jobs(count: int, *, portal: str = "default", offset: int = 0) -> list[dict[str, Any]]:
+    """``count`` valid jobs with distinct numbers."""
+    return [
+        {
+            "portal": portal,
+            "from_line": "reg1332",
+            "to_number": f"+7911{offset + n:07d}",
+            "text_to_pronounce": "Hi",
+        }
+        for n in range(count)
+    ]

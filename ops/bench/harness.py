@@ -1,0 +1,81 @@
+"""What every benchmark needs: a private Redis, a sandbox portal process, worker processes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from ops.redis_server import RedisServer
+
+
+@dataclass(frozen=True)
+class Env:
+    """A private Redis and sandbox for one benchmark."""
+
+    redis_url: str
+    sandbox_url: str
+    workdir: Path
+
+    def webhook_url(self, portal: str = "default") -> str:
+        """The webhook of a sandbox portal (code = portal name)."""
+        return f"{self.sandbox_url}/rest/1/{portal}/"
+
+
+@contextlib.contextmanager
+def bench_env(portals: dict[str, tuple[float, int]]) -> Iterator[Env]:
+    """Start ``redis-server`` and a sandbox process with ``portals`` (name → (rate, burst))."""
+    with tempfile.TemporaryDirectory(prefix="callq-bench-") as tmp:
+        workdir = Path(tmp)
+        with RedisServer(workdir) as redis:
+            specs = [f"--portal={name}:1:{name}:{rate}:{burst}" for name, (rate, burst) in portals.items()]
+            sandbox = subprocess.Popen(
+                [sys.executable, "-m", "ops.sandbox", "--host", "127.0.0.1", "--port", "0", "--print-url",
+                 "--quiet", *specs],
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            )  # fmt: skip
+            try:
+                assert sandbox.stdout is not None
+                line = sandbox.stdout.readline().strip()
+                assert line.startswith("SANDBOX_URL="), line
+                yield Env(redis_url=redis.url, sandbox_url=line.removeprefix("SANDBOX_URL="), workdir=workdir)
+            finally:
+                sandbox.send_signal(signal.SIGTERM)
+                sandbox.wait(timeout=10)
+
+
+def start_worker(env: Env, prefix: str, *, portals: list[str], limits: bool = True, concurrency: int = 20,
+                 rates: dict[str, tuple[float, int]] | None = None) -> subprocess.Popen[bytes]:  # fmt: skip
+    """Start ``python -m ops.bench.worker_proc`` (a callq worker built from arguments)."""
+    args = [sys.executable, "-m", "ops.bench.worker_proc", "--redis-url", env.redis_url, "--prefix", prefix,
+            "--sandbox-url", env.sandbox_url, "--concurrency", str(concurrency)]  # fmt: skip
+    for name in portals:
+        rate, burst = (rates or {}).get(name, (10_000.0, 10_000))
+        args += ["--portal", f"{name}:{rate}:{burst}"]
+    if not limits:
+        args.append("--no-limits")
+    log = (env.workdir / f"worker-{prefix}-{len(list(env.workdir.glob('worker-*')))}.log").open("ab")
+    return subprocess.Popen(args, stdout=log, stderr=log, env={**os.environ})
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM and wait."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def median(values: list[float]) -> float:
+    """The median, or nan for none."""
+    return statistics.median(values) if values else float("nan")

@@ -1,0 +1,59 @@
+"""A callq worker process configured from arguments, for benchmarks (no TOML, no env)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+from types import MappingProxyType
+
+from schemas.config import PortalConfig, Settings
+from worker.app import WorkerOptions, build_worker, open_pool
+
+ALWAYS_OPEN = MappingProxyType({day: ((0, 1440),) for day in range(7)})
+
+
+def settings_for(
+    redis_url: str, prefix: str, sandbox_url: str, portals: dict[str, tuple[float, int]]
+) -> Settings:
+    """Settings whose portals are sandbox portals (webhook code = portal name), always open."""
+    return Settings(
+        redis_url=redis_url,
+        key_prefix=prefix,
+        portals=MappingProxyType({
+            name: PortalConfig(name=name, webhook_url=f"{sandbox_url}/rest/1/{name}/", default_region="RU",
+                               hours=ALWAYS_OPEN, rate=rate, burst=burst)
+            for name, (rate, burst) in portals.items()
+        }),
+    )  # fmt: skip
+
+
+async def main(args: argparse.Namespace) -> None:
+    portals = {}
+    for spec in args.portal:
+        name, rate, burst = spec.split(":")
+        portals[name] = (float(rate), int(burst))
+    settings = settings_for(args.redis_url, args.prefix, args.sandbox_url, portals)
+    pool = await open_pool(settings)
+    options = dataclasses.replace(
+        WorkerOptions(), concurrency=args.concurrency, dedupe_and_rate_limit=not args.no_limits
+    )
+    worker = build_worker(settings, pool, options)
+    worker.main_task = asyncio.create_task(worker.main())
+    try:
+        await worker.main_task
+    except asyncio.CancelledError:
+        pass
+    finally:
+        await worker.close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--redis-url", required=True)
+    parser.add_argument("--prefix", required=True)
+    parser.add_argument("--sandbox-url", required=True)
+    parser.add_argument("--portal", action="append", default=[], help="NAME:RATE:BURST")
+    parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--no-limits", action="store_true")
+    asyncio.run(main(parser.parse_args()))
