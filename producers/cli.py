@@ -135,6 +135,49 @@ async def cancel(
     return 0
 
 
+def add_list_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``callq list``."""
+    parser.add_argument(
+        "--scheduled", action="store_true", help="only jobs waiting to run (scheduled, retrying)"
+    )
+    parser.add_argument("--portal", help="only this portal")
+    parser.add_argument("--line", help="only this line")
+    parser.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output (one JSON list)")
+
+
+async def list_jobs(
+    args: argparse.Namespace, *, settings: Settings, redis: Redis, out: TextIO = sys.stdout
+) -> int:
+    """``callq list``: pending jobs (``--scheduled``: waiting ones) in order of run time."""
+    ledger = Producer(redis, settings=settings).ledger
+    wanted = {Status.SCHEDULED, Status.RETRYING} if args.scheduled else {Status.SCHEDULED, Status.RETRYING,
+                                                                         Status.RUNNING}  # fmt: skip
+    found: list[JobRecord] = []
+    start, page = 0, 500
+    while len(found) < args.limit:
+        batch = await ledger.queued(start=start, count=page)
+        found += [
+            r for r in batch
+            if r.state in wanted and args.portal in (None, r.job.portal) and args.line in (None, r.job.from_line)
+        ]  # fmt: skip
+        if len(batch) < page:
+            break
+        start += page
+    found = found[: args.limit]
+    if args.json:
+        print(json.dumps([record_view(r, settings=settings) for r in found], ensure_ascii=False), file=out)
+        return 0
+    for r in found:
+        tz = settings.portals[r.job.portal].timezone if r.job.portal in settings.portals else UTC
+        when = _when(r.run_at, tz) if r.run_at else "-"
+        print(f"{r.job_id}  {r.state:<9}  {when}  {r.job.portal}/{r.job.from_line}  "
+              f"{mask_number(r.job.to_number)}  attempts {r.attempts}", file=out)  # fmt: skip
+    if not found:
+        print("no jobs", file=out)
+    return 0
+
+
 def record_view(record: JobRecord, *, settings: Settings) -> dict[str, Any]:
     """A job record as shown by ``status --json`` (numbers masked)."""
     portal = settings.portals.get(record.job.portal)

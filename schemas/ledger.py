@@ -242,28 +242,17 @@ class Ledger:
     async def read(self, job_id: str) -> JobRecord | None:
         """The record of ``job_id``, or None."""
         raw = await cast(Awaitable[dict[Any, Any]], self.redis.hgetall(self.keys.job(job_id)))
-        if not raw:
-            return None
-        data = {_s(key): _s(value) for key, value in raw.items()}
-        attempts = sorted(
-            (int(key.split(":", 1)[1]), json.loads(value))
-            for key, value in data.items()
-            if key.startswith("attempt:")
-        )
-        job_json = data.get("job", "null")
-        outcome = json.loads(data["outcome"]) if "outcome" in data else None
-        job = CallbackJob.from_json(job_json) if job_json != "null" else _placeholder_job(job_id, outcome)
-        return JobRecord(
-            job_id=job_id,
-            state=Status(data.get("state", "rejected")),
-            job=job,
-            attempts=int(data.get("attempts", 0)),
-            run_at=from_ms(data["run_at"]) if "run_at" in data else None,
-            outcome=outcome,
-            attempt_log=[entry for _, entry in attempts],
-            created_at=from_ms(data["created_at"]) if "created_at" in data else None,
-            slots=json.loads(data["slots"]) if "slots" in data else {},
-        )
+        return _record(job_id, raw)
+
+    async def queued(self, *, start: int, count: int) -> list[JobRecord]:
+        """Records of jobs in arq's queue (pending jobs), in order of ``run_at``, one page."""
+        members = await self.redis.zrange(self.keys.queue, start, start + count - 1)
+        ids = [self.keys.job_id_from_arq(_s(m)) for m in members]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hgetall(self.keys.job(job_id))
+            raws = await pipe.execute()
+        return [rec for job_id, raw in zip(ids, raws, strict=True) if (rec := _record(job_id, raw))]
 
     async def resolve(self, ident: str, *, portals: list[str]) -> str | None:
         """Turn a job id or an idempotency key (looked up on each portal) into a job id."""
@@ -274,6 +263,32 @@ class Ledger:
             if holder is not None:
                 return _s(holder)
         return None
+
+
+def _record(job_id: str, raw: dict[Any, Any]) -> JobRecord | None:
+    """Decode a record hash (None when it does not exist)."""
+    if not raw:
+        return None
+    data = {_s(key): _s(value) for key, value in raw.items()}
+    attempts = sorted(
+        (int(key.split(":", 1)[1]), json.loads(value))
+        for key, value in data.items()
+        if key.startswith("attempt:")
+    )
+    job_json = data.get("job", "null")
+    outcome = json.loads(data["outcome"]) if "outcome" in data else None
+    job = CallbackJob.from_json(job_json) if job_json != "null" else _placeholder_job(job_id, outcome)
+    return JobRecord(
+        job_id=job_id,
+        state=Status(data.get("state", "rejected")),
+        job=job,
+        attempts=int(data.get("attempts", 0)),
+        run_at=from_ms(data["run_at"]) if "run_at" in data else None,
+        outcome=outcome,
+        attempt_log=[entry for _, entry in attempts],
+        created_at=from_ms(data["created_at"]) if "created_at" in data else None,
+        slots=json.loads(data["slots"]) if "slots" in data else {},
+    )
 
 
 def _s(value: str | bytes) -> str:

@@ -65,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     enqueue = sub.add_parser("enqueue", help="submit a callback")
     producer_cli.add_enqueue_arguments(enqueue)
+    listing = sub.add_parser("list", help="list pending jobs in order of run time")
+    producer_cli.add_list_arguments(listing)
     for name, help_text in (
         ("status", "show a job's state or outcome"),
         ("cancel", "cancel a job not yet started"),
@@ -111,7 +113,7 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             return await run_worker_command(args, ready)
         redis = Redis.from_url(ready.redis_url)
         try:
-            handler = getattr(producer_cli, args.command)
+            handler = getattr(producer_cli, "list_jobs" if args.command == "list" else args.command)
             return int(await handler(args, settings=ready, redis=redis))
         except RedisError as exc:
             print(f"callq: Redis error: {exc}", file=sys.stderr)
