@@ -16,6 +16,10 @@ import aiohttp
 import structlog
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.worker import Retry, Worker, func
+from redis.asyncio.retry import Retry as RedisRetry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from producers.api import Producer
 from producers.stream import IntakeConsumer
@@ -84,6 +88,22 @@ class WorkerOptions:
     pause_s: float = 60.0
     dedupe_and_rate_limit: bool = True  # off only in benchmarks that measure what they cost
 
+    def with_request_timeout(self, seconds: float, *, job_timeout_s: float | None = None) -> WorkerOptions:
+        """Options for a Bitrix24 request timeout of ``seconds``.
+
+        The job timeout defaults to 15 s above it, so arq never cancels a request half-way and a
+        short Redis outage while recording the outcome is absorbed; a dead worker's job is taken
+        over 10 s after the job timeout.
+        """
+        timeout = aiohttp.ClientTimeout(total=seconds, connect=min(10.0, seconds), sock_connect=min(5.0, seconds),
+                                        sock_read=seconds)  # fmt: skip
+        job_timeout = job_timeout_s if job_timeout_s is not None else seconds + 15
+        if job_timeout <= seconds:
+            raise ValueError("the job timeout must be longer than the request timeout")
+        return replace(
+            self, client_timeout=timeout, job_timeout_s=job_timeout, shutdown_wait_s=int(seconds) + 5
+        )
+
 
 def dumps(data: Any) -> bytes:
     """arq job serializer: JSON, so that any language can read what is in Redis."""
@@ -112,6 +132,12 @@ async def open_pool(settings: Settings) -> ArqRedis:
     """arq's Redis pool with callq's JSON serializer and queue name."""
     redis_settings = RedisSettings.from_dsn(settings.redis_url)
     redis_settings.conn_timeout = 5
+    # A Redis restart or failover must not kill a job half-way: each command is retried with
+    # backoff for about a minute. The Lua steps are safe to repeat (a repeated FINALIZE finds the
+    # job final; a repeated START finds it running and takes the unknown-result path, never a call).
+    redis_settings.retry = RedisRetry(ExponentialBackoff(cap=5.0, base=0.1), retries=20)
+    redis_settings.retry_on_error = [RedisConnectionError, RedisTimeoutError, ConnectionError, OSError]
+    redis_settings.conn_retries = 30
     return await create_pool(
         redis_settings,
         job_serializer=dumps,
@@ -210,8 +236,3 @@ async def _keep_consuming(consumer: IntakeConsumer, stop: asyncio.Event) -> None
             delay = min(delay * 2, 30.0)
         else:
             delay = 0.5
-
-
-def with_options(options: WorkerOptions, **changes: Any) -> WorkerOptions:
-    """A copy of ``options`` with ``changes``."""
-    return replace(options, **changes)

@@ -47,6 +47,15 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--concurrency", type=int, default=20, help="jobs in flight in this process")
     worker.add_argument("--burst", action="store_true", help="exit once the queue is empty")
     worker.add_argument("--no-intake", action="store_true", help="do not read the intake stream")
+    worker.add_argument(
+        "--request-timeout",
+        type=float,
+        default=30.0,
+        help="seconds one Bitrix24 request may take (default 30; Bitrix24 stops requests at 60)",
+    )
+    worker.add_argument("--job-timeout", type=float, default=None,
+                        help="seconds before arq gives up a job (default request timeout + 15); a dead worker's "
+                             "jobs are taken over 10 s after it")  # fmt: skip
     worker.add_argument("--sandbox", action="store_true",
                         help="run against a built-in sandbox portal (portal 'default', always open)")  # fmt: skip
     worker.add_argument(

@@ -13,13 +13,13 @@ from collections.abc import AsyncIterator
 from types import MappingProxyType
 
 import structlog
+from redis.asyncio import Redis
 
 from ops.sandbox import Sandbox, SandboxHandle, SandboxPortal, running_sandbox, serve_forever
 from producers.api import Producer
 from schemas.config import PortalConfig, Settings
-from schemas.ledger import Ledger
-from worker.app import WorkerOptions, build_worker, open_pool
 from worker.outcome_wait import wait_for_outcome
+from worker.process import Stopper, options_from_args, run_worker_process
 
 log = structlog.get_logger("callq")
 
@@ -28,7 +28,6 @@ ALWAYS_OPEN = MappingProxyType({day: ((0, 1440),) for day in range(7)})
 
 DEMO_JOB = {
     "from_line": "reg1332",
-    "to_number": "8 (911) 123-45-67",  # a fresh number each run: a repeat would be a duplicate
     "text_to_pronounce": "Callback request from the website, connecting you.",
     "voice": "ruinternalfemale",
     "metadata": {"demo": True},
@@ -77,34 +76,39 @@ async def run_worker_command(args: argparse.Namespace, settings: Settings) -> in
                 file=sys.stderr,
             )
             return 2
-        pool = await open_pool(settings)
-        stack.push_async_callback(pool.aclose)
-        options = WorkerOptions(concurrency=args.concurrency, burst=args.burst, intake=not args.no_intake)
-        worker = build_worker(settings, pool, options)
-        # arq's signal handler stops the worker by cancelling `main_task`, which only its own
-        # async_run sets: set it, or SIGTERM would drain the jobs and then never exit.
-        main = worker.main_task = asyncio.create_task(worker.main())
-        if args.demo:
-            demo = asyncio.create_task(_demo(settings, pool))
-            done, _ = await asyncio.wait({main, demo}, return_when=asyncio.FIRST_COMPLETED)
-            if demo in done and args.exit_after_demo:
-                main.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await main
-        await worker.close()
-        if args.demo and demo.done() and not demo.cancelled():
-            return 0 if demo.result() else 1
-    return 0
+        stopper = Stopper()
+        stopper.install()
+        demo = (
+            asyncio.create_task(_demo(settings, stopper if args.exit_after_demo else None))
+            if args.demo
+            else None
+        )
+        code = await run_worker_process(settings, options_from_args(args), stopper=stopper)
+        if demo is None:
+            return code
+        if not demo.done():
+            demo.cancel()
+        try:
+            succeeded = await demo
+        except asyncio.CancelledError:
+            succeeded = False
+        return code or (0 if succeeded else 1)
 
 
-async def _demo(settings: Settings, pool: object) -> bool:
+async def _demo(settings: Settings, stopper: Stopper | None) -> bool:
     """Enqueue the sample job, wait for its outcome, print it. True if it succeeded."""
-    producer = Producer(pool, settings=settings)  # type: ignore[arg-type]
-    number = f"8 (911) 123-{secrets.randbelow(100):02d}-{secrets.randbelow(100):02d}"
-    submitted = await producer.submit({**DEMO_JOB, "to_number": number})
-    log.info("demo.enqueued", job_id=submitted.job_id, status=str(submitted.status))
-    ledger: Ledger = producer.ledger
-    outcome = await wait_for_outcome(ledger, submitted.job_id, timeout_s=30)
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        producer = Producer(redis, settings=settings)
+        # a fresh number each run: a repeat within the dedupe window would be a duplicate
+        number = f"8 (911) 123-{secrets.randbelow(100):02d}-{secrets.randbelow(100):02d}"
+        submitted = await producer.submit({**DEMO_JOB, "to_number": number})
+        log.info("demo.enqueued", job_id=submitted.job_id, status=str(submitted.status))
+        outcome = await wait_for_outcome(producer.ledger, submitted.job_id, timeout_s=30)
+    finally:
+        await redis.aclose()
     print(json.dumps(outcome, ensure_ascii=False, indent=2) if outcome else "demo: no outcome within 30 s")
     sys.stdout.flush()
+    if stopper is not None:
+        stopper.stop_gracefully()
     return bool(outcome and outcome.get("status") == "succeeded")

@@ -1,0 +1,119 @@
+"""Running a worker process: signals, Redis outages, start and stop.
+
+- First SIGTERM/SIGINT: stop taking jobs and intake entries, let requests in flight finish and
+  record their outcomes (up to ``shutdown_wait_s``), then exit 0.
+- Second signal: exit at once. A request cut off this way has an unknown result; the job is left
+  ``running`` and the next worker to take it over ends it ``dead`` with ``OUTCOME_UNKNOWN``.
+- Redis unreachable: redis-py retries each command with backoff (``open_pool``); if Redis stays
+  away longer, the worker is rebuilt after a growing pause (1 s doubling to 30 s) instead of exiting
+  into a supervisor's crash loop. Jobs it held are taken over from arq's queue once Redis is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from typing import Any
+
+import structlog
+from arq.worker import Worker
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from schemas.config import Settings
+from worker.app import WorkerOptions, build_worker, open_pool
+
+log = structlog.get_logger("callq.worker")
+
+REDIS_LOST = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+
+
+class Stopper:
+    """Turns signals (or a programmatic request) into a graceful, then an immediate, stop."""
+
+    def __init__(self) -> None:
+        self.requested = asyncio.Event()
+        self.worker: Worker | None = None
+        self.signals = 0
+
+    def install(self) -> None:
+        """Handle SIGTERM and SIGINT on the running loop."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.on_signal, sig)
+
+    def on_signal(self, sig: signal.Signals) -> None:
+        """First signal: graceful stop; second: at once."""
+        self.signals += 1
+        if self.signals == 1:
+            log.info("worker.stopping", signal=sig.name, hint="a second signal stops at once")
+            self.stop_gracefully(sig)
+        else:
+            log.warning("worker.stopping_now", signal=sig.name)
+            if self.worker is not None:
+                self.worker.handle_sig(sig)
+
+    def stop_gracefully(self, sig: signal.Signals = signal.SIGTERM) -> None:
+        """Stop taking work; finish what is in flight; then end ``main``."""
+        self.requested.set()
+        worker = self.worker
+        if worker is not None:
+            intake_stop = worker.ctx.get("intake_stop")
+            if isinstance(intake_stop, asyncio.Event):
+                intake_stop.set()
+            worker.handle_sig_wait_for_completion(sig)
+
+
+async def run_worker_process(
+    settings: Settings, options: WorkerOptions, *, stopper: Stopper | None = None
+) -> int:
+    """Run a worker until stopped; survive Redis outages. Returns the exit code."""
+    stopper = stopper or Stopper()
+    delay_s = 1.0
+    while True:
+        outcome = await _run_once(settings, options, stopper)
+        if outcome == "stopped" or stopper.requested.is_set():
+            return 0
+        log.error("worker.redis_lost", retry_in_s=delay_s)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopper.requested.wait(), timeout=delay_s)
+        if stopper.requested.is_set():
+            return 0
+        delay_s = min(delay_s * 2, 30.0)
+
+
+async def _run_once(settings: Settings, options: WorkerOptions, stopper: Stopper) -> str:
+    try:
+        pool = await open_pool(settings)
+    except REDIS_LOST:
+        return "redis_lost"
+    worker = build_worker(settings, pool, options)
+    stopper.worker = worker
+    if stopper.requested.is_set():
+        return "stopped"
+    # arq's signal handling stops the worker by cancelling `main_task`, which only its own
+    # async_run sets: set it, or a graceful stop would drain the jobs and then never return.
+    worker.main_task = asyncio.create_task(worker.main())
+    result = "stopped"
+    try:
+        await worker.main_task
+    except asyncio.CancelledError:
+        pass
+    except REDIS_LOST:
+        result = "redis_lost"
+    finally:
+        stopper.worker = None
+        with contextlib.suppress(Exception):
+            await worker.close()
+    return result
+
+
+def options_from_args(args: Any) -> WorkerOptions:
+    """WorkerOptions from ``callq worker`` arguments."""
+    return WorkerOptions(
+        concurrency=args.concurrency,
+        burst=args.burst,
+        intake=not args.no_intake,
+        handle_signals=False,  # Stopper handles them: graceful first, immediate second
+    ).with_request_timeout(args.request_timeout, job_timeout_s=args.job_timeout)
