@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
 from redis.asyncio import Redis
@@ -17,8 +17,9 @@ from redis.asyncio import Redis
 from producers.api import Producer, Submitted
 from producers.timeparse import TimeParseError, parse_at, parse_duration
 from schemas.config import Settings, UnknownPortalError
+from schemas.keys import Keys
 from schemas.ledger import JobRecord
-from schemas.outcome import Status
+from schemas.outcome import FINAL_STATUSES, Status
 from schemas.redact import mask_number
 
 
@@ -114,8 +115,25 @@ async def status(
     if record is None:
         print(f"callq status: no job with id or idempotency key {args.id!r}", file=sys.stderr)
         return 1
-    _print_record(record, settings=settings, as_json=args.json, out=out)
+    halt = (
+        await portal_halt(redis, settings, record.job.portal) if record.state not in FINAL_STATUSES else None
+    )
+    _print_record(record, settings=settings, as_json=args.json, out=out, halt=halt)
     return 0
+
+
+async def portal_halt(redis: Redis, settings: Settings, portal: str) -> dict[str, Any] | None:
+    """Why and until when a portal is halted (credentials refused, manual block), or None."""
+    key = Keys(settings.key_prefix).portal_halt(portal)
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.get(key)
+        pipe.pttl(key)
+        raw, ttl_ms = await pipe.execute()
+    if raw is None:
+        return None
+    reason: dict[str, Any] = json.loads(raw)
+    reason["until"] = (datetime.now(UTC) + timedelta(milliseconds=max(int(ttl_ms), 0))).isoformat()
+    return reason
 
 
 async def cancel(
@@ -200,8 +218,12 @@ def record_view(record: JobRecord, *, settings: Settings) -> dict[str, Any]:
     }
 
 
-def _print_record(record: JobRecord, *, settings: Settings, as_json: bool, out: TextIO) -> None:
+def _print_record(
+    record: JobRecord, *, settings: Settings, as_json: bool, out: TextIO, halt: dict[str, Any] | None = None
+) -> None:
     view = record_view(record, settings=settings)
+    if halt is not None:
+        view["portal_halted"] = halt
     if as_json:
         print(json.dumps(view, ensure_ascii=False), file=out)
         return
@@ -212,6 +234,9 @@ def _print_record(record: JobRecord, *, settings: Settings, as_json: bool, out: 
     print(head, file=out)
     print(f"  portal {view['portal']}  line {view['from_line']}  to {view['to_number']}  attempts {record.attempts}",
           file=out)  # fmt: skip
+    if halt is not None:
+        print(f"  PORTAL HALTED: {halt['code']}: {halt['description']} (since {halt['since']}, until {halt['until']});"
+              f" no call starts until it lifts or `callq resume {record.job.portal}`", file=out)  # fmt: skip
     if record.outcome:
         o = record.outcome
         extra = f"  call_id {o['call_id']}" if o.get("call_id") else ""

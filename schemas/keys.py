@@ -93,6 +93,11 @@ class Keys:
         """String whose TTL is how long the portal is paused after a QUERY_LIMIT_EXCEEDED."""
         return f"{self.prefix}:pause:{portal}"
 
+    def portal_halt(self, portal: str) -> str:
+        """String (JSON: code, description, since) while the portal is halted because Bitrix24
+        refused its credentials or blocked it; its TTL is the halt. No request starts meanwhile."""
+        return f"{self.prefix}:halt:{portal}"
+
     def portal_strikes(self, portal: str) -> str:
         """Counter of rate refusals in a row, for the doubling pause; expires after quiet time."""
         return f"{self.prefix}:strikes:{portal}"

@@ -56,9 +56,10 @@ class Start:
     left running by a worker that died (its result is unknown); ``final``/``missing``: nothing to do.
     """
 
-    verdict: Literal["started", "interrupted", "final", "missing"]
+    verdict: Literal["started", "interrupted", "final", "missing", "halted"]
     attempt: int
     state: str | None = None
+    halted_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -201,15 +202,20 @@ class Ledger:
         )  # fmt: skip
         return FinalizeResult(written=_s(verdict) == "written", state=_s(state))
 
-    async def start_attempt(self, job_id: str, *, now: datetime, info: dict[str, Any]) -> Start:
+    async def start_attempt(self, job_id: str, *, portal: str, now: datetime, info: dict[str, Any]) -> Start:
         """Record that a request is about to be sent; the record says ``running`` until it ends.
 
         If the record already says ``running``, an earlier worker died mid-request: the verdict is
-        ``interrupted`` and nothing is changed.
+        ``interrupted`` and nothing is changed. If the portal is halted (credentials refused, manual
+        block) the verdict is ``halted`` with ``halted_ms`` left, and nothing is changed.
         """
         entry = json.dumps({"started_at": now.isoformat(), **info}, separators=(",", ":"))
-        verdict, value = await self._start(keys=[self.keys.job(job_id)], args=[to_ms(now), entry])
+        verdict, value = await self._start(
+            keys=[self.keys.job(job_id), self.keys.portal_halt(portal)], args=[to_ms(now), entry]
+        )
         v = _s(verdict)
+        if v == "halted":
+            return Start(verdict="halted", attempt=0, halted_ms=int(_s(value)))
         if v in ("started", "interrupted"):
             return Start(verdict=v, attempt=int(_s(value)))  # type: ignore[arg-type]
         return Start(verdict=v, attempt=0, state=_s(value))  # type: ignore[arg-type]

@@ -96,11 +96,13 @@ return {'written', status}
 """
 
 START = """
--- KEYS: record
+-- KEYS: record, portal halt
 -- ARGV: now_ms, attempt_json
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return {'missing', '0'} end
 if state == 'scheduled' or state == 'retrying' then
+  local halted = redis.call('PTTL', KEYS[2])
+  if halted > 0 then return {'halted', tostring(halted)} end
   local n = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
   redis.call('HSET', KEYS[1], 'state', 'running', 'attempt:' .. n, ARGV[2])
   redis.call('HDEL', KEYS[1], 'run_at', 'slots')

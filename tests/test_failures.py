@@ -92,3 +92,64 @@ async def test_connection_refused_is_retried_then_dead(redis_url: str, prefix: s
     assert outcome["attempts"] == 3
     assert outcome["error"]["code"] == "TRANSPORT_ERROR"
     assert "gave up after 3 attempts" in outcome["error"]["description"]
+
+
+async def test_refused_credentials_halt_the_portal_without_burning_attempts(
+    redis_url: str, prefix: str, redis: Redis, sandbox: Sandbox, portal: SandboxHandle
+) -> None:
+    """A 401 halts the whole portal: no later job sends meanwhile, status says so, no attempt is spent."""
+    import argparse
+    import dataclasses
+    import io
+    import json
+
+    from producers import cli as producer_cli
+    from tests.helpers import FAST, wait_for
+
+    # 2/s, no burst: the jobs start 0.5 s apart, so the second and third start while the portal is halted
+    settings = make_settings(
+        redis_url,
+        prefix,
+        {"default": sandbox_portal(portal.webhook_url("default"), max_attempts=1, rate=2.0, burst=2)},
+    )
+    sandbox.add_faults([Fault.error(401, "NO_AUTH_FOUND", "Wrong authorization data")])
+    producer = Producer(redis, settings=settings)
+    jobs = [await producer.enqueue(from_line="reg1332", to_number=f"+7911123456{n}", text_to_pronounce=TEXT)
+            for n in range(3)]  # fmt: skip
+    async with running_worker(settings, dataclasses.replace(FAST, pause_s=1.5)):
+        from schemas.keys import Keys
+
+        await wait_for(lambda: redis.exists(Keys(prefix).portal_halt("default")), what="the portal's halt")
+        out = io.StringIO()
+        await producer_cli.status(argparse.Namespace(id=jobs[2].job_id, json=True), settings=settings, redis=redis,
+                                  out=out)  # fmt: skip
+        halted = json.loads(out.getvalue())["portal_halted"]
+        assert halted["code"] == "NO_AUTH_FOUND"
+        outcomes = await wait_outcomes(redis, prefix, 3, timeout_s=15)
+    assert sorted(o["status"] for o in outcomes) == ["succeeded"] * 3
+    assert [c.status for c in sandbox.calls()].count(401) == 1, "nobody else sent while the portal was halted"
+    assert len(sandbox.calls()) == 4
+
+
+async def _count(sandbox: Sandbox) -> int:
+    return len(sandbox.calls())
+
+
+async def test_unrecognised_error_code_is_permanent_and_logged_in_full(
+    redis_url: str, prefix: str, redis: Redis, sandbox: Sandbox, portal: SandboxHandle
+) -> None:
+    """A code callq does not know is permanent (dead after one request) and its whole body is logged."""
+    from structlog.testing import capture_logs
+
+    settings = make_settings(redis_url, prefix, {"default": sandbox_portal(portal.webhook_url("default"))})
+    sandbox.add_faults([Fault.error(400, "BRAND_NEW_CODE", "Something Bitrix24 added in 2027")])
+    await Producer(redis, settings=settings).enqueue(
+        from_line="reg1332", to_number="+79111234567", text_to_pronounce=TEXT
+    )
+    with capture_logs() as logs:
+        async with running_worker(settings):
+            (outcome,) = await wait_outcomes(redis, prefix, 1)
+    assert (outcome["status"], outcome["error"]["code"]) == ("dead", "BRAND_NEW_CODE")
+    (entry,) = [e for e in logs if e["event"] == "bitrix.unrecognised_error"]
+    assert "Something Bitrix24 added in 2027" in entry["body"] and entry["http_status"] == 400
+    assert len(sandbox.calls()) == 1

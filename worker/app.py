@@ -86,6 +86,7 @@ class WorkerOptions:
     client_timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT
     retry_base_s: float = 5.0
     pause_s: float = 60.0
+    block_s: float = 3600.0
     dedupe_and_rate_limit: bool = True  # off only in benchmarks that measure what they cost
 
     def with_request_timeout(self, seconds: float, *, job_timeout_s: float | None = None) -> WorkerOptions:
@@ -171,6 +172,7 @@ def build_worker(settings: Settings, pool: ArqRedis, options: WorkerOptions = Wo
             client_timeout=options.client_timeout,
             retry_base_s=options.retry_base_s,
             pause_s=options.pause_s,
+            block_s=options.block_s,
         )
         if options.intake:
             consumer = IntakeConsumer(

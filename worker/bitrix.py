@@ -94,6 +94,7 @@ def parse_body(status: int, text: str) -> dict[str, Any]:
             http_status=status,
             code=str(body["error"]),
             description=str(body.get("error_description") or ""),
+            body=redact_secrets(text[:2000]),
         )
     if status != 200 or not isinstance(body, dict) or "result" not in body:
         raise BitrixHttpError(http_status=status, body=text)

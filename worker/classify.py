@@ -46,6 +46,16 @@ AUTH_CODES = frozenset(
     }
 )
 UNKNOWN_RESULT_CODES = frozenset({"internal_server_error", "error_unexpected_answer"})
+KNOWN_PERMANENT_CODES = frozenset(
+    {"error_core", "access_denied", "error_method_not_found", "invalid_request", "callback_not_started"}
+)
+
+
+def is_recognised(code: str | None) -> bool:
+    """Whether callq knows this Bitrix24 error code (unknown ones are permanent and logged in full)."""
+    known = (RATE_LIMIT_CODES | METHOD_LIMIT_CODES | EXPIRED_TOKEN_CODES | BLOCKED_CODES | AUTH_CODES
+             | UNKNOWN_RESULT_CODES | KNOWN_PERMANENT_CODES)  # fmt: skip
+    return (code or "").lower() in known
 
 
 def classify(error: BitrixCallError) -> Verdict:

@@ -74,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     enqueue = sub.add_parser("enqueue", help="submit a callback")
     producer_cli.add_enqueue_arguments(enqueue)
+    resume = sub.add_parser(
+        "resume", help="lift a portal's halt (after fixing its credentials) or rate pause"
+    )
+    resume.add_argument("portal")
     listing = sub.add_parser("list", help="list pending jobs in order of run time")
     producer_cli.add_list_arguments(listing)
     for name, help_text in (
@@ -108,6 +112,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+async def _resume(portal: str, settings: Settings, redis: Redis) -> int:
+    from schemas.keys import Keys
+    from worker.ratelimit import RateLimiter
+
+    lifted = await RateLimiter(redis, keys=Keys(settings.key_prefix)).resume(portal)
+    print(f"portal {portal}: " + ("resumed" if lifted else "was not halted or paused"))
+    return 0
+
+
 async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "sandbox":
         from worker.demo import serve_sandbox
@@ -122,6 +135,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             return await run_worker_command(args, ready)
         redis = Redis.from_url(ready.redis_url)
         try:
+            if args.command == "resume":
+                return await _resume(args.portal, ready, redis)
             handler = getattr(producer_cli, "list_jobs" if args.command == "list" else args.command)
             return int(await handler(args, settings=ready, redis=redis))
         except RedisError as exc:

@@ -36,7 +36,8 @@ class Deps:
         client_timeout: HTTP timeouts for Bitrix24 requests.
         rate_limit: take rate-limit slots (off only in benchmarks measuring their cost).
         retry_base_s: backoff ceiling after the first failure (tests pass a small one).
-        pause_s: how long a job waits after the portal refused it for its rate limit or credentials.
+        pause_s: how long a portal halts after Bitrix24 refused its credentials (then a job probes again).
+        block_s: how long a portal halts after ``OVERLOAD_LIMIT`` (a manual block only support lifts).
     """
 
     settings: Settings
@@ -49,3 +50,4 @@ class Deps:
     rate_limit: bool = True
     retry_base_s: float = 5.0
     pause_s: float = 60.0
+    block_s: float = 3600.0

@@ -38,10 +38,11 @@ class BitrixCallError(CallqError):
 class BitrixApiError(BitrixCallError):
     """The portal answered with ``{"error": CODE, "error_description": TEXT}``."""
 
-    def __init__(self, *, http_status: int, code: str, description: str) -> None:
+    def __init__(self, *, http_status: int, code: str, description: str, body: str = "") -> None:
         super().__init__(description)
         self.http_status = http_status
         self.code = code
+        self.body = body
 
     def __str__(self) -> str:
         return f"{self.code} (HTTP {self.http_status}): {self.description}"

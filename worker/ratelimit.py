@@ -14,6 +14,10 @@ full afterwards, so it resumes at the steady rate rather than in a burst.
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
+from typing import Any
+
 from redis.asyncio import Redis
 
 from schemas.bucket import GCRA_RESERVE, Bucket
@@ -67,12 +71,33 @@ class RateLimiter:
         max_pause_s: float = 60.0,
         method_pause_s: float = 60.0,
     ) -> None:
+        self.redis = redis
         self.keys = keys
         self.method_pause_ms = method_pause_s * 1000
         self.base_pause_ms = base_pause_s * 1000
         self.max_pause_ms = max_pause_s * 1000
         self._reserve = redis.register_script(RESERVE)
         self._pause = redis.register_script(PAUSE)
+
+    async def halt(self, portal: str, *, code: str, description: str, seconds: float) -> None:
+        """Halt every request to ``portal`` for ``seconds`` (credentials refused, manual block)."""
+        reason = {"code": code, "description": description[:300], "since": datetime.now(UTC).isoformat()}
+        await self.redis.set(self.keys.portal_halt(portal), json.dumps(reason), px=int(seconds * 1000))
+
+    async def resume(self, portal: str) -> bool:
+        """Lift a halt and a rate pause (``callq resume``). True if there was one."""
+        removed = await self.redis.delete(self.keys.portal_halt(portal), self.keys.portal_pause(portal))
+        return bool(removed)
+
+    async def halted(self, portal: str) -> tuple[dict[str, Any], float] | None:
+        """The halt's reason and seconds left, or None."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.get(self.keys.portal_halt(portal))
+            pipe.pttl(self.keys.portal_halt(portal))
+            raw, ttl_ms = await pipe.execute()
+        if raw is None:
+            return None
+        return json.loads(raw), max(int(ttl_ms), 0) / 1000
 
     async def reserve_portal(self, portal: str, bucket: Bucket) -> float:
         """Reserve the portal's next request slot; returns seconds until it (0 if now)."""

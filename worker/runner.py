@@ -21,7 +21,7 @@ from schemas.ledger import JobRecord
 from schemas.outcome import FINAL_STATUSES, ErrorCode, Outcome, OutcomeError, Status
 from worker.backoff import backoff_delay_s
 from worker.bitrix import CallbackStarted, start_callback
-from worker.classify import Verdict, classify
+from worker.classify import Verdict, classify, is_recognised
 from worker.deps import Deps
 from worker.errors import BitrixApiError, BitrixCallError, BitrixHttpError
 from worker.pacing import effective_bucket, take_slots
@@ -67,7 +67,11 @@ async def run_job(deps: Deps, job_id: str) -> float | None:
             deps, record, state=record.state, run_at=wake, now=now, field=("slots", hold.slots_json)
         )
     spent = _spent_attempts(record)
-    start = await deps.ledger.start_attempt(job_id, now=now, info={"spent_before": spent})
+    start = await deps.ledger.start_attempt(job_id, portal=portal.name, now=now, info={"spent_before": spent})
+    if start.verdict == "halted":
+        # credentials refused or a manual block: wait for the halt (spread out, so one job probes first)
+        wake = now + timedelta(milliseconds=start.halted_ms) + timedelta(seconds=2 * deps.jitter())
+        return await _put_back(deps, record, state=record.state, run_at=wake, now=now)
     if start.verdict == "interrupted":
         return await _interrupted(deps, record, portal, attempt=start.attempt)
     if start.verdict != "started":
@@ -127,6 +131,10 @@ async def _failed(
     log.warning("job.attempt_failed", attempt=attempt, verdict=str(verdict), code=error.code,
                 http_status=error.http_status, description=error.description)  # fmt: skip
     if verdict == Verdict.PERMANENT:
+        if isinstance(error, BitrixApiError) and not is_recognised(error.code):
+            log.error(
+                "bitrix.unrecognised_error", code=error.code, http_status=error.http_status, body=error.body
+            )
         return await _end(deps, record, Status.DEAD, attempts=attempt, error=_error_of(error))
     if verdict == Verdict.UNKNOWN:
         return await _unknown(deps, record, portal, error, attempt=attempt)
@@ -137,8 +145,18 @@ async def _failed(
         log.warning("portal.paused", reason=error.code, pause_s=round(pause_s, 3))
         return await _retry_at(deps, record, now + timedelta(seconds=pause_s), now=now, error=error)
     if verdict in (Verdict.AUTH_BROKEN, Verdict.BLOCKED, Verdict.REFRESH_AUTH):
-        log.error("portal.refused_credentials", code=error.code, description=error.description)
-        return await _retry_at(deps, record, now + timedelta(seconds=deps.pause_s), now=now, error=error)
+        # No job burns its attempts against wrong credentials: the portal halts for every worker.
+        blocked = verdict == Verdict.BLOCKED
+        halt_s = deps.block_s if blocked else deps.pause_s
+        await deps.limiter.halt(
+            portal.name, code=error.code or "", description=error.description, seconds=halt_s
+        )
+        log.error("portal.halted", code=error.code, description=error.description, halt_s=halt_s,
+                  hint=(f"Bitrix24 blocked this portal manually: ask Bitrix24 support, then `callq resume {portal.name}`"
+                        if blocked else f"check the webhook of portal {portal.name!r} (URL, expiry, scopes call "
+                        "and telephony, the user's permission 'Outgoing call - Perform - any'); "
+                        f"`callq resume {portal.name}` after fixing it"))  # fmt: skip
+        return await _retry_at(deps, record, now + timedelta(seconds=halt_s), now=now, error=error)
     if spent >= portal.max_attempts:
         return await _end(
             deps,
