@@ -17,7 +17,7 @@ from typing import Any
 import structlog
 from redis.asyncio import Redis
 
-from producers.validation import Invalid, Valid, validate_job
+from producers.validation import Invalid, validate_job
 from schemas.bucket import pacing_bucket
 from schemas.config import Settings
 from schemas.job import CallbackJob
@@ -146,12 +146,21 @@ class Producer:
         if isinstance(result, Invalid):
             return await self.reject(job_id, result, intake_id=intake_id)
         if result.run_at is None:
-            return await self._expire_on_arrival(result, now=now, intake_id=intake_id)
-        return await self._admit(result.job, run_at=result.run_at, now=now, intake_id=intake_id)
+            return await self.expire_on_arrival(
+                result.job, reason=result.expired_reason, now=now, intake_id=intake_id
+            )
+        return await self.admit(result.job, run_at=result.run_at, now=now, intake_id=intake_id)
 
-    async def _admit(
-        self, job: CallbackJob, *, run_at: datetime, now: datetime, intake_id: str | None
+    async def admit(
+        self,
+        job: CallbackJob,
+        *,
+        run_at: datetime,
+        now: datetime,
+        intake_id: str | None = None,
+        take_key: bool = False,
     ) -> Submitted:
+        """Store a validated job (dedupe, schedule); ``take_key`` for a replay of a dead job."""
         deadline = job.deadline_at or run_at
         pending_ttl = (max(deadline, run_at) - now + PENDING_MARGIN).total_seconds()
         portal = self.settings.portals[job.portal]
@@ -166,6 +175,7 @@ class Producer:
             pending_ttl_s=pending_ttl,
             bucket=bucket,
             claim=self.dedupe_and_pacing,
+            take_key=take_key,
         )
         bound = log.bind(job_id=job.job_id, portal=job.portal, line=job.from_line)
         if admission.verdict == "new":
@@ -227,14 +237,15 @@ class Producer:
             log.info("job.rejected", job_id=job_id, error=invalid.description, intake_id=intake_id)
         return Submitted(job_id=job_id, status=Status.REJECTED, new=False, error=error)
 
-    async def _expire_on_arrival(self, valid: Valid, *, now: datetime, intake_id: str | None) -> Submitted:
-        error = OutcomeError(
-            code=ErrorCode.DEADLINE_PASSED, description=valid.expired_reason or "deadline passed"
-        )
-        outcome = self._outcome(valid.job, Status.EXPIRED, now=now, intake_id=intake_id, error=error)
-        await self.ledger.record_final(outcome, job=valid.job)
-        log.info("job.expired", job_id=valid.job.job_id, portal=valid.job.portal, reason=error.description)
-        return Submitted(job_id=valid.job.job_id, status=Status.EXPIRED, new=False, error=error)
+    async def expire_on_arrival(
+        self, job: CallbackJob, *, reason: str | None, now: datetime, intake_id: str | None = None
+    ) -> Submitted:
+        """Record a valid job that can never run before its deadline as ``expired``."""
+        error = OutcomeError(code=ErrorCode.DEADLINE_PASSED, description=reason or "deadline passed")
+        outcome = self._outcome(job, Status.EXPIRED, now=now, intake_id=intake_id, error=error)
+        await self.ledger.record_final(outcome, job=job)
+        log.info("job.expired", job_id=job.job_id, portal=job.portal, reason=error.description)
+        return Submitted(job_id=job.job_id, status=Status.EXPIRED, new=False, error=error)
 
     @staticmethod
     def _outcome(

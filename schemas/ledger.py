@@ -114,6 +114,7 @@ class Ledger:
         pending_ttl_s: float,
         claim: bool = True,
         bucket: Bucket | None = None,
+        take_key: bool = False,
     ) -> Admission:
         """Store a new job and schedule it, unless its idempotency key or line + number is taken.
 
@@ -125,6 +126,7 @@ class Ledger:
             claim: dedupe on portal + line + number (off only to measure what it costs).
             bucket: for a job due now, the portal's bucket: the job's first run is spread by a *plan*
                 bucket kept alongside the real one (the worker takes the real slot when it runs).
+            take_key: a replay takes the idempotency key over from the dead job it replays.
         """
         k = self.keys
         idem = k.idempotency(job.portal, job.idempotency_key) if job.idempotency_key else ""
@@ -139,7 +141,7 @@ class Ledger:
                   ttl_ms, k.arq_job_id(job.job_id), to_ms(now),
                   bucket.interval_ms if bucket else 0, bucket.tolerance_ms if bucket else 0,
                   int(PRECISE_WAIT_S * 1000), int(EARLY_WAKE_S * 1000),
-                  to_ms(deadline) if deadline else to_ms(now) + ttl_ms],
+                  to_ms(deadline) if deadline else to_ms(now) + ttl_ms, "1" if take_key else "0"],
         )  # fmt: skip
         return Admission(verdict=_s(verdict), job_id=_s(holder))  # type: ignore[arg-type]
 

@@ -15,10 +15,11 @@ ADMIT = (
 -- KEYS: record, idem ('' if none), claim ('' to skip line+number dedupe), arq job, arq queue,
 --       plan bucket ('' unless the job is due now), pause
 -- ARGV: job_id, job_json, run_at_ms, arq_payload, arq_ttl_ms, claim_ttl_ms, arq_job_id, now_ms,
---       interval_ms, tolerance_ms, precise_ms, early_wake_ms, deadline_ms
+--       interval_ms, tolerance_ms, precise_ms, early_wake_ms, deadline_ms, take_key ('1': a replay
+--       takes the idempotency key over from the dead job it replays)
 -- a job id that exists already is a redelivered intake entry: the same job, not a new one
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'idempotent', ARGV[1]} end
-if KEYS[2] ~= '' then
+if KEYS[2] ~= '' and ARGV[14] ~= '1' then
   local holder = redis.call('GET', KEYS[2])
   if holder then return {'idempotent', holder} end
 end

@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from producers import cli as producer_cli
+from producers import dead_cli
 from schemas.config import ConfigError, Settings, load_settings
 from worker.logs import configure_logging
 from worker.redis_check import RedisUnavailable, ensure_redis
@@ -74,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     enqueue = sub.add_parser("enqueue", help="submit a callback")
     producer_cli.add_enqueue_arguments(enqueue)
+    dead = sub.add_parser("dead", help="dead letters: list, show, replay, purge")
+    dead_cli.add_dead_arguments(dead)
     resume = sub.add_parser(
         "resume", help="lift a portal's halt (after fixing its credentials) or rate pause"
     )
@@ -137,6 +140,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         try:
             if args.command == "resume":
                 return await _resume(args.portal, ready, redis)
+            if args.command == "dead":
+                return await dead_cli.dead(args, settings=ready, redis=redis)
             handler = getattr(producer_cli, "list_jobs" if args.command == "list" else args.command)
             return int(await handler(args, settings=ready, redis=redis))
         except RedisError as exc:

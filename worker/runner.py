@@ -76,11 +76,11 @@ async def run_job(deps: Deps, job_id: str) -> float | None:
         return await _interrupted(deps, record, portal, attempt=start.attempt)
     if start.verdict != "started":
         return None  # cancelled or finished elsewhere in the meantime
-    return await _attempt(deps, record, portal, attempt=start.attempt, spent=spent)
+    return await _attempt(deps, record, portal, attempt=start.attempt, spent=spent, started_at=now)
 
 
 async def _attempt(
-    deps: Deps, record: JobRecord, portal: PortalConfig, *, attempt: int, spent: int
+    deps: Deps, record: JobRecord, portal: PortalConfig, *, attempt: int, spent: int, started_at: datetime
 ) -> float | None:
     job = record.job
     assert portal.webhook_url is not None, "OAuth portals are not supported yet"
@@ -98,7 +98,7 @@ async def _attempt(
     except BitrixCallError as error:
         verdict = classify(error)
         await deps.ledger.finish_attempt(
-            job.job_id, attempt, _attempt_entry(deps, began, error=error, verdict=verdict)
+            job.job_id, attempt, _attempt_entry(deps, began, started_at, error=error, verdict=verdict)
         )
         return await _failed(deps, record, portal, error, verdict=verdict, attempt=attempt, spent=spent + 1)
     except Exception as exc:
@@ -106,7 +106,9 @@ async def _attempt(
         log.exception("job.attempt_crashed")
         lost = BitrixCallError(f"{type(exc).__name__} during the request")
         return await _unknown(deps, record, portal, lost, attempt=attempt)
-    await deps.ledger.finish_attempt(job.job_id, attempt, _attempt_entry(deps, began, started=started))
+    await deps.ledger.finish_attempt(
+        job.job_id, attempt, _attempt_entry(deps, began, started_at, started=started)
+    )
     return await _end(
         deps,
         record,
@@ -288,12 +290,14 @@ def _spent_attempts(record: JobRecord) -> int:
 def _attempt_entry(
     deps: Deps,
     began: float,
+    started_at: datetime,
     *,
     started: CallbackStarted | None = None,
     error: BitrixCallError | None = None,
     verdict: Verdict | None = None,
 ) -> dict[str, Any]:
     entry: dict[str, Any] = {
+        "started_at": started_at.isoformat(),
         "ended_at": deps.clock().isoformat(),
         "duration_ms": round((time.monotonic() - began) * 1000),
     }
