@@ -23,7 +23,7 @@ from schemas.config import Settings
 from schemas.job import CallbackJob
 from schemas.keys import Keys
 from schemas.ledger import JobRecord, Ledger
-from schemas.outcome import ErrorCode, Outcome, OutcomeError, Status
+from schemas.outcome import ErrorCode, Outcome, OutcomeError, Status, outcome_for
 from schemas.redact import mask_number
 
 log = structlog.get_logger("callq.producers")
@@ -146,10 +146,8 @@ class Producer:
         if isinstance(result, Invalid):
             return await self.reject(job_id, result, intake_id=intake_id)
         if result.run_at is None:
-            return await self.expire_on_arrival(
-                result.job, reason=result.expired_reason, now=now, intake_id=intake_id
-            )
-        return await self.admit(result.job, run_at=result.run_at, now=now, intake_id=intake_id)
+            return await self.expire_on_arrival(result.job, reason=result.expired_reason, now=now)
+        return await self.admit(result.job, run_at=result.run_at, now=now)
 
     async def admit(
         self,
@@ -157,7 +155,6 @@ class Producer:
         *,
         run_at: datetime,
         now: datetime,
-        intake_id: str | None = None,
         take_key: bool = False,
     ) -> Submitted:
         """Store a validated job (dedupe, schedule); ``take_key`` for a replay of a dead job."""
@@ -181,14 +178,10 @@ class Producer:
         if admission.verdict == "new":
             bound.info("job.scheduled", run_at=run_at.isoformat(), to_number=mask_number(job.to_number))
             return Submitted(job_id=job.job_id, status=Status.SCHEDULED, new=True, run_at=run_at)
-        if admission.verdict == "idempotent" and intake_id is not None and admission.job_id != job.job_id:
+        if admission.verdict == "idempotent" and job.intake_id is not None and admission.job_id != job.job_id:
             # An intake entry must end in an outcome of its own: a repeat of a known key is a
             # duplicate of the job that holds the key (and makes no new job, no call).
-            return await self._duplicate(job, holder=admission.job_id, now=now, intake_id=intake_id)
-        if admission.verdict == "idempotent" and intake_id is not None and admission.job_id != job.job_id:
-            # An intake entry must end in an outcome of its own: a repeat of a known key is a
-            # duplicate of the job that holds the key (and makes no new job, no call).
-            return await self._duplicate(job, holder=admission.job_id, now=now, intake_id=intake_id)
+            return await self._duplicate(job, holder=admission.job_id, now=now)
         if admission.verdict == "idempotent":
             record = await self.ledger.read(admission.job_id)
             bound.info("job.idempotent_repeat", existing_job_id=admission.job_id)
@@ -199,12 +192,10 @@ class Producer:
                 run_at=record.run_at if record else None,
                 duplicate_of=(record.outcome or {}).get("duplicate_of") if record else None,
             )
-        return await self._duplicate(job, holder=admission.job_id, now=now, intake_id=intake_id)
+        return await self._duplicate(job, holder=admission.job_id, now=now)
 
-    async def _duplicate(
-        self, job: CallbackJob, *, holder: str, now: datetime, intake_id: str | None
-    ) -> Submitted:
-        outcome = self._outcome(job, Status.DUPLICATE, now=now, intake_id=intake_id, duplicate_of=holder)
+    async def _duplicate(self, job: CallbackJob, *, holder: str, now: datetime) -> Submitted:
+        outcome = outcome_for(job, Status.DUPLICATE, at=now, duplicate_of=holder)
         key = (job.portal, job.idempotency_key) if job.idempotency_key else None
         await self.ledger.record_final(outcome, job=job, idempotency_key=key)
         log.info("job.duplicate", job_id=job.job_id, portal=job.portal, line=job.from_line, duplicate_of=holder,
@@ -237,40 +228,13 @@ class Producer:
             log.info("job.rejected", job_id=job_id, error=invalid.description, intake_id=intake_id)
         return Submitted(job_id=job_id, status=Status.REJECTED, new=False, error=error)
 
-    async def expire_on_arrival(
-        self, job: CallbackJob, *, reason: str | None, now: datetime, intake_id: str | None = None
-    ) -> Submitted:
+    async def expire_on_arrival(self, job: CallbackJob, *, reason: str | None, now: datetime) -> Submitted:
         """Record a valid job that can never run before its deadline as ``expired``."""
         error = OutcomeError(code=ErrorCode.DEADLINE_PASSED, description=reason or "deadline passed")
-        outcome = self._outcome(job, Status.EXPIRED, now=now, intake_id=intake_id, error=error)
+        outcome = outcome_for(job, Status.EXPIRED, at=now, error=error)
         await self.ledger.record_final(outcome, job=job)
         log.info("job.expired", job_id=job.job_id, portal=job.portal, reason=error.description)
         return Submitted(job_id=job.job_id, status=Status.EXPIRED, new=False, error=error)
-
-    @staticmethod
-    def _outcome(
-        job: CallbackJob,
-        status: Status,
-        *,
-        now: datetime,
-        intake_id: str | None,
-        duplicate_of: str | None = None,
-        error: OutcomeError | None = None,
-    ) -> Outcome:
-        return Outcome(
-            job_id=job.job_id,
-            status=status,
-            portal=job.portal,
-            from_line=job.from_line,
-            idempotency_key=job.idempotency_key,
-            metadata=job.metadata,
-            attempts=0,
-            finished_at=now.astimezone(UTC).isoformat(),
-            duplicate_of=duplicate_of,
-            error=error,
-            intake_id=intake_id,
-            replay_of=job.replay_of,
-        )
 
     async def status(self, ident: str) -> JobRecord | None:
         """The record of a job, by job id or idempotency key."""
@@ -283,18 +247,8 @@ class Producer:
         if record is None or record.state not in (Status.SCHEDULED, Status.RETRYING):
             return False, record
         now = self.clock()
-        outcome = Outcome(
-            job_id=record.job_id,
-            status=Status.CANCELLED,
-            portal=record.job.portal,
-            from_line=record.job.from_line,
-            idempotency_key=record.job.idempotency_key,
-            metadata=record.job.metadata,
-            attempts=record.attempts,
-            finished_at=now.astimezone(UTC).isoformat(),
-            error=OutcomeError(code=ErrorCode.CANCELLED, description="cancelled before it started"),
-            replay_of=record.job.replay_of,
-        )
+        error = OutcomeError(code=ErrorCode.CANCELLED, description="cancelled before it started")
+        outcome = outcome_for(record.job, Status.CANCELLED, at=now, attempts=record.attempts, error=error)
         result = await self.ledger.finalize(outcome, job=record.job, allowed="scheduled,retrying")
         if result.written:
             log.info(

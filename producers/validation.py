@@ -53,10 +53,17 @@ class Valid:
     expired_reason: str | None = None
 
 
+MAX_ENTRY_BYTES = 64 * 1024
+"""A job is a few hundred bytes (4 KiB of metadata at most); anything far larger is refused unread."""
+
+
 def decode_entry(raw: str | bytes | dict[str, Any]) -> dict[str, Any] | Invalid:
     """Decode JSON text into an object, or say precisely why not."""
     if isinstance(raw, dict):
         return raw
+    size = len(raw.encode() if isinstance(raw, str) else raw)
+    if size > MAX_ENTRY_BYTES:
+        return _invalid("", f"is {size} bytes; a job is at most {MAX_ENTRY_BYTES} bytes")
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
     except UnicodeDecodeError as exc:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
+
+from schemas.job import CallbackJob
 
 
 class Status(StrEnum):
@@ -95,3 +98,31 @@ class Outcome:
     def to_json(self) -> str:
         """Encode for the outcome stream."""
         return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
+
+
+def outcome_for(
+    job: CallbackJob,
+    status: Status,
+    *,
+    at: datetime,
+    attempts: int = 0,
+    call_id: str | None = None,
+    error: OutcomeError | None = None,
+    duplicate_of: str | None = None,
+) -> Outcome:
+    """The final outcome of ``job``, echoing what the producer sent (metadata, key, intake entry)."""
+    return Outcome(
+        job_id=job.job_id,
+        status=status,
+        portal=job.portal,
+        from_line=job.from_line,
+        idempotency_key=job.idempotency_key,
+        metadata=job.metadata,
+        attempts=attempts,
+        finished_at=at.astimezone(UTC).isoformat(),
+        call_id=call_id,
+        error=error,
+        duplicate_of=duplicate_of,
+        intake_id=job.intake_id,
+        replay_of=job.replay_of,
+    )

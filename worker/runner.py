@@ -18,7 +18,7 @@ from schemas.calendar import Expired, earliest_run
 from schemas.config import PortalConfig
 from schemas.job import CallbackJob
 from schemas.ledger import JobRecord
-from schemas.outcome import FINAL_STATUSES, ErrorCode, Outcome, OutcomeError, Status
+from schemas.outcome import FINAL_STATUSES, ErrorCode, OutcomeError, Status, outcome_for
 from worker.backoff import backoff_delay_s
 from worker.bitrix import CallbackStarted, start_callback
 from worker.classify import Verdict, classify, is_recognised
@@ -261,19 +261,13 @@ async def _end(
     dedupe_window_s: float = 0.0,
 ) -> float | None:
     job: CallbackJob = record.job
-    outcome = Outcome(
-        job_id=job.job_id,
-        status=status,
-        portal=job.portal,
-        from_line=job.from_line,
-        idempotency_key=job.idempotency_key,
-        metadata=job.metadata,
+    outcome = outcome_for(
+        job,
+        status,
+        at=deps.clock(),
         attempts=record.attempts if attempts is None else attempts,
-        finished_at=deps.clock().isoformat(),
         call_id=call_id,
         error=OutcomeError(code=str(error[0]), description=error[1]) if error else None,
-        replay_of=job.replay_of,
-        intake_id=job.intake_id,
     )
     result = await deps.ledger.finalize(outcome, job=job, dedupe_window_s=dedupe_window_s)
     if result.written:
