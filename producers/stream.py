@@ -12,6 +12,7 @@ import asyncio
 import os
 import secrets
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -46,6 +47,7 @@ class IntakeConsumer:
         batch: entries read per call.
         block_ms: how long one read waits for new entries.
         claim_idle_ms: entries pending this long on another consumer are taken over.
+        on_admitted: called with each entry's resulting status (for metrics).
     """
 
     def __init__(
@@ -58,6 +60,7 @@ class IntakeConsumer:
         batch: int = 100,
         block_ms: int = 1000,
         claim_idle_ms: int = 60_000,
+        on_admitted: Callable[[str], None] | None = None,
     ) -> None:
         self.redis = redis
         self.producer = producer
@@ -67,6 +70,7 @@ class IntakeConsumer:
         self.block_ms = block_ms
         self.claim_idle_ms = claim_idle_ms
         self.processed = 0
+        self.on_admitted = on_admitted
 
     async def ensure_group(self) -> None:
         """Create the group at the start of the stream, so entries added before any worker ran count."""
@@ -124,9 +128,13 @@ class IntakeConsumer:
             if payload is None:
                 names = ", ".join(sorted(_text(k) for k in fields)) or "none"
                 problem = FieldError("job", f"the entry has no 'job' field (fields: {names})")
-                await self.producer.reject(job_id, Invalid(errors=(problem,), echo={}), intake_id=entry_id)
+                submitted = await self.producer.reject(
+                    job_id, Invalid(errors=(problem,), echo={}), intake_id=entry_id
+                )
             else:
-                await self.producer.submit(payload, job_id=job_id, intake_id=entry_id)
+                submitted = await self.producer.submit(payload, job_id=job_id, intake_id=entry_id)
+            if self.on_admitted is not None:
+                self.on_admitted(str(submitted.status))
             done.append(entry_id)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.xack(self.keys.intake, INTAKE_GROUP, *done)

@@ -28,6 +28,7 @@ from schemas.keys import ARQ_FUNCTION, Keys
 from schemas.ledger import Ledger
 from worker.bitrix import DEFAULT_TIMEOUT, USER_AGENT
 from worker.deps import Deps
+from worker.metrics import Metrics, keep_gauges_fresh
 from worker.ratelimit import RateLimiter
 from worker.runner import run_job
 
@@ -68,6 +69,7 @@ class WorkerContext(TypedDict, total=False):
     deps: Deps
     intake_stop: asyncio.Event
     intake_task: asyncio.Task[None]
+    gauges_task: asyncio.Task[None]
     job_id: str
 
 
@@ -88,6 +90,8 @@ class WorkerOptions:
     pause_s: float = 60.0
     block_s: float = 3600.0
     dedupe_and_rate_limit: bool = True  # off only in benchmarks that measure what they cost
+    metrics_port: int | None = None
+    metrics_host: str = "0.0.0.0"
 
     def with_request_timeout(self, seconds: float, *, job_timeout_s: float | None = None) -> WorkerOptions:
         """Options for a Bitrix24 request timeout of ``seconds``.
@@ -147,9 +151,15 @@ async def open_pool(settings: Settings) -> ArqRedis:
     )
 
 
-def build_worker(settings: Settings, pool: ArqRedis, options: WorkerOptions = WorkerOptions()) -> Worker:
+def build_worker(
+    settings: Settings,
+    pool: ArqRedis,
+    options: WorkerOptions = WorkerOptions(),
+    metrics: Metrics | None = None,
+) -> Worker:
     """An arq Worker for ``settings``; call ``await worker.main()`` then ``await worker.close()``."""
     keys = Keys(settings.key_prefix)
+    metrics = metrics or Metrics()
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         session = aiohttp.ClientSession(
@@ -168,6 +178,7 @@ def build_worker(settings: Settings, pool: ArqRedis, options: WorkerOptions = Wo
             ledger=ledger,
             session=session,
             limiter=RateLimiter(pool, keys=keys),
+            metrics=metrics,
             rate_limit=options.dedupe_and_rate_limit,
             client_timeout=options.client_timeout,
             retry_base_s=options.retry_base_s,
@@ -180,10 +191,13 @@ def build_worker(settings: Settings, pool: ArqRedis, options: WorkerOptions = Wo
                 producer=Producer(pool, settings=settings, dedupe_and_pacing=options.dedupe_and_rate_limit),
                 keys=keys,
                 block_ms=options.intake_block_ms,
+                on_admitted=lambda status: metrics.intake_entries.labels(result=status).inc(),
             )
             await consumer.ensure_group()
             ctx["intake_stop"] = stop = asyncio.Event()
             ctx["intake_task"] = asyncio.create_task(_keep_consuming(consumer, stop))
+        metrics.worker_up.set(1)
+        ctx["gauges_task"] = asyncio.create_task(keep_gauges_fresh(metrics, pool, keys, settings.portals))
         log.info(
             "worker.started",
             queue=keys.queue,
@@ -192,6 +206,11 @@ def build_worker(settings: Settings, pool: ArqRedis, options: WorkerOptions = Wo
         )
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
+        metrics.worker_up.set(0)
+        if "gauges_task" in ctx:
+            ctx["gauges_task"].cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ctx["gauges_task"]
         if "intake_task" in ctx:
             ctx["intake_stop"].set()
             with contextlib.suppress(asyncio.CancelledError):

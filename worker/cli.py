@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--burst", action="store_true", help="exit once the queue is empty")
     worker.add_argument("--no-intake", action="store_true", help="do not read the intake stream")
     worker.add_argument(
+        "--metrics-port", type=int, default=None, help="serve Prometheus /metrics on this port"
+    )
+    worker.add_argument(
         "--request-timeout",
         type=float,
         default=30.0,

@@ -12,6 +12,7 @@ import aiohttp
 from schemas.config import Settings
 from schemas.ledger import Ledger
 from worker.bitrix import DEFAULT_TIMEOUT
+from worker.metrics import Metrics
 from worker.ratelimit import RateLimiter
 
 Clock = Callable[[], datetime]
@@ -31,6 +32,7 @@ class Deps:
         ledger: job records.
         session: the one aiohttp session of this process.
         limiter: the shared rate-limit buckets.
+        metrics: where counters go.
         clock: current time.
         jitter: draws a number in [0, 1) for backoff jitter.
         client_timeout: HTTP timeouts for Bitrix24 requests.
@@ -44,6 +46,7 @@ class Deps:
     ledger: Ledger
     session: aiohttp.ClientSession
     limiter: RateLimiter
+    metrics: Metrics = field(default_factory=Metrics)
     clock: Clock = utcnow
     jitter: Callable[[], float] = random.random
     client_timeout: aiohttp.ClientTimeout = field(default=DEFAULT_TIMEOUT)

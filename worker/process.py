@@ -23,6 +23,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from schemas.config import Settings
 from worker.app import WorkerOptions, build_worker, open_pool
+from worker.metrics import Metrics, metrics_server
 
 log = structlog.get_logger("callq.worker")
 
@@ -70,9 +71,22 @@ async def run_worker_process(
 ) -> int:
     """Run a worker until stopped; survive Redis outages. Returns the exit code."""
     stopper = stopper or Stopper()
+    metrics = Metrics()
+    async with contextlib.AsyncExitStack() as stack:
+        if options.metrics_port is not None:
+            await stack.enter_async_context(
+                metrics_server(metrics, host=options.metrics_host, port=options.metrics_port)
+            )
+            log.info("metrics.listening", port=options.metrics_port)
+        return await _run_until_stopped(settings, options, stopper, metrics)
+
+
+async def _run_until_stopped(
+    settings: Settings, options: WorkerOptions, stopper: Stopper, metrics: Metrics
+) -> int:
     delay_s = 1.0
     while True:
-        outcome = await _run_once(settings, options, stopper)
+        outcome = await _run_once(settings, options, stopper, metrics)
         if outcome == "stopped" or stopper.requested.is_set():
             return 0
         log.error("worker.redis_lost", retry_in_s=delay_s)
@@ -83,12 +97,12 @@ async def run_worker_process(
         delay_s = min(delay_s * 2, 30.0)
 
 
-async def _run_once(settings: Settings, options: WorkerOptions, stopper: Stopper) -> str:
+async def _run_once(settings: Settings, options: WorkerOptions, stopper: Stopper, metrics: Metrics) -> str:
     try:
         pool = await open_pool(settings)
     except REDIS_LOST:
         return "redis_lost"
-    worker = build_worker(settings, pool, options)
+    worker = build_worker(settings, pool, options, metrics)
     stopper.worker = worker
     if stopper.requested.is_set():
         return "stopped"
@@ -116,4 +130,5 @@ def options_from_args(args: Any) -> WorkerOptions:
         burst=args.burst,
         intake=not args.no_intake,
         handle_signals=False,  # Stopper handles them: graceful first, immediate second
+        metrics_port=args.metrics_port,
     ).with_request_timeout(args.request_timeout, job_timeout_s=args.job_timeout)

@@ -63,6 +63,7 @@ async def run_job(deps: Deps, job_id: str) -> float | None:
     if hold is not None:
         # a slot past the deadline: wake at the deadline, and expire then
         wake = min(hold.wake, job.deadline_at) if job.deadline_at else hold.wake
+        deps.metrics.rate_limit_waits.labels(portal=portal.name).inc()
         return await _put_back(
             deps, record, state=record.state, run_at=wake, now=now, field=("slots", hold.slots_json)
         )
@@ -85,6 +86,9 @@ async def _attempt(
     job = record.job
     assert portal.webhook_url is not None, "OAuth portals are not supported yet"
     began = time.monotonic()
+    latency = deps.metrics.bitrix_request_seconds.labels(
+        portal=portal.name, method="voximplant.callback.start"
+    )
     try:
         started = await start_callback(
             deps.session,
@@ -96,7 +100,9 @@ async def _attempt(
             client_timeout=deps.client_timeout,
         )
     except BitrixCallError as error:
+        latency.observe(time.monotonic() - began)
         verdict = classify(error)
+        deps.metrics.attempts.labels(portal=portal.name, result=str(verdict)).inc()
         await deps.ledger.finish_attempt(
             job.job_id, attempt, _attempt_entry(deps, began, started_at, error=error, verdict=verdict)
         )
@@ -106,6 +112,8 @@ async def _attempt(
         log.exception("job.attempt_crashed")
         lost = BitrixCallError(f"{type(exc).__name__} during the request")
         return await _unknown(deps, record, portal, lost, attempt=attempt)
+    latency.observe(time.monotonic() - began)
+    deps.metrics.attempts.labels(portal=portal.name, result="success").inc()
     await deps.ledger.finish_attempt(
         job.job_id, attempt, _attempt_entry(deps, began, started_at, started=started)
     )
@@ -228,6 +236,7 @@ async def _retry_at(
         last = _error_of(error)[1]
         return await _end(deps, record, Status.EXPIRED, attempts=attempts,
                           error=(ErrorCode.DEADLINE_PASSED, f"{decision.reason}; last error: {last}"))  # fmt: skip
+    deps.metrics.retries.labels(portal=job.portal, code=_error_of(error)[0]).inc()
     return await _put_back(deps, record, state=Status.RETRYING, run_at=decision.at, now=now, allowed=allowed)
 
 
@@ -271,6 +280,7 @@ async def _end(
     )
     result = await deps.ledger.finalize(outcome, job=job, dedupe_window_s=dedupe_window_s)
     if result.written:
+        deps.metrics.jobs_finished.labels(portal=job.portal, status=str(status)).inc()
         log.info("job.finished", status=str(status), attempts=outcome.attempts, call_id=call_id,
                  error_code=error[0] if error else None)  # fmt: skip
     return None  # a final outcome: nothing left to run
