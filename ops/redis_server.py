@@ -27,11 +27,20 @@ class RedisServer:
         workdir: directory for its AOF/RDB files and log.
         appendonly: turn on AOF with ``appendfsync everysec`` (what the ops config uses).
         port: a fixed port (a restart keeps the port); a free one by default.
+        extra_args: more redis-server arguments (``--replicaof host port``, ``--sentinel``…).
     """
 
-    def __init__(self, workdir: Path, *, appendonly: bool = False, port: int | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        appendonly: bool = False,
+        port: int | None = None,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
         self.workdir = workdir
         self.appendonly = appendonly
+        self.extra_args = extra_args
         self.port = port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -46,7 +55,7 @@ class RedisServer:
         assert binary, "redis-server is not installed"
         args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir),
                 "--save", "", "--logfile", "redis.log", "--appendonly", "yes" if self.appendonly else "no",
-                "--appendfsync", "everysec"]  # fmt: skip
+                "--appendfsync", "everysec", *self.extra_args]  # fmt: skip
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout_s
         client = sync_redis.Redis(port=self.port, socket_connect_timeout=0.2)

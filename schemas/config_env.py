@@ -36,6 +36,7 @@ from schemas.config_types import (
     redact_redis_url,
     redact_webhook_url,
 )
+from schemas.redis_url import parse_sentinel_url
 
 # Secrets a portal may take from CALLQ_PORTAL_<NAME>_<SUFFIX> instead of the file.
 _ENV_SECRETS = {
@@ -212,8 +213,18 @@ def _redis_url(value: object, source: str, key: str | None) -> str:
     scheme, separator, _ = value.strip().partition("://") if isinstance(value, str) else ("", "", "")
     if separator and scheme in ("redis", "rediss", "unix"):
         return str(value).strip()
+    if separator and scheme == "redis+sentinel":
+        try:
+            parse_sentinel_url(str(value).strip())
+        except ValueError as exc:
+            raise ConfigError(str(exc), source=source, key=key) from None
+        return str(value).strip()
     shown = _show(redact_redis_url(value) if isinstance(value, str) else value)
-    raise ConfigError(f"must be a redis://, rediss:// or unix:// URL, got {shown}", source=source, key=key)
+    raise ConfigError(
+        f"must be a redis://, rediss://, unix:// or redis+sentinel:// URL, got {shown}",
+        source=source,
+        key=key,
+    )
 
 
 def _key_prefix(value: object, source: str, key: str | None) -> str:

@@ -26,6 +26,7 @@ from producers.stream import IntakeConsumer
 from schemas.config import Settings
 from schemas.keys import ARQ_FUNCTION, Keys
 from schemas.ledger import Ledger
+from schemas.redis_url import parse_sentinel_url
 from worker.bitrix import DEFAULT_TIMEOUT, USER_AGENT
 from worker.deps import Deps
 from worker.metrics import Metrics, keep_gauges_fresh
@@ -135,7 +136,14 @@ async def run_callback(ctx: WorkerContext, job_id: str) -> None:
 
 async def open_pool(settings: Settings) -> ArqRedis:
     """arq's Redis pool with callq's JSON serializer and queue name."""
-    redis_settings = RedisSettings.from_dsn(settings.redis_url)
+    target = parse_sentinel_url(settings.redis_url)
+    if target is None:
+        redis_settings = RedisSettings.from_dsn(settings.redis_url)
+    else:
+        redis_settings = RedisSettings(
+            host=list(target.sentinels), sentinel=True, sentinel_master=target.master, database=target.db,
+            username=target.username, password=target.password,
+        )  # fmt: skip
     redis_settings.conn_timeout = 5
     # A Redis restart or failover must not kill a job half-way: each command is retried with
     # backoff for about a minute. The Lua steps are safe to repeat (a repeated FINALIZE finds the

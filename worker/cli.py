@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 from producers import cli as producer_cli
 from producers import dead_cli
 from schemas.config import ConfigError, Settings, load_settings
+from schemas.redis_url import close_client, redis_client
 from worker.logs import configure_logging
 from worker.redis_check import RedisUnavailable, ensure_redis
 
@@ -139,7 +140,7 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             from worker.demo import run_worker_command
 
             return await run_worker_command(args, ready)
-        redis = Redis.from_url(ready.redis_url)
+        redis = redis_client(ready.redis_url)
         try:
             if args.command == "resume":
                 return await _resume(args.portal, ready, redis)
@@ -151,7 +152,7 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             print(f"callq: Redis error: {exc}", file=sys.stderr)
             return 2
         finally:
-            await redis.aclose()
+            await close_client(redis)
 
 
 if __name__ == "__main__":

@@ -13,11 +13,11 @@ from collections.abc import AsyncIterator
 from types import MappingProxyType
 
 import structlog
-from redis.asyncio import Redis
 
 from ops.sandbox import Sandbox, SandboxHandle, SandboxPortal, running_sandbox, serve_forever
 from producers.api import Producer
 from schemas.config import PortalConfig, Settings
+from schemas.redis_url import close_client, redis_client
 from worker.outcome_wait import wait_for_outcome
 from worker.process import Stopper, options_from_args, run_worker_process
 
@@ -97,7 +97,7 @@ async def run_worker_command(args: argparse.Namespace, settings: Settings) -> in
 
 async def _demo(settings: Settings, stopper: Stopper | None) -> bool:
     """Enqueue the sample job, wait for its outcome, print it. True if it succeeded."""
-    redis = Redis.from_url(settings.redis_url)
+    redis = redis_client(settings.redis_url)
     try:
         producer = Producer(redis, settings=settings)
         # a fresh number each run: a repeat within the dedupe window would be a duplicate
@@ -106,7 +106,7 @@ async def _demo(settings: Settings, stopper: Stopper | None) -> bool:
         log.info("demo.enqueued", job_id=submitted.job_id, status=str(submitted.status))
         outcome = await wait_for_outcome(producer.ledger, submitted.job_id, timeout_s=30)
     finally:
-        await redis.aclose()
+        await close_client(redis)
     print(json.dumps(outcome, ensure_ascii=False, indent=2) if outcome else "demo: no outcome within 30 s")
     sys.stdout.flush()
     if stopper is not None:

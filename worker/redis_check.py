@@ -12,10 +12,10 @@ from collections.abc import AsyncIterator
 from urllib.parse import urlparse
 
 import structlog
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from schemas.config import Settings
+from schemas.redis_url import close_client, redis_client
 
 log = structlog.get_logger("callq")
 
@@ -26,14 +26,14 @@ class RedisUnavailable(Exception):
 
 async def ping(url: str, *, timeout_s: float = 2.0) -> str | None:
     """None if Redis at ``url`` answers PING, else the reason."""
-    client = Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
+    client = redis_client(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
     try:
         await client.ping()
         return None
     except (RedisError, OSError) as exc:
         return str(exc) or type(exc).__name__
     finally:
-        await client.aclose()
+        await close_client(client)
 
 
 def free_port() -> int:

@@ -408,11 +408,11 @@ P = "callq.toml: portals.acme"
         ('key_prefix = ""', "callq.toml: key_prefix: must be non-empty"),
         (
             'redis_url = "http://cache:6379"',
-            "callq.toml: redis_url: must be a redis://, rediss:// or unix:// URL",
+            "callq.toml: redis_url: must be a redis://, rediss://, unix:// or redis+sentinel:// URL",
         ),
         (
             'redis_url = "redis"',
-            'callq.toml: redis_url: must be a redis://, rediss:// or unix:// URL, got "redis"',
+            'callq.toml: redis_url: must be a redis://, rediss://, unix:// or redis+sentinel:// URL, got "redis"',
         ),
         ("outcome_retention = 0", "callq.toml: outcome_retention: must be a positive number, got 0"),
         ("outcomes_maxlen = 0", "callq.toml: outcomes_maxlen: must be an integer >= 1, got 0"),
@@ -479,7 +479,7 @@ def test_validation_errors_name_file_and_key(tmp_path: Path, toml: str, message:
         ),
         (
             {"CALLQ_REDIS_URL": "localhost:6379"},
-            "CALLQ_REDIS_URL: must be a redis://, rediss:// or unix:// URL",
+            "CALLQ_REDIS_URL: must be a redis://, rediss://, unix:// or redis+sentinel:// URL",
         ),
         (
             {"CALLQ_OUTCOME_RETENTION": "week"},
