@@ -96,3 +96,16 @@ async def wait_outcomes(
         return found if len(found) >= count else None
 
     return list(await wait_for(probe, timeout_s=timeout_s, what=f"{count} outcomes"))
+
+
+async def run_callq(args: list[str], env: dict[str, str], *, timeout_s: float = 30) -> tuple[int, str, str]:
+    """Run the `callq` command in a subprocess without blocking the loop (an in-process sandbox keeps serving)."""
+    import sys
+    from pathlib import Path
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "worker.cli", *args, env=env, cwd=Path(__file__).parent,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=timeout_s)
+    return proc.returncode or 0, out.decode(), err.decode()

@@ -79,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     enqueue = sub.add_parser("enqueue", help="submit a callback")
     producer_cli.add_enqueue_arguments(enqueue)
+    check = sub.add_parser(
+        "check", help="validate the configuration and probe each portal's webhook and lines"
+    )
+    check.add_argument("--json", action="store_true", help="machine-readable output")
     dead = sub.add_parser("dead", help="dead letters: list, show, replay, purge")
     dead_cli.add_dead_arguments(dead)
     resume = sub.add_parser(
@@ -129,6 +133,10 @@ async def _resume(portal: str, settings: Settings, redis: Redis) -> int:
 
 
 async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "check":
+        from worker.check import run_check
+
+        return await run_check(settings, as_json=args.json)
     if args.command == "sandbox":
         from worker.demo import serve_sandbox
 
