@@ -88,7 +88,7 @@ def parse_body(status: int, text: str) -> dict[str, Any]:
     try:
         body = json.loads(text)
     except ValueError:
-        raise BitrixHttpError(http_status=status, body=text) from None
+        raise BitrixHttpError(http_status=status, body=redact_secrets(text)) from None
     if isinstance(body, dict) and "error" in body:
         raise BitrixApiError(
             http_status=status,
@@ -97,7 +97,7 @@ def parse_body(status: int, text: str) -> dict[str, Any]:
             body=redact_secrets(text[:2000]),
         )
     if status != 200 or not isinstance(body, dict) or "result" not in body:
-        raise BitrixHttpError(http_status=status, body=text)
+        raise BitrixHttpError(http_status=status, body=redact_secrets(text))
     return body
 
 
