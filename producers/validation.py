@@ -14,6 +14,7 @@ from typing import Any
 import phonenumbers
 from pydantic import ValidationError
 
+from producers.strict_json import JsonProblem, check_storable, decode_strict
 from schemas.calendar import Expired, default_deadline, earliest_run
 from schemas.config import PortalConfig, Settings, UnknownPortalError
 from schemas.job import JOB_FIELDS, CallbackJob, CallbackJobIn, parse_rfc3339
@@ -58,23 +59,17 @@ MAX_ENTRY_BYTES = 64 * 1024
 
 
 def decode_entry(raw: str | bytes | dict[str, Any]) -> dict[str, Any] | Invalid:
-    """Decode JSON text into an object, or say precisely why not."""
-    if isinstance(raw, dict):
-        return raw
-    size = len(raw.encode() if isinstance(raw, str) else raw)
-    if size > MAX_ENTRY_BYTES:
-        return _invalid("", f"is {size} bytes; a job is at most {MAX_ENTRY_BYTES} bytes")
+    """Decode JSON text into an object (strictly, :mod:`producers.strict_json`), or say why not."""
     try:
-        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
-    except UnicodeDecodeError as exc:
-        return _invalid("", f"not UTF-8 text: {exc.reason} at byte {exc.start}")
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        return _invalid("", f"not JSON: {exc}")
-    if not isinstance(data, dict):
-        return _invalid("", f"must be a JSON object, got {type(data).__name__}")
-    return data
+        if isinstance(raw, dict):
+            check_storable(raw)
+            return raw
+        size = len(raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw)
+        if size > MAX_ENTRY_BYTES:
+            return _invalid("", f"is {size} bytes; a job is at most {MAX_ENTRY_BYTES} bytes")
+        return decode_strict(raw)
+    except JsonProblem as problem:
+        return _invalid(problem.field, problem.message)
 
 
 def validate_job(
@@ -123,6 +118,32 @@ def validate_job(
         errors.append(FieldError("deadline", "must be later than not_before"))
     if errors or number is None or not text:
         return Invalid(errors=tuple(errors), echo={**echo, "portal": portal.name})
+    try:
+        return _schedule(
+            wire, portal, number, text, not_before, deadline, now=now, job_id=job_id, intake_id=intake_id
+        )
+    except OverflowError:
+        # a date near year 1 or 9999 overflows the calendar arithmetic: bad input, rejected
+        fields = [name for name in ("not_before", "deadline") if getattr(wire, name) is not None] or [""]
+        problems = tuple(
+            FieldError(name, "is out of the range of dates callq can compute with") for name in fields
+        )
+        return Invalid(errors=problems, echo={**echo, "portal": portal.name})
+
+
+def _schedule(
+    wire: CallbackJobIn,
+    portal: PortalConfig,
+    number: str,
+    text: str,
+    not_before: datetime | None,
+    deadline: datetime | None,
+    *,
+    now: datetime,
+    job_id: str,
+    intake_id: str | None,
+) -> Valid:
+    line = portal.line(wire.from_line)
     calendar = portal.calendar_for(wire.from_line)
     if deadline is None:
         deadline = default_deadline(

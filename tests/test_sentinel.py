@@ -115,7 +115,7 @@ async def test_worker_survives_a_sentinel_failover(
         await push(range(10))
         await wait_for(lambda: outcomes_at_least(10), timeout_s=20, what="the first batch")
         # the replica has everything before the master dies (async replication could lose the tail)
-        assert await redis.execute_command("WAIT", 1, 5000) == 1
+        assert await redis.execute_command("WAIT", 1, 5000) == 1  # type: ignore[no-untyped-call]
         master.stop(kill=True)
         await close_client(redis)
         redis = redis_client(url)

@@ -23,6 +23,7 @@ from schemas.config import ConfigError, Settings, load_settings
 from schemas.redis_url import close_client, redis_client
 from worker.logs import configure_logging
 from worker.redis_check import RedisUnavailable, ensure_redis
+from worker.serve import add_serve_arguments, run_serve_command
 
 log = structlog.get_logger("callq")
 
@@ -79,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     enqueue = sub.add_parser("enqueue", help="submit a callback")
     producer_cli.add_enqueue_arguments(enqueue)
+    serve = sub.add_parser(
+        "serve", help="the HTTP API: POST/GET/DELETE /v1/callbacks, /healthz, /readyz, /metrics"
+    )
+    add_serve_arguments(serve)
     check = sub.add_parser(
         "check", help="validate the configuration and probe each portal's webhook and lines"
     )
@@ -148,6 +153,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             from worker.demo import run_worker_command
 
             return await run_worker_command(args, ready)
+        if args.command == "serve":
+            return await run_serve_command(args, ready)
         redis = redis_client(ready.redis_url)
         try:
             if args.command == "resume":

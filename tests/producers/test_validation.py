@@ -42,3 +42,37 @@ def test_every_error_is_reported_at_once() -> None:
     result = validate_job(raw, settings=SETTINGS, now=NOW, job_id="j")
     assert isinstance(result, Invalid)
     assert {e.field for e in result.errors} == {"from_line", "to_number", "colour", "deadline"}
+
+
+@pytest.mark.parametrize(
+    ("raw", "field", "message"),
+    [
+        (b"[" * 5000 + b"]" * 5000, "", "nested more than"),
+        (b'{"from_line": "\\ud800", "to_number": "+79111234567", "text_to_pronounce": "t"}', "from_line",
+         "not Unicode text"),
+        (b'{"from_line": "l", "to_number": "+79111234567", "text_to_pronounce": "t", "metadata": {"x": NaN}}',
+         "", "NaN is not a JSON number"),
+        (b'{"from_line": "l", "to_number": "+79111234567", "text_to_pronounce": "t", "metadata": {"x": 1e999}}',
+         "", "out of range"),
+        (b'{"from_line": "l", "to_number": "+79111234567", "text_to_pronounce": "t",'
+         b' "deadline": "9999-12-31T23:59:59-23:59"}', "deadline", "out of the range of dates"),
+    ],
+    ids=["deep", "lone-surrogate", "nan", "infinity", "year-9999"],
+)  # fmt: skip
+def test_input_that_cannot_be_stored_is_rejected(raw: bytes, field: str, message: str) -> None:
+    """Every way in gets strict JSON: input Redis or JSON cannot carry is rejected, never a crash."""
+    result = validate_job(raw, settings=SETTINGS, now=NOW, job_id="j")
+    assert isinstance(result, Invalid), result
+    assert any(e.field == field and message in e.message for e in result.errors), result.errors
+
+
+def test_python_api_values_are_checked_too() -> None:
+    """A decoded dict from the Python API with NaN metadata is rejected like JSON text."""
+    data = {
+        "from_line": "l",
+        "to_number": "+79111234567",
+        "text_to_pronounce": "t",
+        "metadata": {"x": float("nan")},
+    }
+    result = validate_job(data, settings=SETTINGS, now=NOW, job_id="j")
+    assert isinstance(result, Invalid) and result.errors[0].field == "metadata"

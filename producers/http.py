@@ -1,0 +1,317 @@
+"""The HTTP way in (contract §4), served by ``callq serve``: an aiohttp application over
+:class:`producers.api.Producer`.
+
+Routes (``schemas/openapi.json`` documents each, served at ``GET /openapi.json``):
+
+- ``POST /v1/callbacks`` submits the job JSON. ``202`` for every submission that made a job of its
+  own — ``scheduled`` (with ``run_at``), ``duplicate`` (with ``duplicate_of``: the line + number is
+  taken; no call) and ``expired`` (its deadline cannot be met: like the README says, a deadline in
+  the past is not invalid input; the job ends ``expired`` at once, with ``error``). Each has its
+  own job id and outcome, so each is "accepted". ``200`` for an idempotent repeat (an
+  ``idempotency_key`` already known on the portal): nothing new was made; the body is the first
+  job's id and current state. Invalid input, non-JSON and non-object bodies included, is ``422``
+  with ``errors: [{field, message}]`` (``field`` ``""`` for the body as a whole), and the Producer
+  records a ``rejected`` outcome for it, since every job that enters ends in an outcome.
+- ``GET /v1/callbacks/{id}``: the record by job id or idempotency key (``callq status --json``'s
+  view: number masked), ``404`` if unknown.
+- ``DELETE /v1/callbacks/{id}`` cancels a ``scheduled`` or ``retrying`` job: ``200`` with the
+  record; ``409`` with the record if it is running or already final; ``404`` if unknown.
+- ``GET /healthz`` (the process answers), ``GET /readyz`` (Redis answers PING and a worker's arq
+  health-check key exists; ``503`` naming the failed check), ``GET /openapi.json``: no token.
+- ``OPTIONS`` on the ``/v1`` routes answers CORS preflights: ``204`` for an allowed origin,
+  ``403`` (without CORS headers) for any other.
+
+Requests that never enter (``401`` no or wrong token, ``413`` body over ``max_body_bytes``,
+``415`` not ``application/json``) record nothing. Every error body is JSON
+(``{"error": {"code", "description"}}``); Redis being unreachable is ``503`` with ``Retry-After``.
+
+Bearer tokens come from ``settings.api_tokens`` and are compared in constant time against every
+one. With no token configured, :func:`create_app` and :func:`serve` refuse to start
+(:class:`NoTokensError`, a configuration error) unless ``allow_no_auth=True`` is passed: an open
+endpoint that rings phones must be a deliberate choice (tests and demos).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from importlib import resources
+from typing import Any
+
+import structlog
+from aiohttp import hdrs, web
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from producers.api import Producer
+from producers.cli import portal_halt, record_view
+from producers.http_guards import (
+    GUARD,
+    JOB_ID,
+    Guard,
+    HttpProblem,
+    auth_middleware,
+    json_response,
+    normalise_origins,
+    outer_middleware,
+    preflight,
+    read_json_body,
+)
+from schemas.config import ConfigError, Settings
+from schemas.keys import Keys
+from schemas.ledger import from_ms, to_ms
+from schemas.outcome import FINAL_STATUSES, Status
+
+log = structlog.get_logger("callq.http")
+
+ReadyCheck = Callable[[], Awaitable[dict[str, Any]]]
+"""Returns ``{check name: "ok" or what is wrong}``; ready when there is one and every value is ``"ok"``."""
+
+PRODUCER = web.AppKey("callq.http.producer", Producer)
+SETTINGS = web.AppKey("callq.http.settings", Settings)
+REDIS = web.AppKey("callq.http.redis", Redis)
+READY_CHECK = web.AppKey[ReadyCheck]("callq.http.ready_check")
+OPENAPI = web.AppKey("callq.http.openapi", bytes)
+
+DEFAULT_MAX_BODY_BYTES = 64 * 1024
+"""A job is a few hundred bytes (4 KiB of metadata at most); the stream intake has the same cap."""
+
+READY_TIMEOUT_S = 2.0
+"""A readiness probe must answer before the orchestrator's own timeout, even if Redis hangs."""
+
+MAX_IDENT_CHARS = 200
+"""Job ids are 20-odd characters and idempotency keys at most 200: anything longer is unknown."""
+
+SHUTDOWN_TIMEOUT_S = 5.0
+
+
+class NoTokensError(ConfigError):
+    """``callq serve`` was asked to start with no bearer token configured."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "callq serve needs at least one bearer token (CALLQ_API_TOKENS or api_tokens in the TOML "
+            "file); pass allow_no_auth=True only for tests and demos",
+            key="api_tokens",
+        )
+
+
+def create_app(
+    *,
+    redis: Redis,
+    settings: Settings,
+    cors_origins: Sequence[str] = (),
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    ready_check: ReadyCheck | None = None,
+    allow_no_auth: bool = False,
+) -> web.Application:
+    """Build the HTTP application.
+
+    Args:
+        redis: the Redis client (owned by the caller, not closed here).
+        settings: the loaded configuration; ``api_tokens`` are the accepted bearer tokens.
+        cors_origins: browser origins allowed to call the API (exact ``scheme://host[:port]``).
+        max_body_bytes: the largest request body read; larger ones get ``413``.
+        ready_check: replaces the readiness check of ``/readyz`` (Redis PING and a live worker).
+        allow_no_auth: serve without authentication when no token is configured.
+
+    Returns:
+        The application, ready for an ``AppRunner`` or aiohttp's test server.
+
+    Raises:
+        NoTokensError: no token is configured and ``allow_no_auth`` is False.
+    """
+    if not settings.api_tokens and not allow_no_auth:
+        raise NoTokensError()
+    app = web.Application(client_max_size=max_body_bytes, middlewares=[outer_middleware, auth_middleware])
+    app[GUARD] = Guard(
+        tokens=tuple(token.encode() for token in settings.api_tokens),
+        cors_origins=normalise_origins(cors_origins),
+        max_body_bytes=max_body_bytes,
+        protected=frozenset({submit, status, cancel}),
+    )
+    app[PRODUCER] = Producer(redis, settings=settings)
+    app[SETTINGS] = settings
+    app[REDIS] = redis
+    app[READY_CHECK] = ready_check or redis_and_worker_check(redis, Keys(settings.key_prefix))
+    app[OPENAPI] = resources.files("schemas").joinpath("openapi.json").read_bytes()
+    callbacks = app.router.add_resource("/v1/callbacks", name="callbacks")
+    callbacks.add_route(hdrs.METH_POST, submit)
+    callbacks.add_route(hdrs.METH_OPTIONS, preflight)
+    callback = app.router.add_resource("/v1/callbacks/{id}", name="callback")
+    callback.add_route(hdrs.METH_GET, status)
+    callback.add_route(hdrs.METH_DELETE, cancel)
+    callback.add_route(hdrs.METH_OPTIONS, preflight)
+    app.router.add_get("/healthz", healthz, name="healthz", allow_head=False)
+    app.router.add_get("/readyz", readyz, name="readyz", allow_head=False)
+    app.router.add_get("/openapi.json", openapi, name="openapi", allow_head=False)
+    return app
+
+
+async def submit(request: web.Request) -> web.Response:
+    """``POST /v1/callbacks``: 202 a new job (scheduled, duplicate, expired), 200 a repeat, 422 invalid."""
+    body = await read_json_body(request)
+    producer = request.app[PRODUCER]
+    job_id = producer.id_factory()
+    submitted = await producer.submit(body, job_id=job_id)
+    request[JOB_ID] = submitted.job_id
+    if submitted.status == Status.REJECTED:
+        errors = submitted.error.fields if submitted.error else None
+        return json_response(
+            {"job_id": submitted.job_id, "status": "rejected", "errors": errors or []}, status=422
+        )
+    body_out: dict[str, Any] = {
+        "job_id": submitted.job_id,
+        "status": str(submitted.status),
+        # At the millisecond, as stored: the same run_at that GET shows.
+        "run_at": from_ms(to_ms(submitted.run_at)).isoformat() if submitted.run_at else None,
+        "new": submitted.new,
+    }
+    if submitted.duplicate_of:
+        body_out["duplicate_of"] = submitted.duplicate_of
+    if submitted.error:
+        body_out["error"] = submitted.error.to_dict()
+    repeat = submitted.job_id != job_id
+    headers = {hdrs.LOCATION: f"/v1/callbacks/{submitted.job_id}"}
+    return json_response(body_out, status=200 if repeat else 202, headers=headers)
+
+
+def _ident(request: web.Request) -> str:
+    """The ``{id}`` of the path, refused as unknown if it cannot be a job id or idempotency key."""
+    ident = request.match_info["id"]
+    try:
+        ident.encode("utf-8")
+    except UnicodeEncodeError:
+        ident = ""
+    if not ident or len(ident) > MAX_IDENT_CHARS:
+        raise HttpProblem(404, "NOT_FOUND", "no job with this id or idempotency key")
+    return ident
+
+
+async def status(request: web.Request) -> web.Response:
+    """``GET /v1/callbacks/{id}``: the job's record, with the portal's halt while it is pending."""
+    record = await request.app[PRODUCER].status(_ident(request))
+    if record is None:
+        raise HttpProblem(404, "NOT_FOUND", "no job with this id or idempotency key")
+    request[JOB_ID] = record.job_id
+    settings = request.app[SETTINGS]
+    view = record_view(record, settings=settings)
+    if record.state not in FINAL_STATUSES:
+        halt = await portal_halt(request.app[REDIS], settings, record.job.portal)
+        if halt is not None:
+            view["portal_halted"] = halt
+    return json_response(view)
+
+
+async def cancel(request: web.Request) -> web.Response:
+    """``DELETE /v1/callbacks/{id}``: cancel a job that has not started."""
+    cancelled, record = await request.app[PRODUCER].cancel(_ident(request))
+    if record is None:
+        raise HttpProblem(404, "NOT_FOUND", "no job with this id or idempotency key")
+    request[JOB_ID] = record.job_id
+    view = record_view(record, settings=request.app[SETTINGS])
+    if not cancelled:
+        raise HttpProblem(
+            409,
+            "NOT_CANCELLABLE",
+            f"job {record.job_id} is {record.state}: only a scheduled or retrying job can be cancelled",
+            extra={"job": view},
+        )
+    return json_response(view)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """``GET /healthz``: the process is up."""
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """``GET /readyz``: 200 when every readiness check says ``ok``, else 503 with each result."""
+    try:
+        checks = await request.app[READY_CHECK]()
+    except Exception as exc:  # a probe answers; it does not crash
+        log.exception("http.ready_check_failed")
+        checks = {"ready_check": f"failed: {type(exc).__name__}"}
+    ready = bool(checks) and all(result == "ok" for result in checks.values())
+    return json_response(
+        {"status": "ready" if ready else "unavailable", "checks": checks}, status=200 if ready else 503
+    )
+
+
+def redis_and_worker_check(redis: Redis, keys: Keys) -> ReadyCheck:
+    """The default readiness check: Redis answers PING, and arq's health-check key of the queue
+    exists (a worker refreshes it every few seconds with a short TTL)."""
+
+    async def check() -> dict[str, Any]:
+        try:
+            async with asyncio.timeout(READY_TIMEOUT_S):
+                await redis.ping()
+                alive = await redis.exists(keys.health)
+        except (RedisError, OSError, TimeoutError) as exc:  # refused, timed out, wrong password...
+            return {"redis": f"unreachable: {type(exc).__name__}", "worker": "unknown: Redis is unreachable"}
+        worker = "ok" if alive else f"no live worker: {keys.health} is absent"
+        return {"redis": "ok", "worker": worker}
+
+    return check
+
+
+async def openapi(request: web.Request) -> web.Response:
+    """``GET /openapi.json``: the shipped OpenAPI 3.1 document, as is."""
+    return web.Response(body=request.app[OPENAPI], content_type="application/json")
+
+
+async def serve(
+    *,
+    redis: Redis,
+    settings: Settings,
+    host: str,
+    port: int,
+    cors_origins: Sequence[str] = (),
+    on_ready: Callable[[str], None] | None = None,
+    stop: asyncio.Event | None = None,
+    allow_no_auth: bool = False,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    extra_routes: Sequence[web.RouteDef] = (),
+) -> None:
+    """Serve the API until cancelled, or until ``stop`` is set (``callq serve``).
+
+    Args:
+        redis: the Redis client (owned by the caller).
+        settings: the loaded configuration.
+        host: address to bind.
+        port: port to bind; 0 picks a free one.
+        cors_origins: browser origins allowed to call the API.
+        on_ready: called with the base URL (``http://host:port``) once listening.
+        stop: return cleanly once this event is set.
+        allow_no_auth: serve without authentication when no token is configured.
+        max_body_bytes: the largest request body read.
+        extra_routes: more routes without authentication (the CLI adds ``/metrics``).
+
+    Raises:
+        NoTokensError: no token is configured and ``allow_no_auth`` is False (before binding).
+    """
+    app = create_app(redis=redis, settings=settings, cors_origins=cors_origins,
+                     max_body_bytes=max_body_bytes, allow_no_auth=allow_no_auth)  # fmt: skip
+    app.router.add_routes(extra_routes)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        url = _base_url(*runner.addresses[0][:2])
+        if not settings.api_tokens:
+            log.warning("http.auth_disabled", reason="no api_tokens configured and allow_no_auth=True")
+        log.info("http.listening", url=url, cors_origins=sorted(app[GUARD].cors_origins),
+                 tokens=len(settings.api_tokens))  # fmt: skip
+        if on_ready is not None:
+            on_ready(url)
+        await (stop or asyncio.Event()).wait()
+        log.info("http.stopping", url=url)
+    finally:
+        await runner.cleanup()
+
+
+def _base_url(host: str, port: int) -> str:
+    """Where a local client reaches the server: a wildcard bind is reached through loopback."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"

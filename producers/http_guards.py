@@ -1,0 +1,237 @@
+"""What stands between the network and the HTTP handlers: errors as JSON, the access log, CORS,
+bearer tokens, and strict reading of the request body.
+
+The handlers in :mod:`producers.http` stay thin because everything that is not "call the
+Producer" happens here. Nothing in this module touches Redis.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from aiohttp import hdrs, web
+from aiohttp.typedefs import LooseHeaders
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from schemas.redact import mask_number
+
+log = structlog.get_logger("callq.http")
+
+EVENT_REQUEST = "http.request"
+EVENT_ERROR = "http.error"
+EVENT_REDIS_UNAVAILABLE = "http.redis_unavailable"
+
+CORS_METHODS = "POST, GET, DELETE"
+CORS_HEADERS = "Authorization, Content-Type"
+CORS_EXPOSE = "Location, Retry-After, WWW-Authenticate"
+CORS_MAX_AGE_S = 600
+CHALLENGE = 'Bearer realm="callq"'
+
+JOB_ID = web.RequestKey("callq.http.job_id", str)
+"""Set by a handler that knows the job it answered about, so the access log names it."""
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class Guard:
+    """How requests are checked, fixed when the app is built.
+
+    Attributes:
+        tokens: the accepted bearer tokens as bytes; empty means no token is checked.
+        cors_origins: origins (``scheme://host[:port]``) whose browsers may call the API.
+        max_body_bytes: the largest request body read.
+        protected: the handlers that need a token (the ``/v1`` ones except CORS preflights).
+    """
+
+    tokens: tuple[bytes, ...]
+    cors_origins: frozenset[str]
+    max_body_bytes: int
+    protected: frozenset[Handler] = field(default_factory=frozenset)
+
+
+GUARD = web.AppKey("callq.http.guard", Guard)
+
+
+class HttpProblem(Exception):
+    """An answer other than success, raised by a handler or guard and turned into JSON.
+
+    Attributes:
+        status: the HTTP status.
+        code: a short upper-case code, like the ``error.code`` of an outcome.
+        description: for a person.
+        headers: extra response headers (``WWW-Authenticate``, ``Retry-After``).
+        extra: more members of the JSON body.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        description: str,
+        *,
+        headers: LooseHeaders | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(f"{status} {code}: {description}")
+        self.status, self.code, self.description = status, code, description
+        self.headers = headers
+        self.extra = extra or {}
+
+    def response(self) -> web.Response:
+        """The JSON answer: ``{"error": {"code", "description"}, ...extra}``."""
+        body = {"error": {"code": self.code, "description": self.description}, **self.extra}
+        return json_response(body, status=self.status, headers=self.headers)
+
+
+def json_response(data: Any, *, status: int = 200, headers: LooseHeaders | None = None) -> web.Response:
+    """A JSON answer. ASCII-escaped, so any text that reached Redis can be written back."""
+    return web.json_response(data, status=status, headers=headers)
+
+
+# Codes for the answers aiohttp raises itself (no route, wrong method, body over the limit).
+_AIOHTTP_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE"}
+_KEPT_HEADERS = (hdrs.ALLOW, hdrs.WWW_AUTHENTICATE, hdrs.RETRY_AFTER)
+_PHONE_LIKE = re.compile(r"\+?\d[\d\s().-]{4,}\d")
+
+
+def _from_http_exception(exc: web.HTTPException) -> web.Response:
+    code = _AIOHTTP_CODES.get(exc.status, exc.reason.upper().replace(" ", "_"))
+    headers = {name: exc.headers[name] for name in _KEPT_HEADERS if name in exc.headers}
+    return HttpProblem(exc.status, code, exc.reason, headers=headers).response()
+
+
+def _log_path(request: web.Request) -> str:
+    """The route template when one matched (an id in the path may be anything, even a number);
+    otherwise the path with anything that could be a phone number masked."""
+    resource = request.match_info.route.resource
+    if resource is not None:
+        return resource.canonical
+    return _PHONE_LIKE.sub(lambda m: mask_number(m.group()) or "", request.path[:200])
+
+
+@web.middleware
+async def outer_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Answer every failure as JSON, add CORS headers for allowed origins, log one line per request.
+
+    Redis being unreachable is the only expected 5xx (503, retry later); anything else that
+    escapes a handler is a bug, answered 500 and logged with its traceback.
+    """
+    started = time.perf_counter()
+    response: web.StreamResponse
+    try:
+        response = await handler(request)
+    except HttpProblem as problem:
+        response = problem.response()
+    except web.HTTPException as exc:
+        response = _from_http_exception(exc)
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        log.warning(EVENT_REDIS_UNAVAILABLE, error=type(exc).__name__)
+        response = HttpProblem(
+            503, "UNAVAILABLE", "Redis is unavailable; try again shortly", headers={hdrs.RETRY_AFTER: "5"}
+        ).response()
+    except Exception:
+        log.exception(EVENT_ERROR, method=request.method, path=_log_path(request))
+        response = HttpProblem(500, "INTERNAL", "internal error").response()
+    _add_cors_headers(request, response, request.app[GUARD].cors_origins)
+    log.info(
+        EVENT_REQUEST,
+        method=request.method,
+        path=_log_path(request),
+        status=response.status,
+        duration_ms=round((time.perf_counter() - started) * 1000, 1),
+        job_id=request.get(JOB_ID),
+    )
+    return response
+
+
+def _add_cors_headers(request: web.Request, response: web.StreamResponse, origins: frozenset[str]) -> None:
+    if not origins:
+        return
+    response.headers.add(hdrs.VARY, hdrs.ORIGIN)  # the answer depends on Origin: caches must know
+    origin = request.headers.get(hdrs.ORIGIN)
+    if origin is not None and origin in origins:
+        response.headers[hdrs.ACCESS_CONTROL_ALLOW_ORIGIN] = origin
+        response.headers[hdrs.ACCESS_CONTROL_EXPOSE_HEADERS] = CORS_EXPOSE
+
+
+def normalise_origins(origins: Sequence[str]) -> frozenset[str]:
+    """Origins as browsers send them: no trailing slash."""
+    return frozenset(origin.strip().rstrip("/") for origin in origins if origin.strip())
+
+
+async def preflight(request: web.Request) -> web.Response:
+    """``OPTIONS``: a CORS preflight from an allowed origin gets 204 with what may be sent; from
+    any other origin 403 without CORS headers. A plain ``OPTIONS`` (no Origin) lists the methods."""
+    origin = request.headers.get(hdrs.ORIGIN)
+    if origin is None:
+        methods = sorted({route.method for route in request.match_info.route.resource or ()})
+        return web.Response(status=204, headers={hdrs.ALLOW: ", ".join(methods)})
+    if origin not in request.app[GUARD].cors_origins:
+        raise HttpProblem(403, "ORIGIN_NOT_ALLOWED", "this origin may not call the API from a browser")
+    return web.Response(
+        status=204,
+        headers={
+            hdrs.ACCESS_CONTROL_ALLOW_METHODS: CORS_METHODS,
+            hdrs.ACCESS_CONTROL_ALLOW_HEADERS: CORS_HEADERS,
+            hdrs.ACCESS_CONTROL_MAX_AGE: str(CORS_MAX_AGE_S),
+        },
+    )
+
+
+def token_matches(given: bytes, tokens: Sequence[bytes]) -> bool:
+    """Compare against every token in constant time (no early exit that would time which one)."""
+    matched = False
+    for token in tokens:
+        matched |= hmac.compare_digest(given, token)
+    return matched
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Require ``Authorization: Bearer <token>`` on the protected routes (RFC 6750 answers)."""
+    guard = request.app[GUARD]
+    if not guard.tokens or request.match_info.handler not in guard.protected:
+        return await handler(request)
+    header = request.headers.get(hdrs.AUTHORIZATION)
+    if header is None:
+        raise HttpProblem(401, "UNAUTHORIZED", "a bearer token is required (Authorization: Bearer <token>)",
+                          headers={hdrs.WWW_AUTHENTICATE: CHALLENGE})  # fmt: skip
+    scheme, _, token = header.strip().partition(" ")
+    # Headers arrive decoded as UTF-8 with surrogateescape; encoding back gives the bytes sent.
+    given = token.strip().encode("utf-8", "surrogateescape")
+    if scheme.lower() != "bearer" or not given or not token_matches(given, guard.tokens):
+        raise HttpProblem(401, "UNAUTHORIZED", "the bearer token is missing or not accepted",
+                          headers={hdrs.WWW_AUTHENTICATE: f'{CHALLENGE}, error="invalid_token"'})  # fmt: skip
+    return await handler(request)
+
+
+async def read_json_body(request: web.Request) -> bytes:
+    """The body of a JSON request, at most ``max_body_bytes``.
+
+    Raises:
+        HttpProblem: 413 over the limit (by Content-Length, or counted while reading a chunked or
+            compressed body), 415 unless the Content-Type is ``application/json`` in UTF-8.
+    """
+    limit = request.app[GUARD].max_body_bytes
+    too_large = HttpProblem(413, "PAYLOAD_TOO_LARGE", f"the body is over {limit} bytes")
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
+    charset = (request.charset or "utf-8").lower()
+    if (
+        hdrs.CONTENT_TYPE not in request.headers
+        or request.content_type != "application/json"
+        or charset not in ("utf-8", "utf8")
+    ):
+        raise HttpProblem(415, "UNSUPPORTED_MEDIA_TYPE", "send Content-Type: application/json (UTF-8)")
+    try:
+        return await request.read()  # the app's client_max_size counts the bytes as they come
+    except web.HTTPRequestEntityTooLarge:
+        raise too_large from None
