@@ -35,7 +35,8 @@ LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 class Metrics:
     """Every metric callq exports, registered in ``registry`` (a fresh one by default)."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, *, worker: bool = True) -> None:
+        """``worker=False`` (``callq serve``) leaves out ``callq_worker_up``: alerts count workers by it."""
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.jobs_finished = Counter("callq_jobs_finished", "Jobs that reached a final outcome",
@@ -57,7 +58,8 @@ class Metrics:
                                         registry=r)  # fmt: skip
         self.portal_paused = Gauge("callq_portal_paused", "1 while a portal is paused or halted",
                                    ["portal", "reason"], registry=r)  # fmt: skip
-        self.worker_up = Gauge("callq_worker_up", "1 while this worker process runs", registry=r)
+        self.worker_up = Gauge("callq_worker_up", "1 while this worker process runs",
+                               registry=r if worker else CollectorRegistry())  # fmt: skip
 
     def render(self) -> bytes:
         """The text exposition format."""

@@ -32,7 +32,7 @@ async def run_serve_command(args: argparse.Namespace, settings: Settings) -> int
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    metrics = Metrics()
+    metrics = Metrics(worker=False)
     redis = redis_client(settings.redis_url)
     gauges = asyncio.create_task(
         keep_gauges_fresh(metrics, redis, Keys(settings.key_prefix), settings.portals)
