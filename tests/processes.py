@@ -20,9 +20,11 @@ def write_config(path: Path, portals: dict[str, dict[str, Any]]) -> Path:
     lines: list[str] = []
     for name, fields in portals.items():
         lines.append(f"[portals.{name}]")
-        lines.extend(
-            f"{key} = {_toml(value)}" for key, value in fields.items() if key not in ("hours", "lines")
-        )
+        tables = ("hours", "lines", "oauth")
+        lines.extend(f"{key} = {_toml(value)}" for key, value in fields.items() if key not in tables)
+        if "oauth" in fields:
+            lines.append(f"[portals.{name}.oauth]")
+            lines.extend(f"{key} = {_toml(value)}" for key, value in fields["oauth"].items())
         lines.append(f"[portals.{name}.hours]")
         lines.append(fields.get("hours", ALWAYS_OPEN_TOML))
         for line_id, line in fields.get("lines", {}).items():

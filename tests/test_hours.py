@@ -21,6 +21,7 @@ from schemas.config import LineConfig
 from schemas.keys import Keys
 from schemas.ledger import JobRecord, Ledger
 from tests.helpers import ALWAYS_OPEN, make_settings, running_worker, sandbox_portal, wait_for
+from worker.auth import PortalAuth
 from worker.deps import Deps
 from worker.ratelimit import RateLimiter
 from worker.runner import run_job
@@ -164,6 +165,7 @@ async def retry_once(redis: Redis, prefix: str, *, deadline: str | None) -> tupl
     ledger = Ledger(redis, keys=Keys(prefix), retention_s=60, outcomes_maxlen=100)
     async with aiohttp.ClientSession() as session:
         deps = Deps(settings=settings, ledger=ledger, session=session, limiter=RateLimiter(redis, keys=Keys(prefix)),
+                    auth=PortalAuth(redis, prefix=prefix, session=session),
                     clock=lambda: now, jitter=lambda: 1.0, retry_base_s=60.0, rate_limit=False)  # fmt: skip
         delay = await run_job(deps, submitted.job_id)
     record = await ledger.read(submitted.job_id)

@@ -27,6 +27,7 @@ from schemas.config import Settings
 from schemas.keys import ARQ_FUNCTION, Keys
 from schemas.ledger import Ledger
 from schemas.redis_url import parse_sentinel_url
+from worker.auth import PortalAuth
 from worker.bitrix import DEFAULT_TIMEOUT, USER_AGENT
 from worker.deps import Deps
 from worker.metrics import Metrics, keep_gauges_fresh
@@ -186,6 +187,7 @@ def build_worker(
             ledger=ledger,
             session=session,
             limiter=RateLimiter(pool, keys=keys),
+            auth=PortalAuth(pool, prefix=settings.key_prefix, session=session),
             metrics=metrics,
             rate_limit=options.dedupe_and_rate_limit,
             client_timeout=options.client_timeout,

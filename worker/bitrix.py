@@ -109,9 +109,13 @@ async def start_callback(
     to_number: str,
     text_to_pronounce: str,
     voice: str | None,
+    access_token: str | None = None,
     client_timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT,
 ) -> CallbackStarted:
     """Call ``voximplant.callback.start`` once.
+
+    ``base_url`` is a webhook URL, or an OAuth app's ``client_endpoint`` with ``access_token`` sent
+    as ``auth`` in the JSON body.
 
     Returns:
         The CALL_ID (absent for REST-app lines) and the ``operating`` figure.
@@ -123,6 +127,8 @@ async def start_callback(
     }
     if voice:
         params["VOICE"] = voice
+    if access_token:
+        params["auth"] = access_token
     status, body = await call_method(
         session, base_url, "voximplant.callback.start", params, client_timeout=client_timeout
     )

@@ -24,7 +24,7 @@ class Verdict(StrEnum):
     UNKNOWN = "unknown"  # the request may have executed: never re-sent blindly
 
 
-RATE_LIMIT_CODES = frozenset({"query_limit_exceeded"})
+RATE_LIMIT_CODES = frozenset({"query_limit_exceeded", "oauth_unavailable"})  # the latter: token endpoint down
 METHOD_LIMIT_CODES = frozenset({"operation_time_limit"})
 EXPIRED_TOKEN_CODES = frozenset({"expired_token"})
 BLOCKED_CODES = frozenset({"overload_limit"})

@@ -11,6 +11,7 @@ import aiohttp
 
 from schemas.config import Settings
 from schemas.ledger import Ledger
+from worker.auth import PortalAuth
 from worker.bitrix import DEFAULT_TIMEOUT
 from worker.metrics import Metrics
 from worker.ratelimit import RateLimiter
@@ -32,6 +33,7 @@ class Deps:
         ledger: job records.
         session: the one aiohttp session of this process.
         limiter: the shared rate-limit buckets.
+        auth: each portal's credentials (webhook, or OAuth tokens refreshed once for all workers).
         metrics: where counters go.
         clock: current time.
         jitter: draws a number in [0, 1) for backoff jitter.
@@ -46,6 +48,7 @@ class Deps:
     ledger: Ledger
     session: aiohttp.ClientSession
     limiter: RateLimiter
+    auth: PortalAuth
     metrics: Metrics = field(default_factory=Metrics)
     clock: Clock = utcnow
     jitter: Callable[[], float] = random.random

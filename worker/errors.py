@@ -3,10 +3,12 @@
 ::
 
     CallqError
-    └── BitrixCallError          a request to a portal did not return a usable result
-        ├── BitrixApiError       the portal answered with a Bitrix24 error body (code, description)
-        ├── BitrixHttpError      the portal answered, but not with a Bitrix24 body (502 page, junk)
-        └── TransportError       no answer: ``phase`` says whether the request can have been sent
+    ├── BitrixCallError          a request to a portal did not return a usable result
+    │   ├── BitrixApiError       the portal answered with a Bitrix24 error body (code, description)
+    │   ├── BitrixHttpError      the portal answered, but not with a Bitrix24 body (502 page, junk)
+    │   └── TransportError       no answer: ``phase`` says whether the request can have been sent
+    ├── AuthRefused              (worker.auth) an OAuth refresh refused for good: re-authorize the app
+    └── AuthUnavailable          (worker.auth) the token endpoint could not be reached: try later
 """
 
 from __future__ import annotations

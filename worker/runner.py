@@ -19,6 +19,7 @@ from schemas.config import PortalConfig
 from schemas.job import CallbackJob
 from schemas.ledger import JobRecord
 from schemas.outcome import FINAL_STATUSES, ErrorCode, OutcomeError, Status, outcome_for
+from worker.auth import AuthRefused, AuthUnavailable, Credentials, send_with_refresh
 from worker.backoff import backoff_delay_s
 from worker.bitrix import CallbackStarted, start_callback
 from worker.classify import Verdict, classify, is_recognised
@@ -84,21 +85,34 @@ async def _attempt(
     deps: Deps, record: JobRecord, portal: PortalConfig, *, attempt: int, spent: int, started_at: datetime
 ) -> float | None:
     job = record.job
-    assert portal.webhook_url is not None, "OAuth portals are not supported yet"
     began = time.monotonic()
     latency = deps.metrics.bitrix_request_seconds.labels(
         portal=portal.name, method="voximplant.callback.start"
     )
-    try:
-        started = await start_callback(
+
+    async def send(creds: Credentials) -> CallbackStarted:
+        return await start_callback(
             deps.session,
-            portal.webhook_url,
+            creds.base_url,
             from_line=job.from_line,
             to_number=job.to_number,
             text_to_pronounce=job.text_to_pronounce,
             voice=job.voice,
+            access_token=creds.access_token,
             client_timeout=deps.client_timeout,
         )
+
+    try:
+        # an OAuth token that expired is refreshed once for all workers and the request repeated:
+        # Bitrix24 refuses an expired token before running the method, so this cannot ring twice
+        started = await send_with_refresh(deps.auth, portal, send)
+    except (AuthRefused, AuthUnavailable) as exc:
+        error = _auth_error(exc)
+        verdict = classify(error)
+        await deps.ledger.finish_attempt(
+            job.job_id, attempt, _attempt_entry(deps, began, started_at, error=error, verdict=verdict)
+        )
+        return await _failed(deps, record, portal, error, verdict=verdict, attempt=attempt, spent=spent)
     except BitrixCallError as error:
         latency.observe(time.monotonic() - began)
         verdict = classify(error)
@@ -162,10 +176,7 @@ async def _failed(
             portal.name, code=error.code or "", description=error.description, seconds=halt_s
         )
         log.error("portal.halted", code=error.code, description=error.description, halt_s=halt_s,
-                  hint=(f"Bitrix24 blocked this portal manually: ask Bitrix24 support, then `callq resume {portal.name}`"
-                        if blocked else f"check the webhook of portal {portal.name!r} (URL, expiry, scopes call "
-                        "and telephony, the user's permission 'Outgoing call - Perform - any'); "
-                        f"`callq resume {portal.name}` after fixing it"))  # fmt: skip
+                  hint=_halt_hint(portal, blocked=blocked))  # fmt: skip
         return await _retry_at(deps, record, now + timedelta(seconds=halt_s), now=now, error=error)
     if spent >= portal.max_attempts:
         return await _end(
@@ -313,6 +324,33 @@ def _attempt_entry(
         if verdict in (Verdict.PAUSE_PORTAL, Verdict.PAUSE_METHOD, Verdict.AUTH_BROKEN, Verdict.BLOCKED):
             entry["counts"] = False
     return entry
+
+
+def _halt_hint(portal: PortalConfig, *, blocked: bool) -> str:
+    """What ops should do about a halted portal."""
+    name = portal.name
+    if blocked:
+        return f"Bitrix24 blocked this portal manually: ask Bitrix24 support, then `callq resume {name}`"
+    if portal.oauth is not None:
+        return (
+            f"re-authorize the app of portal {name!r}: put its new refresh token in "
+            f"CALLQ_PORTAL_{name.upper().replace('-', '_')}_OAUTH_REFRESH_TOKEN, restart, `callq resume {name}`"
+        )
+    return (
+        f"check the webhook of portal {name!r} (URL, expiry, scopes call and telephony, the user's permission "
+        f"'Outgoing call - Perform - any'); `callq resume {name}` after fixing it"
+    )
+
+
+def _auth_error(exc: AuthRefused | AuthUnavailable) -> BitrixApiError:
+    """An OAuth refresh that failed, as the Bitrix24 error the classification knows: a refusal halts
+    the portal (re-authorize the app), an unreachable token endpoint pauses it; neither spends an
+    attempt, since nothing was sent."""
+    if isinstance(exc, AuthRefused):
+        return BitrixApiError(http_status=exc.http_status or 401, code=exc.code, description=exc.description)
+    return BitrixApiError(
+        http_status=exc.http_status or 503, code="OAUTH_UNAVAILABLE", description=exc.description
+    )
 
 
 def _error_of(error: BitrixCallError, prefix: str = "") -> tuple[str, str]:

@@ -1,9 +1,11 @@
-"""A local Bitrix24 portal (inbound-webhook REST API) for tests, demos and benchmarks.
+"""A local Bitrix24 portal (inbound-webhook and OAuth REST API) for tests, demos and benchmarks.
 
 It serves `voximplant.callback.start`, `voximplant.line.get` and `voximplant.tts.voices.get`
-at `/rest/{user_id}/{code}/{method}`, enforces Bitrix24's per-portal leaky bucket, records
-every request, and injects faults (errors, raw bodies, delays, hangs, dropped connections)
-on demand, in-process or over the `/_sandbox/...` control API.
+at `/rest/{user_id}/{code}/{method}` (and, for portals with `oauth_clients`, at `/rest/{method}`
+with an access token from its `/oauth/token/` endpoint, see `ops.sandbox.oauth`), enforces
+Bitrix24's per-portal leaky bucket, records every request, and injects faults (errors, raw
+bodies, delays, hangs, dropped connections) on demand, in-process or over the `/_sandbox/...`
+control API.
 
 Example:
     sandbox = Sandbox([SandboxPortal(name="default", webhooks={(1, "sandboxsecret")})])
@@ -13,6 +15,7 @@ Example:
 
 from ops.sandbox.bucket import LeakyBucket
 from ops.sandbox.faults import CALLBACK_START, Fault, FaultKind
+from ops.sandbox.oauth import TokenRequest
 from ops.sandbox.portal import DEFAULT_LINES, RecordedCall, SandboxPortal
 from ops.sandbox.server import SandboxHandle, running_sandbox, serve_forever
 from ops.sandbox.state import Sandbox
@@ -27,6 +30,7 @@ __all__ = [
     "Sandbox",
     "SandboxHandle",
     "SandboxPortal",
+    "TokenRequest",
     "running_sandbox",
     "serve_forever",
 ]

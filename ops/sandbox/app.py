@@ -1,4 +1,4 @@
-"""The aiohttp application: the `/rest/...` webhook routes plus the `/_sandbox/...` control API.
+"""The aiohttp application: the `/rest/...` routes, the OAuth token endpoint, the control API.
 
 Request parameters are read like Bitrix24 reads them: query-string values merged with the
 body, the body winning; the body may be JSON (`Content-Type: application/json`), urlencoded
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from ops.sandbox.control import control_routes
+from ops.sandbox.oauth import TOKEN_PATHS
 from ops.sandbox.reply import Reply, ReplyAction
 
 if TYPE_CHECKING:
@@ -48,16 +49,24 @@ def create_app(sandbox: Sandbox) -> web.Application:
         return await _carry_out(request, sandbox, reply, stopping)
 
     async def handle_oauth_form(request: web.Request) -> web.StreamResponse:
-        # `/rest/METHOD?auth=TOKEN` is the OAuth form; the sandbox knows no tokens.
+        # `/rest/METHOD` with the access token as `auth` (JSON body, form or query)
         params = await read_params(request)
-        reply = sandbox.dispatch("", "", request.match_info["method"], params)
+        reply = sandbox.dispatch_oauth(request.match_info["method"], params)
         return await _carry_out(request, sandbox, reply, stopping)
+
+    async def handle_token(request: web.Request) -> web.StreamResponse:
+        params = await read_params(request)
+        status, body = sandbox.oauth_token(params, base_url=str(request.url.origin()))
+        return web.json_response(body, status=status)
 
     async def release_hanging(_app: web.Application) -> None:
         stopping.set()
 
     app.router.add_route("*", "/rest/{user_id}/{code}/{method:[^/]*}", handle_webhook)
     app.router.add_route("*", "/rest/{method:[^/]+}", handle_oauth_form)
+    for path in TOKEN_PATHS:  # Bitrix24 documents GET; POST with the same parameters works too
+        app.router.add_get(path, handle_token)
+        app.router.add_post(path, handle_token)
     app.router.add_routes(control_routes(sandbox))
     app.on_shutdown.append(release_hanging)
     return app

@@ -13,6 +13,11 @@ Routes (all JSON):
 - `POST /_sandbox/portals`: add or replace a portal (see `SandboxPortal.from_dict`);
   answers its JSON form plus `webhook_url`.
 - `GET /_sandbox/portals`: every portal's JSON form.
+- `POST /_sandbox/oauth/grant`: `{"portal", "client_id"}` -> `{"refresh_token"}`, a first refresh
+  token, as installing the app would give (the client must be in the portal's `oauth_clients`).
+- `POST /_sandbox/oauth/expire`: `{"portal"}` -> `{"expired": n}`, every access token of the
+  portal expires now.
+- `GET /_sandbox/oauth/requests?portal=P`: recorded token-endpoint requests, oldest first.
 
 A malformed body answers 400 `{"error": "INVALID_CONTROL_REQUEST", "error_description": ...}`.
 """
@@ -98,10 +103,34 @@ def control_routes(sandbox: Sandbox) -> list[web.RouteDef]:
         ("POST", "/_sandbox/reset"): post_reset,
         ("POST", "/_sandbox/portals"): post_portals,
         ("GET", "/_sandbox/portals"): get_portals,
+        **_oauth_handlers(sandbox),
     }
     return [
         web.route(method, path, _answer_bad_input(handler)) for (method, path), handler in handlers.items()
     ]
+
+
+def _oauth_handlers(sandbox: Sandbox) -> dict[tuple[str, str], _Handler]:
+    """Return the `/_sandbox/oauth/...` handlers by `(method, path)`."""
+
+    async def post_oauth_grant(request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        token = sandbox.issue_refresh_token(str(body["portal"]), str(body["client_id"]))
+        return web.json_response({"refresh_token": token})
+
+    async def post_oauth_expire(request: web.Request) -> web.Response:
+        portal = str((await _json_body(request))["portal"])
+        return web.json_response({"expired": sandbox.expire_access_tokens(portal)})
+
+    async def get_oauth_requests(request: web.Request) -> web.Response:
+        requests = sandbox.token_requests(request.query.get("portal"))
+        return web.json_response([token_request.to_dict() for token_request in requests])
+
+    return {
+        ("POST", "/_sandbox/oauth/grant"): post_oauth_grant,
+        ("POST", "/_sandbox/oauth/expire"): post_oauth_expire,
+        ("GET", "/_sandbox/oauth/requests"): get_oauth_requests,
+    }
 
 
 def _answer_bad_input(handler: _Handler) -> _Handler:

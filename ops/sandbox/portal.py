@@ -26,6 +26,9 @@ class SandboxPortal:
         rest_lines: Lines of type REST app: `callback.start` answers `CALL_ID: null` for them.
         rate: Leaky-bucket drain rate, requests per second.
         burst: Leaky-bucket size.
+        oauth_clients: OAuth applications installed on the portal, `client_id -> client_secret`;
+            empty (the default) means the portal takes webhooks only (see `ops.sandbox.oauth`).
+        token_lifetime_s: Lifetime of the access tokens it issues (Bitrix24: one hour).
     """
 
     name: str
@@ -34,12 +37,16 @@ class SandboxPortal:
     rest_lines: set[str] = field(default_factory=set)
     rate: float = 2.0
     burst: int = 50
+    oauth_clients: dict[str, str] = field(default_factory=dict)
+    token_lifetime_s: float = 3600.0
 
     def __post_init__(self) -> None:
         if not self.webhooks:
             raise ValueError(f"portal {self.name!r} needs at least one webhook")
         if self.rate <= 0 or self.burst < 1:
             raise ValueError(f"portal {self.name!r}: rate must be > 0 and burst >= 1")
+        if self.token_lifetime_s <= 0:
+            raise ValueError(f"portal {self.name!r}: token_lifetime_s must be > 0")
 
     def first_webhook(self) -> tuple[int, str]:
         """Return the webhook used for URLs: the smallest `(user_id, code)` pair."""
@@ -55,8 +62,9 @@ class SandboxPortal:
 
         Args:
             spec: `{"name", "webhooks": [[user_id, code] | {"user_id", "code"}],
-                "lines": {id: name}, "rest_lines": [id], "rate", "burst"}`; all but `name`
-                are optional.
+                "lines": {id: name}, "rest_lines": [id], "rate", "burst",
+                "oauth_clients": {client_id: client_secret}, "token_lifetime_s"}`; all but
+                `name` are optional.
 
         Returns:
             The portal.
@@ -74,6 +82,8 @@ class SandboxPortal:
                 rest_lines={str(line) for line in spec.get("rest_lines", [])},
                 rate=float(spec.get("rate", 2.0)),
                 burst=int(spec.get("burst", 50)),
+                oauth_clients={str(k): str(v) for k, v in spec.get("oauth_clients", {}).items()},
+                token_lifetime_s=float(spec.get("token_lifetime_s", 3600.0)),
             )
         except KeyError as exc:
             raise ValueError(f"portal spec is missing field {exc.args[0]!r}") from exc
@@ -89,6 +99,8 @@ class SandboxPortal:
             "rest_lines": sorted(self.rest_lines),
             "rate": self.rate,
             "burst": self.burst,
+            "oauth_clients": dict(self.oauth_clients),
+            "token_lifetime_s": self.token_lifetime_s,
         }
 
 
@@ -104,7 +116,8 @@ class RecordedCall:
     """One REST request as the sandbox saw and answered it.
 
     Attributes:
-        portal: The portal the webhook belongs to; None if the webhook was unknown.
+        portal: The portal the webhook (or OAuth access token, even expired) belongs to; None
+            if it was unknown.
         method: Lower-cased method name without a `.json` suffix.
         params: The request's parameters as received (JSON types kept, form values as str).
         received_monotonic: When it arrived, on the sandbox's monotonic clock.

@@ -5,6 +5,9 @@ checks follows Bitrix24: the request is counted in its portal's leaky bucket fir
 method counts; a request whose webhook is unknown has no portal and is not counted), then the
 format suffix, the method name (an unknown method is 404 even with bad credentials, as in
 `CRestServer::process`), the webhook (401), the next fault, and finally the method itself.
+`Sandbox.dispatch_oauth` does the same for the OAuth form: an access token, even an expired one,
+names its portal (so the request counts in that bucket), and the token check stands in for the
+webhook check; the token endpoint itself lives in `ops.sandbox.oauth`.
 The aiohttp layer (`ops.sandbox.app`) carries the decision out: waiting, hanging, dropping.
 """
 
@@ -22,6 +25,7 @@ from ops.sandbox.bucket import LeakyBucket
 from ops.sandbox.envelope import OperatingMeter, time_envelope
 from ops.sandbox.faults import CALLBACK_START, Fault, FaultKind
 from ops.sandbox.methods import SUPPORTED_METHODS, error_body, new_call_id, php_string, run_method
+from ops.sandbox.oauth import OAuthServer, TokenRequest
 from ops.sandbox.plan import FaultPlan, RandomFaults
 from ops.sandbox.portal import RecordedCall, SandboxPortal
 from ops.sandbox.recorder import CallRecorder
@@ -67,6 +71,7 @@ class Sandbox:
         self._meters: dict[tuple[str, str], OperatingMeter] = {}
         self._plan = FaultPlan()
         self._recorder = CallRecorder()
+        self._oauth = OAuthServer(wall_clock=wall_clock)
         for portal in list(portals) or [SandboxPortal(name="default")]:
             self.add_portal(portal)
 
@@ -85,6 +90,7 @@ class Sandbox:
             if other.name != portal.name and other.webhooks & portal.webhooks:
                 raise ValueError(f"a webhook of portal {portal.name!r} already belongs to {other.name!r}")
         self._portals[portal.name] = portal
+        self._oauth.forget_portal(portal.name)
         self._buckets[portal.name] = LeakyBucket(portal.rate, portal.burst)
         self._meters = {key: meter for key, meter in self._meters.items() if key[0] != portal.name}
 
@@ -180,8 +186,9 @@ class Sandbox:
         )
 
     def reset(self) -> None:
-        """Forget recorded calls, faults, bucket levels and operating meters."""
+        """Forget recorded calls and token requests, faults, bucket levels and operating meters."""
         self._recorder.clear()
+        self._oauth.clear_requests()
         self._plan.clear()
         self._meters.clear()
         for name, portal in self._portals.items():
@@ -199,13 +206,50 @@ class Sandbox:
         Returns:
             The reply the HTTP layer must carry out.
         """
+        return self._dispatch(self._find_portal(user_id, code), None, user_id, method, params)
+
+    def dispatch_oauth(self, method: str, params: dict[str, Any]) -> Reply:
+        """Decide how to answer a REST request in the OAuth form (`/rest/METHOD`, token as `auth`).
+
+        A valid token runs the method as its portal's webhook would (same bucket, same record);
+        an expired or unknown one is refused before execution (see `OAuthServer.check`).
+        """
+        enabled = any(portal.oauth_clients for portal in self._portals.values())
+        check = self._oauth.check(php_string(params.get("auth")), oauth_enabled=enabled)
+        portal = self._portals.get(check.portal) if check.portal else None
+        refusal = None if check.refusal is None else Reply(check.status, check.refusal)
+        return self._dispatch(portal, refusal, "", method, params)
+
+    def oauth_token(self, params: dict[str, Any], *, base_url: str) -> tuple[int, dict[str, Any]]:
+        """Answer a token-endpoint request (`GET /oauth/token/`); see `OAuthServer.token`."""
+        return self._oauth.token(self._portals, params, base_url=base_url)
+
+    def issue_refresh_token(self, portal: str, client_id: str) -> str:
+        """Return a first refresh token, as installing the app would (KeyError/ValueError: unknown)."""
+        return self._oauth.issue_refresh_token(self._portals[portal], client_id)
+
+    def token_requests(self, portal: str | None = None) -> list[TokenRequest]:
+        """Return the recorded token-endpoint requests, oldest first; only `portal`'s unless None."""
+        return self._oauth.requests(portal)
+
+    def expire_access_tokens(self, portal: str) -> int:
+        """Expire every access token of `portal` now; return how many were valid (KeyError: unknown)."""
+        if portal not in self._portals:
+            raise KeyError(f"unknown portal {portal!r}")
+        return self._oauth.expire_access_tokens(portal)
+
+    def _dispatch(
+        self,
+        portal: SandboxPortal | None,
+        refusal: Reply | None,
+        user_id: str,
+        method: str,
+        params: dict[str, Any],
+    ) -> Reply:
         name, _, suffix = method.lower().rpartition(".")
         if suffix not in ("json", "xml"):
             name, suffix = method.lower(), "json"
-        request = _Request(
-            self._find_portal(user_id, code), name, params, user_id, self._clock(), self._wall_clock()
-        )
-        portal = request.portal
+        request = _Request(portal, name, params, user_id, self._clock(), self._wall_clock())
         if portal is not None and not self._buckets[portal.name].try_acquire(request.received_monotonic):
             body = error_body("QUERY_LIMIT_EXCEEDED", "Too many requests")
             return self._record(request, Reply(503, body), executed=False, fault=RATE_LIMIT_FAULT)
@@ -217,9 +261,9 @@ class Sandbox:
         if name not in SUPPORTED_METHODS:
             body = error_body("ERROR_METHOD_NOT_FOUND", "Method not found!")
             return self._record(request, Reply(404, body), executed=False)
-        if portal is None:
-            body = error_body("NO_AUTH_FOUND", "Wrong authorization data")
-            return self._record(request, Reply(401, body), executed=False)
+        if portal is None or refusal is not None:
+            reply = refusal or Reply(401, error_body("NO_AUTH_FOUND", "Wrong authorization data"))
+            return self._record(request, reply, executed=False)
         fault = self._plan.take(portal.name, name)
         if fault is not None and not fault.executed:
             return self._record(request, fault_reply(fault), executed=False, fault=fault.kind.value)
