@@ -22,8 +22,9 @@ from schemas.bucket import pacing_bucket
 from schemas.config import Settings
 from schemas.job import CallbackJob
 from schemas.keys import Keys
-from schemas.ledger import JobRecord, Ledger
+from schemas.ledger import Ledger
 from schemas.outcome import ErrorCode, Outcome, OutcomeError, Status, outcome_for
+from schemas.records import JobRecord
 from schemas.redact import mask_number
 
 log = structlog.get_logger("callq.producers")

@@ -18,8 +18,8 @@ from producers.api import Producer, Submitted
 from producers.timeparse import TimeParseError, parse_at, parse_duration
 from schemas.config import Settings, UnknownPortalError
 from schemas.keys import Keys
-from schemas.ledger import JobRecord
 from schemas.outcome import FINAL_STATUSES, Status
+from schemas.records import JobRecord
 from schemas.redact import mask_number
 
 

@@ -14,7 +14,7 @@ from producers.cli import record_view
 from producers.deadletters import DeadLetters
 from producers.timeparse import TimeParseError, parse_duration
 from schemas.config import Settings
-from schemas.ledger import JobRecord
+from schemas.records import JobRecord
 from schemas.redact import mask_number
 
 

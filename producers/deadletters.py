@@ -20,8 +20,8 @@ from redis.asyncio import Redis
 
 from producers.api import Producer, Submitted
 from producers.validation import Invalid, validate_job
-from schemas.ledger import JobRecord, to_ms
 from schemas.outcome import Status
+from schemas.records import JobRecord, to_ms
 
 
 @dataclass(frozen=True)

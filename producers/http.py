@@ -17,7 +17,8 @@ Routes (``schemas/openapi.json`` documents each, served at ``GET /openapi.json``
 - ``DELETE /v1/callbacks/{id}`` cancels a ``scheduled`` or ``retrying`` job: ``200`` with the
   record; ``409`` with the record if it is running or already final; ``404`` if unknown.
 - ``GET /healthz`` (the process answers), ``GET /readyz`` (Redis answers PING and a worker's arq
-  health-check key exists; ``503`` naming the failed check), ``GET /openapi.json``: no token.
+  health-check key exists; ``503`` naming the failed check; both in :mod:`producers.http_ready`),
+  ``GET /openapi.json``: no token.
 - ``OPTIONS`` on the ``/v1`` routes answers CORS preflights: ``204`` for an allowed origin,
   ``403`` (without CORS headers) for any other.
 
@@ -34,14 +35,13 @@ endpoint that rings phones must be a deliberate choice (tests and demos).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from importlib import resources
 from typing import Any
 
 import structlog
 from aiohttp import hdrs, web
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from producers.api import Producer
 from producers.cli import portal_halt, record_view
@@ -57,27 +57,21 @@ from producers.http_guards import (
     preflight,
     read_json_body,
 )
+from producers.http_ready import READY_CHECK, ReadyCheck, healthz, readyz, redis_and_worker_check
 from schemas.config import ConfigError, Settings
 from schemas.keys import Keys
-from schemas.ledger import from_ms, to_ms
 from schemas.outcome import FINAL_STATUSES, Status
+from schemas.records import from_ms, to_ms
 
 log = structlog.get_logger("callq.http")
-
-ReadyCheck = Callable[[], Awaitable[dict[str, Any]]]
-"""Returns ``{check name: "ok" or what is wrong}``; ready when there is one and every value is ``"ok"``."""
 
 PRODUCER = web.AppKey("callq.http.producer", Producer)
 SETTINGS = web.AppKey("callq.http.settings", Settings)
 REDIS = web.AppKey("callq.http.redis", Redis)
-READY_CHECK = web.AppKey[ReadyCheck]("callq.http.ready_check")
 OPENAPI = web.AppKey("callq.http.openapi", bytes)
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
 """A job is a few hundred bytes (4 KiB of metadata at most); the stream intake has the same cap."""
-
-READY_TIMEOUT_S = 2.0
-"""A readiness probe must answer before the orchestrator's own timeout, even if Redis hangs."""
 
 MAX_IDENT_CHARS = 200
 """Job ids are 20-odd characters and idempotency keys at most 200: anything longer is unknown."""
@@ -218,41 +212,6 @@ async def cancel(request: web.Request) -> web.Response:
             extra={"job": view},
         )
     return json_response(view)
-
-
-async def healthz(request: web.Request) -> web.Response:
-    """``GET /healthz``: the process is up."""
-    return json_response({"status": "ok"})
-
-
-async def readyz(request: web.Request) -> web.Response:
-    """``GET /readyz``: 200 when every readiness check says ``ok``, else 503 with each result."""
-    try:
-        checks = await request.app[READY_CHECK]()
-    except Exception as exc:  # a probe answers; it does not crash
-        log.exception("http.ready_check_failed")
-        checks = {"ready_check": f"failed: {type(exc).__name__}"}
-    ready = bool(checks) and all(result == "ok" for result in checks.values())
-    return json_response(
-        {"status": "ready" if ready else "unavailable", "checks": checks}, status=200 if ready else 503
-    )
-
-
-def redis_and_worker_check(redis: Redis, keys: Keys) -> ReadyCheck:
-    """The default readiness check: Redis answers PING, and arq's health-check key of the queue
-    exists (a worker refreshes it every few seconds with a short TTL)."""
-
-    async def check() -> dict[str, Any]:
-        try:
-            async with asyncio.timeout(READY_TIMEOUT_S):
-                await redis.ping()
-                alive = await redis.exists(keys.health)
-        except (RedisError, OSError, TimeoutError) as exc:  # refused, timed out, wrong password...
-            return {"redis": f"unreachable: {type(exc).__name__}", "worker": "unknown: Redis is unreachable"}
-        worker = "ok" if alive else f"no live worker: {keys.health} is absent"
-        return {"redis": "ok", "worker": worker}
-
-    return check
 
 
 async def openapi(request: web.Request) -> web.Response:

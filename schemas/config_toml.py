@@ -24,8 +24,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import holidays
 import phonenumbers
 
-from schemas.calendar import CalendarError, WeeklyHours, parse_hours
 from schemas.config_types import MAX_TEXT_CHARS, ConfigError, LineConfig
+from schemas.hours import CalendarError, WeeklyHours, parse_hours
 
 # The keys each table may have; any other key is an error naming the allowed ones.
 _TOP_KEYS = frozenset(

@@ -16,7 +16,8 @@ from types import MappingProxyType
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
-from schemas.calendar import DEFAULT_HOURS, Calendar, WeeklyHours
+from schemas.calendar import Calendar
+from schemas.hours import DEFAULT_HOURS, WeeklyHours
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 DEFAULT_KEY_PREFIX = "callq"

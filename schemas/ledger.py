@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal, cast
 
 from redis.asyncio import Redis
@@ -21,16 +21,18 @@ from schemas.bucket import EARLY_WAKE_S, PRECISE_WAIT_S, Bucket
 from schemas.job import CallbackJob
 from schemas.keys import ARQ_FUNCTION, Keys
 from schemas.outcome import Outcome, Status
+from schemas.records import JobRecord, decode_record, decode_text, from_ms, to_ms
 
-
-def to_ms(moment: datetime) -> int:
-    """Unix milliseconds of an aware datetime."""
-    return int(moment.timestamp() * 1000)
-
-
-def from_ms(ms: int | str | bytes) -> datetime:
-    """Aware UTC datetime from unix milliseconds."""
-    return datetime.fromtimestamp(int(ms) / 1000, tz=UTC)
+__all__ = [  # with the names now in schemas.records, still importable from here
+    "Admission",
+    "FinalizeResult",
+    "JobRecord",
+    "Ledger",
+    "Start",
+    "arq_payload",
+    "from_ms",
+    "to_ms",
+]
 
 
 def arq_payload(job_id: str, enqueue_ms: int) -> str:
@@ -60,21 +62,6 @@ class Start:
     attempt: int
     state: str | None = None
     halted_ms: int = 0
-
-
-@dataclass(frozen=True)
-class JobRecord:
-    """A job record as read back."""
-
-    job_id: str
-    state: Status
-    job: CallbackJob
-    attempts: int
-    run_at: datetime | None
-    outcome: dict[str, Any] | None
-    attempt_log: list[dict[str, Any]]
-    created_at: datetime | None
-    slots: dict[str, int]  # rate-limit reservations held for the next attempt: name -> unix ms
 
 
 @dataclass(frozen=True)
@@ -143,7 +130,7 @@ class Ledger:
                   int(PRECISE_WAIT_S * 1000), int(EARLY_WAKE_S * 1000),
                   to_ms(deadline) if deadline else to_ms(now) + ttl_ms, "1" if take_key else "0"],
         )  # fmt: skip
-        return Admission(verdict=_s(verdict), job_id=_s(holder))  # type: ignore[arg-type]
+        return Admission(verdict=decode_text(verdict), job_id=decode_text(holder))  # type: ignore[arg-type]
 
     async def record_final(
         self, outcome: Outcome, *, job: CallbackJob | None, idempotency_key: tuple[str, str] | None = None
@@ -202,7 +189,7 @@ class Ledger:
                   self.outcomes_maxlen, int(dedupe_window_s * 1000), now_ms, k.arq_job_id(outcome.job_id),
                   allowed, job_json, outcome.attempts],
         )  # fmt: skip
-        return FinalizeResult(written=_s(verdict) == "written", state=_s(state))
+        return FinalizeResult(written=decode_text(verdict) == "written", state=decode_text(state))
 
     async def start_attempt(self, job_id: str, *, portal: str, now: datetime, info: dict[str, Any]) -> Start:
         """Record that a request is about to be sent; the record says ``running`` until it ends.
@@ -215,12 +202,12 @@ class Ledger:
         verdict, value = await self._start(
             keys=[self.keys.job(job_id), self.keys.portal_halt(portal)], args=[to_ms(now), entry]
         )
-        v = _s(verdict)
+        v = decode_text(verdict)
         if v == "halted":
-            return Start(verdict="halted", attempt=0, halted_ms=int(_s(value)))
+            return Start(verdict="halted", attempt=0, halted_ms=int(decode_text(value)))
         if v in ("started", "interrupted"):
-            return Start(verdict=v, attempt=int(_s(value)))  # type: ignore[arg-type]
-        return Start(verdict=v, attempt=0, state=_s(value))  # type: ignore[arg-type]
+            return Start(verdict=v, attempt=int(decode_text(value)))  # type: ignore[arg-type]
+        return Start(verdict=v, attempt=0, state=decode_text(value))  # type: ignore[arg-type]
 
     async def finish_attempt(self, job_id: str, attempt: int, entry: dict[str, Any]) -> None:
         """Store how attempt ``attempt`` ended (time, HTTP status, error code and description)."""
@@ -245,22 +232,22 @@ class Ledger:
         result = await self._reschedule(
             keys=[self.keys.job(job_id)], args=[str(state), to_ms(run_at), allowed, name, value]
         )
-        return _s(result)
+        return decode_text(result)
 
     async def read(self, job_id: str) -> JobRecord | None:
         """The record of ``job_id``, or None."""
         raw = await cast(Awaitable[dict[Any, Any]], self.redis.hgetall(self.keys.job(job_id)))
-        return _record(job_id, raw)
+        return decode_record(job_id, raw)
 
     async def queued(self, *, start: int, count: int) -> list[JobRecord]:
         """Records of jobs in arq's queue (pending jobs), in order of ``run_at``, one page."""
         members = await self.redis.zrange(self.keys.queue, start, start + count - 1)
-        ids = [self.keys.job_id_from_arq(_s(m)) for m in members]
+        ids = [self.keys.job_id_from_arq(decode_text(m)) for m in members]
         async with self.redis.pipeline(transaction=False) as pipe:
             for job_id in ids:
                 pipe.hgetall(self.keys.job(job_id))
             raws = await pipe.execute()
-        return [rec for job_id, raw in zip(ids, raws, strict=True) if (rec := _record(job_id, raw))]
+        return [rec for job_id, raw in zip(ids, raws, strict=True) if (rec := decode_record(job_id, raw))]
 
     async def resolve(self, ident: str, *, portals: list[str]) -> str | None:
         """Turn a job id or an idempotency key (looked up on each portal) into a job id."""
@@ -269,53 +256,5 @@ class Ledger:
         for portal in portals:
             holder = await self.redis.get(self.keys.idempotency(portal, ident))
             if holder is not None:
-                return _s(holder)
+                return decode_text(holder)
         return None
-
-
-def _record(job_id: str, raw: dict[Any, Any]) -> JobRecord | None:
-    """Decode a record hash (None when it does not exist)."""
-    if not raw:
-        return None
-    data = {_s(key): _s(value) for key, value in raw.items()}
-    attempts = sorted(
-        (int(key.split(":", 1)[1]), json.loads(value))
-        for key, value in data.items()
-        if key.startswith("attempt:")
-    )
-    job_json = data.get("job", "null")
-    outcome = json.loads(data["outcome"]) if "outcome" in data else None
-    job = CallbackJob.from_json(job_json) if job_json != "null" else _placeholder_job(job_id, outcome)
-    return JobRecord(
-        job_id=job_id,
-        state=Status(data.get("state", "rejected")),
-        job=job,
-        attempts=int(data.get("attempts", 0)),
-        run_at=from_ms(data["run_at"]) if "run_at" in data else None,
-        outcome=outcome,
-        attempt_log=[entry for _, entry in attempts],
-        created_at=from_ms(data["created_at"]) if "created_at" in data else None,
-        slots=json.loads(data["slots"]) if "slots" in data else {},
-    )
-
-
-def _s(value: str | bytes) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _placeholder_job(job_id: str, outcome: dict[str, Any] | None) -> CallbackJob:
-    """A record made from input that never became a job (a rejection) still reads as one."""
-    o = outcome or {}
-    return CallbackJob(
-        job_id=job_id,
-        portal=o.get("portal") or "",
-        from_line=o.get("from_line") or "",
-        to_number="",
-        text_to_pronounce="",
-        voice=None,
-        not_before=None,
-        deadline=None,
-        idempotency_key=o.get("idempotency_key"),
-        metadata=o.get("metadata"),
-        created_at=o.get("finished_at", ""),
-    )

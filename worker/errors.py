@@ -7,8 +7,8 @@
     │   ├── BitrixApiError       the portal answered with a Bitrix24 error body (code, description)
     │   ├── BitrixHttpError      the portal answered, but not with a Bitrix24 body (502 page, junk)
     │   └── TransportError       no answer: ``phase`` says whether the request can have been sent
-    ├── AuthRefused              (worker.auth) an OAuth refresh refused for good: re-authorize the app
-    └── AuthUnavailable          (worker.auth) the token endpoint could not be reached: try later
+    ├── AuthRefused              an OAuth refresh refused for good (:mod:`worker.auth`): re-authorize the app
+    └── AuthUnavailable          the token endpoint could not be reached (:mod:`worker.auth`): try later
 """
 
 from __future__ import annotations
@@ -74,3 +74,32 @@ class TransportError(BitrixCallError):
     def __init__(self, *, phase: Phase, description: str) -> None:
         super().__init__(description)
         self.phase: Phase = phase
+
+
+class AuthRefused(CallqError):
+    """The token endpoint refused for good: halt the portal and tell ops (re-authorize the app).
+
+    Attributes:
+        portal: The portal's name.
+        code: The OAuth error code (``invalid_grant``, ``invalid_client``, ...).
+        description: What the endpoint said, without secrets.
+        http_status: The HTTP status, if there was an answer.
+    """
+
+    def __init__(self, *, portal: str, code: str, description: str, http_status: int | None = None) -> None:
+        super().__init__(f"{code}: {description}")
+        self.portal, self.code, self.description, self.http_status = portal, code, description, http_status
+
+
+class AuthUnavailable(CallqError):
+    """No token for now (token endpoint unreachable or 5xx, waited too long): retry later.
+
+    Attributes:
+        portal: The portal's name.
+        description: What went wrong, without secrets.
+        http_status: The HTTP status, if there was an answer.
+    """
+
+    def __init__(self, *, portal: str, description: str, http_status: int | None = None) -> None:
+        super().__init__(description)
+        self.portal, self.description, self.http_status = portal, description, http_status

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from schemas.bucket import EARLY_WAKE_S, PRECISE_WAIT_S, Bucket, pacing_bucket
 from schemas.config import PortalConfig
-from schemas.ledger import JobRecord, from_ms, to_ms
+from schemas.records import JobRecord, from_ms, to_ms
 from worker.ratelimit import RateLimiter
 
 LINE_LATENESS_MS = 50

@@ -1,11 +1,32 @@
-"""The record of every REST request the sandbox answered, and waiting for new records."""
+"""The record of every REST request the sandbox answered (logged as it is made), and waiting for new ones."""
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
 
 from ops.sandbox.faults import CALLBACK_START
-from ops.sandbox.portal import RecordedCall
+from ops.sandbox.methods import php_string
+from ops.sandbox.portal import RecordedCall, SandboxPortal
+from ops.sandbox.redact import mask_phone
+from ops.sandbox.reply import Reply, ReplyAction
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedRequest:
+    """One REST request as the sandbox received it (`portal` None: its webhook is unknown)."""
+
+    portal: SandboxPortal | None
+    method: str
+    params: dict[str, Any]
+    user_id: str
+    received_monotonic: float
+    received_wall: float
 
 
 class CallRecorder:
@@ -77,3 +98,52 @@ class CallRecorder:
             finally:
                 self._waiters.remove(waiter)
         return found
+
+    def record(
+        self,
+        request: ReceivedRequest,
+        reply: Reply,
+        *,
+        executed: bool,
+        call_id: str | None = None,
+        fault: str | None = None,
+    ) -> Reply:
+        """Record how a request was answered, log it (the number masked) and return the reply.
+
+        Args:
+            request: The request.
+            reply: The decision for it.
+            executed: Whether it placed a call.
+            call_id: The CALL_ID of a placed call.
+            fault: The kind of fault it took, if any.
+
+        Returns:
+            `reply`, unchanged.
+        """
+        status = reply.status if reply.action is ReplyAction.ANSWER else None
+        call = RecordedCall(
+            portal=request.portal.name if request.portal else None,
+            method=request.method,
+            params=dict(request.params),
+            received_monotonic=request.received_monotonic,
+            received_wall=request.received_wall,
+            status=status,
+            executed=executed,
+            call_id=call_id,
+            fault=fault,
+        )
+        self.add(call)
+        log.info(
+            "sandbox.call",
+            portal=call.portal,
+            user_id=request.user_id,
+            method=call.method,
+            status=status,
+            action=reply.action.value,
+            executed=executed,
+            fault=fault,
+            call_id=call_id,
+            from_line=php_string(request.params.get("FROM_LINE")) or None,
+            to_number=mask_phone(number) if (number := php_string(request.params.get("TO_NUMBER"))) else None,
+        )
+        return reply

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
-import structlog
 from aiohttp import web
 
 from ops.sandbox.bucket import LeakyBucket
@@ -28,23 +26,10 @@ from ops.sandbox.methods import SUPPORTED_METHODS, error_body, new_call_id, php_
 from ops.sandbox.oauth import OAuthServer, TokenRequest
 from ops.sandbox.plan import FaultPlan, RandomFaults
 from ops.sandbox.portal import RecordedCall, SandboxPortal
-from ops.sandbox.recorder import CallRecorder
-from ops.sandbox.redact import mask_phone
-from ops.sandbox.reply import Reply, ReplyAction, fault_reply
-
-log = structlog.get_logger(__name__)
+from ops.sandbox.recorder import CallRecorder, ReceivedRequest
+from ops.sandbox.reply import Reply, fault_reply
 
 RATE_LIMIT_FAULT = "rate_limit"
-
-
-@dataclass(frozen=True, slots=True)
-class _Request:
-    portal: SandboxPortal | None
-    method: str
-    params: dict[str, Any]
-    user_id: str
-    received_monotonic: float
-    received_wall: float
 
 
 class Sandbox:
@@ -249,24 +234,24 @@ class Sandbox:
         name, _, suffix = method.lower().rpartition(".")
         if suffix not in ("json", "xml"):
             name, suffix = method.lower(), "json"
-        request = _Request(portal, name, params, user_id, self._clock(), self._wall_clock())
+        request = ReceivedRequest(portal, name, params, user_id, self._clock(), self._wall_clock())
         if portal is not None and not self._buckets[portal.name].try_acquire(request.received_monotonic):
             body = error_body("QUERY_LIMIT_EXCEEDED", "Too many requests")
-            return self._record(request, Reply(503, body), executed=False, fault=RATE_LIMIT_FAULT)
+            return self._recorder.record(request, Reply(503, body), executed=False, fault=RATE_LIMIT_FAULT)
         if suffix == "xml":
             body = error_body(
                 "ERROR_INTERNAL_WRONG_TRANSPORT", "The sandbox portal answers only JSON, not .xml"
             )
-            return self._record(request, Reply(400, body), executed=False)
+            return self._recorder.record(request, Reply(400, body), executed=False)
         if name not in SUPPORTED_METHODS:
             body = error_body("ERROR_METHOD_NOT_FOUND", "Method not found!")
-            return self._record(request, Reply(404, body), executed=False)
+            return self._recorder.record(request, Reply(404, body), executed=False)
         if portal is None or refusal is not None:
             reply = refusal or Reply(401, error_body("NO_AUTH_FOUND", "Wrong authorization data"))
-            return self._record(request, reply, executed=False)
+            return self._recorder.record(request, reply, executed=False)
         fault = self._plan.take(portal.name, name)
         if fault is not None and not fault.executed:
-            return self._record(request, fault_reply(fault), executed=False, fault=fault.kind.value)
+            return self._recorder.record(request, fault_reply(fault), executed=False, fault=fault.kind.value)
         outcome = run_method(portal, name, params, make_call_id=lambda: new_call_id(request.received_wall))
         timed = (portal.name, name, request.received_wall) if outcome.status == 200 else None
         reply = Reply(outcome.status, outcome.body, timed=timed)
@@ -275,7 +260,7 @@ class Sandbox:
         elif fault is not None:
             reply = fault_reply(fault)
         fault_kind = None if fault is None else fault.kind.value
-        return self._record(
+        return self._recorder.record(
             request, reply, executed=outcome.executed, call_id=outcome.call_id, fault=fault_kind
         )
 
@@ -307,40 +292,3 @@ class Sandbox:
             raise KeyError(f"unknown portal {portal!r}")
         if method.lower() not in SUPPORTED_METHODS:
             raise ValueError(f"faults can target only {sorted(SUPPORTED_METHODS)}, not {method!r}")
-
-    def _record(
-        self,
-        request: _Request,
-        reply: Reply,
-        *,
-        executed: bool,
-        call_id: str | None = None,
-        fault: str | None = None,
-    ) -> Reply:
-        status = reply.status if reply.action is ReplyAction.ANSWER else None
-        call = RecordedCall(
-            portal=request.portal.name if request.portal else None,
-            method=request.method,
-            params=dict(request.params),
-            received_monotonic=request.received_monotonic,
-            received_wall=request.received_wall,
-            status=status,
-            executed=executed,
-            call_id=call_id,
-            fault=fault,
-        )
-        self._recorder.add(call)
-        log.info(
-            "sandbox.call",
-            portal=call.portal,
-            user_id=request.user_id,
-            method=call.method,
-            status=status,
-            action=reply.action.value,
-            executed=executed,
-            fault=fault,
-            call_id=call_id,
-            from_line=php_string(request.params.get("FROM_LINE")) or None,
-            to_number=mask_phone(number) if (number := php_string(request.params.get("TO_NUMBER"))) else None,
-        )
-        return reply

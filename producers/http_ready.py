@@ -1,0 +1,65 @@
+"""Liveness and readiness of the HTTP way in: ``GET /healthz``, ``GET /readyz`` and the default
+readiness check (Redis answers PING and a worker's arq health-check key exists).
+
+:func:`producers.http.create_app` routes both without a token; the check it uses is
+``app[READY_CHECK]``, replaceable through ``create_app(ready_check=...)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from aiohttp import web
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from producers.http_guards import json_response
+from schemas.keys import Keys
+
+log = structlog.get_logger("callq.http")
+
+ReadyCheck = Callable[[], Awaitable[dict[str, Any]]]
+"""Returns ``{check name: "ok" or what is wrong}``; ready when there is one and every value is ``"ok"``."""
+
+READY_CHECK = web.AppKey[ReadyCheck]("callq.http.ready_check")
+
+READY_TIMEOUT_S = 2.0
+"""A readiness probe must answer before the orchestrator's own timeout, even if Redis hangs."""
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """``GET /healthz``: the process is up."""
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """``GET /readyz``: 200 when every readiness check says ``ok``, else 503 with each result."""
+    try:
+        checks = await request.app[READY_CHECK]()
+    except Exception as exc:  # a probe answers; it does not crash
+        log.exception("http.ready_check_failed")
+        checks = {"ready_check": f"failed: {type(exc).__name__}"}
+    ready = bool(checks) and all(result == "ok" for result in checks.values())
+    return json_response(
+        {"status": "ready" if ready else "unavailable", "checks": checks}, status=200 if ready else 503
+    )
+
+
+def redis_and_worker_check(redis: Redis, keys: Keys) -> ReadyCheck:
+    """The default readiness check: Redis answers PING, and arq's health-check key of the queue
+    exists (a worker refreshes it every few seconds with a short TTL)."""
+
+    async def check() -> dict[str, Any]:
+        try:
+            async with asyncio.timeout(READY_TIMEOUT_S):
+                await redis.ping()
+                alive = await redis.exists(keys.health)
+        except (RedisError, OSError, TimeoutError) as exc:  # refused, timed out, wrong password...
+            return {"redis": f"unreachable: {type(exc).__name__}", "worker": "unknown: Redis is unreachable"}
+        worker = "ok" if alive else f"no live worker: {keys.health} is absent"
+        return {"redis": "ok", "worker": worker}
+
+    return check

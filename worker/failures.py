@@ -1,0 +1,165 @@
+"""What a failed attempt leads to: the classifier's verdict acted on (retry, pause, halt or end).
+
+:func:`handle_failure` takes the verdict of :func:`worker.classify.classify` and pauses or halts
+the portal, retries with backoff or ends the job; a result that may have started the callback
+(:func:`handle_unknown`, :func:`handle_interrupted`) is retried only where the portal allows it.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import structlog
+
+from schemas.config import PortalConfig
+from schemas.outcome import ErrorCode, Status
+from schemas.records import JobRecord
+from worker.backoff import backoff_delay_s
+from worker.classify import Verdict, is_recognised
+from worker.deps import Deps
+from worker.errors import AuthRefused, AuthUnavailable, BitrixApiError, BitrixCallError
+from worker.pacing import effective_bucket
+from worker.settle import end_job, error_of, retry_at
+
+log = structlog.get_logger("callq.worker")
+
+
+async def handle_failure(
+    deps: Deps,
+    record: JobRecord,
+    portal: PortalConfig,
+    error: BitrixCallError,
+    *,
+    verdict: Verdict,
+    attempt: int,
+    spent: int,
+) -> float | None:
+    """Act on a failed attempt's verdict: end the job, pause or halt the portal, or retry with backoff.
+
+    Args:
+        deps: The worker's collaborators.
+        record: The job's record.
+        portal: The job's portal.
+        error: What went wrong.
+        verdict: The classification of ``error``.
+        attempt: The number of the attempt that failed.
+        spent: Attempts spent against ``max_attempts``, this one included when its request was sent.
+
+    Returns:
+        Seconds until the job runs again, or None when it ended.
+    """
+    now = deps.clock()
+    log.warning("job.attempt_failed", attempt=attempt, verdict=str(verdict), code=error.code,
+                http_status=error.http_status, description=error.description)  # fmt: skip
+    if verdict == Verdict.PERMANENT:
+        if isinstance(error, BitrixApiError) and not is_recognised(error.code):
+            log.error(
+                "bitrix.unrecognised_error", code=error.code, http_status=error.http_status, body=error.body
+            )
+        return await end_job(deps, record, Status.DEAD, attempts=attempt, error=error_of(error))
+    if verdict == Verdict.UNKNOWN:
+        return await handle_unknown(deps, record, portal, error, attempt=attempt)
+    if verdict in (Verdict.PAUSE_PORTAL, Verdict.PAUSE_METHOD):
+        # Refused before execution: the whole portal waits, and the attempt is not spent.
+        method_block = verdict == Verdict.PAUSE_METHOD
+        pause_s = await deps.limiter.pause(portal.name, effective_bucket(portal), method_block=method_block)
+        log.warning("portal.paused", reason=error.code, pause_s=round(pause_s, 3))
+        return await retry_at(deps, record, now + timedelta(seconds=pause_s), now=now, error=error)
+    if verdict in (Verdict.AUTH_BROKEN, Verdict.BLOCKED, Verdict.REFRESH_AUTH):
+        # No job burns its attempts against wrong credentials: the portal halts for every worker.
+        blocked = verdict == Verdict.BLOCKED
+        halt_s = deps.block_s if blocked else deps.pause_s
+        await deps.limiter.halt(
+            portal.name, code=error.code or "", description=error.description, seconds=halt_s
+        )
+        log.error("portal.halted", code=error.code, description=error.description, halt_s=halt_s,
+                  hint=_halt_hint(portal, blocked=blocked))  # fmt: skip
+        return await retry_at(deps, record, now + timedelta(seconds=halt_s), now=now, error=error)
+    if spent >= portal.max_attempts:
+        return await end_job(
+            deps,
+            record,
+            Status.DEAD,
+            attempts=attempt,
+            error=error_of(error, f"gave up after {spent} attempts: "),
+        )
+    delay = backoff_delay_s(spent, base_s=deps.retry_base_s, jitter=deps.jitter())
+    return await retry_at(
+        deps, record, now + timedelta(seconds=delay), now=now, error=error, attempts=attempt
+    )
+
+
+async def handle_unknown(
+    deps: Deps, record: JobRecord, portal: PortalConfig, error: BitrixCallError, *, attempt: int
+) -> float | None:
+    """The request may have started the callback: retry only if the portal says ``retry_unknown``,
+    else end the job ``dead`` with ``OUTCOME_UNKNOWN``.
+
+    Returns:
+        Seconds until the job runs again, or None when it ended.
+    """
+    if portal.retry_unknown:
+        now = deps.clock()
+        log.warning("job.unknown_result_retried", attempt=attempt)
+        delay = backoff_delay_s(max(attempt, 1), base_s=deps.retry_base_s, jitter=deps.jitter())
+        return await retry_at(
+            deps, record, now + timedelta(seconds=delay), now=now, error=error, attempts=attempt
+        )
+    detail = f"HTTP {error.http_status}: " if error.http_status else ""
+    code = f" {error.code}" if error.code else ""
+    description = (
+        f"the request may have started the callback ({detail}{code.strip()} {error.description})".replace(
+            "  ", " "
+        )
+    )
+    return await end_job(
+        deps, record, Status.DEAD, attempts=attempt, error=(ErrorCode.OUTCOME_UNKNOWN, description)
+    )
+
+
+async def handle_interrupted(
+    deps: Deps, record: JobRecord, portal: PortalConfig, *, attempt: int
+) -> float | None:
+    """A worker stopped while attempt ``attempt`` was in flight: close it, and treat its result as
+    unknown (retried at once if the portal says ``retry_unknown``).
+
+    Returns:
+        Seconds until the job runs again, or None when it ended.
+    """
+    error = BitrixCallError(
+        f"attempt {attempt} was interrupted (the worker stopped while the request was in flight)"
+    )
+    await deps.ledger.finish_attempt(
+        record.job_id, attempt, {"ended_at": deps.clock().isoformat(), "interrupted": True}
+    )
+    if portal.retry_unknown:
+        now = deps.clock()
+        return await retry_at(deps, record, now, now=now, error=error, attempts=attempt, allowed="running")
+    return await handle_unknown(deps, record, portal, error, attempt=attempt)
+
+
+def _halt_hint(portal: PortalConfig, *, blocked: bool) -> str:
+    """What ops should do about a halted portal."""
+    name = portal.name
+    if blocked:
+        return f"Bitrix24 blocked this portal manually: ask Bitrix24 support, then `callq resume {name}`"
+    if portal.oauth is not None:
+        return (
+            f"re-authorize the app of portal {name!r}: put its new refresh token in "
+            f"CALLQ_PORTAL_{name.upper().replace('-', '_')}_OAUTH_REFRESH_TOKEN, restart, `callq resume {name}`"
+        )
+    return (
+        f"check the webhook of portal {name!r} (URL, expiry, scopes call and telephony, the user's permission "
+        f"'Outgoing call - Perform - any'); `callq resume {name}` after fixing it"
+    )
+
+
+def auth_error(exc: AuthRefused | AuthUnavailable) -> BitrixApiError:
+    """An OAuth refresh that failed, as the Bitrix24 error the classification knows: a refusal halts
+    the portal (re-authorize the app), an unreachable token endpoint pauses it; neither spends an
+    attempt, since nothing was sent."""
+    if isinstance(exc, AuthRefused):
+        return BitrixApiError(http_status=exc.http_status or 401, code=exc.code, description=exc.description)
+    return BitrixApiError(
+        http_status=exc.http_status or 503, code="OAUTH_UNAVAILABLE", description=exc.description
+    )
