@@ -62,7 +62,7 @@ async def test_logs_hold_no_secret_and_no_full_number(
             await redis.xadd(Keys(prefix).intake, {"job": json.dumps(job)})
         env = {k: v for k, v in os.environ.items() if not k.startswith("CALLQ_")}
         env.update(CALLQ_CONFIG=str(config), CALLQ_REDIS_URL=redis_url, CALLQ_KEY_PREFIX=prefix)
-        _code, cli_out, cli_err = await run_callq(
+        _code, _cli_out, cli_err = await run_callq(
             ["--log-format", "json", "enqueue", "--portal", "default", "--line", "reg1332", "--to", NUMBERS[5],
              "--text", "x"], env)  # fmt: skip
         outcomes = await wait_outcomes(redis, prefix, len(jobs) + 1, timeout_s=30)

@@ -54,8 +54,8 @@ def test_every_error_is_reported_at_once() -> None:
          "", "NaN is not a JSON number"),
         (b'{"from_line": "l", "to_number": "+79111234567", "text_to_pronounce": "t", "metadata": {"x": 1e999}}',
          "", "out of range"),
-        (b'{"from_line": "l", "to_number": "+79111234567", "text_to_pronounce": "t",'
-         b' "deadline": "9999-12-31T23:59:59-23:59"}', "deadline", "out of the range of dates"),
+        ((b'{"from_line": "l", "to_number": "+79111234567", "text_to_pronounce": "t",'
+          b' "deadline": "9999-12-31T23:59:59-23:59"}'), "deadline", "out of the range of dates"),
     ],
     ids=["deep", "lone-surrogate", "nan", "infinity", "year-9999"],
 )  # fmt: skip
