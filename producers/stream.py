@@ -17,7 +17,7 @@ from typing import Any
 
 import structlog
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from producers.api import Producer
 from producers.validation import FieldError, Invalid
@@ -114,33 +114,58 @@ class IntakeConsumer:
         return len(entries)
 
     async def admit(self, entries: list[tuple[Any, Any]]) -> None:
-        """Admit entries, then acknowledge and delete them in one round trip."""
+        """Admit a batch (valid jobs stored in one round trip), then acknowledge and delete it."""
         if not entries:
             return
         done: list[str] = []
+        batch: list[tuple[str | bytes, str, str | None]] = []
+        statuses: list[str] = []
         for raw_id, fields in entries:
             entry_id = _text(raw_id)
+            done.append(entry_id)
             if fields is None:  # deleted while pending: nothing left to admit
-                done.append(entry_id)
                 continue
             payload = _field(fields, "job")
-            job_id = intake_job_id(entry_id)
             if payload is None:
                 names = ", ".join(sorted(_text(k) for k in fields)) or "none"
-                problem = FieldError("job", f"the entry has no 'job' field (fields: {names})")
-                submitted = await self.producer.reject(
-                    job_id, Invalid(errors=(problem,), echo={}), intake_id=entry_id
-                )
+                problem = FieldError("job", f"the entry has no 'job' field (fields: {names})"[:500])
+                rejected = await self.producer.reject(intake_job_id(entry_id), Invalid(errors=(problem,), echo={}),
+                                                      intake_id=entry_id)  # fmt: skip
+                statuses.append(str(rejected.status))
             else:
-                submitted = await self.producer.submit(payload, job_id=job_id, intake_id=entry_id)
-            if self.on_admitted is not None:
-                self.on_admitted(str(submitted.status))
-            done.append(entry_id)
+                batch.append((payload, intake_job_id(entry_id), entry_id))
+        try:
+            statuses += [str(s.status) for s in await self.producer.submit_many(batch)]
+        except RedisError:
+            raise  # nothing acknowledged: the batch is read again
+        except Exception:
+            # a bug must not jam the stream on one entry forever: admit the batch one by one, and
+            # an entry that still fails is rejected with what went wrong
+            log.exception("intake.batch_failed", size=len(batch))
+            statuses += [
+                await self._admit_alone(payload, job_id, entry_id) for payload, job_id, entry_id in batch
+            ]
+        if self.on_admitted is not None:
+            for status in statuses:
+                self.on_admitted(status)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.xack(self.keys.intake, INTAKE_GROUP, *done)
             pipe.xdel(self.keys.intake, *done)
             await pipe.execute()
         self.processed += len(done)
+
+    async def _admit_alone(self, payload: str | bytes, job_id: str, entry_id: str | None) -> str:
+        try:
+            return str((await self.producer.submit(payload, job_id=job_id, intake_id=entry_id)).status)
+        except RedisError:
+            raise
+        except Exception as exc:
+            log.exception("intake.entry_failed", intake_id=entry_id)
+            problem = FieldError("", f"could not be admitted: {type(exc).__name__}")
+            rejected = await self.producer.reject(
+                job_id, Invalid(errors=(problem,), echo={}), intake_id=entry_id
+            )
+            return str(rejected.status)
 
 
 def _field(fields: dict[Any, Any], name: str) -> bytes | str | None:
@@ -151,4 +176,5 @@ def _field(fields: dict[Any, Any], name: str) -> bytes | str | None:
 
 
 def _text(value: str | bytes) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+    # field names come from any producer: a name that is not UTF-8 must not stop the stream
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value

@@ -122,15 +122,23 @@ def _transitions(tz: ZoneInfo, lo: int, hi: int) -> list[int]:
 
 def _offset_pieces(
     tz: ZoneInfo, start: datetime, end: datetime
-) -> list[tuple[datetime, datetime, timedelta]]:
+) -> tuple[tuple[datetime, datetime, timedelta], ...]:
     """Split [start, end) (whole UTC seconds) into pieces of constant UTC offset."""
-    lo, hi = int(start.timestamp()), int(end.timestamp())
+    return _offset_pieces_between(tz, int(start.timestamp()), int(end.timestamp()))
+
+
+@functools.lru_cache(maxsize=8192)
+def _offset_pieces_between(
+    tz: ZoneInfo, lo: int, hi: int
+) -> tuple[tuple[datetime, datetime, timedelta], ...]:
+    # Pure in (zone, range) and the hot path of every scheduling decision (a few days are looked
+    # at per decision, the same days for every job): cached. ZoneInfo instances are hashable.
     samples = [*range(lo, hi, _SAMPLE_S), hi]
     bounds = [lo, *(t for a, b in pairwise(samples) for t in _transitions(tz, a, b)), hi]
-    return [
+    return tuple(
         (datetime.fromtimestamp(a, UTC), datetime.fromtimestamp(b, UTC), _utc_offset(tz, a))
         for a, b in pairwise(bounds)
-    ]
+    )
 
 
 def _open_intervals(cal: Calendar, day: date) -> list[tuple[datetime, datetime]]:

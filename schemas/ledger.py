@@ -9,7 +9,7 @@ its outcome is appended to ``{p}:outcomes`` in the same step.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, cast
@@ -40,6 +40,28 @@ def arq_payload(job_id: str, enqueue_ms: int) -> str:
     return json.dumps(
         {"t": None, "f": ARQ_FUNCTION, "a": [job_id], "k": {}, "et": enqueue_ms}, separators=(",", ":")
     )
+
+
+@dataclass(frozen=True)
+class AdmitRequest:
+    """One job to admit.
+
+    Attributes:
+        job: the normalised job.
+        run_at: when arq should first run it.
+        pending_ttl_s: lifetime of the arq job and the claim; must outlast the deadline.
+        claim: dedupe on portal + line + number (off only to measure what it costs).
+        bucket: for a job due now, the portal's bucket: the job's first run is spread by a *plan*
+            bucket kept alongside the real one (the worker takes the real slot when it runs).
+        take_key: a replay takes the idempotency key over from the dead job it replays.
+    """
+
+    job: CallbackJob
+    run_at: datetime
+    pending_ttl_s: float
+    claim: bool = True
+    bucket: Bucket | None = None
+    take_key: bool = False
 
 
 @dataclass(frozen=True)
@@ -91,46 +113,40 @@ class Ledger:
         self._finalize = redis.register_script(ledger_lua.FINALIZE)
         self._start = redis.register_script(ledger_lua.START)
         self._reschedule = redis.register_script(ledger_lua.RESCHEDULE)
+        self._release = redis.register_script(ledger_lua.RELEASE_UNSTARTED)
 
-    async def admit(
-        self,
-        job: CallbackJob,
-        *,
-        run_at: datetime,
-        now: datetime,
-        pending_ttl_s: float,
-        claim: bool = True,
-        bucket: Bucket | None = None,
-        take_key: bool = False,
-    ) -> Admission:
-        """Store a new job and schedule it, unless its idempotency key or line + number is taken.
+    async def admit(self, request: AdmitRequest, *, now: datetime) -> Admission:
+        """Store a new job and schedule it, unless its idempotency key or line + number is taken."""
+        (admission,) = await self.admit_many([request], now=now)
+        return admission
 
-        Args:
-            job: the normalised job.
-            run_at: when arq should first run it.
-            now: the current time.
-            pending_ttl_s: lifetime of the arq job and the claim; must outlast the deadline.
-            claim: dedupe on portal + line + number (off only to measure what it costs).
-            bucket: for a job due now, the portal's bucket: the job's first run is spread by a *plan*
-                bucket kept alongside the real one (the worker takes the real slot when it runs).
-            take_key: a replay takes the idempotency key over from the dead job it replays.
-        """
+    async def admit_many(self, requests: Sequence[AdmitRequest], *, now: datetime) -> list[Admission]:
+        """Admit several jobs in one round trip (one ADMIT script each, pipelined, not a transaction:
+        each job is still admitted atomically on its own)."""
         k = self.keys
-        idem = k.idempotency(job.portal, job.idempotency_key) if job.idempotency_key else ""
-        ttl_ms = max(int(pending_ttl_s * 1000), 1000)
-        deadline = job.deadline_at
-        reserve = bucket is not None and run_at <= now
-        verdict, holder = await self._admit(
-            keys=[k.job(job.job_id), idem, k.claim(job.portal, job.from_line, job.to_number) if claim else "",
-                  k.arq_job(job.job_id), k.queue, k.plan_bucket(job.portal) if reserve else "",
-                  k.portal_pause(job.portal)],
-            args=[job.job_id, job.to_json(), to_ms(run_at), arq_payload(job.job_id, to_ms(now)), ttl_ms,
-                  ttl_ms, k.arq_job_id(job.job_id), to_ms(now),
-                  bucket.interval_ms if bucket else 0, bucket.tolerance_ms if bucket else 0,
-                  int(PRECISE_WAIT_S * 1000), int(EARLY_WAKE_S * 1000),
-                  to_ms(deadline) if deadline else to_ms(now) + ttl_ms, "1" if take_key else "0"],
-        )  # fmt: skip
-        return Admission(verdict=decode_text(verdict), job_id=decode_text(holder))  # type: ignore[arg-type]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for r in requests:
+                job = r.job
+                idem = k.idempotency(job.portal, job.idempotency_key) if job.idempotency_key else ""
+                ttl_ms = max(int(r.pending_ttl_s * 1000), 1000)
+                deadline = job.deadline_at
+                bucket = r.bucket if r.run_at <= now else None
+                await self._admit(
+                    keys=[k.job(job.job_id), idem, k.claim(job.portal, job.from_line, job.to_number) if r.claim else "",
+                          k.arq_job(job.job_id), k.queue, k.plan_bucket(job.portal) if bucket else "",
+                          k.portal_pause(job.portal)],
+                    args=[job.job_id, job.to_json(), to_ms(r.run_at), arq_payload(job.job_id, to_ms(now)), ttl_ms,
+                          ttl_ms, k.arq_job_id(job.job_id), to_ms(now),
+                          bucket.interval_ms if bucket else 0, bucket.tolerance_ms if bucket else 0,
+                          int(PRECISE_WAIT_S * 1000), int(EARLY_WAKE_S * 1000),
+                          to_ms(deadline) if deadline else to_ms(now) + ttl_ms, "1" if r.take_key else "0"],
+                    client=pipe,
+                )  # fmt: skip
+            replies = await pipe.execute()
+        return [
+            Admission(verdict=decode_text(verdict), job_id=decode_text(holder))  # type: ignore[arg-type]
+            for verdict, holder in replies
+        ]
 
     async def record_final(
         self, outcome: Outcome, *, job: CallbackJob | None, idempotency_key: tuple[str, str] | None = None
@@ -154,6 +170,7 @@ class Ledger:
         job: CallbackJob,
         allowed: str = "*",
         dedupe_window_s: float = 0,
+        attempt: tuple[int, dict[str, Any]] | None = None,
     ) -> FinalizeResult:
         """Move a pending job to its final outcome, once.
 
@@ -163,12 +180,21 @@ class Ledger:
             allowed: ``*`` from any pending state, or a comma list (cancel passes
                 ``scheduled,retrying`` so a running job cannot be cancelled).
             dedupe_window_s: after success, how long the line + number stays claimed.
+            attempt: (number, entry) of the attempt that ended the job, stored in the same step.
         """
         k = self.keys
         idem = k.idempotency(job.portal, job.idempotency_key) if job.idempotency_key else ""
         claim = k.claim(job.portal, job.from_line, job.to_number)
+        # a success ends a run of rate refusals on the portal (the pause doubles only within one)
+        strikes = k.portal_strikes(job.portal) if outcome.status == "succeeded" else ""
         return await self._run_finalize(
-            outcome, claim=claim, idem=idem, allowed=allowed, dedupe_window_s=dedupe_window_s
+            outcome,
+            claim=claim,
+            idem=idem,
+            allowed=allowed,
+            dedupe_window_s=dedupe_window_s,
+            attempt=attempt,
+            strikes=strikes,
         )
 
     async def _run_finalize(
@@ -180,27 +206,48 @@ class Ledger:
         allowed: str,
         job_json: str = "",
         dedupe_window_s: float = 0,
+        attempt: tuple[int, dict[str, Any]] | None = None,
+        strikes: str = "",
     ) -> FinalizeResult:
         k = self.keys
         now_ms = to_ms(datetime.fromisoformat(outcome.finished_at))
+        field, entry = (
+            (f"attempt:{attempt[0]}", json.dumps(attempt[1], separators=(",", ":"))) if attempt else ("", "")
+        )
         verdict, state = await self._finalize(
-            keys=[k.job(outcome.job_id), claim, idem, k.outcomes, k.dead, k.arq_job(outcome.job_id), k.queue],
+            keys=[k.job(outcome.job_id), claim, idem, k.outcomes, k.dead, k.arq_job(outcome.job_id), k.queue,
+                  strikes],
             args=[outcome.job_id, str(outcome.status), outcome.to_json(), self.retention_ms,
                   self.outcomes_maxlen, int(dedupe_window_s * 1000), now_ms, k.arq_job_id(outcome.job_id),
-                  allowed, job_json, outcome.attempts],
+                  allowed, job_json, outcome.attempts, field, entry],
         )  # fmt: skip
         return FinalizeResult(written=decode_text(verdict) == "written", state=decode_text(state))
+
+    async def release_unstarted(self, job_ids: Sequence[str]) -> int:
+        """Free arq's in-progress marker of jobs a lost worker instance held but never started.
+
+        A job whose record still says scheduled or retrying sent nothing, so any worker may take it
+        at once instead of after arq's in-progress timeout; a ``running`` one keeps its marker and
+        goes the unknown-result way. Returns how many were released.
+        """
+        released = 0
+        for job_id in job_ids:
+            keys = [self.keys.job(job_id), self.keys.arq_in_progress(job_id)]
+            released += int(await self._release(keys=keys, args=[]))
+        return released
 
     async def start_attempt(self, job_id: str, *, portal: str, now: datetime, info: dict[str, Any]) -> Start:
         """Record that a request is about to be sent; the record says ``running`` until it ends.
 
         If the record already says ``running``, an earlier worker died mid-request: the verdict is
         ``interrupted`` and nothing is changed. If the portal is halted (credentials refused, manual
-        block) the verdict is ``halted`` with ``halted_ms`` left, and nothing is changed.
+        block) or paused (rate refusal), the verdict is ``halted`` with ``halted_ms`` left, and
+        nothing is changed.
         """
         entry = json.dumps({"started_at": now.isoformat(), **info}, separators=(",", ":"))
         verdict, value = await self._start(
-            keys=[self.keys.job(job_id), self.keys.portal_halt(portal)], args=[to_ms(now), entry]
+            keys=[self.keys.job(job_id), self.keys.portal_halt(portal), self.keys.portal_pause(portal)],
+            args=[to_ms(now), entry],
         )
         v = decode_text(verdict)
         if v == "halted":

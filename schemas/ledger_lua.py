@@ -47,10 +47,11 @@ return {'new', ARGV[1]}
 )
 
 FINALIZE = """
--- KEYS: record, claim (''), idem (''), outcomes, dead index, arq job, arq queue
+-- KEYS: record, claim (''), idem (''), outcomes, dead index, arq job, arq queue,
+--       portal's rate-refusal strikes ('': none; a success ends a run of refusals)
 -- ARGV: job_id, status, outcome_json, retention_ms, outcomes_maxlen, dedupe_window_ms, now_ms,
 --       arq_job_id, allowed ('*' any pending state, 'new' record must not exist, else csv),
---       job_json (for 'new'), attempts (for 'new')
+--       job_json (for 'new'), attempts (for 'new'), attempt field (''), attempt entry
 local state = redis.call('HGET', KEYS[1], 'state')
 local allowed = ARGV[9]
 if allowed == 'new' then
@@ -67,6 +68,8 @@ else
 end
 local status = ARGV[2]
 redis.call('HSET', KEYS[1], 'state', status, 'outcome', ARGV[3], 'finished_at', ARGV[7])
+if ARGV[12] ~= '' then redis.call('HSET', KEYS[1], ARGV[12], ARGV[13]) end
+if status == 'succeeded' and KEYS[8] ~= '' then redis.call('DEL', KEYS[8]) end
 redis.call('HDEL', KEYS[1], 'run_at')
 if status == 'dead' then
   -- dead letters stay until replayed or purged
@@ -97,12 +100,13 @@ return {'written', status}
 """
 
 START = """
--- KEYS: record, portal halt
+-- KEYS: record, portal halt, portal rate pause
 -- ARGV: now_ms, attempt_json
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return {'missing', '0'} end
 if state == 'scheduled' or state == 'retrying' then
-  local halted = redis.call('PTTL', KEYS[2])
+  -- a halted or paused portal sends nothing, not even for a slot reserved before the pause began
+  local halted = math.max(redis.call('PTTL', KEYS[2]), redis.call('PTTL', KEYS[3]))
   if halted > 0 then return {'halted', tostring(halted)} end
   local n = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
   redis.call('HSET', KEYS[1], 'state', 'running', 'attempt:' .. n, ARGV[2])
@@ -123,4 +127,12 @@ if not string.find(',' .. ARGV[3] .. ',', ',' .. state .. ',', 1, true) then ret
 redis.call('HSET', KEYS[1], 'state', ARGV[1], 'run_at', ARGV[2])
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], ARGV[4], ARGV[5]) end
 return 'ok'
+"""
+
+RELEASE_UNSTARTED = """
+-- KEYS: record, arq in-progress
+-- a job this process had picked but not started (no request sent): let any worker take it now
+local state = redis.call('HGET', KEYS[1], 'state')
+if state == 'scheduled' or state == 'retrying' then return redis.call('DEL', KEYS[2]) end
+return 0
 """

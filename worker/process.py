@@ -22,6 +22,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from schemas.config import Settings
+from schemas.keys import Keys
+from schemas.ledger import Ledger
 from worker.app import WorkerOptions, build_worker, open_pool
 from worker.metrics import Metrics, metrics_server
 
@@ -85,8 +87,9 @@ async def _run_until_stopped(
     settings: Settings, options: WorkerOptions, stopper: Stopper, metrics: Metrics
 ) -> int:
     delay_s = 1.0
+    held: list[str] = []  # arq job ids a lost worker instance had picked
     while True:
-        outcome = await _run_once(settings, options, stopper, metrics)
+        outcome = await _run_once(settings, options, stopper, metrics, held)
         if outcome == "stopped" or stopper.requested.is_set():
             return 0
         log.error("worker.redis_lost", retry_in_s=delay_s)
@@ -97,9 +100,20 @@ async def _run_until_stopped(
         delay_s = min(delay_s * 2, 30.0)
 
 
-async def _run_once(settings: Settings, options: WorkerOptions, stopper: Stopper, metrics: Metrics) -> str:
+async def _run_once(
+    settings: Settings, options: WorkerOptions, stopper: Stopper, metrics: Metrics, held: list[str]
+) -> str:
     try:
         pool = await open_pool(settings)
+        if held:
+            # jobs the previous instance picked but never started would wait out arq's
+            # in-progress timeout for nothing: release them
+            keys = Keys(settings.key_prefix)
+            ledger = Ledger(pool, keys=keys, retention_s=settings.outcome_retention_s,
+                            outcomes_maxlen=settings.outcomes_maxlen)  # fmt: skip
+            released = await ledger.release_unstarted([keys.job_id_from_arq(j) for j in held])
+            log.info("worker.released_unstarted", held=len(held), released=released)
+            held.clear()
     except REDIS_LOST:
         return "redis_lost"
     worker = build_worker(settings, pool, options, metrics)
@@ -116,6 +130,7 @@ async def _run_once(settings: Settings, options: WorkerOptions, stopper: Stopper
         pass
     except REDIS_LOST:
         result = "redis_lost"
+        held.extend(job_id for job_id in worker.tasks if job_id not in held)
     finally:
         stopper.worker = None
         # after an immediate stop arq's close() re-raises the cancelled jobs' CancelledError

@@ -132,9 +132,6 @@ async def _attempt(
         return await handle_unknown(deps, record, portal, lost, attempt=attempt)
     latency.observe(time.monotonic() - began)
     deps.metrics.attempts.labels(portal=portal.name, result="success").inc()
-    await deps.ledger.finish_attempt(
-        job.job_id, attempt, _attempt_entry(deps, began, started_at, started=started)
-    )
     return await end_job(
         deps,
         record,
@@ -142,6 +139,7 @@ async def _attempt(
         attempts=attempt,
         call_id=started.call_id,
         dedupe_window_s=portal.dedupe_window_s,
+        attempt_entry=(attempt, _attempt_entry(deps, began, started_at, started=started)),
     )
 
 

@@ -9,6 +9,7 @@ returns: seconds until the job runs again, or None.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import structlog
 
@@ -103,6 +104,7 @@ async def end_job(
     call_id: str | None = None,
     error: tuple[str, str] | None = None,
     dedupe_window_s: float = 0.0,
+    attempt_entry: tuple[int, dict[str, Any]] | None = None,
 ) -> float | None:
     """Write the job's final outcome (once: a job already final is left as it is).
 
@@ -114,6 +116,7 @@ async def end_job(
         call_id: Bitrix24's CALL_ID, for a success.
         error: (code, description) for a failure.
         dedupe_window_s: After success, how long the line + number stays claimed.
+        attempt_entry: (number, entry) of the attempt that ended it, written in the same step.
 
     Returns:
         None: nothing is left to run.
@@ -127,7 +130,9 @@ async def end_job(
         call_id=call_id,
         error=OutcomeError(code=str(error[0]), description=error[1]) if error else None,
     )
-    result = await deps.ledger.finalize(outcome, job=job, dedupe_window_s=dedupe_window_s)
+    result = await deps.ledger.finalize(
+        outcome, job=job, dedupe_window_s=dedupe_window_s, attempt=attempt_entry
+    )
     if result.written:
         deps.metrics.jobs_finished.labels(portal=job.portal, status=str(status)).inc()
         log.info("job.finished", status=str(status), attempts=outcome.attempts, call_id=call_id,
