@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from types import MappingProxyType
@@ -16,6 +17,10 @@ from arq.worker import Worker
 from schemas.config import PortalConfig, Settings
 from schemas.keys import Keys
 from worker.app import WorkerOptions, build_worker, open_pool
+
+NEUTRAL_CWD = tempfile.gettempdir()
+"""Where callq subprocesses start: no callq.toml there, and not tests/ (whose `worker` package is the
+tests', not callq's)."""
 
 ALWAYS_OPEN = MappingProxyType({day: ((0, 1440),) for day in range(7)})
 
@@ -110,10 +115,9 @@ async def wait_outcomes(
 async def run_callq(args: list[str], env: dict[str, str], *, timeout_s: float = 30) -> tuple[int, str, str]:
     """Run the `callq` command in a subprocess without blocking the loop (an in-process sandbox keeps serving)."""
     import sys
-    from pathlib import Path
 
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "worker.cli", *args, env=env, cwd=Path(__file__).parent,
+        sys.executable, "-m", "worker.cli", *args, env=env, cwd=NEUTRAL_CWD,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await asyncio.wait_for(proc.communicate(), timeout=timeout_s)

@@ -10,6 +10,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from tests.helpers import NEUTRAL_CWD
+
 ALWAYS_OPEN_TOML = "\n".join(
     f'{day} = "00:00-24:00"' for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 )
@@ -66,7 +68,7 @@ class WorkerProcess:
         """Start the process (it is ready once it logs worker.started)."""
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(self.args, env=self.env, stdout=log, stderr=log,
-                                            cwd=Path(__file__).parent)  # fmt: skip
+                                            cwd=NEUTRAL_CWD)  # fmt: skip
 
     def signal(self, signum: int) -> None:
         """Send a signal."""

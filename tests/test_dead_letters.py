@@ -22,7 +22,6 @@ async def test_permanent_error_then_replay_succeeds(
     url = portal.webhook_url("default")
     settings = make_settings(redis_url, prefix, {"default": sandbox_portal(url)})
     env = cli_env(redis_url, prefix, url)
-    env["CALLQ_CONFIG"] = ""  # CALLQ_WEBHOOK_URL alone: one portal, default region none
     sandbox.add_faults([Fault.error(400, "ERROR_CORE", "Could not find config for number reg1332")])
     first = await Producer(redis, settings=settings).enqueue(
         from_line="reg1332", to_number="+79111234567", text_to_pronounce=TEXT, idempotency_key="lead-7"

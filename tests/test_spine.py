@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,7 +17,15 @@ from redis.asyncio import Redis
 from ops.sandbox import Sandbox, SandboxHandle
 from producers.api import Producer
 from schemas.keys import Keys
-from tests.helpers import make_settings, read_outcomes, running_worker, sandbox_portal, wait_outcomes
+from tests.helpers import (
+    NEUTRAL_CWD,
+    make_settings,
+    read_outcomes,
+    running_worker,
+    sandbox_portal,
+    wait_outcomes,
+)
+from tests.processes import write_config
 
 JOB = {
     "from_line": "reg1332",
@@ -29,9 +38,15 @@ JOB = {
 
 
 def cli_env(redis_url: str, prefix: str, webhook_url: str) -> dict[str, str]:
-    """Environment for a `callq` subprocess against this test's prefix and the sandbox."""
+    """Environment for a `callq` subprocess against this test's prefix and the sandbox.
+
+    The portal comes from a config file open around the clock: with CALLQ_WEBHOOK_URL alone it
+    would have the default hours (09:00-21:00 UTC), and the tests would depend on the time of day.
+    """
+    config = write_config(Path(tempfile.mkdtemp(prefix="callq-test-")) / "callq.toml",
+                          {"default": {"webhook_url": webhook_url}})  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALLQ_")}
-    env.update(CALLQ_REDIS_URL=redis_url, CALLQ_KEY_PREFIX=prefix, CALLQ_WEBHOOK_URL=webhook_url)
+    env.update(CALLQ_REDIS_URL=redis_url, CALLQ_KEY_PREFIX=prefix, CALLQ_CONFIG=str(config))
     return env
 
 
@@ -39,7 +54,7 @@ def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess
     """Run the `callq` command (as ops would, from a directory without callq.toml) and capture its output."""
     return subprocess.run(
         [sys.executable, "-m", "worker.cli", *args],
-        env=env, cwd=Path(__file__).parent, capture_output=True, text=True, timeout=30, check=False,
+        env=env, cwd=NEUTRAL_CWD, capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
 
 
