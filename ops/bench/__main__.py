@@ -11,11 +11,15 @@ from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
-from ops.bench import dedupe_cost, rate_limit
+from ops.bench import dedupe_cost, intake, lateness, memory, rate_limit, throughput
 
 BENCHES: dict[str, Callable[..., Coroutine[Any, Any, dict[str, Any]]]] = {
     "rate_limit": rate_limit.run,
     "dedupe_cost": dedupe_cost.run,
+    "throughput": throughput.run,
+    "intake": intake.run,
+    "memory": memory.run,
+    "lateness": lateness.run,
 }
 
 

@@ -23,6 +23,8 @@ class Env:
     redis_url: str
     sandbox_url: str
     workdir: Path
+    redis_pid: int = 0
+    sandbox_pid: int = 0
 
     def webhook_url(self, portal: str = "default") -> str:
         """The webhook of a sandbox portal (code = portal name)."""
@@ -45,7 +47,8 @@ def bench_env(portals: dict[str, tuple[float, int]]) -> Iterator[Env]:
                 assert sandbox.stdout is not None
                 line = sandbox.stdout.readline().strip()
                 assert line.startswith("SANDBOX_URL="), line
-                yield Env(redis_url=redis.url, sandbox_url=line.removeprefix("SANDBOX_URL="), workdir=workdir)
+                yield Env(redis_url=redis.url, sandbox_url=line.removeprefix("SANDBOX_URL="), workdir=workdir,
+                          redis_pid=redis.process.pid if redis.process else 0, sandbox_pid=sandbox.pid)  # fmt: skip
             finally:
                 sandbox.send_signal(signal.SIGTERM)
                 sandbox.wait(timeout=10)
@@ -79,3 +82,21 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 def median(values: list[float]) -> float:
     """The median, or nan for none."""
     return statistics.median(values) if values else float("nan")
+
+
+def start_plain_arq(env: Env, queue: str, *, mode: str, concurrency: int = 20) -> subprocess.Popen[bytes]:
+    """Start a bare arq worker (:mod:`ops.bench.plain_arq`) on ``queue``."""
+    log = (env.workdir / f"arq-{queue}.log").open("ab")
+    args = [sys.executable, "-m", "ops.bench.plain_arq", "--redis-url", env.redis_url, "--queue", queue,
+            "--mode", mode, "--concurrency", str(concurrency)]  # fmt: skip
+    return subprocess.Popen(args, stdout=log, stderr=log)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks

@@ -9,6 +9,7 @@ from types import MappingProxyType
 
 from schemas.config import PortalConfig, Settings
 from worker.app import WorkerOptions, build_worker, open_pool
+from worker.logs import configure_logging
 
 ALWAYS_OPEN = MappingProxyType({day: ((0, 1440),) for day in range(7)})
 
@@ -29,6 +30,7 @@ def settings_for(
 
 
 async def main(args: argparse.Namespace) -> None:
+    configure_logging(json_output=True)  # as in production, not structlog's development renderer
     portals = {}
     for spec in args.portal:
         name, rate, burst = spec.split(":")

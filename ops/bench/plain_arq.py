@@ -1,0 +1,79 @@
+"""The baselines callq is measured against: what a user would write instead, with bare arq.
+
+``post`` jobs make the same aiohttp POST to the sandbox portal as callq (no dedupe, no rate limit,
+no outcome record); ``noop`` jobs do nothing at all. Both count completions in one Redis counter
+so the benchmark can time them; that one INCR is the only bookkeeping they do.
+
+Run as ``python -m ops.bench.plain_arq --redis-url … --queue … --mode post|noop --url …``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from typing import Any
+
+import aiohttp
+from arq.connections import RedisSettings, create_pool
+from arq.worker import Worker, func
+
+DONE_SUFFIX = ":done"
+
+
+def dumps(data: Any) -> bytes:
+    """JSON, as callq uses, so that serialisation costs the same."""
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
+def loads(raw: bytes) -> Any:
+    """JSON."""
+    return json.loads(raw)
+
+
+async def post(ctx: dict[str, Any], url: str, number: str) -> None:
+    """The job a user would write: POST the callback, count it."""
+    params = {"FROM_LINE": "reg1332", "TO_NUMBER": number, "TEXT_TO_PRONOUNCE": "Hi"}
+    async with ctx["session"].post(url, json=params) as response:
+        await response.read()
+    await ctx["redis"].incr(ctx["done_key"])
+
+
+async def noop(ctx: dict[str, Any], url: str, number: str) -> None:
+    """Nothing but the count."""
+    await ctx["redis"].incr(ctx["done_key"])
+
+
+async def main(args: argparse.Namespace) -> None:
+    pool = await create_pool(RedisSettings.from_dsn(args.redis_url), job_serializer=dumps,
+                             job_deserializer=loads, default_queue_name=args.queue)  # fmt: skip
+
+    async def startup(ctx: dict[str, Any]) -> None:
+        ctx["session"] = aiohttp.ClientSession()
+        ctx["done_key"] = args.queue + DONE_SUFFIX
+
+    async def shutdown(ctx: dict[str, Any]) -> None:
+        await ctx["session"].close()
+
+    worker = Worker(
+        functions=[func(post if args.mode == "post" else noop, name="job")],
+        redis_pool=pool, queue_name=args.queue, job_serializer=dumps, job_deserializer=loads,
+        max_jobs=args.concurrency, poll_delay=0.25, keep_result=0, on_startup=startup, on_shutdown=shutdown,
+        handle_signals=True,
+    )  # fmt: skip
+    worker.main_task = asyncio.create_task(worker.main())
+    try:
+        await worker.main_task
+    except asyncio.CancelledError:
+        pass
+    finally:
+        await worker.close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--redis-url", required=True)
+    parser.add_argument("--queue", required=True)
+    parser.add_argument("--mode", choices=["post", "noop"], required=True)
+    parser.add_argument("--concurrency", type=int, default=20)
+    asyncio.run(main(parser.parse_args()))

@@ -1,0 +1,132 @@
+"""End-to-end throughput of callq against bare arq, and how it scales with worker processes.
+
+- callq: N jobs in ``{p}:intake`` (spread over 10 portals whose limits are set high, so no bucket
+  binds), one or more ``callq`` worker processes; timed from the first outcome to the N-th, so
+  start-up is not counted. Everything is included: intake, validation, dedupe, pacing, the HTTP
+  call to the sandbox, the outcome.
+- baseline (a), "post": what a user would write instead: a plain arq worker whose job makes the same
+  aiohttp POST, with no dedupe, limit or outcome (target: callq ≥ 0.8 of it).
+- baseline (b), "noop": bare arq no-op jobs (target: callq ≥ 0.5 of it).
+Each measured ``rounds`` times, alternating, medians reported. CPU seconds of the workers, Redis
+and the sandbox over the measured window say what bounds the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from typing import Any
+
+from arq.connections import RedisSettings, create_pool
+from redis.asyncio import Redis
+
+from ops.bench.common import callback_jobs, push_intake
+from ops.bench.harness import Env, bench_env, cpu_seconds, median, start_plain_arq, start_worker, stop
+from ops.bench.plain_arq import DONE_SUFFIX, dumps, loads
+
+PORTALS = [f"p{n}" for n in range(10)]
+HIGH = (100_000.0, 100_000)
+
+
+async def run(*, quick: bool) -> dict[str, Any]:
+    """Throughput ratios (one worker process) and scaling (1, 2, 4 processes)."""
+    n = 300 if quick else 3000
+    rounds = 1 if quick else 3
+    counter = itertools.count()
+    with bench_env(dict.fromkeys(PORTALS, HIGH)) as env:
+        redis = Redis.from_url(env.redis_url)
+        rates: dict[str, list[float]] = {"callq": [], "post": [], "noop": []}
+        cpu: dict[str, dict[str, float]] = {}
+        for _ in range(rounds):
+            rate, cpu["callq"] = await callq_rate(env, redis, f"tp{next(counter)}", n, workers=1)
+            rates["callq"].append(rate)
+            for mode in ("post", "noop"):
+                rate, cpu[mode] = await arq_rate(env, redis, f"arq{next(counter)}", n, mode=mode)
+                rates[mode].append(rate)
+        scale: dict[str, Any] = {}
+        for workers in (1, 2) if quick else (1, 2, 4):
+            rate, used = await callq_rate(env, redis, f"sc{next(counter)}", n * workers, workers=workers)
+            scale[f"{workers}_workers_jobs_per_s"] = round(rate, 1)
+            scale[f"{workers}_workers_cpu_s"] = used
+        await redis.aclose()
+    callq, post, noop = (median(rates[k]) for k in ("callq", "post", "noop"))
+    return {
+        "jobs": n, "rounds": rounds,
+        "callq_jobs_per_s": round(callq, 1), "plain_arq_post_jobs_per_s": round(post, 1),
+        "bare_arq_noop_jobs_per_s": round(noop, 1),
+        "ratio_vs_plain_arq_post": round(callq / post, 3), "ratio_vs_bare_arq_noop": round(callq / noop, 3),
+        "cpu_s_last_round": cpu, "scale": scale,
+    }  # fmt: skip
+
+
+async def callq_rate(
+    env: Env, redis: Redis, prefix: str, n: int, *, workers: int
+) -> tuple[float, dict[str, float]]:
+    """Jobs/s of ``workers`` callq processes over ``n`` jobs, and CPU seconds used meanwhile."""
+    jobs = [
+        job for i, p in enumerate(PORTALS) for job in callback_jobs(n // len(PORTALS), portal=p, offset=i * n)
+    ]
+    await push_intake(redis, prefix, jobs)
+    procs = [
+        start_worker(env, prefix, portals=PORTALS, rates=dict.fromkeys(PORTALS, HIGH)) for _ in range(workers)
+    ]
+    outcomes = f"{prefix}:outcomes"
+    try:
+        first = await _wait(lambda: redis.xlen(outcomes), 1)
+        before = _cpu(env, procs)
+        last = await _wait(lambda: redis.xlen(outcomes), len(jobs))
+        used = _delta(before, _cpu(env, procs))
+    finally:
+        for proc in procs:
+            stop(proc)
+    return (len(jobs) - 1) / (last - first), used
+
+
+async def arq_rate(
+    env: Env, redis: Redis, queue: str, n: int, *, mode: str
+) -> tuple[float, dict[str, float]]:
+    """Jobs/s of one bare arq worker process over ``n`` jobs (``post`` or ``noop``)."""
+    pool = await create_pool(RedisSettings.from_dsn(env.redis_url), job_serializer=dumps, job_deserializer=loads,
+                             default_queue_name=queue)  # fmt: skip
+    for i in range(n):
+        portal = PORTALS[i % len(PORTALS)]
+        await pool.enqueue_job(
+            "job", f"{env.webhook_url(portal)}voximplant.callback.start.json", f"+7911{i:07d}"
+        )
+    await pool.aclose()
+    proc = start_plain_arq(env, queue, mode=mode)
+    done = queue + DONE_SUFFIX
+
+    async def count() -> int:
+        return int(await redis.get(done) or 0)
+
+    try:
+        first = await _wait(count, 1)
+        before = _cpu(env, [proc])
+        last = await _wait(count, n)
+        used = _delta(before, _cpu(env, [proc]))
+    finally:
+        stop(proc)
+    return (n - 1) / (last - first), used
+
+
+async def _wait(probe: Any, target: int, timeout_s: float = 600) -> float:
+    deadline = time.monotonic() + timeout_s
+    while await probe() < target:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{target} not reached")
+        await asyncio.sleep(0.005)
+    return time.monotonic()
+
+
+def _cpu(env: Env, procs: list[Any]) -> dict[str, float]:
+    return {"workers": sum(cpu_seconds(p.pid) for p in procs), "redis": cpu_seconds(env.redis_pid),
+            "sandbox": cpu_seconds(env.sandbox_pid), "wall": time.monotonic()}  # fmt: skip
+
+
+def _delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    wall = after["wall"] - before["wall"]
+    return {
+        f"{k}_cpu_share": round((after[k] - before[k]) / wall, 2) for k in ("workers", "redis", "sandbox")
+    }
