@@ -38,12 +38,12 @@ mypy: install  ## mypy --strict over code and tests
 pytest: install  ## the tests alone
 	$(BIN)/pytest
 
-test: lint mypy pytest  ## everything CI runs: lint, types, all tests
+test: lint mypy pytest bench-quick  ## everything CI runs: lint, types, all tests, the benchmarks' smoke run
 
 bench: install  ## the benchmarks (minutes), figures printed
 	$(BIN)/python -m ops.bench
 
-bench-quick: install  ## the benchmarks in seconds, to check they work
+bench-quick: install  ## the benchmarks in a minute, to check they work (no timing asserted)
 	$(BIN)/python -m ops.bench --quick
 
 all: test

@@ -107,18 +107,22 @@ class CallbackJob:
     from_line: str
     to_number: str  # E.164
     text_to_pronounce: str
-    voice: str | None
-    not_before: str | None
-    deadline: str | None
-    idempotency_key: str | None
-    metadata: dict[str, Any] | None
     created_at: str
+    voice: str | None = None
+    not_before: str | None = None
+    deadline: str | None = None
+    idempotency_key: str | None = None
+    metadata: dict[str, Any] | None = None
     replay_of: str | None = None
     intake_id: str | None = None
 
     def to_json(self) -> str:
-        """Encode for the job record."""
-        return json.dumps(asdict(self), separators=(",", ":"), ensure_ascii=False)
+        """Encode for the job record; absent optional fields are left out (a record per job adds up)."""
+        return json.dumps(
+            {k: v for k, v in asdict(self).items() if v is not None},
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> CallbackJob:

@@ -30,7 +30,8 @@ if KEYS[3] ~= '' then
 end
 if KEYS[2] ~= '' then redis.call('SET', KEYS[2], ARGV[1]) end
 local run_at = tonumber(ARGV[3])
-redis.call('HSET', KEYS[1], 'job', ARGV[2], 'state', 'scheduled', 'attempts', 0, 'created_at', ARGV[8])
+-- attempts starts absent (0) and created_at is in the job: fewer fields, a smaller record
+redis.call('HSET', KEYS[1], 'job', ARGV[2], 'state', 'scheduled')
 if KEYS[6] ~= '' then
   -- due on arrival: wake when the portal's plan says its turn comes, so that a bulk enqueue
   -- waits in the queue rather than passing through the workers to be put back

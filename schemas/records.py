@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from schemas.job import CallbackJob
+from schemas.job import CallbackJob, parse_rfc3339
 from schemas.outcome import Status
 
 
@@ -61,7 +61,13 @@ def decode_record(job_id: str, raw: dict[Any, Any]) -> JobRecord | None:
         run_at=from_ms(data["run_at"]) if "run_at" in data else None,
         outcome=outcome,
         attempt_log=[entry for _, entry in attempts],
-        created_at=from_ms(data["created_at"]) if "created_at" in data else None,
+        created_at=(
+            from_ms(data["created_at"])
+            if "created_at" in data
+            else parse_rfc3339(job.created_at)
+            if job.created_at
+            else None
+        ),  # fmt: skip
         slots=json.loads(data["slots"]) if "slots" in data else {},
     )
 

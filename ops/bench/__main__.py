@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ops.bench import dedupe_cost, intake, lateness, memory, rate_limit, throughput
+from worker.logs import configure_logging
 
 BENCHES: dict[str, Callable[..., Coroutine[Any, Any, dict[str, Any]]]] = {
     "rate_limit": rate_limit.run,
@@ -31,6 +32,8 @@ def main() -> int:
     parser.add_argument("--only", action="append", choices=sorted(BENCHES), help="run only these")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
+    # admission runs in this process for some benchmarks: log as production does, warnings only
+    configure_logging(json_output=True, level="WARNING")
     results: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()} {platform.processor() or ''} cores={_cores()}".strip(),
