@@ -67,7 +67,7 @@ def decode_record(job_id: str, raw: dict[Any, Any]) -> JobRecord | None:
             else parse_rfc3339(job.created_at)
             if job.created_at
             else None
-        ),  # fmt: skip
+        ),
         slots=json.loads(data["slots"]) if "slots" in data else {},
     )
 
