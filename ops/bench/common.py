@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import aiohttp
+from arq.worker import Worker
 from redis.asyncio import Redis
 
 from schemas.keys import Keys
@@ -55,3 +56,14 @@ def callback_jobs(count: int, *, portal: str = "default", offset: int = 0) -> li
         }
         for n in range(count)
     ]
+
+
+async def run_until_stopped(worker: Worker) -> None:
+    """Run an arq worker until a signal stops it (arq's handlers cancel ``main_task``), then close it."""
+    worker.main_task = asyncio.create_task(worker.main())
+    try:
+        await worker.main_task
+    except asyncio.CancelledError:
+        pass
+    finally:
+        await worker.close()

@@ -18,6 +18,8 @@ import aiohttp
 from arq.connections import RedisSettings, create_pool
 from arq.worker import Worker, func
 
+from ops.bench.common import run_until_stopped
+
 DONE_SUFFIX = ":done"
 
 
@@ -61,13 +63,7 @@ async def main(args: argparse.Namespace) -> None:
         max_jobs=args.concurrency, poll_delay=0.25, keep_result=0, on_startup=startup, on_shutdown=shutdown,
         handle_signals=True,
     )  # fmt: skip
-    worker.main_task = asyncio.create_task(worker.main())
-    try:
-        await worker.main_task
-    except asyncio.CancelledError:
-        pass
-    finally:
-        await worker.close()
+    await run_until_stopped(worker)
 
 
 if __name__ == "__main__":

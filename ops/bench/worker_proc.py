@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 from types import MappingProxyType
 
+from ops.bench.common import run_until_stopped
 from schemas.config import PortalConfig, Settings
 from worker.app import WorkerOptions, build_worker, open_pool
 from worker.logs import configure_logging
@@ -41,13 +42,7 @@ async def main(args: argparse.Namespace) -> None:
         WorkerOptions(), concurrency=args.concurrency, dedupe_and_rate_limit=not args.no_limits
     )
     worker = build_worker(settings, pool, options)
-    worker.main_task = asyncio.create_task(worker.main())
-    try:
-        await worker.main_task
-    except asyncio.CancelledError:
-        pass
-    finally:
-        await worker.close()
+    await run_until_stopped(worker)
 
 
 if __name__ == "__main__":
