@@ -3,7 +3,7 @@
 Brings up a private Redis and sandbox, fills the intake with N jobs over 10 portals (limits high),
 runs a worker in this process under the profiler until every job has an outcome, and prints the
 call tree (time per function, in-process only; Redis and the sandbox run in their own processes).
-Needs ``pip install pyinstrument`` (a development tool, not a dependency).
+pyinstrument is a development dependency (``make install`` brings it).
 """
 
 from __future__ import annotations
