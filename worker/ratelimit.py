@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
 
 from redis.asyncio import Redis
 
@@ -88,16 +87,6 @@ class RateLimiter:
         """Lift a halt and a rate pause (``callq resume``). True if there was one."""
         removed = await self.redis.delete(self.keys.portal_halt(portal), self.keys.portal_pause(portal))
         return bool(removed)
-
-    async def halted(self, portal: str) -> tuple[dict[str, Any], float] | None:
-        """The halt's reason and seconds left, or None."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.get(self.keys.portal_halt(portal))
-            pipe.pttl(self.keys.portal_halt(portal))
-            raw, ttl_ms = await pipe.execute()
-        if raw is None:
-            return None
-        return json.loads(raw), max(int(ttl_ms), 0) / 1000
 
     async def reserve_portal(self, portal: str, bucket: Bucket) -> float:
         """Reserve the portal's next request slot; returns seconds until it (0 if now)."""
