@@ -21,14 +21,10 @@ from redis.exceptions import RedisError, ResponseError
 
 from producers.api import Producer
 from producers.validation import FieldError, Invalid
+from schemas.job import intake_job_id
 from schemas.keys import INTAKE_GROUP, Keys
 
 log = structlog.get_logger("callq.intake")
-
-
-def intake_job_id(entry_id: str) -> str:
-    """The job id of an intake entry: stable across redeliveries."""
-    return "s" + entry_id
 
 
 def consumer_name() -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import phonenumbers
@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from producers.strict_json import JsonProblem, check_storable, decode_strict
 from schemas.calendar import Expired, default_deadline, earliest_run
 from schemas.config import PortalConfig, Settings, UnknownPortalError
-from schemas.job import JOB_FIELDS, CallbackJob, CallbackJobIn, parse_rfc3339
+from schemas.job import JOB_FIELDS, CallbackJob, CallbackJobIn, format_utc, parse_rfc3339
 
 
 @dataclass(frozen=True)
@@ -160,7 +160,7 @@ def _schedule(
         deadline=_utc(deadline),
         idempotency_key=wire.idempotency_key,
         metadata=wire.metadata,
-        created_at=_utc(now) or "",
+        created_at=format_utc(now, timespec="seconds"),
         intake_id=intake_id,
     )
     decision = earliest_run(calendar, now=now, not_before=not_before, deadline=deadline)
@@ -221,4 +221,4 @@ def _invalid(field: str, message: str) -> Invalid:
 
 
 def _utc(moment: datetime | None) -> str | None:
-    return moment.astimezone(UTC).isoformat() if moment else None
+    return format_utc(moment) if moment else None

@@ -9,8 +9,9 @@ applied, deadline computed); it is what the worker reads back.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
@@ -38,6 +39,19 @@ JOB_FIELDS = (
 )
 
 Rfc3339 = Annotated[str, StringConstraints(pattern=RFC3339_PATTERN)]
+
+INTAKE_JOB_ID = re.compile(r"s(\d+-\d+)")
+"""A job that came through ``{p}:intake`` has the id ``s`` + its entry id (stable on redelivery)."""
+
+
+def intake_job_id(entry_id: str) -> str:
+    """The job id of an intake entry: stable across redeliveries."""
+    return "s" + entry_id
+
+
+def format_utc(moment: datetime, *, timespec: str = "auto") -> str:
+    """RFC 3339 in UTC, written short: ``2026-11-21T07:00:00Z`` (fractions only when there are some)."""
+    return moment.astimezone(UTC).isoformat(timespec=timespec).replace("+00:00", "Z")
 
 
 def parse_rfc3339(value: str) -> datetime:
@@ -117,17 +131,26 @@ class CallbackJob:
     intake_id: str | None = None
 
     def to_json(self) -> str:
-        """Encode for the job record; absent optional fields are left out (a record per job adds up)."""
-        return json.dumps(
-            {k: v for k, v in asdict(self).items() if v is not None},
-            separators=(",", ":"),
-            ensure_ascii=False,
-        )
+        """Encode for the job record ``{p}:job:{job_id}``.
+
+        A record per job adds up (issue 7's memory target), so what the record's key already says is
+        left out: the job id, and the intake entry id when the job id is derived from it; so are
+        absent optional fields.
+        """
+        data = {k: v for k, v in asdict(self).items() if v is not None}
+        del data["job_id"]
+        if self.intake_id is not None and self.job_id == intake_job_id(self.intake_id):
+            del data["intake_id"]
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
     @classmethod
-    def from_json(cls, raw: str | bytes) -> CallbackJob:
-        """Decode a job record's ``job`` field."""
+    def from_json(cls, raw: str | bytes, job_id: str) -> CallbackJob:
+        """Decode a job record's ``job`` field; ``job_id`` is the record's."""
         data = json.loads(raw)
+        data["job_id"] = job_id
+        derived = INTAKE_JOB_ID.fullmatch(job_id)
+        if derived and "intake_id" not in data:
+            data["intake_id"] = derived.group(1)
         return cls(**data)
 
     @property

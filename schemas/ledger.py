@@ -29,6 +29,7 @@ __all__ = [  # with the names now in schemas.records, still importable from here
     "JobRecord",
     "Ledger",
     "Start",
+    "arq_job_fields",
     "arq_payload",
     "from_ms",
     "to_ms",
@@ -36,10 +37,24 @@ __all__ = [  # with the names now in schemas.records, still importable from here
 
 
 def arq_payload(job_id: str, enqueue_ms: int) -> str:
-    """arq's job encoding with callq's JSON serializer (arq ``serialize_job``)."""
-    return json.dumps(
-        {"t": None, "f": ARQ_FUNCTION, "a": [job_id], "k": {}, "et": enqueue_ms}, separators=(",", ":")
-    )
+    """The arq job of a callq job, written short: ``["<job id>",<enqueue ms>]``.
+
+    arq's own encoding, ``{"t":null,"f":"callq.run_callback","a":["<id>"],"k":{},"et":<ms>}``, is
+    twice as long and, over 44 bytes, can't be stored inline with its key's value object; every
+    scheduled job has one (issue 7's memory target). :func:`arq_job_fields` expands it back.
+    """
+    return json.dumps([job_id, enqueue_ms], separators=(",", ":"))
+
+
+def arq_job_fields(data: Any) -> Any:
+    """arq's job fields (arq ``deserialize_job_raw``) from a decoded :func:`arq_payload`.
+
+    Anything else (a job arq encoded itself) is returned unchanged.
+    """
+    if isinstance(data, list) and len(data) == 2:
+        job_id, enqueue_ms = data
+        return {"t": None, "f": ARQ_FUNCTION, "a": [job_id], "k": {}, "et": enqueue_ms}
+    return data
 
 
 @dataclass(frozen=True)
@@ -49,7 +64,8 @@ class AdmitRequest:
     Attributes:
         job: the normalised job.
         run_at: when arq should first run it.
-        pending_ttl_s: lifetime of the arq job and the claim; must outlast the deadline.
+        pending_ttl_s: lifetime of the line + number claim while the job waits; must outlast the
+            deadline (arq's job key has none: it leaves when the job runs or is cancelled).
         claim: dedupe on portal + line + number (off only to measure what it costs).
         bucket: for a job due now, the portal's bucket: the job's first run is spread by a *plan*
             bucket kept alongside the real one (the worker takes the real slot when it runs).
@@ -136,7 +152,7 @@ class Ledger:
                           k.arq_job(job.job_id), k.queue, k.plan_bucket(job.portal) if bucket else "",
                           k.portal_pause(job.portal)],
                     args=[job.job_id, job.to_json(), to_ms(r.run_at), arq_payload(job.job_id, to_ms(now)), ttl_ms,
-                          ttl_ms, k.arq_job_id(job.job_id), to_ms(now),
+                          k.arq_job_id(job.job_id), to_ms(now),
                           bucket.interval_ms if bucket else 0, bucket.tolerance_ms if bucket else 0,
                           int(PRECISE_WAIT_S * 1000), int(EARLY_WAKE_S * 1000),
                           to_ms(deadline) if deadline else to_ms(now) + ttl_ms, "1" if r.take_key else "0"],

@@ -14,19 +14,19 @@ ADMIT = (
     + """
 -- KEYS: record, idem ('' if none), claim ('' to skip line+number dedupe), arq job, arq queue,
 --       plan bucket ('' unless the job is due now), pause
--- ARGV: job_id, job_json, run_at_ms, arq_payload, arq_ttl_ms, claim_ttl_ms, arq_job_id, now_ms,
---       interval_ms, tolerance_ms, precise_ms, early_wake_ms, deadline_ms, take_key ('1': a replay
---       takes the idempotency key over from the dead job it replays)
+-- ARGV: job_id, job_json, run_at_ms, arq_payload, claim_ttl_ms, arq_job_id, now_ms, interval_ms,
+--       tolerance_ms, precise_ms, early_wake_ms, deadline_ms, take_key ('1': a replay takes the
+--       idempotency key over from the dead job it replays)
 -- a job id that exists already is a redelivered intake entry: the same job, not a new one
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'idempotent', ARGV[1]} end
-if KEYS[2] ~= '' and ARGV[14] ~= '1' then
+if KEYS[2] ~= '' and ARGV[13] ~= '1' then
   local holder = redis.call('GET', KEYS[2])
   if holder then return {'idempotent', holder} end
 end
 if KEYS[3] ~= '' then
   local holder = redis.call('GET', KEYS[3])
   if holder and holder ~= ARGV[1] then return {'duplicate', holder} end
-  redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[6])
+  redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[5])
 end
 if KEYS[2] ~= '' then redis.call('SET', KEYS[2], ARGV[1]) end
 local run_at = tonumber(ARGV[3])
@@ -35,14 +35,16 @@ redis.call('HSET', KEYS[1], 'job', ARGV[2], 'state', 'scheduled')
 if KEYS[6] ~= '' then
   -- due on arrival: wake when the portal's plan says its turn comes, so that a bulk enqueue
   -- waits in the queue rather than passing through the workers to be put back
-  local slot = tonumber(ARGV[8]) + reserve(KEYS[6], KEYS[7], tonumber(ARGV[9]), tonumber(ARGV[10]))
-  if slot - tonumber(ARGV[8]) > tonumber(ARGV[11]) then
-    run_at = math.min(slot - tonumber(ARGV[12]), tonumber(ARGV[13]))
+  local slot = tonumber(ARGV[7]) + reserve(KEYS[6], KEYS[7], tonumber(ARGV[8]), tonumber(ARGV[9]))
+  if slot - tonumber(ARGV[7]) > tonumber(ARGV[10]) then
+    run_at = math.min(slot - tonumber(ARGV[11]), tonumber(ARGV[12]))
   end
 end
 redis.call('HSET', KEYS[1], 'run_at', string.format('%d', run_at))
-redis.call('SET', KEYS[4], ARGV[4], 'PX', ARGV[5])
-redis.call('ZADD', KEYS[5], run_at, ARGV[7])
+-- no TTL: arq's job key leaves with its queue entry when the job runs or is cancelled. A TTL
+-- could only drop a job without an outcome (workers down past it); run late, it is 'expired'.
+redis.call('SET', KEYS[4], ARGV[4])
+redis.call('ZADD', KEYS[5], run_at, ARGV[6])
 return {'new', ARGV[1]}
 """
 )

@@ -52,7 +52,7 @@ def decode_record(job_id: str, raw: dict[Any, Any]) -> JobRecord | None:
     )
     job_json = data.get("job", "null")
     outcome = json.loads(data["outcome"]) if "outcome" in data else None
-    job = CallbackJob.from_json(job_json) if job_json != "null" else _placeholder_job(job_id, outcome)
+    job = CallbackJob.from_json(job_json, job_id) if job_json != "null" else _placeholder_job(job_id, outcome)
     return JobRecord(
         job_id=job_id,
         state=Status(data.get("state", "rejected")),

@@ -25,7 +25,7 @@ from producers.api import Producer
 from producers.stream import IntakeConsumer
 from schemas.config import Settings
 from schemas.keys import ARQ_FUNCTION, Keys
-from schemas.ledger import Ledger
+from schemas.ledger import Ledger, arq_job_fields
 from schemas.redis_url import parse_sentinel_url
 from worker.auth import PortalAuth
 from worker.bitrix import DEFAULT_TIMEOUT, USER_AGENT
@@ -118,8 +118,8 @@ def dumps(data: Any) -> bytes:
 
 
 def loads(raw: bytes) -> Any:
-    """arq job deserializer."""
-    return json.loads(raw)
+    """arq job deserializer; reads the short form admission writes (:func:`schemas.ledger.arq_payload`)."""
+    return arq_job_fields(json.loads(raw))
 
 
 async def run_callback(ctx: WorkerContext, job_id: str) -> None:
