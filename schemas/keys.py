@@ -111,7 +111,10 @@ class Keys:
         return f"{self.prefix}:{job_id}"
 
     def arq_job(self, job_id: str) -> str:
-        """arq's job key for a callq job."""
+        """arq's job key for a callq job: ``["<job id>",<enqueue ms>]`` (:func:`schemas.ledger.arq_payload`).
+
+        No TTL: it leaves with its queue entry when arq has run the job or a cancel removes both.
+        """
         return ARQ_JOB_PREFIX + self.arq_job_id(job_id)
 
     def arq_in_progress(self, job_id: str) -> str:

@@ -1,0 +1,144 @@
+"""The batched claim (:mod:`worker.dispatch`): arq's semantics, one round trip per batch.
+
+Run with plain arq jobs (not callq's), so that what is checked is the dispatch alone: every job
+runs once however many workers race for it, never more at a time than ``max_jobs``, and a worker
+told to stop picking jobs claims nothing more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections import Counter
+from typing import Any
+
+from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.constants import in_progress_key_prefix
+from arq.utils import timestamp_ms
+from arq.worker import Worker, func
+from redis.asyncio import Redis
+
+from worker.dispatch import CLAIM, BatchClaimWorker
+
+
+async def test_the_claim_takes_due_free_jobs_in_order_up_to_the_limit(redis: Redis, prefix: str) -> None:
+    queue = f"{prefix}:queue"
+    now = timestamp_ms()
+    ids = [f"{prefix}:{n}" for n in range(6)]
+    await redis.zadd(queue, {ids[0]: now - 5, ids[1]: now - 4, ids[2]: now + 60_000, ids[3]: now - 3,
+                             ids[4]: now - 2, ids[5]: now - 1})  # fmt: skip
+    await redis.set(in_progress_key_prefix + ids[1], "1")  # held by another worker
+    claim = redis.register_script(CLAIM)
+    missing = f"{prefix}:gone"  # finished and removed from the queue since it was read
+
+    reply = await claim(keys=[queue], args=[now, 55_000, in_progress_key_prefix, 2, missing, *ids])
+
+    # looked at: gone, 0 (taken), 1 (held), 2 (not due), 3 (taken, the limit of 2 reached)
+    assert int(reply[0]) == 5
+    assert [r.decode() for r in reply[1::2]] == [ids[0], ids[3]]
+    assert [int(float(s)) for s in reply[2::2]] == [now - 5, now - 3]
+    for job_id in (ids[0], ids[3]):
+        assert 50_000 < await redis.pttl(in_progress_key_prefix + job_id) <= 55_000
+    for job_id in (ids[2], ids[4], ids[5]):
+        assert not await redis.exists(in_progress_key_prefix + job_id)
+
+
+def test_the_arq_internals_it_relies_on_are_there() -> None:
+    """An arq upgrade that changes them must fail here, not in production."""
+    assert "start_jobs" in Worker.__dict__
+    assert list(inspect.signature(Worker.start_jobs).parameters) == ["self", "job_ids"]
+    assert list(inspect.signature(Worker.run_job).parameters) == ["self", "job_id", "score"]
+    assert callable(Worker._release_sem_dec_counter_on_complete)
+    source = inspect.getsource(Worker.__init__)
+    assert "self.sem = asyncio.BoundedSemaphore(max_jobs + 1)" in source
+    for attribute in ("self.job_counter", "self.tasks", "self.allow_pick_jobs", "self.in_progress_timeout_s"):
+        assert attribute in source
+
+
+class Tally:
+    """What the test jobs did: runs per job and the most running at once."""
+
+    def __init__(self) -> None:
+        self.runs: Counter[str] = Counter()
+        self.running = 0
+        self.most = 0
+
+    async def job(self, ctx: dict[str, Any], n: int) -> None:
+        self.running += 1
+        self.most = max(self.most, self.running)
+        await asyncio.sleep(0.001 * (n % 5))
+        self.runs[ctx["job_id"]] += 1
+        self.running -= 1
+
+
+def _worker(pool: ArqRedis, queue: str, tally: Tally, *, max_jobs: int) -> BatchClaimWorker:
+    return BatchClaimWorker(
+        functions=[func(tally.job, name="job")],
+        redis_pool=pool, queue_name=queue, max_jobs=max_jobs, burst=True, poll_delay=0.01,
+        handle_signals=False, keep_result=0, health_check_key=f"{queue}:health",
+    )  # fmt: skip
+
+
+async def _enqueue(pool: ArqRedis, prefix: str, queue: str, n: int) -> list[str]:
+    ids = [f"{prefix}:{i}" for i in range(n)]
+    for i, job_id in enumerate(ids):
+        assert await pool.enqueue_job("job", i, _job_id=job_id, _queue_name=queue) is not None
+    return ids
+
+
+async def test_racing_workers_run_each_job_once_within_their_slots(redis_url: str, prefix: str) -> None:
+    queue = f"{prefix}:queue"
+    pool = await create_pool(RedisSettings.from_dsn(redis_url), default_queue_name=queue)
+    try:
+        ids = await _enqueue(pool, prefix, queue, 300)
+        tallies = [Tally() for _ in range(3)]
+        workers = [_worker(pool, queue, t, max_jobs=4) for t in tallies]
+        await asyncio.wait_for(asyncio.gather(*(w.main() for w in workers)), timeout=60)
+        for w in workers:
+            await w.close()
+        runs = sum((t.runs for t in tallies), Counter())
+        assert runs == Counter(dict.fromkeys(ids, 1))
+        assert all(t.most <= 4 for t in tallies)
+        assert sum(1 for t in tallies if t.runs) >= 2  # the work was shared
+        assert await pool.zcard(queue) == 0
+    finally:
+        await pool.aclose()
+
+
+async def test_a_worker_told_to_stop_claims_nothing_more(redis_url: str, prefix: str) -> None:
+    queue = f"{prefix}:queue"
+    pool = await create_pool(RedisSettings.from_dsn(redis_url), default_queue_name=queue)
+    try:
+        ids = await _enqueue(pool, prefix, queue, 20)
+        gate = asyncio.Event()
+        started: list[str] = []
+
+        async def held(ctx: dict[str, Any], n: int) -> None:
+            started.append(ctx["job_id"])
+            await gate.wait()
+
+        worker = BatchClaimWorker(
+            functions=[func(held, name="job")],
+            redis_pool=pool, queue_name=queue, max_jobs=3, handle_signals=False, keep_result=0,
+            health_check_key=f"{queue}:health",
+        )  # fmt: skip
+        claiming = asyncio.create_task(worker.start_jobs([i.encode() for i in ids]))
+        await _until(lambda: len(started) == 3)
+        assert not claiming.done()  # every slot busy: waiting for one, ids left
+        worker.allow_pick_jobs = False
+        gate.set()
+        await asyncio.wait_for(claiming, timeout=10)
+        await asyncio.gather(*worker.tasks.values())
+        assert sorted(started) == sorted(ids[:3])
+        held_keys = [i for i in ids if await pool.exists(in_progress_key_prefix + i)]
+        assert held_keys == []  # the three finished; nothing else was claimed
+        await worker.close()
+    finally:
+        await pool.aclose()
+
+
+async def _until(predicate: Any, timeout_s: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.005)

@@ -1,0 +1,96 @@
+"""Taking due jobs from arq's queue: arq's own ``Worker``, with the claim done in batches.
+
+arq claims each due job on its own, in four sequential round trips (WATCH the job's in-progress
+key, EXISTS, ZSCORE, MULTI/SET/EXEC), and every worker process walks the same list of due ids,
+so a second process spends three round trips on each job the first one already took. That, not
+CPU, bounded a worker at about 500 jobs/s and kept two processes from doing better than one
+(issue 7's lateness and scale benchmarks). Here one Lua script claims up to as many jobs as there
+are free slots, skipping those taken elsewhere: one round trip per batch, whatever the contention.
+
+The claim means exactly what arq's does (same keys, same in-progress TTL, only a job whose score
+is due and that no one holds), and the job then runs through arq's ``run_job`` unchanged. It
+relies on arq internals (``sem``, ``job_counter``, ``tasks``, ``run_job``), pinned by the
+``arq`` version range in pyproject.toml and checked by ``tests/worker/test_dispatch.py``.
+"""
+
+from __future__ import annotations
+
+from arq.constants import in_progress_key_prefix
+from arq.utils import timestamp_ms
+from arq.worker import Worker
+from redis.commands.core import AsyncScript
+
+CLAIM = """
+-- KEYS: arq queue
+-- ARGV: now_ms, in-progress TTL ms, in-progress key prefix, at most this many, job ids...
+-- Claims due jobs no worker holds, in order, up to the limit. Returns the number of ids looked at
+-- followed by (id, score) pairs. In-progress keys are named here, not passed (no Redis Cluster).
+local now, limit = tonumber(ARGV[1]), tonumber(ARGV[4])
+local out, looked = {0}, 0
+for i = 5, #ARGV do
+  if (#out - 1) / 2 >= limit then break end
+  looked = looked + 1
+  local id = ARGV[i]
+  local score = redis.call('ZSCORE', KEYS[1], id)
+  if score and tonumber(score) <= now then
+    if redis.call('SET', ARGV[3] .. id, '1', 'NX', 'PX', ARGV[2]) then
+      out[#out + 1] = id
+      out[#out + 1] = score
+    end
+  end
+end
+out[1] = looked
+return out
+"""
+
+LOOKAHEAD = 4
+"""Ids sent per claim: this many times the free slots, so that ids other workers took are skipped
+in the same round trip."""
+
+
+class BatchClaimWorker(Worker):
+    """arq's ``Worker`` whose ``start_jobs`` claims due jobs in batches (one round trip each)."""
+
+    _claim: AsyncScript | None = None
+
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        """Claim and start the due jobs among ``job_ids`` (arq's queue order), as slots free up.
+
+        arq returns as soon as its slots are full and reads the queue again after the poll delay;
+        claiming in batches fills the slots at once, so this waits for a free slot instead while
+        ids are left, and stops when arq stops picking jobs (a graceful shutdown).
+        """
+        if self._claim is None:
+            self._claim = self.pool.register_script(CLAIM)
+        ids = [job_id.decode() for job_id in job_ids]
+        at = 0
+        # arq's semaphore has max_jobs + 1 permits, one per running job and one for this loop:
+        # holding the loop's own, acquiring another blocks exactly while every slot is busy
+        await self.sem.acquire()
+        try:
+            while at < len(ids) and self.allow_pick_jobs:
+                await self.sem.acquire()
+                self.sem.release()
+                free = self.max_jobs - self.job_counter
+                if free <= 0 or not self.allow_pick_jobs:
+                    return
+                window = ids[at : at + free * LOOKAHEAD]
+                reply = await self._claim(
+                    keys=[self.queue_name],
+                    args=[timestamp_ms(), int(self.in_progress_timeout_s * 1000), in_progress_key_prefix, free,
+                          *window],
+                )  # fmt: skip
+                at += int(reply[0])
+                for raw_id, raw_score in zip(reply[1::2], reply[2::2], strict=True):
+                    job_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+                    await self._start(job_id, int(float(raw_score)))
+        finally:
+            self.sem.release()
+
+    async def _start(self, job_id: str, score: int) -> None:
+        """What arq does with a job it claimed: a task running ``run_job``, holding a slot."""
+        await self.sem.acquire()  # free (counted above): does not wait
+        self.job_counter += 1
+        task = self.loop.create_task(self.run_job(job_id, score))
+        task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+        self.tasks[job_id] = task
