@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -85,7 +85,7 @@ class Outcome:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form; optional fields absent when unset, the contract's always present."""
-        data = asdict(self)
+        data = {f.name: getattr(self, f.name) for f in fields(self)}  # shallow: asdict() deep-copies
         data["status"] = str(self.status)
         data["error"] = self.error.to_dict() if self.error else None
         extra = data.pop("extra")
