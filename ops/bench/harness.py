@@ -84,11 +84,13 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def start_plain_arq(env: Env, queue: str, *, mode: str, concurrency: int = 20) -> subprocess.Popen[bytes]:
+def start_plain_arq(
+    env: Env, queue: str, *, mode: str, concurrency: int = 20, batched: bool = False
+) -> subprocess.Popen[bytes]:
     """Start a bare arq worker (:mod:`ops.bench.plain_arq`) on ``queue``."""
     log = (env.workdir / f"arq-{queue}.log").open("ab")
     args = [sys.executable, "-m", "ops.bench.plain_arq", "--redis-url", env.redis_url, "--queue", queue,
-            "--mode", mode, "--concurrency", str(concurrency)]  # fmt: skip
+            "--mode", mode, "--concurrency", str(concurrency)] + (["--batched"] if batched else [])  # fmt: skip
     return subprocess.Popen(args, stdout=log, stderr=log)
 
 

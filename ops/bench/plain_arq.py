@@ -4,7 +4,10 @@
 no outcome record); ``noop`` jobs do nothing at all. Both count completions in one Redis counter
 so the benchmark can time them; that one INCR is the only bookkeeping they do.
 
-Run as ``python -m ops.bench.plain_arq --redis-url … --queue … --mode post|noop --url …``.
+``--batched`` runs them on callq's dispatch (:class:`worker.dispatch.BatchClaimWorker`, 1,000 ids
+per poll) instead of arq's own, to tell what callq's own work costs from what its dispatch saves.
+
+Run as ``python -m ops.bench.plain_arq --redis-url … --queue … --mode post|noop [--batched]``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from arq.connections import RedisSettings, create_pool
 from arq.worker import Worker, func
 
 from ops.bench.common import run_until_stopped
+from worker.app import QUEUE_READ_LIMIT
+from worker.dispatch import BatchClaimWorker
 
 DONE_SUFFIX = ":done"
 
@@ -57,11 +62,11 @@ async def main(args: argparse.Namespace) -> None:
     async def shutdown(ctx: dict[str, Any]) -> None:
         await ctx["session"].close()
 
-    worker = Worker(
+    worker = (BatchClaimWorker if args.batched else Worker)(
         functions=[func(post if args.mode == "post" else noop, name="job")],
         redis_pool=pool, queue_name=args.queue, job_serializer=dumps, job_deserializer=loads,
         max_jobs=args.concurrency, poll_delay=0.25, keep_result=0, on_startup=startup, on_shutdown=shutdown,
-        handle_signals=True,
+        handle_signals=True, queue_read_limit=QUEUE_READ_LIMIT if args.batched else None,
     )  # fmt: skip
     await run_until_stopped(worker)
 
@@ -72,4 +77,5 @@ if __name__ == "__main__":
     parser.add_argument("--queue", required=True)
     parser.add_argument("--mode", choices=["post", "noop"], required=True)
     parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--batched", action="store_true", help="callq's batched claim, not arq's own")
     asyncio.run(main(parser.parse_args()))
