@@ -15,6 +15,8 @@ relies on arq internals (``sem``, ``job_counter``, ``tasks``, ``run_job``), pinn
 
 from __future__ import annotations
 
+import asyncio
+
 from arq.constants import in_progress_key_prefix
 from arq.utils import timestamp_ms
 from arq.worker import Worker
@@ -52,45 +54,57 @@ class BatchClaimWorker(Worker):
     """arq's ``Worker`` whose ``start_jobs`` claims due jobs in batches (one round trip each)."""
 
     _claim: AsyncScript | None = None
+    _slot_freed: asyncio.Event | None = None
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         """Claim and start the due jobs among ``job_ids`` (arq's queue order), as slots free up.
 
         arq returns as soon as its slots are full and reads the queue again after the poll delay;
-        claiming in batches fills the slots at once, so this waits for a free slot instead while
-        ids are left, and stops when arq stops picking jobs (a graceful shutdown).
+        claiming in batches fills the slots at once, so this waits for a slot to free up instead.
+        After one poll delay it returns, but only with a slot free, so that arq reads the queue
+        again at once (returning full would make arq skip the read and sleep a poll delay). Its
+        heartbeat (the health-check key readiness checks read) thus runs at least every poll delay,
+        or every half health-check interval while every slot stays busy. It stops at once when arq
+        stops picking jobs (a graceful shutdown).
         """
         if self._claim is None:
             self._claim = self.pool.register_script(CLAIM)
+            self._slot_freed = asyncio.Event()
+        slot_freed = self._slot_freed
+        assert slot_freed is not None
         ids = [job_id.decode() for job_id in job_ids]
         at = 0
-        # arq's semaphore has max_jobs + 1 permits, one per running job and one for this loop:
-        # holding the loop's own, acquiring another blocks exactly while every slot is busy
-        await self.sem.acquire()
-        try:
-            while at < len(ids) and self.allow_pick_jobs:
-                await self.sem.acquire()
-                self.sem.release()
-                free = self.max_jobs - self.job_counter
-                if free <= 0 or not self.allow_pick_jobs:
+        until = self.loop.time() + self.poll_delay_s
+        while at < len(ids) and self.allow_pick_jobs:
+            free = self.max_jobs - self.job_counter
+            if free <= 0:
+                slot_freed.clear()
+                try:
+                    await asyncio.wait_for(slot_freed.wait(), timeout=self.health_check_interval / 2)
+                except TimeoutError:
                     return
-                window = ids[at : at + free * LOOKAHEAD]
-                reply = await self._claim(
-                    keys=[self.queue_name],
-                    args=[timestamp_ms(), int(self.in_progress_timeout_s * 1000), in_progress_key_prefix, free,
-                          *window],
-                )  # fmt: skip
-                at += int(reply[0])
-                for raw_id, raw_score in zip(reply[1::2], reply[2::2], strict=True):
-                    job_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
-                    await self._start(job_id, int(float(raw_score)))
-        finally:
-            self.sem.release()
+                continue
+            if self.loop.time() >= until:
+                return
+            window = ids[at : at + free * LOOKAHEAD]
+            reply = await self._claim(
+                keys=[self.queue_name],
+                args=[timestamp_ms(), int(self.in_progress_timeout_s * 1000), in_progress_key_prefix, free, *window],
+            )  # fmt: skip
+            at += int(reply[0])
+            for raw_id, raw_score in zip(reply[1::2], reply[2::2], strict=True):
+                job_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+                await self._start(job_id, int(float(raw_score)))
 
     async def _start(self, job_id: str, score: int) -> None:
         """What arq does with a job it claimed: a task running ``run_job``, holding a slot."""
-        await self.sem.acquire()  # free (counted above): does not wait
+        await self.sem.acquire()  # arq's count of running jobs; a slot is free, so it does not wait
         self.job_counter += 1
         task = self.loop.create_task(self.run_job(job_id, score))
         task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+        task.add_done_callback(self._on_job_done)  # after arq's: the slot is counted free
         self.tasks[job_id] = task
+
+    def _on_job_done(self, _: asyncio.Task[None]) -> None:
+        if self._slot_freed is not None:
+            self._slot_freed.set()

@@ -51,7 +51,8 @@ def test_the_arq_internals_it_relies_on_are_there() -> None:
     assert callable(Worker._release_sem_dec_counter_on_complete)
     source = inspect.getsource(Worker.__init__)
     assert "self.sem = asyncio.BoundedSemaphore(max_jobs + 1)" in source
-    for attribute in ("self.job_counter", "self.tasks", "self.allow_pick_jobs", "self.in_progress_timeout_s"):
+    for attribute in ("self.job_counter", "self.tasks", "self.allow_pick_jobs", "self.in_progress_timeout_s",
+                      "self.poll_delay_s", "self.health_check_interval"):  # fmt: skip
         assert attribute in source
 
 
@@ -117,11 +118,7 @@ async def test_a_worker_told_to_stop_claims_nothing_more(redis_url: str, prefix:
             started.append(ctx["job_id"])
             await gate.wait()
 
-        worker = BatchClaimWorker(
-            functions=[func(held, name="job")],
-            redis_pool=pool, queue_name=queue, max_jobs=3, handle_signals=False, keep_result=0,
-            health_check_key=f"{queue}:health",
-        )  # fmt: skip
+        worker = _held_worker(pool, queue, held, poll_delay=30)
         claiming = asyncio.create_task(worker.start_jobs([i.encode() for i in ids]))
         await _until(lambda: len(started) == 3)
         assert not claiming.done()  # every slot busy: waiting for one, ids left
@@ -135,6 +132,57 @@ async def test_a_worker_told_to_stop_claims_nothing_more(redis_url: str, prefix:
         await worker.close()
     finally:
         await pool.aclose()
+
+
+async def test_a_worker_busy_for_long_returns_for_its_heartbeat(redis_url: str, prefix: str) -> None:
+    """Slots busy for long must not keep arq's poll loop from its heartbeat (the health-check key)."""
+    queue = f"{prefix}:queue"
+    pool = await create_pool(RedisSettings.from_dsn(redis_url), default_queue_name=queue)
+    try:
+        ids = await _enqueue(pool, prefix, queue, 20)
+        gate = asyncio.Event()
+
+        async def held(ctx: dict[str, Any], n: int) -> None:
+            await gate.wait()
+
+        worker = _held_worker(pool, queue, held, poll_delay=0.2, health_check_interval=1)
+        await asyncio.wait_for(worker.start_jobs([i.encode() for i in ids]), timeout=5)
+        assert worker.job_counter == 3
+        gate.set()
+        await asyncio.gather(*worker.tasks.values())
+        await worker.close()
+    finally:
+        await pool.aclose()
+
+
+async def test_after_a_poll_delay_it_returns_with_a_slot_free(redis_url: str, prefix: str) -> None:
+    """So that arq reads the queue again at once: returning full would make it sleep a poll delay."""
+    queue = f"{prefix}:queue"
+    pool = await create_pool(RedisSettings.from_dsn(redis_url), default_queue_name=queue)
+    try:
+        ids = await _enqueue(pool, prefix, queue, 60)
+
+        async def slow(ctx: dict[str, Any], n: int) -> None:
+            await asyncio.sleep(0.05)
+
+        worker = _held_worker(pool, queue, slow, poll_delay=0.2)
+        await asyncio.wait_for(worker.start_jobs([i.encode() for i in ids]), timeout=5)
+        assert worker.job_counter < worker.max_jobs
+        assert 3 < len(worker.tasks) < len(ids)  # it went on as slots freed, and stopped part-way
+        await asyncio.gather(*worker.tasks.values())
+        await worker.close()
+    finally:
+        await pool.aclose()
+
+
+def _held_worker(
+    pool: ArqRedis, queue: str, job: Any, *, poll_delay: float, health_check_interval: int = 3600
+) -> BatchClaimWorker:
+    return BatchClaimWorker(
+        functions=[func(job, name="job")], redis_pool=pool, queue_name=queue, max_jobs=3, handle_signals=False,
+        keep_result=0, health_check_key=f"{queue}:health", poll_delay=poll_delay,
+        health_check_interval=health_check_interval,
+    )  # fmt: skip
 
 
 async def _until(predicate: Any, timeout_s: float = 10.0) -> None:
