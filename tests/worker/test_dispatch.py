@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections import Counter
+from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.constants import in_progress_key_prefix
 from arq.utils import timestamp_ms
@@ -72,11 +74,21 @@ class Tally:
         self.running -= 1
 
 
-def _worker(pool: ArqRedis, queue: str, tally: Tally, *, max_jobs: int) -> BatchClaimWorker:
+@pytest.fixture
+async def arq_pool(redis_url: str, prefix: str) -> AsyncIterator[tuple[ArqRedis, str]]:
+    """arq's pool, and a queue under the test's prefix."""
+    queue = f"{prefix}:queue"
+    pool = await create_pool(RedisSettings.from_dsn(redis_url), default_queue_name=queue)
+    yield pool, queue
+    await pool.aclose()
+
+
+def _worker(
+    pool: ArqRedis, queue: str, job: Any, *, max_jobs: int = 3, poll_delay: float, **options: Any
+) -> BatchClaimWorker:
     return BatchClaimWorker(
-        functions=[func(tally.job, name="job")],
-        redis_pool=pool, queue_name=queue, max_jobs=max_jobs, burst=True, poll_delay=0.01,
-        handle_signals=False, keep_result=0, health_check_key=f"{queue}:health",
+        functions=[func(job, name="job")], redis_pool=pool, queue_name=queue, max_jobs=max_jobs,
+        poll_delay=poll_delay, handle_signals=False, keep_result=0, health_check_key=f"{queue}:health", **options,
     )  # fmt: skip
 
 
@@ -87,102 +99,84 @@ async def _enqueue(pool: ArqRedis, prefix: str, queue: str, n: int) -> list[str]
     return ids
 
 
-async def test_racing_workers_run_each_job_once_within_their_slots(redis_url: str, prefix: str) -> None:
-    queue = f"{prefix}:queue"
-    pool = await create_pool(RedisSettings.from_dsn(redis_url), default_queue_name=queue)
-    try:
-        ids = await _enqueue(pool, prefix, queue, 300)
-        tallies = [Tally() for _ in range(3)]
-        workers = [_worker(pool, queue, t, max_jobs=4) for t in tallies]
-        await asyncio.wait_for(asyncio.gather(*(w.main() for w in workers)), timeout=60)
-        for w in workers:
-            await w.close()
-        runs = sum((t.runs for t in tallies), Counter())
-        assert runs == Counter(dict.fromkeys(ids, 1))
-        assert all(t.most <= 4 for t in tallies)
-        assert sum(1 for t in tallies if t.runs) >= 2  # the work was shared
-        assert await pool.zcard(queue) == 0
-    finally:
-        await pool.aclose()
+async def _finish(worker: BatchClaimWorker) -> None:
+    await asyncio.gather(*worker.tasks.values())
+    await worker.close()
 
 
-async def test_a_worker_told_to_stop_claims_nothing_more(redis_url: str, prefix: str) -> None:
-    queue = f"{prefix}:queue"
-    pool = await create_pool(RedisSettings.from_dsn(redis_url), default_queue_name=queue)
-    try:
-        ids = await _enqueue(pool, prefix, queue, 20)
-        gate = asyncio.Event()
-        started: list[str] = []
-
-        async def held(ctx: dict[str, Any], n: int) -> None:
-            started.append(ctx["job_id"])
-            await gate.wait()
-
-        worker = _held_worker(pool, queue, held, poll_delay=30)
-        claiming = asyncio.create_task(worker.start_jobs([i.encode() for i in ids]))
-        await _until(lambda: len(started) == 3)
-        assert not claiming.done()  # every slot busy: waiting for one, ids left
-        worker.allow_pick_jobs = False
-        gate.set()
-        await asyncio.wait_for(claiming, timeout=10)
-        await asyncio.gather(*worker.tasks.values())
-        assert sorted(started) == sorted(ids[:3])
-        held_keys = [i for i in ids if await pool.exists(in_progress_key_prefix + i)]
-        assert held_keys == []  # the three finished; nothing else was claimed
-        await worker.close()
-    finally:
-        await pool.aclose()
+async def test_racing_workers_run_each_job_once_within_their_slots(
+    arq_pool: tuple[ArqRedis, str], prefix: str
+) -> None:
+    pool, queue = arq_pool
+    ids = await _enqueue(pool, prefix, queue, 300)
+    tallies = [Tally() for _ in range(3)]
+    workers = [_worker(pool, queue, t.job, max_jobs=4, poll_delay=0.01, burst=True) for t in tallies]
+    await asyncio.wait_for(asyncio.gather(*(w.main() for w in workers)), timeout=60)
+    for w in workers:
+        await w.close()
+    runs = sum((t.runs for t in tallies), Counter())
+    assert runs == Counter(dict.fromkeys(ids, 1))
+    assert all(t.most <= 4 for t in tallies)
+    assert sum(1 for t in tallies if t.runs) >= 2  # the work was shared
+    assert await pool.zcard(queue) == 0
 
 
-async def test_a_worker_busy_for_long_returns_for_its_heartbeat(redis_url: str, prefix: str) -> None:
+async def test_a_worker_told_to_stop_claims_nothing_more(arq_pool: tuple[ArqRedis, str], prefix: str) -> None:
+    pool, queue = arq_pool
+    ids = await _enqueue(pool, prefix, queue, 20)
+    gate = asyncio.Event()
+    started: list[str] = []
+
+    async def held(ctx: dict[str, Any], n: int) -> None:
+        started.append(ctx["job_id"])
+        await gate.wait()
+
+    worker = _worker(pool, queue, held, poll_delay=30)
+    claiming = asyncio.create_task(worker.start_jobs([i.encode() for i in ids]))
+    await _until(lambda: len(started) == 3)
+    assert not claiming.done()  # every slot busy: waiting for one, ids left
+    worker.allow_pick_jobs = False
+    gate.set()
+    await asyncio.wait_for(claiming, timeout=10)
+    await _finish(worker)
+    assert sorted(started) == sorted(ids[:3])
+    held_keys = [i for i in ids if await pool.exists(in_progress_key_prefix + i)]
+    assert held_keys == []  # the three finished; nothing else was claimed
+
+
+async def test_a_worker_busy_for_long_returns_for_its_heartbeat(
+    arq_pool: tuple[ArqRedis, str], prefix: str
+) -> None:
     """Slots busy for long must not keep arq's poll loop from its heartbeat (the health-check key)."""
-    queue = f"{prefix}:queue"
-    pool = await create_pool(RedisSettings.from_dsn(redis_url), default_queue_name=queue)
-    try:
-        ids = await _enqueue(pool, prefix, queue, 20)
-        gate = asyncio.Event()
+    pool, queue = arq_pool
+    ids = await _enqueue(pool, prefix, queue, 20)
+    gate = asyncio.Event()
 
-        async def held(ctx: dict[str, Any], n: int) -> None:
-            await gate.wait()
+    async def held(ctx: dict[str, Any], n: int) -> None:
+        await gate.wait()
 
-        worker = _held_worker(pool, queue, held, poll_delay=0.2, health_check_interval=1)
-        await asyncio.wait_for(worker.start_jobs([i.encode() for i in ids]), timeout=5)
-        assert worker.job_counter == 3
-        gate.set()
-        await asyncio.gather(*worker.tasks.values())
-        await worker.close()
-    finally:
-        await pool.aclose()
+    worker = _worker(pool, queue, held, poll_delay=0.2, health_check_interval=1)
+    await asyncio.wait_for(worker.start_jobs([i.encode() for i in ids]), timeout=5)
+    assert worker.job_counter == 3
+    gate.set()
+    await _finish(worker)
 
 
-async def test_after_a_poll_delay_it_returns_with_a_slot_free(redis_url: str, prefix: str) -> None:
+async def test_after_a_poll_delay_it_returns_with_a_slot_free(
+    arq_pool: tuple[ArqRedis, str], prefix: str
+) -> None:
     """So that arq reads the queue again at once: returning full would make it sleep a poll delay."""
-    queue = f"{prefix}:queue"
-    pool = await create_pool(RedisSettings.from_dsn(redis_url), default_queue_name=queue)
-    try:
-        ids = await _enqueue(pool, prefix, queue, 60)
+    pool, queue = arq_pool
+    ids = await _enqueue(pool, prefix, queue, 60)
 
-        async def slow(ctx: dict[str, Any], n: int) -> None:
-            await asyncio.sleep(0.05)
+    async def slow(ctx: dict[str, Any], n: int) -> None:
+        await asyncio.sleep(0.05)
 
-        worker = _held_worker(pool, queue, slow, poll_delay=0.2)
-        await asyncio.wait_for(worker.start_jobs([i.encode() for i in ids]), timeout=5)
-        assert worker.job_counter < worker.max_jobs
-        assert 3 < len(worker.tasks) < len(ids)  # it went on as slots freed, and stopped part-way
-        await asyncio.gather(*worker.tasks.values())
-        await worker.close()
-    finally:
-        await pool.aclose()
-
-
-def _held_worker(
-    pool: ArqRedis, queue: str, job: Any, *, poll_delay: float, health_check_interval: int = 3600
-) -> BatchClaimWorker:
-    return BatchClaimWorker(
-        functions=[func(job, name="job")], redis_pool=pool, queue_name=queue, max_jobs=3, handle_signals=False,
-        keep_result=0, health_check_key=f"{queue}:health", poll_delay=poll_delay,
-        health_check_interval=health_check_interval,
-    )  # fmt: skip
+    worker = _worker(pool, queue, slow, poll_delay=0.2)
+    await asyncio.wait_for(worker.start_jobs([i.encode() for i in ids]), timeout=5)
+    assert worker.job_counter < worker.max_jobs
+    assert 3 < len(worker.tasks) < len(ids)  # it went on as slots freed, and stopped part-way
+    await _finish(worker)
 
 
 async def _until(predicate: Any, timeout_s: float = 10.0) -> None:
