@@ -16,6 +16,8 @@ relies on arq internals (``sem``, ``job_counter``, ``tasks``, ``run_job``), pinn
 from __future__ import annotations
 
 import asyncio
+import itertools
+import secrets
 
 from arq.constants import in_progress_key_prefix
 from arq.utils import timestamp_ms
@@ -24,18 +26,23 @@ from redis.commands.core import AsyncScript
 
 CLAIM = """
 -- KEYS: arq queue
--- ARGV: now_ms, in-progress TTL ms, in-progress key prefix, at most this many, job ids...
+-- ARGV: now_ms, in-progress TTL ms, in-progress key prefix, at most this many, claim token,
+--       job ids...
 -- Claims due jobs no worker holds, in order, up to the limit. Returns the number of ids looked at
 -- followed by (id, score) pairs. In-progress keys are named here, not passed (no Redis Cluster).
-local now, limit = tonumber(ARGV[1]), tonumber(ARGV[4])
+-- The in-progress value is this call's token (arq only tests the key's existence): redis-py
+-- re-sends a command whose reply a dropped connection lost, and the repeat must find the jobs
+-- the first run claimed as its own, or they would sit claimed by no one until the TTL ends.
+local now, limit, token = tonumber(ARGV[1]), tonumber(ARGV[4]), ARGV[5]
 local out, looked = {0}, 0
-for i = 5, #ARGV do
+for i = 6, #ARGV do
   if (#out - 1) / 2 >= limit then break end
   looked = looked + 1
   local id = ARGV[i]
   local score = redis.call('ZSCORE', KEYS[1], id)
   if score and tonumber(score) <= now then
-    if redis.call('SET', ARGV[3] .. id, '1', 'NX', 'PX', ARGV[2]) then
+    local key = ARGV[3] .. id
+    if redis.call('SET', key, token, 'NX', 'PX', ARGV[2]) or redis.call('GET', key) == token then
       out[#out + 1] = id
       out[#out + 1] = score
     end
@@ -55,6 +62,8 @@ class BatchClaimWorker(Worker):
 
     _claim: AsyncScript | None = None
     _slot_freed: asyncio.Event | None = None
+    _claimer = ""
+    _claims = itertools.count()
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         """Claim and start the due jobs among ``job_ids`` (arq's queue order), as slots free up.
@@ -70,6 +79,8 @@ class BatchClaimWorker(Worker):
         if self._claim is None:
             self._claim = self.pool.register_script(CLAIM)
             self._slot_freed = asyncio.Event()
+            self._claimer = secrets.token_hex(8)
+            self._claims = itertools.count(1)
         slot_freed = self._slot_freed
         assert slot_freed is not None
         ids = [job_id.decode() for job_id in job_ids]
@@ -87,9 +98,11 @@ class BatchClaimWorker(Worker):
             if self.loop.time() >= until:
                 return
             window = ids[at : at + free * LOOKAHEAD]
+            token = f"{self._claimer}:{next(self._claims)}"  # one per call; a retry repeats it
             reply = await self._claim(
                 keys=[self.queue_name],
-                args=[timestamp_ms(), int(self.in_progress_timeout_s * 1000), in_progress_key_prefix, free, *window],
+                args=[timestamp_ms(), int(self.in_progress_timeout_s * 1000), in_progress_key_prefix, free, token,
+                      *window],
             )  # fmt: skip
             at += int(reply[0])
             for raw_id, raw_score in zip(reply[1::2], reply[2::2], strict=True):

@@ -33,7 +33,8 @@ async def test_the_claim_takes_due_free_jobs_in_order_up_to_the_limit(redis: Red
     claim = redis.register_script(CLAIM)
     missing = f"{prefix}:gone"  # finished and removed from the queue since it was read
 
-    reply = await claim(keys=[queue], args=[now, 55_000, in_progress_key_prefix, 2, missing, *ids])
+    args: list[str | int] = [now, 55_000, in_progress_key_prefix, 2, "token-1", missing, *ids]
+    reply = await claim(keys=[queue], args=args)
 
     # looked at: gone, 0 (taken), 1 (held), 2 (not due), 3 (taken, the limit of 2 reached)
     assert int(reply[0]) == 5
@@ -43,6 +44,13 @@ async def test_the_claim_takes_due_free_jobs_in_order_up_to_the_limit(redis: Red
         assert 50_000 < await redis.pttl(in_progress_key_prefix + job_id) <= 55_000
     for job_id in (ids[2], ids[4], ids[5]):
         assert not await redis.exists(in_progress_key_prefix + job_id)
+    # the same call again (redis-py re-sends a command whose reply was lost) gets the same jobs
+    assert await claim(keys=[queue], args=args) == reply
+    # any other call finds them held
+    other = await claim(
+        keys=[queue], args=[now, 55_000, in_progress_key_prefix, 2, "token-2", ids[0], ids[3]]
+    )
+    assert other == [2]
 
 
 def test_the_arq_internals_it_relies_on_are_there() -> None:
