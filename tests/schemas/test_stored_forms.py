@@ -33,6 +33,14 @@ def test_the_record_leaves_out_what_its_key_says_and_reads_back_whole() -> None:
     assert CallbackJob.from_json(JOB.to_json(), JOB.job_id) == JOB
 
 
+def test_a_record_0_1_stored_still_reads() -> None:
+    """0.1 kept the job id and intake id in the JSON (README, upgrading from 0.1)."""
+    old = json.dumps({**json.loads(JOB.to_json()), "job_id": JOB.job_id, "intake_id": JOB.intake_id})
+    assert CallbackJob.from_json(old, JOB.job_id) == JOB
+    old_arq = dumps({"t": None, "f": ARQ_FUNCTION, "a": [JOB.job_id], "k": {}, "et": 5})
+    assert list(deserialize_job_raw(old_arq, deserializer=loads)[1]) == [JOB.job_id]
+
+
 def test_an_intake_id_that_is_not_derived_is_kept() -> None:
     api_job = replace(JOB, job_id="0123456789abcdef0123", intake_id=None)
     assert CallbackJob.from_json(api_job.to_json(), api_job.job_id) == api_job
