@@ -3,14 +3,15 @@
 arq claims each due job on its own, in four sequential round trips (WATCH the job's in-progress
 key, EXISTS, ZSCORE, MULTI/SET/EXEC), and every worker process walks the same list of due ids,
 so a second process spends three round trips on each job the first one already took. That, not
-CPU, bounded a worker at about 500 jobs/s and kept two processes from doing better than one
-(issue 7's lateness and scale benchmarks). Here one Lua script claims up to as many jobs as there
+CPU, bounded a worker at 400-550 jobs/s with its CPU half idle, and kept two processes from doing
+better than one (issue 7's throughput, lateness and scale benchmarks). Here one Lua script claims up to as many jobs as there
 are free slots, skipping those taken elsewhere: one round trip per batch, whatever the contention.
 
 The claim means exactly what arq's does (same keys, same in-progress TTL, only a job whose score
 is due and that no one holds), and the job then runs through arq's ``run_job`` unchanged. It
-relies on arq internals (``sem``, ``job_counter``, ``tasks``, ``run_job``), pinned by the
-``arq`` version range in pyproject.toml and checked by ``tests/worker/test_dispatch.py``.
+relies on arq internals (``sem``, ``job_counter``, ``tasks``, ``run_job``, ``allow_pick_jobs``
+and a few settings), pinned by the ``arq`` version range in pyproject.toml and checked by
+``tests/worker/test_dispatch.py``.
 """
 
 from __future__ import annotations
