@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 
 from schemas.bucket import GCRA_RESERVE, Bucket
 from schemas.keys import Keys
+from schemas.redact import redact_text
 
 RESERVE = (
     GCRA_RESERVE
@@ -79,8 +80,15 @@ class RateLimiter:
         self._pause = redis.register_script(PAUSE)
 
     async def halt(self, portal: str, *, code: str, description: str, seconds: float) -> None:
-        """Halt every request to ``portal`` for ``seconds`` (credentials refused, manual block)."""
-        reason = {"code": code, "description": description[:300], "since": datetime.now(UTC).isoformat()}
+        """Halt every request to ``portal`` for ``seconds`` (credentials refused, manual block).
+
+        The reason is shown by ``callq status`` and the HTTP API: its text is masked before it is stored.
+        """
+        reason = {
+            "code": redact_text(code),
+            "description": redact_text(description)[:300],
+            "since": datetime.now(UTC).isoformat(),
+        }
         await self.redis.set(self.keys.portal_halt(portal), json.dumps(reason), px=int(seconds * 1000))
 
     async def resume(self, portal: str) -> bool:

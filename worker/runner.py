@@ -25,6 +25,7 @@ from worker.classify import Verdict, classify
 from worker.deps import Deps
 from worker.errors import AuthRefused, AuthUnavailable, BitrixCallError
 from worker.failures import auth_error, handle_failure, handle_interrupted, handle_unknown
+from worker.logs import bind_job_number
 from worker.oauth_tokens import Credentials
 from worker.pacing import take_slots
 from worker.settle import end_job, put_back
@@ -46,6 +47,7 @@ async def run_job(deps: Deps, job_id: str) -> float | None:
     job = record.job
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(job_id=job_id, portal=job.portal, line=job.from_line)
+    bind_job_number(job.to_number)  # masked in every line of this run, whatever text echoes it
     portal = deps.settings.portals.get(job.portal)
     if portal is None:
         return await end_job(
@@ -110,7 +112,10 @@ async def _attempt(
         error = auth_error(exc)
         verdict = classify(error)
         await deps.ledger.finish_attempt(
-            job.job_id, attempt, _attempt_entry(deps, began, started_at, error=error, verdict=verdict)
+            job.job_id,
+            attempt,
+            _attempt_entry(deps, began, started_at, error=error, verdict=verdict),
+            job=job,
         )
         return await handle_failure(
             deps, record, portal, error, verdict=verdict, attempt=attempt, spent=spent
@@ -120,7 +125,10 @@ async def _attempt(
         verdict = classify(error)
         deps.metrics.attempts.labels(portal=portal.name, result=str(verdict)).inc()
         await deps.ledger.finish_attempt(
-            job.job_id, attempt, _attempt_entry(deps, began, started_at, error=error, verdict=verdict)
+            job.job_id,
+            attempt,
+            _attempt_entry(deps, began, started_at, error=error, verdict=verdict),
+            job=job,
         )
         return await handle_failure(
             deps, record, portal, error, verdict=verdict, attempt=attempt, spent=spent + 1
