@@ -32,14 +32,15 @@ if TYPE_CHECKING:
 
 MASK = "***"
 
-_MIN_NUMBER_DIGITS = 7
-_MIN_BARE_DIGITS = 10
-_MAX_BARE_DIGITS = 15
-_MIN_SPELLING_DIGITS = 6
-_MAX_MEMO = 4096
 MIN_KNOWN_SECRET_CHARS = 6
 """A configured secret shorter than this is masked only in the shapes of :mod:`schemas.redact_patterns`,
 not wherever its characters occur (a 3-letter password would blank every word containing it)."""
+
+_MIN_NUMBER_DIGITS = 7  # a subscriber number without its area code: less is a count, not a number
+_MIN_BARE_DIGITS = 10  # a number without country code or trunk prefix, in most plans
+_MAX_BARE_DIGITS = 15  # E.164's longest; a longer bare run is an id
+_MIN_SPELLING_DIGITS = 6  # a job's number in a spelling this short would match too much by chance
+_MAX_MEMO = 4096  # distinct mapping keys remembered; log events use a few dozen
 _LARGE_INT = 10**9  # an int of 10 digits or more may be a number written without a +
 
 
@@ -226,4 +227,3 @@ def _url_password(url: str) -> list[str]:
     userinfo, at, _ = url.partition("://")[2].rpartition("@")
     password = userinfo.partition(":")[2] if at else ""
     return [password, unquote(password)] if password else []
-

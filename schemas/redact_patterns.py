@@ -59,7 +59,7 @@ SECRETS = re.compile(
 
 _SEP = r"[ .\-\u00a0]"
 _NOT_A_DATE = r"(?!\(?\d{4}-\d{2}-\d{2})"  # a run never swallows a date (nor starts on one)
-_GROUP = r"\(?\d{1,15}\)?"
+_GROUP = r"(?:\(\d{1,15}\)|\d{1,15})"  # a parenthesis only as a pair: "(911)", never the text's own
 
 NUMBERS = re.compile(
     rf"""

@@ -89,7 +89,9 @@ def request_masker(base_url: str, params: dict[str, Any]) -> Callable[[str], str
     """Masks what one request knows it sends: its webhook code, its access token (``auth``) and
     its ``TO_NUMBER`` in every spelling, exactly, besides everything masked by shape. A portal's
     error description that echoes them is stored and logged without them."""
-    redactor = Redactor([code for code in (webhook_code(base_url), params.get("auth")) if isinstance(code, str)])
+    redactor = Redactor(
+        [code for code in (webhook_code(base_url), params.get("auth")) if isinstance(code, str)]
+    )
     number = params.get("TO_NUMBER")
     numbers = number_spellings(number) if isinstance(number, str) else ()
     return lambda text: redactor.text(text, numbers)

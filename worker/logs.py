@@ -110,7 +110,9 @@ def configure_logging(
     out = stream or sys.stderr
     use_json = (not out.isatty()) if json_output is None else json_output
     renderer: Processor = (
-        structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer(colors=out.isatty())
+        structlog.processors.JSONRenderer()
+        if use_json
+        else structlog.dev.ConsoleRenderer(colors=out.isatty())
     )
     structlog.configure(
         processors=[*shared_processors(redactor), renderer],

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from schemas.redact import Redactor, known_secrets, mask_number, number_spellings, redact_text, redact_value
 from schemas.config import PortalConfig, Settings
+from schemas.redact import Redactor, known_secrets, mask_number, number_spellings, redact_text, redact_value
 
 NUMBER_FORMS = ("+79111234567", "79111234567", "89111234567", "9111234567")
 
@@ -41,6 +41,8 @@ def test_mask_number(number: str, masked: str) -> None:
         ('{"to_number":"+79111234567"}', '{"to_number":"+7911***4567"}'),
         ("callq:claim:default:reg1332:+79111234567", "callq:claim:default:reg1332:+7911***4567"),
         ("unknown field '79111234567'", "unknown field '79***67'"),
+        ("(fields: 79111234567)", "(fields: 79***67)"),
+        ("(79111234567, 8 (911) 123-45-67)", "(79***67, 89***67)"),
         ("номер79111234567", "номер79***67"),
         ("79111234567 89111234567", "79111***4567"),
         ("+79111234567\n2026-11-30", "+7911***4567\n2026-11-30"),
