@@ -59,7 +59,9 @@ def test_job_number_bound_in_context_is_masked_in_any_spelling() -> None:
     """The runner's number is masked even where no shape gives it away, and its binding never shows."""
     structlog.contextvars.clear_contextvars()
     bind_job_number("+3725123456")  # 7 national digits: too short to mask by shape alone
-    event = structlog.contextvars.merge_contextvars(None, "warning", {"event": "x", "d": "Number 5123456 is bad"})
+    event = structlog.contextvars.merge_contextvars(
+        None, "warning", {"event": "x", "d": "Number 5123456 is bad"}
+    )
     out = redact(None, "warning", event)
     assert KNOWN_NUMBERS not in out
     assert "5123456" not in out["d"]
