@@ -20,6 +20,17 @@ from redis.asyncio import Redis
 from schemas.keys import Keys
 from tests.helpers import NEUTRAL_CWD, run_callq, wait_for
 
+REDIS_PASSWORD = "rEd1sPa55w0rdQx"
+API_TOKEN = "ap1T0kenS3cretZz"
+TEXT = "Callback request"
+
+
+def job(number: str, portal: str = "default", **more: Any) -> str:
+    """A job's JSON for the intake stream."""
+    return json.dumps(
+        {"portal": portal, "from_line": "reg1332", "to_number": number, "text_to_pronounce": TEXT, **more}
+    )
+
 
 def spellings(e164: str) -> tuple[str, ...]:
     """A Russian number as people and programs write it: ``+79111234567``, ``79111234567``,
