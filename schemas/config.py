@@ -39,9 +39,8 @@ from schemas.config_types import (
     PortalConfig,
     Settings,
     UnknownPortalError,
-    redact_redis_url,
-    redact_webhook_url,
 )
+from schemas.redact import redact_redis_url, redact_webhook_url
 
 __all__ = [
     "DEFAULT_CONFIG_NAME",

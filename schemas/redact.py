@@ -21,7 +21,7 @@ import functools
 import re
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import phonenumbers
 
@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from schemas.config_types import Settings
 
 MASK = "***"
+
+_REST_PATH = re.compile(r"(?P<head>.*/rest/[^/]+/)(?P<code>[^/]+)(?P<tail>/.*)?")
 
 MIN_KNOWN_SECRET_CHARS = 6
 """A configured secret shorter than this is masked only in the shapes of :mod:`schemas.redact_patterns`,
@@ -201,6 +203,44 @@ def redact_text(text: str, *, numbers: Sequence[str] = (), redactor: Redactor = 
 def redact_value(value: Any, *, numbers: Sequence[str] = (), redactor: Redactor = SHAPES) -> Any:
     """``value`` (JSON-like data) with every string in it, keys included, masked."""
     return redactor.value(value, numbers)
+
+
+def redact_webhook_url(url: str) -> str:
+    """Hide the secret code of a Bitrix24 webhook URL.
+
+    Args:
+        url: For example `https://acme.bitrix24.ru/rest/1/s3cr3t/`.
+
+    Returns:
+        `https://acme.bitrix24.ru/rest/1/***/`; a path not shaped `/rest/<user>/<code>/` is hidden
+        whole, and so are credentials and a query.
+    """
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return "***"
+    if not parts.scheme or not parts.netloc:
+        return "***"
+    match = _REST_PATH.fullmatch(parts.path)
+    if match:
+        path = f"{match['head']}***{match['tail'] or ''}"
+    else:
+        path = parts.path if parts.path in ("", "/") else "/***"
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, path, "***" if parts.query else "", ""))
+
+
+def redact_redis_url(url: str) -> str:
+    """Hide the password (and any query) of a Redis URL, e.g. `redis://:***@cache:6379/0`."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "***"
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if at:
+        user, colon, _ = userinfo.partition(":")
+        host = f"{user}:***@{host}" if colon else f"***@{host}"
+    return urlunsplit((parts.scheme, host, parts.path, "***" if parts.query else "", ""))
 
 
 def known_secrets(settings: Settings) -> tuple[str, ...]:
