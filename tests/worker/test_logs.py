@@ -11,6 +11,7 @@ import pytest
 import structlog
 from redis.exceptions import OutOfMemoryError
 
+from producers.cli import json_output
 from schemas.redact import Redactor
 from worker.logs import KNOWN_NUMBERS, RedactingStream, bind_job_number, configure_logging, redact
 
@@ -103,3 +104,15 @@ def test_redacting_stream_masks_whole_lines() -> None:
     assert raw.getvalue() == "to +7911***4567 with ***\n"
     stream.flush()
     assert raw.getvalue().endswith("\nlocal 5***6")
+
+
+def test_json_output_stays_valid_json_through_the_masking_stream() -> None:
+    """--json output masks a number in a producer's metadata as a string, so the masked text still parses."""
+    raw = io.StringIO()
+    stream = RedactingStream(raw)
+    view = {"metadata": {"lead": 79111234567, "phone": "+79111234567"}, "attempts": 2}
+    print(json_output(view), file=stream)
+    assert json.loads(raw.getvalue()) == {
+        "metadata": {"lead": "79***67", "phone": "+7911***4567"},
+        "attempts": 2,
+    }
