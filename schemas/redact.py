@@ -182,10 +182,11 @@ def _replace_number(match: re.Match[str]) -> str:
         return mask_number(text) or MASK if _MIN_BARE_DIGITS <= len(text) <= _MAX_BARE_DIGITS else text
     if kind in _KEPT_KINDS or (kind == "ip" and is_ip_address(match.group("ip"))):
         return text
-    digits = "".join(filter(str.isdigit, text))
+    plus = text.startswith("+") or text[:3].upper() == "%2B"
+    digits = "".join(filter(str.isdigit, text[3:] if text.startswith("%") else text))
     if len(digits) < _MIN_NUMBER_DIGITS:
         return text
-    return mask_number(f"+{digits}" if text.startswith("+") else digits) or MASK
+    return mask_number(f"+{digits}" if plus else digits) or MASK
 
 
 _KEPT_KINDS = frozenset({"iso", "entry", "decimal"})

@@ -23,9 +23,11 @@ their characters:
   (stream entry ids ``1764482129000-0``: 13 digits, a dash, a short sequence); ``decimal``
   (``0.30000000000000004``, ``1764482129.123``: one dot); and digits touching a letter or digit,
   or a dotted name (job ids of 20 hex characters, ``s1764482129000-0``, ``reg1332``,
-  ``python3.11``, the timestamp at the end of ``callback.<hex>.1795287427``).
-- ``plus``: ``+`` then digits, possibly split by spaces, dots, dashes and parentheses: masked when
-  it holds 7 digits or more (E.164 allows 15; more are masked too, to be safe).
+  ``python3.11``, the timestamp at the end of ``callback.<hex>.1795287427``), unless the letter
+  ends a JSON escape (``\\n79111234567``, ``\\u043079111234567``: masked).
+- ``plus``: ``+`` (or ``%2B``, URL-encoded) then digits, possibly split by spaces, dots, dashes and
+  parentheses: masked when it holds 7 digits or more (E.164 allows 15; more are masked too, to be
+  safe).
 - ``run``: digit groups, possibly joined by those separators: masked when joined by separators
   and holding 7 digits or more, or when a single run of 10 to 15 digits (a number without its
   country code or trunk prefix has 10 digits in most plans; a unix time has 10 or 13 and is masked
@@ -59,12 +61,14 @@ SECRETS = re.compile(
 
 _SEP = r"[ .\-\u00a0]"
 _NOT_A_DATE = r"(?!\(?\d{4}-\d{2}-\d{2})"  # a run never swallows a date (nor starts on one)
+# not inside a word; a JSON or repr escape before the digits ("\n79111234567") is a boundary too
+_BOUNDARY = r"(?:(?<![A-Za-z0-9])|(?<=\\[nrt])|(?<=\\u[0-9A-Fa-f]{4}))"
 _GROUP = r"(?:\(\d{1,15}\)|\d{1,15})"  # a parenthesis only as a pair: "(911)", never the text's own
 
 NUMBERS = re.compile(
     rf"""
-      (?P<plus>\+\(?\d(?:[ .\-\u00a0()]{{0,3}}{_NOT_A_DATE}\d)*)
-    | (?<![A-Za-z0-9])(?<![A-Za-z0-9]\.)(?:
+      (?P<plus>(?:\+|%2[Bb])\(?\d(?:[ .\-\u00a0()]{{0,3}}{_NOT_A_DATE}\d)*)
+    | {_BOUNDARY}(?<![A-Za-z0-9]\.)(?:
           (?P<iso>\d{{4}}-\d{{2}}-\d{{2}}(?:[T ]\d{{2}}:\d{{2}}(?::\d{{2}}(?:[.,]\d+)?)?(?:Z|[+-]\d{{2}}(?::?\d{{2}})?)?)?)
         | (?P<ip>\d{{1,3}}(?:\.\d{{1,3}}){{3}})(?::\d{{1,5}})?(?![.\d])
         | (?P<entry>\d{{13}}-\d{{1,6}})
