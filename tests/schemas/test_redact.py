@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from schemas.config import PortalConfig, Settings
 from schemas.redact import Redactor, known_secrets, mask_number, number_spellings, redact_text, redact_value
@@ -155,3 +159,49 @@ def test_known_secrets_of_the_settings() -> None:
 def test_redactor_repr_shows_no_secret() -> None:
     """A redactor can be printed without printing what it hides."""
     assert "s3cr3tc0de" not in repr(Redactor(["s3cr3tc0de"]))
+
+
+def _spelled(nsn: str, form: str, sep: str) -> str:
+    groups = [nsn[:3], nsn[3:6], nsn[6:8], nsn[8:]]
+    return {
+        "e164": f"+7{nsn}",
+        "digits": f"7{nsn}",
+        "national": f"8{nsn}",
+        "nsn": nsn,
+        "grouped": f"+7 ({groups[0]}) {sep.join(groups[1:])}",
+        "national grouped": f"8 ({groups[0]}) {sep.join(groups[1:])}",
+        "spaced": sep.join(["+7", *groups]),
+    }[form]
+
+
+WORDS = st.text(alphabet=st.sampled_from("abcxyzабв ,;:/\"'"), max_size=12)
+
+
+@given(
+    nsn=st.integers(9_000_000_000, 9_999_999_999).map(str),
+    form=st.sampled_from(["e164", "digits", "national", "nsn", "grouped", "national grouped", "spaced"]),
+    sep=st.sampled_from([" ", "-", ".", "\u00a0"]),
+    wrap=st.sampled_from([" ", '"', "'", "(", ":", "=", "\n", "[", ",", "/"]),
+    before=WORDS,
+    after=WORDS,
+)
+def test_no_spelling_of_a_number_survives(
+    nsn: str, form: str, sep: str, wrap: str, before: str, after: str
+) -> None:
+    """A number in any spelling, set off by anything but a letter or digit, leaves no full spelling behind."""
+    out = redact_text(f"{before}{wrap}{_spelled(nsn, form, sep)}{wrap}{after}")
+    assert nsn not in out and "".join(c for c in out if c.isdigit()).count(nsn) == 0
+
+
+@given(
+    moment=st.datetimes(
+        min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
+    ),
+    entry_ms=st.integers(10**12, 10**13 - 1),
+    sequence=st.integers(0, 99_999),
+    job_id=st.binary(min_size=10, max_size=10).map(bytes.hex),
+)
+def test_timestamps_and_ids_survive(moment: datetime, entry_ms: int, sequence: int, job_id: str) -> None:
+    """ISO timestamps, stream entry ids and hex job ids come out as they went in."""
+    text = f"at {moment.isoformat()} ({moment:%Y-%m-%d %H:%M:%S}), job {job_id}, intake {entry_ms}-{sequence} s{entry_ms}-{sequence}"
+    assert redact_text(text) == text
