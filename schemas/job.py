@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
@@ -24,6 +24,8 @@ PHONE_PATTERN = r"^\+?[0-9()\-. ]{3,40}$"
 
 PORTAL_PATTERN = r"^[a-z0-9_-]+$"
 METADATA_MAX_BYTES = 4096
+MAX_HORIZON = timedelta(days=366)
+"""``not_before`` and ``deadline`` may be at most this far ahead of the job's arrival."""
 TEXT_MAX_CHARS = 2000
 
 JOB_FIELDS = (

@@ -54,6 +54,23 @@ class Keys:
         return f"{self.prefix}:queue:health-check"
 
     @property
+    def running(self) -> str:
+        """Sorted set of jobs whose attempt is in flight, scored by the attempt's lease expiry (Redis
+        time, ms). The worker running an attempt extends its lease every few seconds; a lease that
+        lapsed means nobody works on the attempt any more, and the reconciler ends it. Members leave
+        when their job leaves ``running``."""
+        return f"{self.prefix}:running"
+
+    def worker(self, worker_id: str) -> str:
+        """String with a short TTL refreshed by each live worker process: who is alive."""
+        return f"{self.prefix}:worker:{worker_id}"
+
+    def held(self, portal: str) -> str:
+        """Set of jobs put back to wait out a portal's halt or rate pause, so that ``callq resume``
+        can wake them at once. It expires a little after the halt would have ended by itself."""
+        return f"{self.prefix}:held:{portal}"
+
+    @property
     def dead(self) -> str:
         """Sorted set of dead job ids scored by time of death: the dead-letter index."""
         return f"{self.prefix}:dead"

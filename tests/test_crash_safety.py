@@ -32,8 +32,9 @@ from tests.processes import WorkerProcess, write_config
 
 TEXT = "Callback request"
 NUMBER = "+79111234567"
-SHORT_TIMEOUTS = ("--request-timeout", "1", "--job-timeout", "3")
-"""A job held by a killed worker is taken over job timeout + 10 s later: about 13 s."""
+SHORT_TIMEOUTS = ("--request-timeout", "1", "--lease", "3")
+"""A job held by a killed worker is taken over about 3 s after its last heartbeat, once the worker
+that takes it over has been healthy for 8 s (the grace after its own start)."""
 
 
 def job_json(number: str, **extra: Any) -> str:
@@ -200,7 +201,7 @@ async def test_second_sigterm_exits_at_once_and_the_job_ends_outcome_unknown(
     producer = Producer(redis, settings=make_settings(redis_url, prefix, {"default": sandbox_portal(url)}))
     sandbox.add_faults([Fault.hang()])
     job = await producer.enqueue(from_line="reg1332", to_number=NUMBER, text_to_pronounce=TEXT)
-    timeouts = ("--request-timeout", "10", "--job-timeout", "11")
+    timeouts = ("--request-timeout", "10", "--lease", "3")
     first = new_worker(tmp_path, config, redis_url, prefix, "first", *timeouts)
     second = new_worker(tmp_path, config, redis_url, prefix, "second", *timeouts)
     try:

@@ -50,6 +50,8 @@ KNOWN_METRICS = frozenset(
         "callq_portal_paused",
         "callq_worker_up",
         "callq_intake_entries_total",
+        "callq_orphaned_attempts_total",
+        "callq_running_attempts",
     }
 )
 # Local copies made from the examples: git-ignored, so a check of referenced files accepts them

@@ -59,9 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=30.0,
         help="seconds one Bitrix24 request may take (default 30; Bitrix24 stops requests at 60)",
     )
-    worker.add_argument("--job-timeout", type=float, default=None,
-                        help="seconds before arq gives up a job (default request timeout + 15); a dead worker's "
-                             "jobs are taken over 10 s after it")  # fmt: skip
+    worker.add_argument(
+        "--lease",
+        type=_lease_seconds,
+        default=20.0,
+        help="seconds a worker that died holds its jobs: they are taken over (an attempt in flight ended "
+        "OUTCOME_UNKNOWN) about this long after its last heartbeat (default 20, at least 2)",
+    )
+    worker.add_argument("--job-timeout", type=float, default=None, help=argparse.SUPPRESS)
     worker.add_argument("--sandbox", action="store_true",
                         help="run against a built-in sandbox portal (portal 'default', always open)")  # fmt: skip
     worker.add_argument(
@@ -106,6 +111,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _lease_seconds(text: str) -> float:
+    """``--lease``: a number of seconds, at least 2."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value >= 2:
+        raise argparse.ArgumentTypeError("must be at least 2 seconds")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``callq`` console script."""
     args = build_parser().parse_args(argv)
@@ -130,10 +146,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 async def _resume(portal: str, settings: Settings, redis: Redis) -> int:
     from schemas.keys import Keys
-    from worker.ratelimit import RateLimiter
+    from schemas.ledger import Ledger
 
-    lifted = await RateLimiter(redis, keys=Keys(settings.key_prefix)).resume(portal)
-    print(f"portal {portal}: " + ("resumed" if lifted else "was not halted or paused"))
+    ledger = Ledger(
+        redis,
+        keys=Keys(settings.key_prefix),
+        retention_s=settings.outcome_retention_s,
+        outcomes_maxlen=settings.outcomes_maxlen,
+    )
+    lifted, woken = await ledger.resume(portal)
+    state = "resumed" if lifted else "was not halted or paused"
+    print(f"portal {portal}: {state}; {woken} waiting job{'' if woken == 1 else 's'} woken")
     return 0
 
 

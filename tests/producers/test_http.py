@@ -121,7 +121,7 @@ UNSTORABLE = [
     pytest.param(json.dumps({**JOB, "metadata": DEEP_METADATA}).encode(), "metadata", "nested",
                  id="deep-meta"),
     pytest.param(json.dumps({**JOB, "not_before": "9999-12-31T23:59:59-23:59"}).encode(), "not_before",
-                 "range", id="year-9999"),
+                 "days ahead", id="year-9999"),
     pytest.param(json.dumps({**JOB, "deadline": "0001-01-01T00:00:00+23:59"}).encode(), "deadline",
                  "range", id="year-1"),
 ]  # fmt: skip
