@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,8 @@ from tests.helpers import make_settings, running_worker, sandbox_portal, wait_fo
 from tests.processes import WorkerProcess, write_config
 
 TEXT = "Callback request"
+LATER = (datetime.now(UTC) + timedelta(days=30)).replace(microsecond=0).isoformat()
+"""A month ahead: far enough that nothing runs during a test, within the 366-day horizon."""
 
 
 def job(number: str, *, line: str = "reg1332", key: str | None = None) -> str:
@@ -57,7 +60,7 @@ async def test_idempotency_key_returns_the_first_job(
     settings = make_settings(redis_url, prefix, {"default": sandbox_portal(portal.webhook_url("default"))})
     producer = Producer(redis, settings=settings)
     first = await producer.enqueue(from_line="reg1332", to_number="+79111234567", text_to_pronounce=TEXT,
-                                   idempotency_key="k", not_before="2030-01-01T10:00:00Z")  # fmt: skip
+                                   idempotency_key="k", not_before=LATER)  # fmt: skip
     again = await producer.enqueue(from_line="reg1333", to_number="+79990000000", text_to_pronounce=TEXT,
                                    idempotency_key="k")  # fmt: skip
     assert first.new and not again.new
@@ -73,7 +76,7 @@ async def test_a_released_claim_lets_a_new_request_through(
     settings = make_settings(redis_url, prefix, {"default": sandbox_portal(portal.webhook_url("default"))})
     producer = Producer(redis, settings=settings)
     first = await producer.enqueue(from_line="reg1332", to_number="+79111234567", text_to_pronounce=TEXT,
-                                   not_before="2030-01-01T10:00:00Z")  # fmt: skip
+                                   not_before=LATER)  # fmt: skip
     assert (
         await producer.enqueue(from_line="reg1332", to_number="+79111234567", text_to_pronounce=TEXT)
     ).status == "duplicate"

@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -41,7 +42,7 @@ async def test_serve_accepts_a_job_exposes_metrics_and_stops(
 
             await wait_for(up, timeout_s=15, what="callq serve to listen")
             job = {"from_line": "reg1332", "to_number": "+79111234567", "text_to_pronounce": "Hi",
-                   "not_before": "2030-01-01T10:00:00Z"}  # fmt: skip
+                   "not_before": (datetime.now(UTC) + timedelta(days=30)).isoformat()}  # fmt: skip
             async with session.post(f"{base}/v1/callbacks", json=job) as resp:
                 assert resp.status == 401
             headers = {"Authorization": "Bearer s3cret-token"}
