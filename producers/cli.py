@@ -169,16 +169,25 @@ async def list_jobs(
 ) -> int:
     """``callq list``: pending jobs (``--scheduled``: waiting ones) in order of run time."""
     ledger = Producer(redis, settings=settings).ledger
-    wanted = {Status.SCHEDULED, Status.RETRYING} if args.scheduled else {Status.SCHEDULED, Status.RETRYING,
-                                                                         Status.RUNNING}  # fmt: skip
-    found: list[JobRecord] = []
+    wanted = {Status.SCHEDULED, Status.RETRYING}
+    if not args.scheduled:
+        wanted.add(Status.RUNNING)
+
+    def listed(record: JobRecord) -> bool:
+        job = record.job
+        return (
+            record.state in wanted
+            and args.portal in (None, job.portal)
+            and args.line in (None, job.from_line)
+        )
+
+    # attempts in flight first (found even when arq gave their job up), then the queue by run time
+    found = [r for r in await ledger.in_flight() if listed(r)] if not args.scheduled else []
+    seen = {r.job_id for r in found}
     start, page = 0, 500
     while len(found) < args.limit:
         batch = await ledger.queued(start=start, count=page)
-        found += [
-            r for r in batch
-            if r.state in wanted and args.portal in (None, r.job.portal) and args.line in (None, r.job.from_line)
-        ]  # fmt: skip
+        found += [r for r in batch if r.job_id not in seen and listed(r)]
         if len(batch) < page:
             break
         start += page

@@ -418,6 +418,18 @@ class Ledger:
             raws = await pipe.execute()
         return [rec for job_id, raw in zip(ids, raws, strict=True) if (rec := decode_record(job_id, raw))]
 
+    async def in_flight(self) -> list[JobRecord]:
+        """Records of the jobs whose attempt is in flight (``{p}:running``), oldest lease first.
+
+        A running job whose arq job was given up is in arq's queue no more; this finds it anyway.
+        """
+        ids = [decode_text(m) for m in await self.redis.zrange(self.keys.running, 0, -1)]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hgetall(self.keys.job(job_id))
+            raws = await pipe.execute()
+        return [rec for job_id, raw in zip(ids, raws, strict=True) if (rec := decode_record(job_id, raw))]
+
     async def resolve(self, ident: str, *, portals: list[str]) -> str | None:
         """Turn a job id or an idempotency key (looked up on each portal) into a job id."""
         if await self.redis.exists(self.keys.job(ident)):

@@ -200,3 +200,24 @@ async def test_a_start_sent_twice_finds_its_own_attempt(
     assert [v.decode() for v in first] == ["started", "1"]
     assert [v.decode() for v in again] == ["started", "1"]
     assert other[0] == b"busy"
+
+
+async def test_callq_list_shows_an_attempt_in_flight_whose_arq_job_is_gone(
+    redis: Redis, redis_url: str, prefix: str, ledger: Ledger
+) -> None:
+    """`callq list` finds running attempts through the running index, even with no queue entry."""
+    import argparse
+    import io
+    import json
+
+    from producers import cli as producer_cli
+
+    job_id = await new_job(redis, redis_url, prefix)
+    assert await start(ledger, job_id) == "started"
+    keys = Keys(prefix)
+    await redis.zrem(keys.queue, keys.arq_job_id(job_id))
+    settings = make_settings(redis_url, prefix, {"default": sandbox_portal("http://127.0.0.1:9/rest/1/x/")})
+    out = io.StringIO()
+    args = argparse.Namespace(scheduled=False, portal=None, line=None, limit=10, json=True)
+    assert await producer_cli.list_jobs(args, settings=settings, redis=redis, out=out) == 0
+    assert [(r["job_id"], r["status"]) for r in json.loads(out.getvalue())] == [(job_id, "running")]
