@@ -8,16 +8,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
 from typing import Any
 
 import structlog
 from redis.asyncio import Redis
 
-from producers.validation import Invalid, validate_job
+from producers.lookup import find_record
+from producers.results import AmbiguousKeyError, PortalNotAllowed, Submitted
+from producers.validation import Invalid, decode_entry, validate_job
 from schemas.bucket import pacing_bucket
 from schemas.config import Settings
 from schemas.job import CallbackJob
@@ -26,6 +29,8 @@ from schemas.ledger import Admission, AdmitRequest, Ledger
 from schemas.outcome import ErrorCode, Outcome, OutcomeError, Status, outcome_for
 from schemas.records import JobRecord
 from schemas.redact import mask_number
+
+__all__ = ["AmbiguousKeyError", "PortalNotAllowed", "Producer", "Submitted", "new_job_id", "utcnow"]
 
 log = structlog.get_logger("callq.producers")
 
@@ -44,28 +49,6 @@ def new_job_id() -> str:
 def utcnow() -> datetime:
     """The wall clock, in UTC."""
     return datetime.now(UTC)
-
-
-@dataclass(frozen=True)
-class Submitted:
-    """What happened to a submission.
-
-    Attributes:
-        job_id: the job's id (for an idempotent repeat, the first job's id).
-        status: its state now: ``scheduled``, or a final status such as ``duplicate``,
-            ``rejected`` or ``expired``; for an idempotent repeat, the first job's state.
-        new: True if this call created a job that will be called.
-        run_at: when it is due, if scheduled.
-        duplicate_of: the job that holds the same line + number, for ``duplicate``.
-        error: why, for ``rejected`` and ``expired``.
-    """
-
-    job_id: str
-    status: Status
-    new: bool
-    run_at: datetime | None = None
-    duplicate_of: str | None = None
-    error: OutcomeError | None = None
 
 
 class Producer:
@@ -93,6 +76,7 @@ class Producer:
         self.dedupe_and_pacing = dedupe_and_pacing
         self.clock = clock
         self.id_factory = id_factory
+        self._scoped: dict[frozenset[str], Settings] = {}
         self.ledger = Ledger(
             redis,
             keys=Keys(settings.key_prefix),
@@ -128,7 +112,12 @@ class Producer:
         return await self.submit({k: v for k, v in fields.items() if v is not None})
 
     async def submit(
-        self, raw: str | bytes | dict[str, Any], *, job_id: str | None = None, intake_id: str | None = None
+        self,
+        raw: str | bytes | dict[str, Any],
+        *,
+        job_id: str | None = None,
+        intake_id: str | None = None,
+        scope: Collection[str] | None = None,
     ) -> Submitted:
         """Submit one job as JSON text or a decoded object. Never raises for bad input.
 
@@ -137,18 +126,43 @@ class Producer:
             job_id: the id to use (the stream intake derives it from the entry id, so a
                 redelivered entry is the same job); a fresh one by default.
             intake_id: the intake stream entry id, echoed in the outcome.
+            scope: the portals this submission may use (an HTTP token's); None for every one.
+                Within a scope, ``portal`` may be left out when the scope has a single portal.
 
         Returns:
             What happened; a rejection is also recorded as an outcome.
+
+        Raises:
+            PortalNotAllowed: the job names a portal outside ``scope``; nothing is recorded.
         """
         now = self.clock()
         job_id = job_id or self.id_factory()
-        result = validate_job(raw, settings=self.settings, now=now, job_id=job_id, intake_id=intake_id)
+        settings = self.settings
+        if scope is not None:
+            raw, settings = self._within(scope, raw)
+        result = validate_job(raw, settings=settings, now=now, job_id=job_id, intake_id=intake_id)
         if isinstance(result, Invalid):
             return await self.reject(job_id, result, intake_id=intake_id)
         if result.run_at is None:
             return await self.expire_on_arrival(result.job, reason=result.expired_reason, now=now)
         return await self.admit(result.job, run_at=result.run_at, now=now)
+
+    def _within(
+        self, scope: Collection[str], raw: str | bytes | dict[str, Any]
+    ) -> tuple[str | bytes | dict[str, Any], Settings]:
+        """The input (decoded when it could be) and the settings a scoped submission sees: only the
+        portals of ``scope``, so that neither a default nor an error message names another."""
+        data = decode_entry(raw)
+        if isinstance(data, dict):
+            raw = data
+            named = data.get("portal")
+            if isinstance(named, str) and named not in scope:
+                raise PortalNotAllowed(named)
+        key = frozenset(scope)
+        if key not in self._scoped:
+            portals = {name: p for name, p in self.settings.portals.items() if name in key}
+            self._scoped[key] = dataclasses.replace(self.settings, portals=MappingProxyType(portals))
+        return raw, self._scoped[key]
 
     async def submit_many(self, entries: Sequence[tuple[str | bytes, str, str | None]]) -> list[Submitted]:
         """Submit a batch of (raw JSON, job id, intake id): validated one by one, stored in one round trip.
@@ -269,14 +283,36 @@ class Producer:
         log.info("job.expired", job_id=job.job_id, portal=job.portal, reason=error.description)
         return Submitted(job_id=job.job_id, status=Status.EXPIRED, new=False, error=error)
 
-    async def status(self, ident: str) -> JobRecord | None:
-        """The record of a job, by job id or idempotency key."""
-        job_id = await self.ledger.resolve(ident, portals=list(self.settings.portals))
-        return await self.ledger.read(job_id) if job_id else None
+    async def status(
+        self, ident: str, *, portal: str | None = None, scope: Collection[str] | None = None
+    ) -> JobRecord | None:
+        """The record of a job, by job id (global) or idempotency key (per portal).
 
-    async def cancel(self, ident: str) -> tuple[bool, JobRecord | None]:
-        """Cancel a job that has not started. Returns (cancelled now, the record afterwards)."""
-        record = await self.status(ident)
+        Args:
+            ident: a job id, or an idempotency key.
+            portal: look only on this portal (a job id of a job elsewhere is not found).
+            scope: the portals the caller may see (None: every one); a job elsewhere is not found.
+
+        Returns:
+            The record, or None.
+
+        Raises:
+            AmbiguousKeyError: ``ident`` is not a job id and is an idempotency key on several of the
+                portals looked at; name one with ``portal``.
+        """
+        return await find_record(
+            self.ledger, ident, portals=list(self.settings.portals), portal=portal, scope=scope
+        )
+
+    async def cancel(
+        self, ident: str, *, portal: str | None = None, scope: Collection[str] | None = None
+    ) -> tuple[bool, JobRecord | None]:
+        """Cancel a job that has not started. Returns (cancelled now, the record afterwards).
+
+        ``ident``, ``portal`` and ``scope`` find the job as :meth:`status` does (and it raises
+        :class:`AmbiguousKeyError` the same way).
+        """
+        record = await self.status(ident, portal=portal, scope=scope)
         if record is None or record.state not in (Status.SCHEDULED, Status.RETRYING):
             return False, record
         now = self.clock()

@@ -43,9 +43,10 @@ import structlog
 from aiohttp import hdrs, web
 from redis.asyncio import Redis
 
-from producers.api import Producer
+from producers.api import AmbiguousKeyError, PortalNotAllowed, Producer
 from producers.cli import portal_halt, record_view
 from producers.http_guards import (
+    CALLER,
     GUARD,
     JOB_ID,
     Guard,
@@ -61,7 +62,7 @@ from producers.http_ready import READY_CHECK, ReadyCheck, healthz, readyz, redis
 from schemas.config import ConfigError, Settings
 from schemas.keys import Keys
 from schemas.outcome import FINAL_STATUSES, Status
-from schemas.records import from_ms, to_ms
+from schemas.records import JobRecord, from_ms, to_ms
 
 log = structlog.get_logger("callq.http")
 
@@ -115,11 +116,12 @@ def create_app(
     Raises:
         NoTokensError: no token is configured and ``allow_no_auth`` is False.
     """
-    if not settings.api_tokens and not allow_no_auth:
+    tokens = settings.bearer_tokens()
+    if not tokens and not allow_no_auth:
         raise NoTokensError()
     app = web.Application(client_max_size=max_body_bytes, middlewares=[outer_middleware, auth_middleware])
     app[GUARD] = Guard(
-        tokens=tuple(token.encode() for token in settings.api_tokens),
+        tokens=tuple((token.token.encode(), token) for token in tokens),
         cors_origins=normalise_origins(cors_origins),
         max_body_bytes=max_body_bytes,
         protected=frozenset({submit, status, cancel}),
@@ -144,10 +146,14 @@ def create_app(
 
 async def submit(request: web.Request) -> web.Response:
     """``POST /v1/callbacks``: 202 a new job (scheduled, duplicate, expired), 200 a repeat, 422 invalid."""
+    _require_write(request)
     body = await read_json_body(request)
     producer = request.app[PRODUCER]
     job_id = producer.id_factory()
-    submitted = await producer.submit(body, job_id=job_id)
+    try:
+        submitted = await producer.submit(body, job_id=job_id, scope=_scope(request))
+    except PortalNotAllowed as exc:
+        raise HttpProblem(403, "PORTAL_NOT_ALLOWED", str(exc)) from None
     request[JOB_ID] = submitted.job_id
     if submitted.status == Status.REJECTED:
         errors = submitted.error.fields if submitted.error else None
@@ -182,12 +188,41 @@ def _ident(request: web.Request) -> str:
     return ident
 
 
-async def status(request: web.Request) -> web.Response:
-    """``GET /v1/callbacks/{id}``: the job's record, with the portal's halt while it is pending."""
-    record = await request.app[PRODUCER].status(_ident(request))
+def _scope(request: web.Request) -> frozenset[str] | None:
+    """The portals the request's token may use (None: every one, or no token is checked)."""
+    caller = request.get(CALLER)
+    return caller.portals if caller is not None else None
+
+
+def _require_write(request: web.Request) -> None:
+    """Refuse (403) a submit or cancel with a token that may only read."""
+    caller = request.get(CALLER)
+    if caller is not None and not caller.may_write:
+        raise HttpProblem(403, "FORBIDDEN", 'this token may only read (access = "read")')
+
+
+async def _find(request: web.Request) -> JobRecord:
+    """The job ``{id}`` names (``?portal=`` narrows a key to one portal), among those the token may
+    see: a job on another portal is 404 exactly like one that does not exist."""
+    ident = _ident(request)
+    portal = request.query.get("portal")
+    producer = request.app[PRODUCER]
+    record = None
+    if portal is None or portal in request.app[SETTINGS].portals:
+        try:
+            record = await producer.status(ident, portal=portal, scope=_scope(request))
+        except AmbiguousKeyError as exc:
+            portals = {"portals": list(exc.portals)}
+            raise HttpProblem(409, "AMBIGUOUS_KEY", f"{exc}: add ?portal=NAME", extra=portals) from None
     if record is None:
         raise HttpProblem(404, "NOT_FOUND", "no job with this id or idempotency key")
     request[JOB_ID] = record.job_id
+    return record
+
+
+async def status(request: web.Request) -> web.Response:
+    """``GET /v1/callbacks/{id}``: the job's record, with the portal's halt while it is pending."""
+    record = await _find(request)
     settings = request.app[SETTINGS]
     view = record_view(record, settings=settings)
     if record.state not in FINAL_STATUSES:
@@ -199,10 +234,10 @@ async def status(request: web.Request) -> web.Response:
 
 async def cancel(request: web.Request) -> web.Response:
     """``DELETE /v1/callbacks/{id}``: cancel a job that has not started."""
-    cancelled, record = await request.app[PRODUCER].cancel(_ident(request))
-    if record is None:
-        raise HttpProblem(404, "NOT_FOUND", "no job with this id or idempotency key")
-    request[JOB_ID] = record.job_id
+    _require_write(request)
+    found = await _find(request)
+    cancelled, record = await request.app[PRODUCER].cancel(found.job_id)
+    record = record or found
     view = record_view(record, settings=request.app[SETTINGS])
     if not cancelled:
         raise HttpProblem(
@@ -258,10 +293,11 @@ async def serve(
         site = web.TCPSite(runner, host, port)
         await site.start()
         url = _base_url(*runner.addresses[0][:2])
-        if not settings.api_tokens:
+        tokens = app[GUARD].tokens
+        if not tokens:
             log.warning("http.auth_disabled", reason="no api_tokens configured and allow_no_auth=True")
-        log.info("http.listening", url=url, cors_origins=sorted(app[GUARD].cors_origins),
-                 tokens=len(settings.api_tokens))  # fmt: skip
+        callers = [token.name for _, token in tokens]
+        log.info("http.listening", url=url, cors_origins=sorted(app[GUARD].cors_origins), callers=callers)
         if on_ready is not None:
             on_ready(url)
         await (stop or asyncio.Event()).wait()
