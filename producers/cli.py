@@ -92,6 +92,8 @@ def _print_submitted(
         data["duplicate_of"] = submitted.duplicate_of
     if submitted.error:
         data["error"] = submitted.error.to_dict()
+    if submitted.existing_job_id:
+        data["existing_job_id"] = submitted.existing_job_id
     if as_json:
         print(json.dumps(data, ensure_ascii=False), file=out)
         return
@@ -104,6 +106,8 @@ def _print_submitted(
         line += " (already enqueued under this key)"
     if submitted.error:
         line += f": {submitted.error.description}"
+        if submitted.existing_job_id:  # IDEMPOTENCY_KEY_REUSED: what differs, a line each
+            line += "".join(f"\n  {e['field']}: {e['message']}" for e in submitted.error.fields or [])
     print(line, file=out)
 
 

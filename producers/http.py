@@ -145,7 +145,8 @@ def create_app(
 
 
 async def submit(request: web.Request) -> web.Response:
-    """``POST /v1/callbacks``: 202 a new job (scheduled, duplicate, expired), 200 a repeat, 422 invalid."""
+    """``POST /v1/callbacks``: 202 a new job (scheduled, duplicate, expired), 200 a repeat, 409 a known
+    key with a different request, 422 invalid."""
     _require_write(request)
     body = await read_json_body(request)
     producer = request.app[PRODUCER]
@@ -155,6 +156,14 @@ async def submit(request: web.Request) -> web.Response:
     except PortalNotAllowed as exc:
         raise HttpProblem(403, "PORTAL_NOT_ALLOWED", str(exc)) from None
     request[JOB_ID] = submitted.job_id
+    if submitted.existing_job_id is not None and submitted.error is not None:
+        # a known key with a different request: nothing new is made, and it is not the first job
+        reused = {
+            "job_id": submitted.job_id,
+            "status": "rejected",
+            "existing_job_id": submitted.existing_job_id,
+        }
+        return json_response({"error": submitted.error.to_dict(), **reused}, status=409)
     if submitted.status == Status.REJECTED:
         errors = submitted.error.fields if submitted.error else None
         return json_response(

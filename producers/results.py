@@ -49,7 +49,10 @@ class Submitted:
         new: True if this call created a job that will be called.
         run_at: when it is due, if scheduled.
         duplicate_of: the job that holds the same line + number, for ``duplicate``.
-        error: why, for ``rejected`` and ``expired``.
+        error: why, for ``rejected`` and ``expired``. A known idempotency key sent with a
+            different request is ``rejected`` with code ``IDEMPOTENCY_KEY_REUSED`` and
+            ``error.fields`` naming what differs (never silently the first job).
+        existing_job_id: for ``IDEMPOTENCY_KEY_REUSED``, the job that holds the key.
     """
 
     job_id: str
@@ -58,3 +61,4 @@ class Submitted:
     run_at: datetime | None = None
     duplicate_of: str | None = None
     error: OutcomeError | None = None
+    existing_job_id: str | None = None

@@ -220,10 +220,13 @@ async def test_only_json_bodies_are_read(client: Client, content_type: str | Non
 
 
 async def test_repeat_duplicate_and_expired_answers(client: Client) -> None:
-    """A known key is 200 with the first job; the same number 202 duplicate; a past deadline 202 expired."""
+    """A known key with the same request is 200 with the first job; the same number 202 duplicate; a past
+    deadline 202 expired."""
     status, first = await post_job(client, {**JOB, "idempotency_key": "lead-1"})
     assert (status, first["status"]) == (202, "scheduled")
-    status, repeat = await post_job(client, {**JOB, "idempotency_key": "lead-1", "to_number": "+79110000000"})
+    status, repeat = await post_job(
+        client, {**JOB, "idempotency_key": "lead-1", "to_number": "+7 911 123 45 67"}
+    )
     assert status == 200
     assert repeat == {**first, "new": False}
     status, duplicate = await post_job(client, JOB)
@@ -231,6 +234,28 @@ async def test_repeat_duplicate_and_expired_answers(client: Client) -> None:
     assert duplicate["new"] is False and duplicate["run_at"] is None
     status, expired = await post_job(client, {**JOB, "from_line": "other", "deadline": later(hours=-1)})
     assert (status, expired["status"], expired["error"]["code"]) == (202, "expired", "DEADLINE_PASSED")
+
+
+async def test_a_known_key_with_a_different_request_is_409(client: Client, redis: Redis, prefix: str) -> None:
+    """The same key with another number and text is 409 IDEMPOTENCY_KEY_REUSED naming both fields (the number
+    masked), recorded as a rejected outcome; the first job is unchanged."""
+    keyed = {**JOB, "idempotency_key": "lead-2", "metadata": {"lead": 2}}
+    _, first = await post_job(client, keyed)
+    status, body = await post_job(
+        client, {**keyed, "to_number": "+79110000000", "text_to_pronounce": "Other"}
+    )
+    assert (status, body["error"]["code"], body["status"]) == (409, "IDEMPOTENCY_KEY_REUSED", "rejected")
+    assert body["existing_job_id"] == first["job_id"] and body["job_id"] != first["job_id"]
+    assert [f["field"] for f in body["error"]["fields"]] == ["to_number", "text_to_pronounce"]
+    assert "+7911***0000" in body["error"]["fields"][0]["message"] and "9110000000" not in json.dumps(body)
+    (outcome,) = await read_outcomes(redis, prefix)
+    assert (outcome["job_id"], outcome["status"]) == (body["job_id"], "rejected")
+    assert (outcome["error"]["code"], outcome["existing_job_id"]) == (
+        "IDEMPOTENCY_KEY_REUSED",
+        first["job_id"],
+    )
+    async with client.get("/v1/callbacks/lead-2", headers=AUTH) as resp:
+        assert (await resp.json())["job_id"] == first["job_id"]
 
 
 async def test_get_by_job_id_and_by_idempotency_key(client: Client) -> None:
