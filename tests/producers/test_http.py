@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -23,7 +24,7 @@ from structlog.testing import capture_logs
 from ops.sandbox import Fault, Sandbox, SandboxHandle
 from producers.http import NoTokensError, create_app, serve
 from producers.http_guards import GUARD
-from schemas.config import Settings
+from schemas.config import ApiToken, Settings
 from schemas.keys import Keys
 from tests.helpers import (
     make_settings,
@@ -616,6 +617,32 @@ async def test_every_route_and_status_is_documented(
         await expect(409, "DELETE", one, "/v1/callbacks/doc-1", headers=AUTH)
         await expect(401, "DELETE", one, "/v1/callbacks/doc-1")
         await expect(404, "DELETE", one, "/v1/callbacks/nope", headers=AUTH)
+        await expect(
+            409, "POST", "/v1/callbacks", json={**later_job, "text_to_pronounce": "Other"}, headers=AUTH
+        )
+        portals = {
+            name: dataclasses.replace(settings.portals["default"], name=name) for name in ("acme", "beta")
+        }
+        named = (
+            ApiToken("reader", "reader-token", access="read"),
+            ApiToken("acme", "acme-token", frozenset({"acme"})),
+        )
+        multi = make_settings(
+            settings.redis_url, settings.key_prefix, portals, api_tokens=(TOKEN,), named_tokens=named
+        )
+        async with serving(create_app(redis=redis, settings=multi)) as scoped:
+            reader, acme = {"Authorization": "Bearer reader-token"}, {"Authorization": "Bearer acme-token"}
+            await expect(403, "POST", "/v1/callbacks", json=JOB, headers=reader, via=scoped)
+            await expect(
+                403, "POST", "/v1/callbacks", json={**JOB, "portal": "beta"}, headers=acme, via=scoped
+            )
+            await expect(403, "DELETE", one, "/v1/callbacks/x", headers=reader, via=scoped)
+            for portal in ("acme", "beta"):
+                shared = {**later_job, "portal": portal, "idempotency_key": "doc-3"}
+                await expect(202, "POST", "/v1/callbacks", json=shared, headers=AUTH, via=scoped)
+            await expect(409, "GET", one, "/v1/callbacks/doc-3", headers=reader, via=scoped)
+            await expect(409, "DELETE", one, "/v1/callbacks/doc-3", headers=AUTH, via=scoped)
+            await expect(200, "GET", one, "/v1/callbacks/doc-3?portal=beta", headers=reader, via=scoped)
         await expect(200, "GET", "/healthz")
         await expect(200, "GET", "/openapi.json")
         await expect(503, "GET", "/readyz")
