@@ -58,6 +58,16 @@ class Keys:
         """Sorted set of dead job ids scored by time of death: the dead-letter index."""
         return f"{self.prefix}:dead"
 
+    @property
+    def secret(self) -> str:
+        """String: the deployment's secret, 32 random bytes in hex (:mod:`schemas.secret`).
+
+        Created once, atomically, by the first worker or ``callq serve`` to need it; no TTL. It keys
+        the job ids of intake entries (unguessable, yet the same on redelivery) and the digests of
+        credentials in the configuration fingerprint. Lost, a new one is made: see the README.
+        """
+        return f"{self.prefix}:secret"
+
     def job(self, job_id: str) -> str:
         """Hash holding one job's record: the job, its state and, once final, its outcome.
 
