@@ -227,6 +227,19 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     return await handler(request)
 
 
+def caller_scope(request: web.Request) -> frozenset[str] | None:
+    """The portals the request's token may use (None: every one, or no token is checked)."""
+    caller = request.get(CALLER)
+    return caller.portals if caller is not None else None
+
+
+def require_write(request: web.Request) -> None:
+    """Refuse (403 ``FORBIDDEN``) a submit or cancel with a token that may only read."""
+    caller = request.get(CALLER)
+    if caller is not None and not caller.may_write:
+        raise HttpProblem(403, "FORBIDDEN", 'this token may only read (access = "read")')
+
+
 async def read_json_body(request: web.Request) -> bytes:
     """The body of a JSON request, at most ``max_body_bytes``.
 

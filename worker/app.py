@@ -27,8 +27,10 @@ from schemas.config import Settings
 from schemas.keys import ARQ_FUNCTION, Keys
 from schemas.ledger import Ledger, arq_job_fields
 from schemas.redis_url import parse_sentinel_url
+from schemas.secret import deployment_secret
 from worker.auth import PortalAuth
 from worker.bitrix import DEFAULT_TIMEOUT, USER_AGENT
+from worker.config_watch import ConfigWatch
 from worker.deps import Deps
 from worker.dispatch import BatchClaimWorker
 from worker.metrics import Metrics, keep_gauges_fresh
@@ -78,6 +80,8 @@ class WorkerContext(TypedDict, total=False):
     intake_stop: asyncio.Event
     intake_task: asyncio.Task[None]
     gauges_task: asyncio.Task[None]
+    config_watch: ConfigWatch
+    config_task: asyncio.Task[None]
     job_id: str
 
 
@@ -214,6 +218,12 @@ def build_worker(
             ctx["intake_task"] = asyncio.create_task(_keep_consuming(consumer, stop))
         metrics.worker_up.set(1)
         ctx["gauges_task"] = asyncio.create_task(keep_gauges_fresh(metrics, pool, keys, settings.portals))
+        secret = await deployment_secret(pool, keys)
+        watch = ConfigWatch(
+            pool, keys, settings, secret=secret, role="worker", on_mismatch=metrics.set_config_mismatch
+        )
+        await watch.check()
+        ctx["config_watch"], ctx["config_task"] = watch, asyncio.create_task(watch.run())
         log.info(
             "worker.started",
             queue=keys.queue,
@@ -223,10 +233,13 @@ def build_worker(
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         metrics.worker_up.set(0)
-        if "gauges_task" in ctx:
-            ctx["gauges_task"].cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ctx["gauges_task"]
+        for name in ("gauges_task", "config_task"):
+            if name in ctx:
+                ctx[name].cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await ctx[name]
+        if "config_watch" in ctx:
+            await ctx["config_watch"].withdraw()
         if "intake_task" in ctx:
             ctx["intake_stop"].set()
             with contextlib.suppress(asyncio.CancelledError):
