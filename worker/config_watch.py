@@ -36,6 +36,7 @@ log = structlog.get_logger("callq.config")
 
 EVENT_MISMATCH = "config.mismatch"
 EVENT_AGREED = "config.agreed"
+WITHDRAW_TIMEOUT_S = 2.0
 CREDENTIALS_PURPOSE = "config credentials"
 """What the deployment's secret is derived for here (:func:`schemas.secret.derive_key`)."""
 
@@ -128,18 +129,22 @@ class ConfigWatch:
         return found
 
     async def run(self) -> None:
-        """Check every ``refresh_s`` until cancelled; a Redis error is logged and retried."""
+        """Check every ``refresh_s`` until cancelled; a failure is logged and the next check comes."""
         while True:
             await asyncio.sleep(self.refresh_s)
             try:
                 await self.check()
             except RedisError as exc:
                 log.warning("config.refresh_failed", error=type(exc).__name__)
+            except Exception:  # drift detection must never stop a worker, nor stop for good
+                log.exception("config.refresh_failed")
 
     async def withdraw(self) -> None:
-        """Leave the registry (a clean stop); a Redis error is ignored: the entry then expires."""
-        with contextlib.suppress(RedisError, OSError):
-            await self.registry.withdraw(self.me)
+        """Leave the registry (a clean stop). Bounded: with Redis away the client's retries would hold
+        a shutdown for a minute; the entry then simply expires."""
+        with contextlib.suppress(RedisError, OSError, TimeoutError):
+            async with asyncio.timeout(WITHDRAW_TIMEOUT_S):
+                await self.registry.withdraw(self.me)
 
 
 def serve_config_check(watch: ConfigWatch) -> Callable[[], Awaitable[str]]:
