@@ -52,6 +52,7 @@ class Valid:
     job: CallbackJob
     run_at: datetime | None  # None when expired
     expired_reason: str | None = None
+    deadline_sent: bool = True  # False: the deadline was computed from the arrival time
 
 
 MAX_ENTRY_BYTES = 64 * 1024
@@ -146,6 +147,7 @@ def _schedule(
 ) -> Valid:
     line = portal.line(wire.from_line)
     calendar = portal.calendar_for(wire.from_line)
+    deadline_sent = deadline is not None
     if deadline is None:
         deadline = default_deadline(
             calendar, now=now, not_before=not_before, default_deadline_s=portal.default_deadline_s
@@ -166,8 +168,8 @@ def _schedule(
     )
     decision = earliest_run(calendar, now=now, not_before=not_before, deadline=deadline)
     if isinstance(decision, Expired):
-        return Valid(job=job, run_at=None, expired_reason=decision.reason)
-    return Valid(job=job, run_at=decision.at)
+        return Valid(job=job, run_at=None, expired_reason=decision.reason, deadline_sent=deadline_sent)
+    return Valid(job=job, run_at=decision.at, deadline_sent=deadline_sent)
 
 
 def beyond_horizon(

@@ -75,6 +75,29 @@ class Keys:
         """Sorted set of dead job ids scored by time of death: the dead-letter index."""
         return f"{self.prefix}:dead"
 
+    @property
+    def secret(self) -> str:
+        """String: the deployment's secret, 32 random bytes in hex (:mod:`schemas.secret`).
+
+        Created once, atomically, by the first worker or ``callq serve`` to need it; no TTL. It keys
+        the job ids of intake entries (unguessable, yet the same on redelivery) and the digests of
+        credentials in the configuration fingerprint. Lost, a new one is made: see the README.
+        """
+        return f"{self.prefix}:secret"
+
+    @property
+    def config_live(self) -> str:
+        """Sorted set of the live processes (workers, ``callq serve``) and their configuration's
+        fingerprint, scored by when each is presumed gone (:mod:`schemas.config_registry`). Each
+        refreshes its score every 10 s; 30 s without one and it no longer counts. The set's TTL is
+        as long, so a deployment that stopped leaves nothing behind."""
+        return f"{self.prefix}:config:live"
+
+    def config_parts(self, digest: str) -> str:
+        """String: the parts of fingerprint ``digest`` (JSON, dotted key -> digest), so that a
+        process can name what differs; same TTL as a live entry, refreshed by every holder."""
+        return f"{self.prefix}:config:{digest}"
+
     def job(self, job_id: str) -> str:
         """Hash holding one job's record: the job, its state and, once final, its outcome.
 

@@ -430,12 +430,20 @@ class Ledger:
             raws = await pipe.execute()
         return [rec for job_id, raw in zip(ids, raws, strict=True) if (rec := decode_record(job_id, raw))]
 
-    async def resolve(self, ident: str, *, portals: list[str]) -> str | None:
-        """Turn a job id or an idempotency key (looked up on each portal) into a job id."""
-        if await self.redis.exists(self.keys.job(ident)):
-            return ident
-        for portal in portals:
-            holder = await self.redis.get(self.keys.idempotency(portal, ident))
-            if holder is not None:
-                return decode_text(holder)
-        return None
+    async def key_holders(self, key: str, *, portals: Sequence[str]) -> dict[str, str]:
+        """The job holding idempotency key ``key`` on each of ``portals`` that has one (one round trip).
+
+        A key is the same job only on the same portal, so a key may name a job on several portals:
+        callers decide what several holders mean (an ambiguity, never the first match).
+        """
+        if not portals:
+            return {}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for portal in portals:
+                pipe.get(self.keys.idempotency(portal, key))
+            holders = await pipe.execute()
+        return {
+            portal: decode_text(holder)
+            for portal, holder in zip(portals, holders, strict=True)
+            if holder is not None
+        }

@@ -25,6 +25,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from ops.redis_server import RedisServer
 from ops.sandbox import Fault, Sandbox, SandboxHandle, SandboxPortal, running_sandbox
 from producers.api import Producer
+from producers.stream import entry_job_id
 from schemas.keys import Keys
 from schemas.outcome import Status
 from tests.helpers import make_settings, read_outcomes, running_worker, sandbox_portal, wait_for
@@ -183,7 +184,7 @@ async def test_sigterm_finishes_the_request_in_flight_and_takes_no_new_job(
     assert called_numbers(sandbox) == [NUMBER]
     waiting = await producer.status(later.job_id)
     assert waiting is not None and waiting.state == Status.SCHEDULED
-    entry = await producer.status(f"s{entry_id}")
+    entry = await producer.status(await entry_job_id(redis, Keys(prefix), entry_id))
     if entry is None:
         assert await redis.xlen(Keys(prefix).intake) == 1, "the intake entry waits for the next worker"
     else:  # an intake read already under way when the signal came may admit it: stored, not run

@@ -27,8 +27,10 @@ from schemas.config import Settings
 from schemas.keys import ARQ_FUNCTION, Keys
 from schemas.ledger import Ledger, arq_job_fields
 from schemas.redis_url import parse_sentinel_url
+from schemas.secret import deployment_secret
 from worker.auth import PortalAuth
 from worker.bitrix import DEFAULT_TIMEOUT, USER_AGENT
+from worker.config_watch import ConfigWatch
 from worker.deps import Deps
 from worker.dispatch import BatchClaimWorker
 from worker.leases import AttemptLeases, LeaseTiming
@@ -86,6 +88,8 @@ class WorkerContext(TypedDict, total=False):
     gauges_task: asyncio.Task[None]
     heartbeat_task: asyncio.Task[None]
     reconcile_task: asyncio.Task[None]
+    config_watch: ConfigWatch
+    config_task: asyncio.Task[None]
     job_id: str
 
 
@@ -222,6 +226,12 @@ def build_worker(
         ctx["gauges_task"] = asyncio.create_task(keep_gauges_fresh(metrics, pool, keys, settings.portals))
         ctx["heartbeat_task"] = asyncio.create_task(leases.keep_beating())
         ctx["reconcile_task"] = asyncio.create_task(keep_reconciling(deps))
+        secret = await deployment_secret(pool, keys)
+        watch = ConfigWatch(
+            pool, keys, settings, secret=secret, role="worker", on_mismatch=metrics.set_config_mismatch
+        )
+        await watch.check()
+        ctx["config_watch"], ctx["config_task"] = watch, asyncio.create_task(watch.run())
         log.info(
             "worker.started",
             queue=keys.queue,
@@ -232,11 +242,13 @@ def build_worker(
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         # after arq's close() waited for the jobs in flight: their leases were kept alive meanwhile
         metrics.worker_up.set(0)
-        for name in ("gauges_task", "heartbeat_task", "reconcile_task"):
+        for name in ("gauges_task", "heartbeat_task", "reconcile_task", "config_task"):
             if name in ctx:
                 ctx[name].cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await ctx[name]
+        if "config_watch" in ctx:
+            await ctx["config_watch"].withdraw()
         if "intake_task" in ctx:
             ctx["intake_stop"].set()
             with contextlib.suppress(asyncio.CancelledError):

@@ -107,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         cmd = sub.add_parser(name, help=help_text)
         cmd.add_argument("id", help="job id or idempotency key")
+        cmd.add_argument("--portal", help="the portal of an idempotency key (needed when several have it)")
         cmd.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 

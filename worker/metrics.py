@@ -67,8 +67,17 @@ class Metrics:
                                         registry=r)  # fmt: skip
         self.portal_paused = Gauge("callq_portal_paused", "1 while a portal is paused or halted",
                                    ["portal", "reason"], registry=r)  # fmt: skip
+        self.config_mismatch = Gauge(
+            "callq_config_mismatch",
+            "1 while this process's configuration differs from another live process's",
+            registry=r,
+        )
         self.worker_up = Gauge("callq_worker_up", "1 while this worker process runs",
                                registry=r if worker else CollectorRegistry())  # fmt: skip
+
+    def set_config_mismatch(self, differs: bool) -> None:
+        """``callq_config_mismatch``: 1 while this process's configuration differs from another's."""
+        self.config_mismatch.set(1 if differs else 0)
 
     def render(self) -> bytes:
         """The text exposition format."""

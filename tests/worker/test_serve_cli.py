@@ -14,13 +14,16 @@ from redis.asyncio import Redis
 
 from ops.redis_server import free_port
 from ops.sandbox import SandboxHandle
+from schemas.config_registry import ConfigRegistry
+from schemas.keys import Keys
 from tests.helpers import read_outcomes, wait_for
 
 
 async def test_serve_accepts_a_job_exposes_metrics_and_stops(
     redis_url: str, prefix: str, redis: Redis, portal: SandboxHandle, tmp_path: Path
 ) -> None:
-    """POST with the token is 202 and stored; without it 401; /metrics answers; SIGTERM exits 0."""
+    """POST with the token is 202 and stored; without it 401; /metrics answers; it registers its
+    configuration while it runs; SIGTERM exits 0."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALLQ_")}
     env.update(CALLQ_REDIS_URL=redis_url, CALLQ_KEY_PREFIX=prefix, CALLQ_WEBHOOK_URL=portal.webhook_url("default"),
@@ -54,9 +57,12 @@ async def test_serve_accepts_a_job_exposes_metrics_and_stops(
             async with session.get(f"{base}/metrics") as resp:
                 assert resp.status == 200
                 assert "callq_queue_depth" in await resp.text()
+            (live,) = await ConfigRegistry(redis, Keys(prefix)).live()
+            assert live.role == "serve" and live.pid == proc.pid
     finally:
         proc.send_signal(signal.SIGTERM)
         _out, err = await asyncio.wait_for(proc.communicate(), timeout=15)
     assert proc.returncode == 0, err.decode()[-2000:]
     assert "s3cret-token" not in err.decode()
     assert await read_outcomes(redis, prefix) == []
+    assert await ConfigRegistry(redis, Keys(prefix)).live() == [], "a clean stop leaves the registry"
