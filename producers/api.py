@@ -8,24 +8,31 @@
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
 from typing import Any
 
 import structlog
 from redis.asyncio import Redis
 
-from producers.validation import Invalid, validate_job
+from producers import finals
+from producers.idempotency import differences
+from producers.lookup import find_record
+from producers.results import AmbiguousKeyError, PortalNotAllowed, Submitted
+from producers.validation import Invalid, Valid, decode_entry, validate_job
 from schemas.bucket import pacing_bucket
 from schemas.config import Settings
 from schemas.job import CallbackJob
 from schemas.keys import Keys
 from schemas.ledger import Admission, AdmitRequest, Ledger
-from schemas.outcome import ErrorCode, Outcome, OutcomeError, Status, outcome_for
+from schemas.outcome import ErrorCode, OutcomeError, Status, outcome_for
 from schemas.records import JobRecord
 from schemas.redact import mask_number
+
+__all__ = ["AmbiguousKeyError", "PortalNotAllowed", "Producer", "Submitted", "new_job_id", "utcnow"]
 
 log = structlog.get_logger("callq.producers")
 
@@ -44,28 +51,6 @@ def new_job_id() -> str:
 def utcnow() -> datetime:
     """The wall clock, in UTC."""
     return datetime.now(UTC)
-
-
-@dataclass(frozen=True)
-class Submitted:
-    """What happened to a submission.
-
-    Attributes:
-        job_id: the job's id (for an idempotent repeat, the first job's id).
-        status: its state now: ``scheduled``, or a final status such as ``duplicate``,
-            ``rejected`` or ``expired``; for an idempotent repeat, the first job's state.
-        new: True if this call created a job that will be called.
-        run_at: when it is due, if scheduled.
-        duplicate_of: the job that holds the same line + number, for ``duplicate``.
-        error: why, for ``rejected`` and ``expired``.
-    """
-
-    job_id: str
-    status: Status
-    new: bool
-    run_at: datetime | None = None
-    duplicate_of: str | None = None
-    error: OutcomeError | None = None
 
 
 class Producer:
@@ -93,6 +78,7 @@ class Producer:
         self.dedupe_and_pacing = dedupe_and_pacing
         self.clock = clock
         self.id_factory = id_factory
+        self._scoped: dict[frozenset[str], Settings] = {}
         self.ledger = Ledger(
             redis,
             keys=Keys(settings.key_prefix),
@@ -128,7 +114,12 @@ class Producer:
         return await self.submit({k: v for k, v in fields.items() if v is not None})
 
     async def submit(
-        self, raw: str | bytes | dict[str, Any], *, job_id: str | None = None, intake_id: str | None = None
+        self,
+        raw: str | bytes | dict[str, Any],
+        *,
+        job_id: str | None = None,
+        intake_id: str | None = None,
+        scope: Collection[str] | None = None,
     ) -> Submitted:
         """Submit one job as JSON text or a decoded object. Never raises for bad input.
 
@@ -137,18 +128,43 @@ class Producer:
             job_id: the id to use (the stream intake derives it from the entry id, so a
                 redelivered entry is the same job); a fresh one by default.
             intake_id: the intake stream entry id, echoed in the outcome.
+            scope: the portals this submission may use (an HTTP token's); None for every one.
+                Within a scope, ``portal`` may be left out when the scope has a single portal.
 
         Returns:
             What happened; a rejection is also recorded as an outcome.
+
+        Raises:
+            PortalNotAllowed: the job names a portal outside ``scope``; nothing is recorded.
         """
         now = self.clock()
         job_id = job_id or self.id_factory()
-        result = validate_job(raw, settings=self.settings, now=now, job_id=job_id, intake_id=intake_id)
+        settings = self.settings
+        if scope is not None:
+            raw, settings = self._within(scope, raw)
+        result = validate_job(raw, settings=settings, now=now, job_id=job_id, intake_id=intake_id)
         if isinstance(result, Invalid):
             return await self.reject(job_id, result, intake_id=intake_id)
         if result.run_at is None:
             return await self.expire_on_arrival(result.job, reason=result.expired_reason, now=now)
-        return await self.admit(result.job, run_at=result.run_at, now=now)
+        return await self.admit(result.job, run_at=result.run_at, now=now, deadline_sent=result.deadline_sent)
+
+    def _within(
+        self, scope: Collection[str], raw: str | bytes | dict[str, Any]
+    ) -> tuple[str | bytes | dict[str, Any], Settings]:
+        """The input (decoded when it could be) and the settings a scoped submission sees: only the
+        portals of ``scope``, so that neither a default nor an error message names another."""
+        data = decode_entry(raw)
+        if isinstance(data, dict):
+            raw = data
+            named = data.get("portal")
+            if isinstance(named, str) and named not in scope:
+                raise PortalNotAllowed(named)
+        key = frozenset(scope)
+        if key not in self._scoped:
+            portals = {name: p for name, p in self.settings.portals.items() if name in key}
+            self._scoped[key] = dataclasses.replace(self.settings, portals=MappingProxyType(portals))
+        return raw, self._scoped[key]
 
     async def submit_many(self, entries: Sequence[tuple[str | bytes, str, str | None]]) -> list[Submitted]:
         """Submit a batch of (raw JSON, job id, intake id): validated one by one, stored in one round trip.
@@ -159,7 +175,7 @@ class Producer:
         """
         now = self.clock()
         results: list[Submitted | None] = []
-        valid: list[tuple[int, CallbackJob, datetime]] = []
+        valid: list[tuple[int, Valid, datetime]] = []
         for raw, job_id, intake_id in entries:
             result = validate_job(raw, settings=self.settings, now=now, job_id=job_id, intake_id=intake_id)
             if isinstance(result, Invalid):
@@ -169,12 +185,13 @@ class Producer:
                     await self.expire_on_arrival(result.job, reason=result.expired_reason, now=now)
                 )
             else:
-                valid.append((len(results), result.job, result.run_at))
+                valid.append((len(results), result, result.run_at))
                 results.append(None)
-        requests = [self._request(job, run_at=run_at, now=now) for _, job, run_at in valid]
+        requests = [self._request(v.job, run_at=run_at, now=now) for _, v, run_at in valid]
         admissions = await self.ledger.admit_many(requests, now=now)
-        for (index, job, run_at), admission in zip(valid, admissions, strict=True):
-            results[index] = await self._settle(job, admission, run_at=run_at, now=now)
+        for (index, v, run_at), admission in zip(valid, admissions, strict=True):
+            settled = self._settle(v.job, admission, run_at=run_at, now=now, deadline_sent=v.deadline_sent)
+            results[index] = await settled
         return [r for r in results if r is not None]
 
     async def admit(
@@ -184,11 +201,16 @@ class Producer:
         run_at: datetime,
         now: datetime,
         take_key: bool = False,
+        deadline_sent: bool = True,
     ) -> Submitted:
-        """Store a validated job (dedupe, schedule); ``take_key`` for a replay of a dead job."""
+        """Store a validated job (dedupe, schedule); ``take_key`` for a replay of a dead job.
+
+        ``deadline_sent``: whether the producer gave the deadline (a repeat of a known key is
+        compared on it only then, :mod:`producers.idempotency`).
+        """
         request = self._request(job, run_at=run_at, now=now, take_key=take_key)
         admission = await self.ledger.admit(request, now=now)
-        return await self._settle(job, admission, run_at=run_at, now=now)
+        return await self._settle(job, admission, run_at=run_at, now=now, deadline_sent=deadline_sent)
 
     def _request(
         self, job: CallbackJob, *, run_at: datetime, now: datetime, take_key: bool = False
@@ -204,79 +226,74 @@ class Producer:
                             claim=self.dedupe_and_pacing, take_key=take_key)  # fmt: skip
 
     async def _settle(
-        self, job: CallbackJob, admission: Admission, *, run_at: datetime, now: datetime
+        self, job: CallbackJob, admission: Admission, *, run_at: datetime, now: datetime, deadline_sent: bool
     ) -> Submitted:
         """What an admission means for the producer (and the outcome a non-new one needs)."""
         bound = log.bind(job_id=job.job_id, portal=job.portal, line=job.from_line)
         if admission.verdict == "new":
             bound.info("job.scheduled", run_at=run_at.isoformat(), to_number=mask_number(job.to_number))
             return Submitted(job_id=job.job_id, status=Status.SCHEDULED, new=True, run_at=run_at)
-        if admission.verdict == "idempotent" and job.intake_id is not None and admission.job_id != job.job_id:
+        if admission.verdict == "duplicate":
+            return await finals.duplicate(self.ledger, job, holder=admission.job_id, now=now)
+        # idempotent: the key's holder, or this very job (a redelivered intake entry)
+        record = await self.ledger.read(admission.job_id)
+        if admission.job_id != job.job_id and record is not None:
+            differing = differences(record.job, job, deadline_sent=deadline_sent)
+            if differing:
+                return await finals.key_reused(
+                    self.ledger, job, holder=admission.job_id, differing=differing, now=now
+                )
+        if job.intake_id is not None and admission.job_id != job.job_id:
             # An intake entry must end in an outcome of its own: a repeat of a known key is a
             # duplicate of the job that holds the key (and makes no new job, no call).
-            return await self._duplicate(job, holder=admission.job_id, now=now)
-        if admission.verdict == "idempotent":
-            record = await self.ledger.read(admission.job_id)
-            bound.info("job.idempotent_repeat", existing_job_id=admission.job_id)
-            return Submitted(
-                job_id=admission.job_id,
-                status=record.state if record else Status.SCHEDULED,
-                new=False,
-                run_at=record.run_at if record else None,
-                duplicate_of=(record.outcome or {}).get("duplicate_of") if record else None,
-            )
-        return await self._duplicate(job, holder=admission.job_id, now=now)
-
-    async def _duplicate(self, job: CallbackJob, *, holder: str, now: datetime) -> Submitted:
-        outcome = outcome_for(job, Status.DUPLICATE, at=now, duplicate_of=holder)
-        key = (job.portal, job.idempotency_key) if job.idempotency_key else None
-        await self.ledger.record_final(outcome, job=job, idempotency_key=key)
-        log.info("job.duplicate", job_id=job.job_id, portal=job.portal, line=job.from_line, duplicate_of=holder,
-                 to_number=mask_number(job.to_number))  # fmt: skip
-        return Submitted(job_id=job.job_id, status=Status.DUPLICATE, new=False, duplicate_of=holder)
+            return await finals.duplicate(self.ledger, job, holder=admission.job_id, now=now)
+        bound.info("job.idempotent_repeat", existing_job_id=admission.job_id)
+        return Submitted(
+            job_id=admission.job_id,
+            status=record.state if record else Status.SCHEDULED,
+            new=False,
+            run_at=record.run_at if record else None,
+            duplicate_of=(record.outcome or {}).get("duplicate_of") if record else None,
+        )
 
     async def reject(self, job_id: str, invalid: Invalid, *, intake_id: str | None = None) -> Submitted:
         """Record input that cannot become a job as a ``rejected`` outcome."""
-        now = self.clock()
-        error = OutcomeError(
-            code=ErrorCode.INVALID_JOB,
-            description=invalid.description,
-            fields=[e.to_dict() for e in invalid.errors],
-        )
-        echo = invalid.echo
-        outcome = Outcome(
-            job_id=job_id,
-            status=Status.REJECTED,
-            portal=echo.get("portal"),
-            from_line=echo.get("from_line"),
-            idempotency_key=echo.get("idempotency_key"),
-            metadata=echo.get("metadata"),
-            attempts=0,
-            finished_at=now.astimezone(UTC).isoformat(),
-            error=error,
-            intake_id=intake_id,
-        )
-        result = await self.ledger.record_final(outcome, job=None)
-        if result.written:
-            log.info("job.rejected", job_id=job_id, error=invalid.description, intake_id=intake_id)
-        return Submitted(job_id=job_id, status=Status.REJECTED, new=False, error=error)
+        return await finals.reject(self.ledger, job_id, invalid, now=self.clock(), intake_id=intake_id)
 
     async def expire_on_arrival(self, job: CallbackJob, *, reason: str | None, now: datetime) -> Submitted:
         """Record a valid job that can never run before its deadline as ``expired``."""
-        error = OutcomeError(code=ErrorCode.DEADLINE_PASSED, description=reason or "deadline passed")
-        outcome = outcome_for(job, Status.EXPIRED, at=now, error=error)
-        await self.ledger.record_final(outcome, job=job)
-        log.info("job.expired", job_id=job.job_id, portal=job.portal, reason=error.description)
-        return Submitted(job_id=job.job_id, status=Status.EXPIRED, new=False, error=error)
+        return await finals.expire(self.ledger, job, reason=reason, now=now)
 
-    async def status(self, ident: str) -> JobRecord | None:
-        """The record of a job, by job id or idempotency key."""
-        job_id = await self.ledger.resolve(ident, portals=list(self.settings.portals))
-        return await self.ledger.read(job_id) if job_id else None
+    async def status(
+        self, ident: str, *, portal: str | None = None, scope: Collection[str] | None = None
+    ) -> JobRecord | None:
+        """The record of a job, by job id (global) or idempotency key (per portal).
 
-    async def cancel(self, ident: str) -> tuple[bool, JobRecord | None]:
-        """Cancel a job that has not started. Returns (cancelled now, the record afterwards)."""
-        record = await self.status(ident)
+        Args:
+            ident: a job id, or an idempotency key.
+            portal: look only on this portal (a job id of a job elsewhere is not found).
+            scope: the portals the caller may see (None: every one); a job elsewhere is not found.
+
+        Returns:
+            The record, or None.
+
+        Raises:
+            AmbiguousKeyError: ``ident`` is not a job id and is an idempotency key on several of the
+                portals looked at; name one with ``portal``.
+        """
+        return await find_record(
+            self.ledger, ident, portals=list(self.settings.portals), portal=portal, scope=scope
+        )
+
+    async def cancel(
+        self, ident: str, *, portal: str | None = None, scope: Collection[str] | None = None
+    ) -> tuple[bool, JobRecord | None]:
+        """Cancel a job that has not started. Returns (cancelled now, the record afterwards).
+
+        ``ident``, ``portal`` and ``scope`` find the job as :meth:`status` does (and it raises
+        :class:`AmbiguousKeyError` the same way).
+        """
+        record = await self.status(ident, portal=portal, scope=scope)
         if record is None or record.state not in (Status.SCHEDULED, Status.RETRYING):
             return False, record
         now = self.clock()

@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 from redis.asyncio import Redis
 
-from producers.api import Producer, Submitted
+from producers.api import AmbiguousKeyError, Producer, Submitted
 from producers.timeparse import TimeParseError, parse_at, parse_duration
 from schemas.config import Settings, UnknownPortalError
 from schemas.keys import Keys
@@ -92,6 +92,8 @@ def _print_submitted(
         data["duplicate_of"] = submitted.duplicate_of
     if submitted.error:
         data["error"] = submitted.error.to_dict()
+    if submitted.existing_job_id:
+        data["existing_job_id"] = submitted.existing_job_id
     if as_json:
         print(json_output(data), file=out)
         return
@@ -104,14 +106,37 @@ def _print_submitted(
         line += " (already enqueued under this key)"
     if submitted.error:
         line += f": {submitted.error.description}"
+        if submitted.existing_job_id:  # IDEMPOTENCY_KEY_REUSED: what differs, a line each
+            line += "".join(f"\n  {e['field']}: {e['message']}" for e in submitted.error.fields or [])
     print(line, file=out)
+
+
+async def find_job(
+    command: str, args: argparse.Namespace, *, settings: Settings, redis: Redis
+) -> JobRecord | int | None:
+    """The job ``args.id`` names, on ``args.portal`` if given (``callq status|cancel|dead show ID``).
+
+    Returns the record, None if there is none, or an exit code after printing why the question
+    cannot be answered: an unknown ``--portal`` or an idempotency key on several portals (2).
+    """
+    portal: str | None = getattr(args, "portal", None)
+    try:
+        if portal is not None:
+            settings.portal(portal)
+        return await Producer(redis, settings=settings).status(args.id, portal=portal)
+    except (UnknownPortalError, AmbiguousKeyError) as exc:
+        hint = " with --portal" if isinstance(exc, AmbiguousKeyError) else ""
+        print(f"callq {command}: {exc}{hint}", file=sys.stderr)
+        return 2
 
 
 async def status(
     args: argparse.Namespace, *, settings: Settings, redis: Redis, out: TextIO = sys.stdout
 ) -> int:
     """``callq status ID``: the job's state (``scheduled`` with run_at, ``running``, or its outcome)."""
-    record = await Producer(redis, settings=settings).status(args.id)
+    record = await find_job("status", args, settings=settings, redis=redis)
+    if isinstance(record, int):
+        return record
     if record is None:
         print(f"callq status: no job with id or idempotency key {args.id!r}", file=sys.stderr)
         return 1
@@ -140,7 +165,12 @@ async def cancel(
     args: argparse.Namespace, *, settings: Settings, redis: Redis, out: TextIO = sys.stdout
 ) -> int:
     """``callq cancel ID``: cancel a job that has not started."""
-    cancelled, record = await Producer(redis, settings=settings).cancel(args.id)
+    found = await find_job("cancel", args, settings=settings, redis=redis)
+    if isinstance(found, int):
+        return found
+    cancelled, record = (
+        (False, None) if found is None else await Producer(redis, settings=settings).cancel(found.job_id)
+    )
     if record is None:
         print(f"callq cancel: no job with id or idempotency key {args.id!r}", file=sys.stderr)
         return 1
@@ -169,16 +199,25 @@ async def list_jobs(
 ) -> int:
     """``callq list``: pending jobs (``--scheduled``: waiting ones) in order of run time."""
     ledger = Producer(redis, settings=settings).ledger
-    wanted = {Status.SCHEDULED, Status.RETRYING} if args.scheduled else {Status.SCHEDULED, Status.RETRYING,
-                                                                         Status.RUNNING}  # fmt: skip
-    found: list[JobRecord] = []
+    wanted = {Status.SCHEDULED, Status.RETRYING}
+    if not args.scheduled:
+        wanted.add(Status.RUNNING)
+
+    def listed(record: JobRecord) -> bool:
+        job = record.job
+        return (
+            record.state in wanted
+            and args.portal in (None, job.portal)
+            and args.line in (None, job.from_line)
+        )
+
+    # attempts in flight first (found even when arq gave their job up), then the queue by run time
+    found = [r for r in await ledger.in_flight() if listed(r)] if not args.scheduled else []
+    seen = {r.job_id for r in found}
     start, page = 0, 500
     while len(found) < args.limit:
         batch = await ledger.queued(start=start, count=page)
-        found += [
-            r for r in batch
-            if r.state in wanted and args.portal in (None, r.job.portal) and args.line in (None, r.job.from_line)
-        ]  # fmt: skip
+        found += [r for r in batch if r.job_id not in seen and listed(r)]
         if len(batch) < page:
             break
         start += page

@@ -9,10 +9,11 @@ from typing import Any, TextIO
 from redis.asyncio import Redis
 
 from producers.api import Producer
-from producers.cli import json_output, record_view
+from producers.cli import find_job, json_output, record_view
 from producers.deadletters import DeadLetters
 from producers.timeparse import TimeParseError, parse_duration
 from schemas.config import Settings
+from schemas.outcome import Status
 from schemas.records import JobRecord
 from schemas.redact import mask_number
 
@@ -27,13 +28,16 @@ def add_dead_arguments(parser: argparse.ArgumentParser) -> None:
     listing.add_argument("--json", action="store_true")
     show = sub.add_parser("show", help="one dead job with every attempt")
     show.add_argument("id", help="job id or idempotency key")
+    show.add_argument("--portal", help="the portal of an idempotency key (needed when several have it)")
     show.add_argument("--json", action="store_true")
     replay = sub.add_parser("replay", help="replay as fresh jobs (hours, dedupe and deadline apply)")
     which = replay.add_mutually_exclusive_group(required=True)
     which.add_argument("id", nargs="?", help="job id or idempotency key")
     which.add_argument("--all", action="store_true", help="every dead job (with --code: of that code)")
     replay.add_argument("--code", help="with --all: only this error code")
-    replay.add_argument("--portal", help="with --all: only this portal")
+    replay.add_argument(
+        "--portal", help="with --all: only this portal; with ID: the portal of an idempotency key"
+    )
     replay.add_argument("--json", action="store_true")
     purge = sub.add_parser("purge", help="delete dead jobs for good")
     purge.add_argument("--older-than", metavar="DURATION", help="only those dead longer than this (e.g. 7d)")
@@ -51,14 +55,16 @@ async def dead(
         _emit([_summary(r) for r in records], args.json, out, empty="no dead jobs")
         return 0
     if args.dead_command == "show":
-        record = await store.show(args.id)
+        record = await _find_dead("show", args, settings=settings, redis=redis)
+        if isinstance(record, int):
+            return record
         if record is None:
             print(f"callq dead show: no dead job {args.id!r}", file=sys.stderr)
             return 1
         _emit([record_view(record, settings=settings)], args.json, out, single=True)
         return 0
     if args.dead_command == "replay":
-        return await _replay(args, store, out)
+        return await _replay(args, store, out, settings=settings, redis=redis)
     older = None
     if args.older_than:
         try:
@@ -71,11 +77,23 @@ async def dead(
     return 0
 
 
-async def _replay(args: argparse.Namespace, store: DeadLetters, out: TextIO) -> int:
+async def _find_dead(
+    command: str, args: argparse.Namespace, *, settings: Settings, redis: Redis
+) -> JobRecord | int | None:
+    """The dead job ``args.id`` names (on ``args.portal``), None, or an exit code (see ``find_job``)."""
+    found = await find_job(f"dead {command}", args, settings=settings, redis=redis)
+    return found if found is None or isinstance(found, int) or found.state == Status.DEAD else None
+
+
+async def _replay(
+    args: argparse.Namespace, store: DeadLetters, out: TextIO, *, settings: Settings, redis: Redis
+) -> int:
     if args.all:
         ids = [r.job_id for r in await store.list(portal=args.portal, code=args.code, limit=1_000_000)]
     else:
-        record = await store.show(args.id)
+        record = await _find_dead("replay", args, settings=settings, redis=redis)
+        if isinstance(record, int):
+            return record
         if record is None:
             print(f"callq dead replay: no dead job {args.id!r}", file=sys.stderr)
             return 1

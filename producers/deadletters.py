@@ -76,9 +76,13 @@ class DeadLetters:
                     return found
         return found
 
-    async def show(self, ident: str) -> JobRecord | None:
-        """A dead job by job id or idempotency key (None if there is none, or it is not dead)."""
-        record = await self.producer.status(ident)
+    async def show(self, ident: str, *, portal: str | None = None) -> JobRecord | None:
+        """A dead job by job id or idempotency key (None if there is none, or it is not dead).
+
+        Raises:
+            AmbiguousKeyError: ``ident`` is a key on several portals and ``portal`` is None.
+        """
+        record = await self.producer.status(ident, portal=portal)
         return record if record is not None and record.state == Status.DEAD else None
 
     async def replay(self, job_id: str) -> Replayed:

@@ -5,31 +5,30 @@ Routes (``schemas/openapi.json`` documents each, served at ``GET /openapi.json``
 
 - ``POST /v1/callbacks`` submits the job JSON. ``202`` for every submission that made a job of its
   own — ``scheduled`` (with ``run_at``), ``duplicate`` (with ``duplicate_of``: the line + number is
-  taken; no call) and ``expired`` (its deadline cannot be met: like the README says, a deadline in
-  the past is not invalid input; the job ends ``expired`` at once, with ``error``). Each has its
-  own job id and outcome, so each is "accepted". ``200`` for an idempotent repeat (an
-  ``idempotency_key`` already known on the portal): nothing new was made; the body is the first
-  job's id and current state. Invalid input, non-JSON and non-object bodies included, is ``422``
-  with ``errors: [{field, message}]`` (``field`` ``""`` for the body as a whole), and the Producer
-  records a ``rejected`` outcome for it, since every job that enters ends in an outcome.
-- ``GET /v1/callbacks/{id}``: the record by job id or idempotency key (``callq status --json``'s
-  view: number masked), ``404`` if unknown.
-- ``DELETE /v1/callbacks/{id}`` cancels a ``scheduled`` or ``retrying`` job: ``200`` with the
-  record; ``409`` with the record if it is running or already final; ``404`` if unknown.
-- ``GET /healthz`` (the process answers), ``GET /readyz`` (Redis answers PING and a worker's arq
-  health-check key exists; ``503`` naming the failed check; both in :mod:`producers.http_ready`),
-  ``GET /openapi.json``: no token.
+  taken; no call) and ``expired`` (its deadline cannot be met: a deadline in the past is not invalid
+  input; the job ends ``expired`` at once, with ``error``). ``200`` for an idempotent repeat (an
+  ``idempotency_key`` known on the portal, with the same request): the first job's id and state.
+  ``409`` ``IDEMPOTENCY_KEY_REUSED`` for a known key with a different request (what differs in
+  ``error.fields``; recorded ``rejected``). Invalid input is ``422`` with ``errors: [{field,
+  message}]``, recorded ``rejected``: every job that enters ends in an outcome.
+- ``GET /v1/callbacks/{id}[?portal=NAME]``: the record by job id or idempotency key (``callq status
+  --json``'s view: number masked), ``404`` if unknown, ``409`` ``AMBIGUOUS_KEY`` for a key on
+  several portals and no ``portal``.
+- ``DELETE /v1/callbacks/{id}[?portal=NAME]`` cancels a ``scheduled`` or ``retrying`` job: ``200``
+  with the record; ``409`` with the record if it is running or already final (or ``AMBIGUOUS_KEY``);
+  ``404`` if unknown.
+- ``GET /healthz``, ``GET /readyz`` (Redis, a live worker and, for ``callq serve``, a configuration
+  the workers share; :mod:`producers.http_ready`), ``GET /openapi.json``: no token.
 - ``OPTIONS`` on the ``/v1`` routes answers CORS preflights: ``204`` for an allowed origin,
   ``403`` (without CORS headers) for any other.
 
-Requests that never enter (``401`` no or wrong token, ``413`` body over ``max_body_bytes``,
-``415`` not ``application/json``) record nothing. Every error body is JSON
-(``{"error": {"code", "description"}}``); Redis being unreachable is ``503`` with ``Retry-After``.
-
-Bearer tokens come from ``settings.api_tokens`` and are compared in constant time against every
-one. With no token configured, :func:`create_app` and :func:`serve` refuse to start
-(:class:`NoTokensError`, a configuration error) unless ``allow_no_auth=True`` is passed: an open
-endpoint that rings phones must be a deliberate choice (tests and demos).
+Bearer tokens come from ``settings.bearer_tokens()``, compared in constant time against every one.
+A token's scope (:class:`schemas.config.ApiToken`) is checked here: a read token gets ``403`` for
+POST and DELETE, a POST to a portal outside its scope ``403``, and a job on a portal it may not see
+is ``404`` like one that does not exist. Requests that never enter (``401``, ``403``, ``413``,
+``415``) record nothing. Every error body is JSON (``{"error": {"code", "description"}}``); Redis
+being unreachable is ``503`` with ``Retry-After``. With no token configured, :func:`create_app` and
+:func:`serve` refuse to start (:class:`NoTokensError`) unless ``allow_no_auth=True`` is passed.
 """
 
 from __future__ import annotations
@@ -43,7 +42,7 @@ import structlog
 from aiohttp import hdrs, web
 from redis.asyncio import Redis
 
-from producers.api import Producer
+from producers.api import AmbiguousKeyError, PortalNotAllowed, Producer
 from producers.cli import portal_halt, record_view
 from producers.http_guards import (
     GUARD,
@@ -51,17 +50,19 @@ from producers.http_guards import (
     Guard,
     HttpProblem,
     auth_middleware,
+    caller_scope,
     json_response,
     normalise_origins,
     outer_middleware,
     preflight,
     read_json_body,
+    require_write,
 )
-from producers.http_ready import READY_CHECK, ReadyCheck, healthz, readyz, redis_and_worker_check
+from producers.http_ready import READY_CHECK, ConfigCheck, ReadyCheck, healthz, readyz, redis_and_worker_check
 from schemas.config import ConfigError, Settings
 from schemas.keys import Keys
 from schemas.outcome import FINAL_STATUSES, Status
-from schemas.records import from_ms, to_ms
+from schemas.records import JobRecord, from_ms, to_ms
 
 log = structlog.get_logger("callq.http")
 
@@ -98,6 +99,7 @@ def create_app(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ready_check: ReadyCheck | None = None,
     allow_no_auth: bool = False,
+    config_check: ConfigCheck | None = None,
 ) -> web.Application:
     """Build the HTTP application.
 
@@ -108,6 +110,8 @@ def create_app(
         max_body_bytes: the largest request body read; larger ones get ``413``.
         ready_check: replaces the readiness check of ``/readyz`` (Redis PING and a live worker).
         allow_no_auth: serve without authentication when no token is configured.
+        config_check: adds a ``config`` check to the default readiness check (``callq serve``: its
+            configuration agrees with the live workers').
 
     Returns:
         The application, ready for an ``AppRunner`` or aiohttp's test server.
@@ -115,11 +119,12 @@ def create_app(
     Raises:
         NoTokensError: no token is configured and ``allow_no_auth`` is False.
     """
-    if not settings.api_tokens and not allow_no_auth:
+    tokens = settings.bearer_tokens()
+    if not tokens and not allow_no_auth:
         raise NoTokensError()
     app = web.Application(client_max_size=max_body_bytes, middlewares=[outer_middleware, auth_middleware])
     app[GUARD] = Guard(
-        tokens=tuple(token.encode() for token in settings.api_tokens),
+        tokens=tuple((token.token.encode(), token) for token in tokens),
         cors_origins=normalise_origins(cors_origins),
         max_body_bytes=max_body_bytes,
         protected=frozenset({submit, status, cancel}),
@@ -127,7 +132,9 @@ def create_app(
     app[PRODUCER] = Producer(redis, settings=settings)
     app[SETTINGS] = settings
     app[REDIS] = redis
-    app[READY_CHECK] = ready_check or redis_and_worker_check(redis, Keys(settings.key_prefix))
+    app[READY_CHECK] = ready_check or redis_and_worker_check(
+        redis, Keys(settings.key_prefix), config=config_check
+    )
     app[OPENAPI] = resources.files("schemas").joinpath("openapi.json").read_bytes()
     callbacks = app.router.add_resource("/v1/callbacks", name="callbacks")
     callbacks.add_route(hdrs.METH_POST, submit)
@@ -143,12 +150,25 @@ def create_app(
 
 
 async def submit(request: web.Request) -> web.Response:
-    """``POST /v1/callbacks``: 202 a new job (scheduled, duplicate, expired), 200 a repeat, 422 invalid."""
+    """``POST /v1/callbacks``: 202 a new job (scheduled, duplicate, expired), 200 a repeat, 409 a known
+    key with a different request, 422 invalid."""
+    require_write(request)
     body = await read_json_body(request)
     producer = request.app[PRODUCER]
     job_id = producer.id_factory()
-    submitted = await producer.submit(body, job_id=job_id)
+    try:
+        submitted = await producer.submit(body, job_id=job_id, scope=caller_scope(request))
+    except PortalNotAllowed as exc:
+        raise HttpProblem(403, "PORTAL_NOT_ALLOWED", str(exc)) from None
     request[JOB_ID] = submitted.job_id
+    if submitted.existing_job_id is not None and submitted.error is not None:
+        # a known key with a different request: nothing new is made, and it is not the first job
+        reused = {
+            "job_id": submitted.job_id,
+            "status": "rejected",
+            "existing_job_id": submitted.existing_job_id,
+        }
+        return json_response({"error": submitted.error.to_dict(), **reused}, status=409)
     if submitted.status == Status.REJECTED:
         errors = submitted.error.fields if submitted.error else None
         return json_response(
@@ -182,12 +202,28 @@ def _ident(request: web.Request) -> str:
     return ident
 
 
-async def status(request: web.Request) -> web.Response:
-    """``GET /v1/callbacks/{id}``: the job's record, with the portal's halt while it is pending."""
-    record = await request.app[PRODUCER].status(_ident(request))
+async def _find(request: web.Request) -> JobRecord:
+    """The job ``{id}`` names (``?portal=`` narrows a key to one portal), among those the token may
+    see: a job on another portal is 404 exactly like one that does not exist."""
+    ident = _ident(request)
+    portal = request.query.get("portal")
+    producer = request.app[PRODUCER]
+    record = None
+    if portal is None or portal in request.app[SETTINGS].portals:
+        try:
+            record = await producer.status(ident, portal=portal, scope=caller_scope(request))
+        except AmbiguousKeyError as exc:
+            portals = {"portals": list(exc.portals)}
+            raise HttpProblem(409, "AMBIGUOUS_KEY", f"{exc}: add ?portal=NAME", extra=portals) from None
     if record is None:
         raise HttpProblem(404, "NOT_FOUND", "no job with this id or idempotency key")
     request[JOB_ID] = record.job_id
+    return record
+
+
+async def status(request: web.Request) -> web.Response:
+    """``GET /v1/callbacks/{id}``: the job's record, with the portal's halt while it is pending."""
+    record = await _find(request)
     settings = request.app[SETTINGS]
     view = record_view(record, settings=settings)
     if record.state not in FINAL_STATUSES:
@@ -199,10 +235,10 @@ async def status(request: web.Request) -> web.Response:
 
 async def cancel(request: web.Request) -> web.Response:
     """``DELETE /v1/callbacks/{id}``: cancel a job that has not started."""
-    cancelled, record = await request.app[PRODUCER].cancel(_ident(request))
-    if record is None:
-        raise HttpProblem(404, "NOT_FOUND", "no job with this id or idempotency key")
-    request[JOB_ID] = record.job_id
+    require_write(request)
+    found = await _find(request)
+    cancelled, record = await request.app[PRODUCER].cancel(found.job_id)
+    record = record or found
     view = record_view(record, settings=request.app[SETTINGS])
     if not cancelled:
         raise HttpProblem(
@@ -231,6 +267,7 @@ async def serve(
     allow_no_auth: bool = False,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     extra_routes: Sequence[web.RouteDef] = (),
+    config_check: ConfigCheck | None = None,
 ) -> None:
     """Serve the API until cancelled, or until ``stop`` is set (``callq serve``).
 
@@ -245,12 +282,19 @@ async def serve(
         allow_no_auth: serve without authentication when no token is configured.
         max_body_bytes: the largest request body read.
         extra_routes: more routes without authentication (the CLI adds ``/metrics``).
+        config_check: the ``config`` check of ``/readyz`` (see :func:`create_app`).
 
     Raises:
         NoTokensError: no token is configured and ``allow_no_auth`` is False (before binding).
     """
-    app = create_app(redis=redis, settings=settings, cors_origins=cors_origins,
-                     max_body_bytes=max_body_bytes, allow_no_auth=allow_no_auth)  # fmt: skip
+    app = create_app(
+        redis=redis,
+        settings=settings,
+        cors_origins=cors_origins,
+        max_body_bytes=max_body_bytes,
+        allow_no_auth=allow_no_auth,
+        config_check=config_check,
+    )
     app.router.add_routes(extra_routes)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
     await runner.setup()
@@ -258,10 +302,11 @@ async def serve(
         site = web.TCPSite(runner, host, port)
         await site.start()
         url = _base_url(*runner.addresses[0][:2])
-        if not settings.api_tokens:
+        tokens = app[GUARD].tokens
+        if not tokens:
             log.warning("http.auth_disabled", reason="no api_tokens configured and allow_no_auth=True")
-        log.info("http.listening", url=url, cors_origins=sorted(app[GUARD].cors_origins),
-                 tokens=len(settings.api_tokens))  # fmt: skip
+        callers = [token.name for _, token in tokens]
+        log.info("http.listening", url=url, cors_origins=sorted(app[GUARD].cors_origins), callers=callers)
         if on_ready is not None:
             on_ready(url)
         await (stop or asyncio.Event()).wait()

@@ -19,6 +19,7 @@ from aiohttp.typedefs import LooseHeaders
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from schemas.config import ApiToken
 from schemas.redact import redact_text
 
 log = structlog.get_logger("callq.http")
@@ -36,6 +37,9 @@ CHALLENGE = 'Bearer realm="callq"'
 JOB_ID = web.RequestKey("callq.http.job_id", str)
 """Set by a handler that knows the job it answered about, so the access log names it."""
 
+CALLER = web.RequestKey("callq.http.caller", ApiToken)
+"""The token a request was accepted with (absent when no token is checked): its scope and log name."""
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -44,13 +48,14 @@ class Guard:
     """How requests are checked, fixed when the app is built.
 
     Attributes:
-        tokens: the accepted bearer tokens as bytes; empty means no token is checked.
+        tokens: the accepted bearer tokens, each as bytes with what it may do; empty means no
+            token is checked (every request may do everything).
         cors_origins: origins (``scheme://host[:port]``) whose browsers may call the API.
         max_body_bytes: the largest request body read.
         protected: the handlers that need a token (the ``/v1`` ones except CORS preflights).
     """
 
-    tokens: tuple[bytes, ...]
+    tokens: tuple[tuple[bytes, ApiToken], ...]
     cors_origins: frozenset[str]
     max_body_bytes: int
     protected: frozenset[Handler] = field(default_factory=frozenset)
@@ -146,6 +151,7 @@ async def outer_middleware(request: web.Request, handler: Handler) -> web.Stream
         status=response.status,
         duration_ms=round((time.perf_counter() - started) * 1000, 1),
         job_id=request.get(JOB_ID),
+        caller=caller.name if (caller := request.get(CALLER)) else None,
     )
     return response
 
@@ -184,17 +190,23 @@ async def preflight(request: web.Request) -> web.Response:
     )
 
 
-def token_matches(given: bytes, tokens: Sequence[bytes]) -> bool:
-    """Compare against every token in constant time (no early exit that would time which one)."""
-    matched = False
-    for token in tokens:
-        matched |= hmac.compare_digest(given, token)
-    return matched
+def match_token(given: bytes, tokens: Sequence[tuple[bytes, ApiToken]]) -> ApiToken | None:
+    """The token ``given`` is, compared in constant time against every one (no early exit that
+    would time which one matched)."""
+    found: ApiToken | None = None
+    for secret, token in tokens:
+        if hmac.compare_digest(given, secret):
+            found = token
+    return found
 
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Require ``Authorization: Bearer <token>`` on the protected routes (RFC 6750 answers)."""
+    """Require ``Authorization: Bearer <token>`` on the protected routes (RFC 6750 answers).
+
+    The token found is put in ``request[CALLER]``; the handlers check its scope (which portals,
+    read or write) against what the request asks for.
+    """
     guard = request.app[GUARD]
     if not guard.tokens or request.match_info.handler not in guard.protected:
         return await handler(request)
@@ -205,10 +217,25 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     scheme, _, token = header.strip().partition(" ")
     # Headers arrive decoded as UTF-8 with surrogateescape; encoding back gives the bytes sent.
     given = token.strip().encode("utf-8", "surrogateescape")
-    if scheme.lower() != "bearer" or not given or not token_matches(given, guard.tokens):
+    caller = match_token(given, guard.tokens) if scheme.lower() == "bearer" and given else None
+    if caller is None:
         raise HttpProblem(401, "UNAUTHORIZED", "the bearer token is missing or not accepted",
                           headers={hdrs.WWW_AUTHENTICATE: f'{CHALLENGE}, error="invalid_token"'})  # fmt: skip
+    request[CALLER] = caller
     return await handler(request)
+
+
+def caller_scope(request: web.Request) -> frozenset[str] | None:
+    """The portals the request's token may use (None: every one, or no token is checked)."""
+    caller = request.get(CALLER)
+    return caller.portals if caller is not None else None
+
+
+def require_write(request: web.Request) -> None:
+    """Refuse (403 ``FORBIDDEN``) a submit or cancel with a token that may only read."""
+    caller = request.get(CALLER)
+    if caller is not None and not caller.may_write:
+        raise HttpProblem(403, "FORBIDDEN", 'this token may only read (access = "read")')
 
 
 async def read_json_body(request: web.Request) -> bytes:

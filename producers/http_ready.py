@@ -1,5 +1,6 @@
 """Liveness and readiness of the HTTP way in: ``GET /healthz``, ``GET /readyz`` and the default
-readiness check (Redis answers PING and a worker's arq health-check key exists).
+readiness check (Redis answers PING, a worker's arq health-check key exists and, for ``callq serve``,
+its configuration agrees with the workers').
 
 :func:`producers.http.create_app` routes both without a token; the check it uses is
 ``app[READY_CHECK]``, replaceable through ``create_app(ready_check=...)``.
@@ -48,18 +49,25 @@ async def readyz(request: web.Request) -> web.Response:
     )
 
 
-def redis_and_worker_check(redis: Redis, keys: Keys) -> ReadyCheck:
+ConfigCheck = Callable[[], Awaitable[str]]
+"""Returns ``"ok"``, or how this process's configuration disagrees with the workers'."""
+
+
+def redis_and_worker_check(redis: Redis, keys: Keys, *, config: ConfigCheck | None = None) -> ReadyCheck:
     """The default readiness check: Redis answers PING, and arq's health-check key of the queue
-    exists (a worker refreshes it every few seconds with a short TTL)."""
+    exists (a worker refreshes it every few seconds with a short TTL); with ``config``, also that
+    this process's configuration agrees with the workers' (``callq serve`` passes one)."""
 
     async def check() -> dict[str, Any]:
         try:
             async with asyncio.timeout(READY_TIMEOUT_S):
                 await redis.ping()
                 alive = await redis.exists(keys.health)
+                agreed = await config() if config is not None else None
         except (RedisError, OSError, TimeoutError) as exc:  # refused, timed out, wrong password...
-            return {"redis": f"unreachable: {type(exc).__name__}", "worker": "unknown: Redis is unreachable"}
+            down = {"redis": f"unreachable: {type(exc).__name__}", "worker": "unknown: Redis is unreachable"}
+            return down | ({"config": "unknown: Redis is unreachable"} if config is not None else {})
         worker = "ok" if alive else f"no live worker: {keys.health} is absent"
-        return {"redis": "ok", "worker": worker}
+        return {"redis": "ok", "worker": worker} | ({"config": agreed} if agreed is not None else {})
 
     return check

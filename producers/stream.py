@@ -1,9 +1,11 @@
 """The Redis Stream way in: any language ``XADD {p}:intake * job '<json>'``.
 
 Entries are read through the consumer group ``callq``; an entry is acknowledged (and deleted)
-only after it is stored as a job or as a rejection. The job id is derived from the entry id, so
-an entry delivered twice (a consumer died before its XACK) is the same job, not a second call.
-Entries left pending by a consumer that died are taken over with XAUTOCLAIM.
+only after it is stored as a job or as a rejection. The job id is derived from the entry id (an
+HMAC keyed by the deployment's secret, :func:`schemas.job.intake_job_id`), so an entry delivered
+twice (a consumer died before its XACK) is the same job, not a second call, yet nobody can guess a
+job id from an entry id. Entries left pending by a consumer that died are taken over with
+XAUTOCLAIM; one admitted by a worker of 0.2 or earlier keeps the job id it got then.
 """
 
 from __future__ import annotations
@@ -21,10 +23,22 @@ from redis.exceptions import RedisError, ResponseError
 
 from producers.api import Producer
 from producers.validation import FieldError, Invalid
-from schemas.job import intake_job_id
+from schemas.job import intake_job_id, legacy_intake_job_id
 from schemas.keys import INTAKE_GROUP, Keys
+from schemas.secret import deployment_secret, derive_key
 
 log = structlog.get_logger("callq.intake")
+
+INTAKE_ID_PURPOSE = "intake job id"
+"""What the deployment's secret is derived for here (:func:`schemas.secret.derive_key`)."""
+
+
+async def entry_job_id(redis: Redis, keys: Keys, entry_id: str) -> str:
+    """The job id the intake gives (or gave) entry ``entry_id`` (for ops and tests; the job also says
+    ``intake_id``)."""
+    if await redis.exists(keys.job(legacy := legacy_intake_job_id(entry_id))):
+        return legacy
+    return intake_job_id(entry_id, derive_key(await deployment_secret(redis, keys), INTAKE_ID_PURPOSE))
 
 
 def consumer_name() -> str:
@@ -67,6 +81,27 @@ class IntakeConsumer:
         self.claim_idle_ms = claim_idle_ms
         self.processed = 0
         self.on_admitted = on_admitted
+        self._secret: bytes | None = None
+
+    async def _id_key(self) -> bytes:
+        """The key of intake job ids, from the deployment's secret (read, or put back, each batch:
+        every consumer must derive the same ids, even if the secret's key was lost meanwhile)."""
+        self._secret = await deployment_secret(self.redis, self.keys, keep=self._secret)
+        return derive_key(self._secret, INTAKE_ID_PURPOSE)
+
+    async def _job_ids(self, entry_ids: list[str], *, redelivered: bool) -> dict[str, str]:
+        """Entry id -> job id. A redelivered entry that a 0.2 worker admitted keeps that job's id."""
+        key = await self._id_key()
+        ids = {entry_id: intake_job_id(entry_id, key) for entry_id in entry_ids}
+        if redelivered and entry_ids:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for entry_id in entry_ids:
+                    pipe.exists(self.keys.job(legacy_intake_job_id(entry_id)))
+                found = await pipe.execute()
+            ids.update(
+                {e: legacy_intake_job_id(e) for e, exists in zip(entry_ids, found, strict=True) if exists}
+            )
+        return ids
 
     async def ensure_group(self) -> None:
         """Create the group at the start of the stream, so entries added before any worker ran count."""
@@ -95,7 +130,7 @@ class IntakeConsumer:
             block=None if pending else self.block_ms,
         )
         entries = [entry for _stream, batch in reply or [] for entry in batch]
-        await self.admit(entries)
+        await self.admit(entries, redelivered=pending)
         return len(entries)
 
     async def take_over_abandoned(self) -> int:
@@ -106,13 +141,17 @@ class IntakeConsumer:
         entries = reply[1] if reply else []
         if entries:
             log.warning("intake.took_over", count=len(entries))
-            await self.admit(entries)
+            await self.admit(entries, redelivered=True)
         return len(entries)
 
-    async def admit(self, entries: list[tuple[Any, Any]]) -> None:
-        """Admit a batch (valid jobs stored in one round trip), then acknowledge and delete it."""
+    async def admit(self, entries: list[tuple[Any, Any]], *, redelivered: bool = False) -> None:
+        """Admit a batch (valid jobs stored in one round trip), then acknowledge and delete it.
+
+        ``redelivered``: the entries were delivered before (taken over, or pending on this consumer).
+        """
         if not entries:
             return
+        job_ids = await self._job_ids([_text(raw_id) for raw_id, _ in entries], redelivered=redelivered)
         done: list[str] = []
         batch: list[tuple[str | bytes, str, str | None]] = []
         statuses: list[str] = []
@@ -125,11 +164,11 @@ class IntakeConsumer:
             if payload is None:
                 names = ", ".join(sorted(_text(k) for k in fields)) or "none"
                 problem = FieldError("job", f"the entry has no 'job' field (fields: {names})"[:500])
-                rejected = await self.producer.reject(intake_job_id(entry_id), Invalid(errors=(problem,), echo={}),
+                rejected = await self.producer.reject(job_ids[entry_id], Invalid(errors=(problem,), echo={}),
                                                       intake_id=entry_id)  # fmt: skip
                 statuses.append(str(rejected.status))
             else:
-                batch.append((payload, intake_job_id(entry_id), entry_id))
+                batch.append((payload, job_ids[entry_id], entry_id))
         try:
             statuses += [str(s.status) for s in await self.producer.submit_many(batch)]
         except RedisError:

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from producers.strict_json import JsonProblem, check_storable, decode_strict
 from schemas.calendar import Expired, default_deadline, earliest_run
 from schemas.config import PortalConfig, Settings, UnknownPortalError
-from schemas.job import JOB_FIELDS, CallbackJob, CallbackJobIn, format_utc, parse_rfc3339
+from schemas.job import JOB_FIELDS, MAX_HORIZON, CallbackJob, CallbackJobIn, format_utc, parse_rfc3339
 from schemas.redact import redact_text
 
 
@@ -57,6 +57,7 @@ class Valid:
     job: CallbackJob
     run_at: datetime | None  # None when expired
     expired_reason: str | None = None
+    deadline_sent: bool = True  # False: the deadline was computed from the arrival time
 
 
 MAX_ENTRY_BYTES = 64 * 1024
@@ -121,6 +122,7 @@ def validate_job(
     deadline = parse_rfc3339(wire.deadline) if wire.deadline else None
     if not_before and deadline and deadline <= not_before:
         errors.append(FieldError("deadline", "must be later than not_before"))
+    errors += beyond_horizon(not_before=not_before, deadline=deadline, now=now)
     if errors or number is None or not text:
         return Invalid(errors=tuple(errors), echo={**echo, "portal": portal.name})
     try:
@@ -150,6 +152,7 @@ def _schedule(
 ) -> Valid:
     line = portal.line(wire.from_line)
     calendar = portal.calendar_for(wire.from_line)
+    deadline_sent = deadline is not None
     if deadline is None:
         deadline = default_deadline(
             calendar, now=now, not_before=not_before, default_deadline_s=portal.default_deadline_s
@@ -170,8 +173,26 @@ def _schedule(
     )
     decision = earliest_run(calendar, now=now, not_before=not_before, deadline=deadline)
     if isinstance(decision, Expired):
-        return Valid(job=job, run_at=None, expired_reason=decision.reason)
-    return Valid(job=job, run_at=decision.at)
+        return Valid(job=job, run_at=None, expired_reason=decision.reason, deadline_sent=deadline_sent)
+    return Valid(job=job, run_at=decision.at, deadline_sent=deadline_sent)
+
+
+def beyond_horizon(
+    *, not_before: datetime | None, deadline: datetime | None, now: datetime
+) -> list[FieldError]:
+    """Errors for a ``not_before`` or ``deadline`` beyond :data:`schemas.job.MAX_HORIZON` from now.
+
+    A job waits, and holds its line + number, until its deadline: a year-3000 date would hold it for
+    centuries, and is far more likely a mistake than a plan.
+    """
+    limit = now + MAX_HORIZON
+    return [
+        FieldError(
+            name, f"is more than {MAX_HORIZON.days} days ahead; callq holds a callback at most that long"
+        )
+        for name, moment in (("not_before", not_before), ("deadline", deadline))
+        if moment is not None and moment > limit
+    ]
 
 
 def _e164(raw: str, portal: PortalConfig, errors: list[FieldError]) -> str | None:

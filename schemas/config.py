@@ -17,7 +17,6 @@ from pathlib import Path
 from types import MappingProxyType
 
 from schemas.config_env import (
-    _api_tokens,
     _choose,
     _env_or_toml,
     _key_prefix,
@@ -25,6 +24,7 @@ from schemas.config_env import (
     _portals,
     _redis_url,
 )
+from schemas.config_tokens import read_api_tokens
 from schemas.config_toml import _TOP_KEYS, _read_toml, _Table
 from schemas.config_types import (
     DEFAULT_CONFIG_NAME,
@@ -33,12 +33,14 @@ from schemas.config_types import (
     DEFAULT_REDIS_URL,
     DEFAULT_TOKEN_URL,
     MAX_TEXT_CHARS,
+    ApiToken,
     ConfigError,
     LineConfig,
     OAuthConfig,
     PortalConfig,
     Settings,
     UnknownPortalError,
+    token_fingerprint,
 )
 from schemas.redact import redact_redis_url, redact_webhook_url
 
@@ -50,6 +52,7 @@ __all__ = [
     "DEFAULT_TOKEN_URL",
     "MAX_TEXT_CHARS",
     "OVERRIDE_KEYS",
+    "ApiToken",
     "ConfigError",
     "LineConfig",
     "OAuthConfig",
@@ -59,6 +62,7 @@ __all__ = [
     "load_settings",
     "redact_redis_url",
     "redact_webhook_url",
+    "token_fingerprint",
 ]
 
 OVERRIDE_KEYS = frozenset({"redis_url", "key_prefix", "config_path"})
@@ -99,14 +103,17 @@ def load_settings(
     retention = _env_or_toml(env, "CALLQ_OUTCOME_RETENTION", top, "outcome_retention")
     maxlen = _env_or_toml(env, "CALLQ_OUTCOMES_MAXLEN", top, "outcomes_maxlen")
     defaults = Settings()
+    portals = _portals(top, env)
+    plain_tokens, named_tokens = read_api_tokens(env, top, portals)
     return Settings(
         redis_url=_redis_url(*_choose(flags, env, top, "redis_url", "CALLQ_REDIS_URL", defaults.redis_url)),
         key_prefix=_key_prefix(
             *_choose(flags, env, top, "key_prefix", "CALLQ_KEY_PREFIX", defaults.key_prefix)
         ),
         config_path=path,
-        api_tokens=_api_tokens(env, top),
-        portals=MappingProxyType(_portals(top, env)),
+        api_tokens=plain_tokens,
+        named_tokens=named_tokens,
+        portals=MappingProxyType(portals),
         outcome_retention_s=retention.number(
             "outcome_retention", defaults.outcome_retention_s, positive=True
         ),

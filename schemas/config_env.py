@@ -234,15 +234,6 @@ def _key_prefix(value: object, source: str, key: str | None) -> str:
     )
 
 
-def _api_tokens(env: Mapping[str, str], top: _Table) -> tuple[str, ...]:
-    if "CALLQ_API_TOKENS" in env:
-        return tuple(token.strip() for token in env["CALLQ_API_TOKENS"].split(",") if token.strip())
-    value = top.data.get("api_tokens", [])
-    if not isinstance(value, list) or not all(isinstance(token, str) and token.strip() for token in value):
-        top.fail("api_tokens", "must be a list of non-empty strings")  # never echo a token
-    return tuple(token.strip() for token in value)
-
-
 def _env_or_toml(env: Mapping[str, str], var: str, top: _Table, key: str) -> _Table:
     """The table to read `key` from: a one-entry table for the variable if it is set, else the file."""
     if var not in env:

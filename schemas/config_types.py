@@ -7,11 +7,13 @@ none of them), so the readers can build these objects without an import cycle.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from types import MappingProxyType
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from schemas.calendar import Calendar
@@ -148,6 +150,50 @@ class PortalConfig:
         )
 
 
+TokenAccess = Literal["read", "write"]
+"""``read``: GET a job; ``write``: also POST and DELETE."""
+
+_FINGERPRINT_SALT = b"callq api token fingerprint"
+_FINGERPRINT_ROUNDS = 20_000
+
+
+def token_fingerprint(token: str) -> str:
+    """How logs name a token of the plain ``api_tokens`` list: ``fp:`` and 8 hex digits.
+
+    A slow, salted hash cut to 32 bits: the same token always gets the same name, and the name
+    cannot be turned back into the token (so many strings share it that it says nothing about one).
+    """
+    digest = hashlib.pbkdf2_hmac("sha256", token.encode(), _FINGERPRINT_SALT, _FINGERPRINT_ROUNDS)
+    return f"fp:{digest[:4].hex()}"
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    """A bearer token of ``callq serve`` and what it may do.
+
+    Attributes:
+        name: what the access log calls it: its ``[api_tokens.NAME]`` table, or for a token of the
+            plain list its :func:`token_fingerprint`.
+        token: the secret (hidden from repr).
+        portals: the portals it may use; None for every portal.
+        access: ``read`` (GET) or ``write`` (POST, DELETE and GET).
+    """
+
+    name: str
+    token: str = field(repr=False)
+    portals: frozenset[str] | None = None
+    access: TokenAccess = "write"
+
+    def may_see(self, portal: str) -> bool:
+        """Whether jobs of ``portal`` exist for this token."""
+        return self.portals is None or portal in self.portals
+
+    @property
+    def may_write(self) -> bool:
+        """Whether it may submit and cancel jobs (on the portals it may see)."""
+        return self.access == "write"
+
+
 @dataclass(frozen=True, repr=False)
 class Settings:
     """Everything callq is configured with, loaded once by `load_settings`.
@@ -156,7 +202,9 @@ class Settings:
         redis_url: Redis to use (its password is hidden from repr).
         key_prefix: Prefix `{p}` of every Redis key.
         config_path: The TOML file actually read, or None.
-        api_tokens: Bearer tokens accepted by `callq serve` (hidden from repr).
+        api_tokens: Bearer tokens of the plain `api_tokens` list (or `CALLQ_API_TOKENS`), each with
+            full access: every portal, read and write (hidden from repr).
+        named_tokens: Tokens of `[api_tokens.NAME]` tables, with their portals and access.
         portals: Portal name -> portal (read-only).
         outcome_retention_s: Extension: seconds a finished job's record and outcome stay readable by id.
         outcomes_maxlen: Extension: approximate MAXLEN of the `{p}:outcomes` stream.
@@ -166,6 +214,7 @@ class Settings:
     key_prefix: str = DEFAULT_KEY_PREFIX
     config_path: Path | None = None
     api_tokens: tuple[str, ...] = ()
+    named_tokens: tuple[ApiToken, ...] = ()
     portals: Mapping[str, PortalConfig] = field(default_factory=lambda: MappingProxyType({}))
     outcome_retention_s: float = 7 * 86400
     outcomes_maxlen: int = 1_000_000
@@ -174,9 +223,15 @@ class Settings:
         return (
             f"Settings(redis_url={redact_redis_url(self.redis_url)!r}, key_prefix={self.key_prefix!r}, "
             f"config_path={self.config_path!r}, api_tokens=<{len(self.api_tokens)} hidden>, "
+            f"named_tokens={self.named_tokens!r}, "
             f"portals={dict(self.portals)!r}, outcome_retention_s={self.outcome_retention_s!r}, "
             f"outcomes_maxlen={self.outcomes_maxlen!r})"
         )
+
+    def bearer_tokens(self) -> tuple[ApiToken, ...]:
+        """Every token `callq serve` accepts: the plain list's (full access), then the named ones."""
+        plain = tuple(ApiToken(name=token_fingerprint(token), token=token) for token in self.api_tokens)
+        return plain + self.named_tokens
 
     def portal(self, name: str | None) -> PortalConfig:
         """Return the named portal, or the only one when `name` is None.

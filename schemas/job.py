@@ -8,10 +8,13 @@ applied, deadline computed); it is what the worker reads back.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import re
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
@@ -24,6 +27,8 @@ PHONE_PATTERN = r"^\+?[0-9()\-. ]{3,40}$"
 
 PORTAL_PATTERN = r"^[a-z0-9_-]+$"
 METADATA_MAX_BYTES = 4096
+MAX_HORIZON = timedelta(days=366)
+"""``not_before`` and ``deadline`` may be at most this far ahead of the job's arrival."""
 TEXT_MAX_CHARS = 2000
 
 JOB_FIELDS = (
@@ -40,12 +45,27 @@ JOB_FIELDS = (
 
 Rfc3339 = Annotated[str, StringConstraints(pattern=RFC3339_PATTERN)]
 
-INTAKE_JOB_ID = re.compile(r"s(\d+-\d+)")
-"""A job that came through ``{p}:intake`` has the id ``s`` + its entry id (stable on redelivery)."""
+LEGACY_INTAKE_JOB_ID = re.compile(r"s(\d+-\d+)")
+"""Up to 0.2 an intake entry's job id was ``s`` + its entry id: guessable (a millisecond timestamp).
+Records written then are still read (their ``intake_id`` is derived from the id, not stored)."""
+
+INTAKE_ID_BYTES = 10
+"""Bytes of the HMAC in an intake job id: 80 bits, as many as a random API job id has."""
 
 
-def intake_job_id(entry_id: str) -> str:
-    """The job id of an intake entry: stable across redeliveries."""
+def intake_job_id(entry_id: str, key: bytes) -> str:
+    """The job id of an intake entry: ``s`` + an HMAC of the entry id, 16 characters of base32.
+
+    Stable across redeliveries of the entry (the same entry is the same job), unguessable without
+    ``key`` (derived from the deployment's secret, :mod:`schemas.secret`). Never of the legacy form
+    (no ``-``), and shorter than it: every job id is stored six times (issue 7's memory target).
+    """
+    digest = hmac.new(key, entry_id.encode(), hashlib.sha256).digest()[:INTAKE_ID_BYTES]
+    return "s" + base64.b32encode(digest).decode().lower()
+
+
+def legacy_intake_job_id(entry_id: str) -> str:
+    """The job id an intake entry got up to 0.2 (``s`` + entry id), to find a job admitted then."""
     return "s" + entry_id
 
 
@@ -134,13 +154,13 @@ class CallbackJob:
         """Encode for the job record ``{p}:job:{job_id}``.
 
         A record per job adds up (issue 7's memory target), so what the record's key already says is
-        left out: the job id, and the intake entry id when the job id is derived from it; so are
-        absent optional fields.
+        left out: the job id, and the intake entry id when the job id is the legacy one derived from
+        it; so are absent optional fields.
         """
         # fields(), not asdict(): no deep copy of metadata just to encode it (the worker's hot path)
         data = {f.name: v for f in fields(self) if (v := getattr(self, f.name)) is not None}
         del data["job_id"]
-        if self.intake_id is not None and self.job_id == intake_job_id(self.intake_id):
+        if self.intake_id is not None and self.job_id == legacy_intake_job_id(self.intake_id):
             del data["intake_id"]
         return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
@@ -149,7 +169,7 @@ class CallbackJob:
         """Decode a job record's ``job`` field; ``job_id`` is the record's."""
         data = json.loads(raw)
         data["job_id"] = job_id
-        derived = INTAKE_JOB_ID.fullmatch(job_id)
+        derived = LEGACY_INTAKE_JOB_ID.fullmatch(job_id)
         if derived and "intake_id" not in data:
             data["intake_id"] = derived.group(1)
         return cls(**data)

@@ -54,9 +54,49 @@ class Keys:
         return f"{self.prefix}:queue:health-check"
 
     @property
+    def running(self) -> str:
+        """Sorted set of jobs whose attempt is in flight, scored by the attempt's lease expiry (Redis
+        time, ms). The worker running an attempt extends its lease every few seconds; a lease that
+        lapsed means nobody works on the attempt any more, and the reconciler ends it. Members leave
+        when their job leaves ``running``."""
+        return f"{self.prefix}:running"
+
+    def worker(self, worker_id: str) -> str:
+        """String with a short TTL refreshed by each live worker process: who is alive."""
+        return f"{self.prefix}:worker:{worker_id}"
+
+    def held(self, portal: str) -> str:
+        """Set of jobs put back to wait out a portal's halt or rate pause, so that ``callq resume``
+        can wake them at once. It expires a little after the halt would have ended by itself."""
+        return f"{self.prefix}:held:{portal}"
+
+    @property
     def dead(self) -> str:
         """Sorted set of dead job ids scored by time of death: the dead-letter index."""
         return f"{self.prefix}:dead"
+
+    @property
+    def secret(self) -> str:
+        """String: the deployment's secret, 32 random bytes in hex (:mod:`schemas.secret`).
+
+        Created once, atomically, by the first worker or ``callq serve`` to need it; no TTL. It keys
+        the job ids of intake entries (unguessable, yet the same on redelivery) and the digests of
+        credentials in the configuration fingerprint. Lost, a new one is made: see the README.
+        """
+        return f"{self.prefix}:secret"
+
+    @property
+    def config_live(self) -> str:
+        """Sorted set of the live processes (workers, ``callq serve``) and their configuration's
+        fingerprint, scored by when each is presumed gone (:mod:`schemas.config_registry`). Each
+        refreshes its score every 10 s; 30 s without one and it no longer counts. The set's TTL is
+        as long, so a deployment that stopped leaves nothing behind."""
+        return f"{self.prefix}:config:live"
+
+    def config_parts(self, digest: str) -> str:
+        """String: the parts of fingerprint ``digest`` (JSON, dotted key -> digest), so that a
+        process can name what differs; same TTL as a live entry, refreshed by every holder."""
+        return f"{self.prefix}:config:{digest}"
 
     def job(self, job_id: str) -> str:
         """Hash holding one job's record: the job, its state and, once final, its outcome.

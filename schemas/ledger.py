@@ -9,6 +9,7 @@ its outcome is appended to ``{p}:outcomes`` in the same step.
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -88,26 +89,40 @@ class Admission:
     job_id: str  # the new job, or the holder of the idempotency key / line + number
 
 
+STALE_MS = 2000
+"""An orphan verdict is acted on only if Redis answered within this long since the lease was seen
+lapsed: a command that waited out a stalled Redis may be overtaken by the owner's own writes."""
+
+
 @dataclass(frozen=True)
 class Start:
     """What :meth:`Ledger.start_attempt` found.
 
-    ``started``: this worker owns attempt ``attempt``; ``interrupted``: an earlier attempt was
-    left running by a worker that died (its result is unknown); ``final``/``missing``: nothing to do.
+    ``started``: this worker owns attempt ``attempt`` (its lease is taken); ``busy``: an attempt is
+    in flight and its worker keeps its lease alive (the queue entry was moved to when the lease
+    would lapse); ``interrupted``: an attempt is in flight but its lease lapsed at ``seen_ms``
+    (Redis time): nobody may be working on it any more, see :mod:`worker.orphans`;
+    ``halted``: the portal is halted or paused for ``halted_ms``; ``final``/``missing``: nothing to do.
     """
 
-    verdict: Literal["started", "interrupted", "final", "missing", "halted"]
+    verdict: Literal["started", "busy", "interrupted", "final", "missing", "halted"]
     attempt: int
     state: str | None = None
     halted_ms: int = 0
+    seen_ms: int = 0
 
 
 @dataclass(frozen=True)
 class FinalizeResult:
-    """``written`` when this call made the outcome; otherwise the state that prevented it."""
+    """``written`` when this call made the outcome; otherwise the state that prevented it.
+
+    ``busy``: the job was still pending but in a state not allowed, or (with an orphan guard) its
+    attempt's lease is alive again.
+    """
 
     written: bool
     state: str
+    busy: bool = False
 
 
 class Ledger:
@@ -130,6 +145,11 @@ class Ledger:
         self._start = redis.register_script(ledger_lua.START)
         self._reschedule = redis.register_script(ledger_lua.RESCHEDULE)
         self._release = redis.register_script(ledger_lua.RELEASE_UNSTARTED)
+        self._defer = redis.register_script(ledger_lua.DEFER)
+        self._heartbeat = redis.register_script(ledger_lua.HEARTBEAT)
+        self._orphans = redis.register_script(ledger_lua.ORPHANS)
+        self._forget_running = redis.register_script(ledger_lua.FORGET_RUNNING)
+        self._resume = redis.register_script(ledger_lua.RESUME)
 
     async def admit(self, request: AdmitRequest, *, now: datetime) -> Admission:
         """Store a new job and schedule it, unless its idempotency key or line + number is taken."""
@@ -188,6 +208,7 @@ class Ledger:
         allowed: str = "*",
         dedupe_window_s: float = 0,
         attempt: tuple[int, dict[str, Any]] | None = None,
+        orphan_seen_ms: int | None = None,
     ) -> FinalizeResult:
         """Move a pending job to its final outcome, once.
 
@@ -198,6 +219,8 @@ class Ledger:
                 ``scheduled,retrying`` so a running job cannot be cancelled).
             dedupe_window_s: after success, how long the line + number stays claimed.
             attempt: (number, entry) of the attempt that ended the job, stored in the same step.
+            orphan_seen_ms: only if the job's attempt is orphaned: its lease lapsed, seen at this
+                Redis time (:mod:`worker.orphans`); otherwise nothing is written (``busy``).
         """
         k = self.keys
         idem = k.idempotency(job.portal, job.idempotency_key) if job.idempotency_key else ""
@@ -214,6 +237,7 @@ class Ledger:
             dedupe_window_s=dedupe_window_s,
             attempt=attempt,
             strikes=strikes,
+            orphan_seen_ms=orphan_seen_ms,
         )
 
     async def _run_finalize(
@@ -227,20 +251,25 @@ class Ledger:
         dedupe_window_s: float = 0,
         attempt: tuple[int, dict[str, Any]] | None = None,
         strikes: str = "",
+        orphan_seen_ms: int | None = None,
     ) -> FinalizeResult:
         k = self.keys
         now_ms = to_ms(datetime.fromisoformat(outcome.finished_at))
         field, entry = (
             (f"attempt:{attempt[0]}", json.dumps(attempt[1], separators=(",", ":"))) if attempt else ("", "")
         )
+        # a cancelled job leaves arq's queue with it; so does an orphan (its arq run was given up)
+        drop_arq = outcome.status == Status.CANCELLED or orphan_seen_ms is not None
         verdict, state = await self._finalize(
             keys=[k.job(outcome.job_id), claim, idem, k.outcomes, k.dead, k.arq_job(outcome.job_id), k.queue,
-                  strikes],
+                  strikes, k.running],
             args=[outcome.job_id, str(outcome.status), outcome.to_json(), self.retention_ms,
                   self.outcomes_maxlen, int(dedupe_window_s * 1000), now_ms, k.arq_job_id(outcome.job_id),
-                  allowed, job_json, outcome.attempts, field, entry],
+                  allowed, job_json, outcome.attempts, field, entry, "1" if drop_arq else "0",
+                  "" if orphan_seen_ms is None else orphan_seen_ms, STALE_MS],
         )  # fmt: skip
-        return FinalizeResult(written=decode_text(verdict) == "written", state=decode_text(state))
+        v = decode_text(verdict)
+        return FinalizeResult(written=v == "written", state=decode_text(state), busy=v == "busy")
 
     async def release_unstarted(self, job_ids: Sequence[str]) -> int:
         """Free arq's in-progress marker of jobs a lost worker instance held but never started.
@@ -255,25 +284,32 @@ class Ledger:
             released += int(await self._release(keys=keys, args=[]))
         return released
 
-    async def start_attempt(self, job_id: str, *, portal: str, now: datetime, info: dict[str, Any]) -> Start:
+    async def start_attempt(
+        self, job_id: str, *, portal: str, now: datetime, info: dict[str, Any], lease_s: float
+    ) -> Start:
         """Record that a request is about to be sent; the record says ``running`` until it ends.
 
-        If the record already says ``running``, an earlier worker died mid-request: the verdict is
-        ``interrupted`` and nothing is changed. If the portal is halted (credentials refused, manual
-        block) or paused (rate refusal), the verdict is ``halted`` with ``halted_ms`` left, and
-        nothing is changed.
+        The attempt takes a lease of ``lease_s`` in ``{p}:running``, which the worker keeps alive
+        (:meth:`heartbeat`) while it works on it. If the record already says ``running``, the verdict
+        is ``busy`` while that lease lives and ``interrupted`` once it lapsed; nothing is changed.
+        If the portal is halted (credentials refused, manual block) or paused (rate refusal), the
+        verdict is ``halted`` with ``halted_ms`` left, and nothing is changed.
         """
+        k = self.keys
         entry = json.dumps({"started_at": now.isoformat(), **info}, separators=(",", ":"))
-        verdict, value = await self._start(
-            keys=[self.keys.job(job_id), self.keys.portal_halt(portal), self.keys.portal_pause(portal)],
-            args=[to_ms(now), entry],
+        reply = await self._start(
+            keys=[k.job(job_id), k.portal_halt(portal), k.portal_pause(portal), k.running, k.queue],
+            # one token per call: a START redis-py re-sends after a lost reply finds its own attempt
+            args=[job_id, entry, int(lease_s * 1000), k.arq_job_id(job_id), secrets.token_hex(8)],
         )
-        v = decode_text(verdict)
+        v, value = decode_text(reply[0]), decode_text(reply[1])
         if v == "halted":
-            return Start(verdict="halted", attempt=0, halted_ms=int(decode_text(value)))
-        if v in ("started", "interrupted"):
-            return Start(verdict=v, attempt=int(decode_text(value)))  # type: ignore[arg-type]
-        return Start(verdict=v, attempt=0, state=decode_text(value))  # type: ignore[arg-type]
+            return Start(verdict="halted", attempt=0, halted_ms=int(value))
+        if v == "started":
+            return Start(verdict="started", attempt=int(value))
+        if v in ("busy", "interrupted"):
+            return Start(verdict=v, attempt=int(value), seen_ms=int(decode_text(reply[2])))  # type: ignore[arg-type]
+        return Start(verdict=v, attempt=0, state=value)  # type: ignore[arg-type]
 
     async def finish_attempt(
         self, job_id: str, attempt: int, entry: dict[str, Any], *, job: CallbackJob | None = None
@@ -297,14 +333,84 @@ class Ledger:
         state: Status,
         run_at: datetime,
         allowed: str,
-        field: tuple[str, str] | None = None,
+        fields: dict[str, str] | None = None,
+        held_by: str | None = None,
+        held_ttl_s: float = 0.0,
+        orphan_seen_ms: int | None = None,
     ) -> str:
-        """Put a job back to wait until ``run_at`` (``ok``, or the state that prevented it)."""
-        name, value = field or ("", "")
+        """Put a job back to wait until ``run_at`` (``ok``, or the state that prevented it).
+
+        The job's place in arq's queue is set here, in the same step (the arq job is told to retry
+        without a delay of its own).
+
+        Args:
+            job_id: the job.
+            state: the state it waits in (``scheduled`` or ``retrying``).
+            run_at: when it runs again.
+            allowed: the states it may be put back from (a comma list).
+            fields: more record fields to set (the rate-limit slots held, a closed attempt entry).
+            held_by: the portal whose halt or rate pause it waits out, so ``callq resume`` wakes it
+                (if the halt was lifted since the job saw it, it runs now instead).
+            held_ttl_s: how long that portal's held set is kept (a little over the halt).
+            orphan_seen_ms: only if the job's attempt is orphaned (see :meth:`finalize`): ``busy``
+                otherwise.
+        """
+        k = self.keys
+        pairs = [item for pair in (fields or {}).items() for item in pair]
+        held = [k.held(held_by), k.portal_halt(held_by), k.portal_pause(held_by)] if held_by else ["", "", ""]
         result = await self._reschedule(
-            keys=[self.keys.job(job_id)], args=[str(state), to_ms(run_at), allowed, name, value]
-        )
+            keys=[k.job(job_id), k.running, k.queue, k.arq_job(job_id), *held],
+            args=[job_id, str(state), to_ms(run_at), allowed, k.arq_job_id(job_id),
+                  arq_payload(job_id, to_ms(run_at)), max(int(held_ttl_s * 1000), 1000),
+                  "" if orphan_seen_ms is None else orphan_seen_ms, STALE_MS, *pairs],
+        )  # fmt: skip
         return decode_text(result)
+
+    async def defer(self, job_id: str, *, delay_s: float) -> bool:
+        """Look at a job whose attempt is (or may be) in flight elsewhere again in ``delay_s``."""
+        k = self.keys
+        moved = await self._defer(
+            keys=[k.job(job_id), k.queue], args=[k.arq_job_id(job_id), int(delay_s * 1000)]
+        )
+        return bool(moved)
+
+    async def heartbeat(
+        self, job_ids: Sequence[str], *, worker_id: str, lease_s: float, liveness_s: float
+    ) -> int:
+        """Keep alive the leases of the attempts this worker runs, and its own liveness key.
+
+        Returns:
+            Redis's time (unix ms).
+        """
+        k = self.keys
+        now_ms, _renewed = await self._heartbeat(
+            keys=[k.running, k.worker(worker_id)],
+            args=[int(lease_s * 1000), int(liveness_s * 1000), *job_ids],
+        )
+        return int(now_ms)
+
+    async def orphan_candidates(self, *, limit: int) -> tuple[int, list[str]]:
+        """Jobs whose attempt lease lapsed, and the Redis time (unix ms) they were seen at."""
+        reply = await self._orphans(keys=[self.keys.running], args=[limit])
+        return int(decode_text(reply[0])), [decode_text(job_id) for job_id in reply[1:]]
+
+    async def forget_running(self, job_id: str) -> bool:
+        """Drop ``job_id`` from the running index unless it is running (an entry left behind)."""
+        removed = await self._forget_running(keys=[self.keys.job(job_id), self.keys.running], args=[job_id])
+        return bool(removed)
+
+    async def resume(self, portal: str) -> tuple[bool, int]:
+        """Lift a portal's halt and rate pause and wake the jobs put back to wait them out.
+
+        Returns:
+            (whether there was a halt or pause, how many jobs were woken).
+        """
+        k = self.keys
+        lifted, woken = await self._resume(
+            keys=[k.portal_halt(portal), k.portal_pause(portal), k.held(portal), k.queue],
+            args=[k.job(""), k.arq_job_id("")],
+        )
+        return int(lifted) > 0, int(woken)
 
     async def read(self, job_id: str) -> JobRecord | None:
         """The record of ``job_id``, or None."""
@@ -321,12 +427,32 @@ class Ledger:
             raws = await pipe.execute()
         return [rec for job_id, raw in zip(ids, raws, strict=True) if (rec := decode_record(job_id, raw))]
 
-    async def resolve(self, ident: str, *, portals: list[str]) -> str | None:
-        """Turn a job id or an idempotency key (looked up on each portal) into a job id."""
-        if await self.redis.exists(self.keys.job(ident)):
-            return ident
-        for portal in portals:
-            holder = await self.redis.get(self.keys.idempotency(portal, ident))
-            if holder is not None:
-                return decode_text(holder)
-        return None
+    async def in_flight(self) -> list[JobRecord]:
+        """Records of the jobs whose attempt is in flight (``{p}:running``), oldest lease first.
+
+        A running job whose arq job was given up is in arq's queue no more; this finds it anyway.
+        """
+        ids = [decode_text(m) for m in await self.redis.zrange(self.keys.running, 0, -1)]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hgetall(self.keys.job(job_id))
+            raws = await pipe.execute()
+        return [rec for job_id, raw in zip(ids, raws, strict=True) if (rec := decode_record(job_id, raw))]
+
+    async def key_holders(self, key: str, *, portals: Sequence[str]) -> dict[str, str]:
+        """The job holding idempotency key ``key`` on each of ``portals`` that has one (one round trip).
+
+        A key is the same job only on the same portal, so a key may name a job on several portals:
+        callers decide what several holders mean (an ambiguity, never the first match).
+        """
+        if not portals:
+            return {}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for portal in portals:
+                pipe.get(self.keys.idempotency(portal, key))
+            holders = await pipe.execute()
+        return {
+            portal: decode_text(holder)
+            for portal, holder in zip(portals, holders, strict=True)
+            if holder is not None
+        }

@@ -246,8 +246,8 @@ def redact_redis_url(url: str) -> str:
 
 def known_secrets(settings: Settings) -> tuple[str, ...]:
     """Every secret in the configuration: webhook codes, OAuth client secrets and refresh tokens,
-    API tokens and the Redis password (plain or Sentinel URL)."""
-    found: list[str] = list(settings.api_tokens)
+    API tokens (plain and named) and the Redis password (plain or Sentinel URL)."""
+    found: list[str] = [*settings.api_tokens, *(named.token for named in settings.named_tokens)]
     for portal in settings.portals.values():
         if portal.webhook_url:
             found.append(webhook_code(portal.webhook_url) or "")

@@ -25,6 +25,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from ops.redis_server import RedisServer
 from ops.sandbox import Fault, Sandbox, SandboxHandle, SandboxPortal, running_sandbox
 from producers.api import Producer
+from producers.stream import entry_job_id
 from schemas.keys import Keys
 from schemas.outcome import Status
 from tests.helpers import make_settings, read_outcomes, running_worker, sandbox_portal, wait_for
@@ -32,8 +33,9 @@ from tests.processes import WorkerProcess, write_config
 
 TEXT = "Callback request"
 NUMBER = "+79111234567"
-SHORT_TIMEOUTS = ("--request-timeout", "1", "--job-timeout", "3")
-"""A job held by a killed worker is taken over job timeout + 10 s later: about 13 s."""
+SHORT_TIMEOUTS = ("--request-timeout", "1", "--lease", "3")
+"""A job held by a killed worker is taken over about 3 s after its last heartbeat, once the worker
+that takes it over has been healthy for 8 s (the grace after its own start)."""
 
 
 def job_json(number: str, **extra: Any) -> str:
@@ -182,7 +184,7 @@ async def test_sigterm_finishes_the_request_in_flight_and_takes_no_new_job(
     assert called_numbers(sandbox) == [NUMBER]
     waiting = await producer.status(later.job_id)
     assert waiting is not None and waiting.state == Status.SCHEDULED
-    entry = await producer.status(f"s{entry_id}")
+    entry = await producer.status(await entry_job_id(redis, Keys(prefix), entry_id))
     if entry is None:
         assert await redis.xlen(Keys(prefix).intake) == 1, "the intake entry waits for the next worker"
     else:  # an intake read already under way when the signal came may admit it: stored, not run
@@ -200,7 +202,7 @@ async def test_second_sigterm_exits_at_once_and_the_job_ends_outcome_unknown(
     producer = Producer(redis, settings=make_settings(redis_url, prefix, {"default": sandbox_portal(url)}))
     sandbox.add_faults([Fault.hang()])
     job = await producer.enqueue(from_line="reg1332", to_number=NUMBER, text_to_pronounce=TEXT)
-    timeouts = ("--request-timeout", "10", "--job-timeout", "11")
+    timeouts = ("--request-timeout", "10", "--lease", "3")
     first = new_worker(tmp_path, config, redis_url, prefix, "first", *timeouts)
     second = new_worker(tmp_path, config, redis_url, prefix, "second", *timeouts)
     try:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -16,6 +18,10 @@ from tests.helpers import make_settings, running_worker, sandbox_portal, wait_fo
 from tests.processes import WorkerProcess, write_config
 
 TEXT = "Callback request"
+LATER = (datetime.now(UTC) + timedelta(days=30)).replace(microsecond=0).isoformat()
+LATER_MSK = datetime.fromisoformat(LATER).astimezone(timezone(timedelta(hours=3))).isoformat()
+"""The same instant, written in Moscow time."""
+"""A month ahead: far enough that nothing runs during a test, within the 366-day horizon."""
 
 
 def job(number: str, *, line: str = "reg1332", key: str | None = None) -> str:
@@ -29,23 +35,32 @@ def job(number: str, *, line: str = "reg1332", key: str | None = None) -> str:
 async def test_five_pushes_three_calls_two_duplicates(
     redis_url: str, prefix: str, redis: Redis, sandbox: Sandbox, portal: SandboxHandle
 ) -> None:
-    """Two spellings of a number, two numbers under one key, the first number on another line: 3 calls."""
+    """Two spellings of a number, one key twice, the first number on another line: 3 calls; the key
+    with another number is rejected as IDEMPOTENCY_KEY_REUSED."""
     settings = make_settings(redis_url, prefix, {"default": sandbox_portal(portal.webhook_url("default"))})
     entries = [
         job("8 (911) 123-45-67"),
         job("+7 911 123 45 67"),  # the same number spelled otherwise: duplicate
         job("+79112223344", key="lead-1"),
-        job("+79115556677", key="lead-1"),  # the same key: the same job, no new call
+        job("8 911 222-33-44", key="lead-1"),  # the same key and request: the same job, no new call
         job("8 911 123-45-67", line="reg1333"),  # the first number on another line: a new callback
+        job("+79115556677", key="lead-1"),  # the same key, another number: refused, never the first job
     ]
     ids = [(await redis.xadd(Keys(prefix).intake, {"job": e})).decode() for e in entries]
     async with running_worker(settings):
-        outcomes = await wait_outcomes(redis, prefix, 5)
+        outcomes = await wait_outcomes(redis, prefix, 6)
     by_entry = {o["intake_id"]: o for o in outcomes}
     statuses = [by_entry[i]["status"] for i in ids]
-    assert statuses == ["succeeded", "duplicate", "succeeded", "duplicate", "succeeded"]
+    assert statuses == ["succeeded", "duplicate", "succeeded", "duplicate", "succeeded", "rejected"]
     assert by_entry[ids[1]]["duplicate_of"] == by_entry[ids[0]]["job_id"]
     assert by_entry[ids[3]]["duplicate_of"] == by_entry[ids[2]]["job_id"]
+    reused = by_entry[ids[5]]
+    assert (reused["error"]["code"], reused["existing_job_id"]) == (
+        "IDEMPOTENCY_KEY_REUSED",
+        by_entry[ids[2]]["job_id"],
+    )
+    assert [f["field"] for f in reused["error"]["fields"]] == ["to_number"]
+    assert "5556677" not in json.dumps(reused), "the number is masked"
     calls = sorted((c.params["FROM_LINE"], c.params["TO_NUMBER"]) for c in sandbox.calls())
     assert calls == [("reg1332", "+79111234567"), ("reg1332", "+79112223344"), ("reg1333", "+79111234567")]
 
@@ -53,15 +68,20 @@ async def test_five_pushes_three_calls_two_duplicates(
 async def test_idempotency_key_returns_the_first_job(
     redis_url: str, prefix: str, redis: Redis, portal: SandboxHandle
 ) -> None:
-    """Through the Python API a repeated key returns the first job's id and state and makes no job."""
+    """Through the Python API a repeated key with the same request returns the first job's id and state and
+    makes no job; with a different request it is rejected IDEMPOTENCY_KEY_REUSED naming what differs."""
     settings = make_settings(redis_url, prefix, {"default": sandbox_portal(portal.webhook_url("default"))})
     producer = Producer(redis, settings=settings)
     first = await producer.enqueue(from_line="reg1332", to_number="+79111234567", text_to_pronounce=TEXT,
-                                   idempotency_key="k", not_before="2030-01-01T10:00:00Z")  # fmt: skip
-    again = await producer.enqueue(from_line="reg1333", to_number="+79990000000", text_to_pronounce=TEXT,
-                                   idempotency_key="k")  # fmt: skip
+                                   idempotency_key="k", not_before=LATER)  # fmt: skip
+    same: dict[str, Any] = {"from_line": "reg1332", "text_to_pronounce": TEXT, "idempotency_key": "k"}
+    again = await producer.enqueue(**same, to_number="8 911 123 45 67", not_before=LATER_MSK)
     assert first.new and not again.new
     assert (again.job_id, again.status, again.run_at) == (first.job_id, "scheduled", first.run_at)
+    other = await producer.enqueue(**{**same, "from_line": "reg1333"}, to_number="+79990000000")
+    assert (other.status, other.new, other.existing_job_id) == ("rejected", False, first.job_id)
+    assert other.error is not None and other.error.code == "IDEMPOTENCY_KEY_REUSED"
+    assert [f["field"] for f in other.error.fields or []] == ["from_line", "to_number", "not_before"]
     assert await redis.zcard(Keys(prefix).queue) == 1
 
 
@@ -73,7 +93,7 @@ async def test_a_released_claim_lets_a_new_request_through(
     settings = make_settings(redis_url, prefix, {"default": sandbox_portal(portal.webhook_url("default"))})
     producer = Producer(redis, settings=settings)
     first = await producer.enqueue(from_line="reg1332", to_number="+79111234567", text_to_pronounce=TEXT,
-                                   not_before="2030-01-01T10:00:00Z")  # fmt: skip
+                                   not_before=LATER)  # fmt: skip
     assert (
         await producer.enqueue(from_line="reg1332", to_number="+79111234567", text_to_pronounce=TEXT)
     ).status == "duplicate"

@@ -153,3 +153,37 @@ async def test_unrecognised_error_code_is_permanent_and_logged_in_full(
     (entry,) = [e for e in logs if e["event"] == "bitrix.unrecognised_error"]
     assert "Something Bitrix24 added in 2027" in entry["body"] and entry["http_status"] == 400
     assert len(sandbox.calls()) == 1
+
+
+async def test_resume_wakes_the_jobs_held_by_a_manual_block(
+    redis_url: str, prefix: str, redis: Redis, sandbox: Sandbox, portal: SandboxHandle
+) -> None:
+    """OVERLOAD_LIMIT halts the portal for an hour; `callq resume` wakes its waiting jobs at once."""
+    import dataclasses
+    import os
+
+    from schemas.keys import Keys
+    from tests.helpers import FAST, run_callq, wait_for
+
+    settings = make_settings(
+        redis_url, prefix, {"default": sandbox_portal(portal.webhook_url("default"), rate=2.0, burst=2)}
+    )
+    sandbox.add_faults([Fault.error(503, "OVERLOAD_LIMIT", "Portal blocked")])
+    producer = Producer(redis, settings=settings)
+    for n in range(3):
+        await producer.enqueue(from_line="reg1332", to_number=f"+7911123456{n}", text_to_pronounce=TEXT)
+    async with running_worker(settings, dataclasses.replace(FAST, block_s=3600.0)):
+        held = Keys(prefix).held("default")
+        await wait_for(lambda: redis.scard(held), what="a job held by the halt")
+        env = {
+            **os.environ,
+            "CALLQ_REDIS_URL": redis_url,
+            "CALLQ_KEY_PREFIX": prefix,
+            "CALLQ_WEBHOOK_URL": portal.webhook_url("default"),
+        }
+        code, out, err = await run_callq(["resume", "default"], env)
+        assert code == 0, err
+        assert out.startswith("portal default: resumed;") and "woken" in out
+        outcomes = await wait_outcomes(redis, prefix, 3, timeout_s=15)
+    assert sorted(o["status"] for o in outcomes) == ["succeeded"] * 3
+    assert [c.status for c in sandbox.calls()].count(503) == 1

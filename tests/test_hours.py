@@ -23,6 +23,7 @@ from schemas.ledger import JobRecord, Ledger
 from tests.helpers import ALWAYS_OPEN, make_settings, running_worker, sandbox_portal, wait_for
 from worker.auth import PortalAuth
 from worker.deps import Deps
+from worker.leases import AttemptLeases, LeaseTiming
 from worker.ratelimit import RateLimiter
 from worker.runner import run_job
 
@@ -165,7 +166,7 @@ async def retry_once(redis: Redis, prefix: str, *, deadline: str | None) -> tupl
     async with aiohttp.ClientSession() as session:
         deps = Deps(settings=settings, ledger=ledger, session=session, limiter=RateLimiter(redis, keys=Keys(prefix)),
                     auth=PortalAuth(redis, prefix=prefix, session=session),
-                    clock=lambda: now, jitter=lambda: 1.0, retry_base_s=60.0, rate_limit=False)  # fmt: skip
+                    leases=AttemptLeases(ledger, timing=LeaseTiming()), clock=lambda: now, jitter=lambda: 1.0, retry_base_s=60.0, rate_limit=False)  # fmt: skip
         delay = await run_job(deps, submitted.job_id)
     record = await ledger.read(submitted.job_id)
     assert record is not None

@@ -11,6 +11,7 @@ the outcome stream, the records and the halt reasons in Redis. Real processes, r
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from redis.asyncio import Redis
 
 from ops.redis_server import RedisServer, free_port
 from ops.sandbox import Fault, Sandbox, SandboxHandle, SandboxPortal, running_sandbox
-from schemas.job import intake_job_id
+from producers.stream import entry_job_id
 from schemas.keys import Keys
 from tests.helpers import wait_for, wait_outcomes
 from tests.leaks import (
@@ -94,6 +95,7 @@ async def test_nothing_callq_writes_holds_a_secret_or_a_full_number(prefix: str,
                 written.add(label, text)
             tokens = await redis.hgetall(f"{prefix}:oauth:app")
             written.secrets |= {tokens[b"access_token"].decode(), tokens[b"refresh_token"].decode()}
+            written.secrets.add((await redis.get(Keys(prefix).secret)).decode())  # the deployment's own
         finally:
             await redis.aclose()
     leaks = written.leaks()
@@ -189,7 +191,7 @@ async def _halt(written: Written, sandbox: Sandbox, redis: Redis, keys: Keys) ->
     entry_id = (await redis.xadd(keys.intake, {"job": job(HALT)})).decode()
     reason = await wait_for(lambda: redis.get(keys.portal_halt("default")), timeout_s=20, what="the halt")
     written.add(keys.portal_halt("default"), reason)
-    return intake_job_id(entry_id)
+    return await entry_job_id(redis, keys, entry_id)
 
 
 async def _cli(
@@ -240,7 +242,7 @@ async def _serve(written: Written, redis: Redis, env: dict[str, str], keys: Keys
             "from_line": "reg1332",
             "to_number": HTTP,
             "text_to_pronounce": TEXT,
-            "not_before": "2030-01-01T10:00:00Z",
+            "not_before": (datetime.now(UTC) + timedelta(days=1)).isoformat(),
         }
         status, body = await call("POST", "/v1/callbacks", json=valid, headers=token)
         assert status == 202

@@ -49,7 +49,10 @@ KNOWN_METRICS = frozenset(
         "callq_intake_lag_seconds",
         "callq_portal_paused",
         "callq_worker_up",
+        "callq_config_mismatch",
         "callq_intake_entries_total",
+        "callq_orphaned_attempts_total",
+        "callq_running_attempts",
     }
 )
 # Local copies made from the examples: git-ignored, so a check of referenced files accepts them

@@ -16,7 +16,6 @@ from redis.asyncio import Redis
 
 from ops.sandbox import Sandbox, SandboxHandle
 from producers.api import Producer
-from schemas.job import intake_job_id
 from schemas.keys import Keys
 from tests.helpers import (
     NEUTRAL_CWD,
@@ -209,7 +208,7 @@ async def test_redelivered_intake_entry_is_the_same_job(
     redis_url: str, prefix: str, redis: Redis, sandbox: Sandbox, portal: SandboxHandle
 ) -> None:
     """An entry admitted but not acknowledged (consumer died before XACK) is not a second job when re-read."""
-    from producers.stream import IntakeConsumer
+    from producers.stream import IntakeConsumer, entry_job_id
 
     settings = make_settings(redis_url, prefix, {"default": sandbox_portal(portal.webhook_url("default"))})
     keys = Keys(prefix)
@@ -218,7 +217,9 @@ async def test_redelivered_intake_entry_is_the_same_job(
     first = IntakeConsumer(redis, producer=producer, keys=keys, consumer="dies")
     await first.ensure_group()
     # the first consumer stores the job but "dies" before acknowledging: emulate by admitting by hand
-    await producer.submit(json.dumps(JOB), job_id=intake_job_id(entry_id), intake_id=entry_id)
+    await producer.submit(
+        json.dumps(JOB), job_id=await entry_job_id(redis, keys, entry_id), intake_id=entry_id
+    )
     await redis.xreadgroup("callq", "dies", {keys.intake: ">"}, count=10)
     second = IntakeConsumer(redis, producer=producer, keys=keys, consumer="heir", claim_idle_ms=0)
     assert await second.take_over_abandoned() == 1

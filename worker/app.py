@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, TypedDict
 
 import aiohttp
@@ -27,11 +27,15 @@ from schemas.config import Settings
 from schemas.keys import ARQ_FUNCTION, Keys
 from schemas.ledger import Ledger, arq_job_fields
 from schemas.redis_url import parse_sentinel_url
+from schemas.secret import deployment_secret
 from worker.auth import PortalAuth
 from worker.bitrix import DEFAULT_TIMEOUT, USER_AGENT
+from worker.config_watch import ConfigWatch
 from worker.deps import Deps
 from worker.dispatch import BatchClaimWorker
+from worker.leases import AttemptLeases, LeaseTiming
 from worker.metrics import Metrics, keep_gauges_fresh
+from worker.orphans import keep_reconciling
 from worker.ratelimit import RateLimiter
 from worker.runner import run_job
 
@@ -41,10 +45,11 @@ log = structlog.get_logger("callq.worker")
 POLL_DELAY_S = 0.25
 """arq's default 0.5 s adds up to half a second to every due job; a sorted-set read every 250 ms is cheap."""
 
-JOB_TIMEOUT_S = 45
-"""Longer than one Bitrix24 request may take (30 s client timeout) plus Redis round trips, so
-arq never cancels a request half-way. arq keeps a job's in-progress key for this + 10 s: a job
-held by a worker that died is taken over by another after about 55 s (arq's default: 310 s)."""
+JOB_TIMEOUT_S = 7 * 86400
+"""arq never cuts a callback job short. Its request is bounded by the HTTP client's timeout
+(``--request-timeout``), and the bookkeeping after it must be written however long Redis takes
+(:func:`worker.settle.durably`): a timeout there would throw a known result away. Jobs of a worker
+that died are taken over through leases instead (``--lease``, :mod:`worker.leases`)."""
 
 SHUTDOWN_WAIT_S = 35
 """On SIGTERM: stop taking jobs and give requests in flight this long (> the 30 s HTTP timeout) to
@@ -57,6 +62,9 @@ put-back for closed hours or the rate limit, which are not attempts, so arq's li
 KEEP_RESULT_S = 0
 """The job record holds the outcome; an arq result would be a second copy and would block a job
 id for its lifetime."""
+
+RUNNER_FAILED_RETRY_S = 30.0
+"""A job whose run failed on a bug (or on Redis) before any request runs again this much later."""
 
 HEALTH_CHECK_INTERVAL_S = 10
 """arq refreshes ``{p}:queue:health-check`` this often; readiness checks read it."""
@@ -78,6 +86,10 @@ class WorkerContext(TypedDict, total=False):
     intake_stop: asyncio.Event
     intake_task: asyncio.Task[None]
     gauges_task: asyncio.Task[None]
+    heartbeat_task: asyncio.Task[None]
+    reconcile_task: asyncio.Task[None]
+    config_watch: ConfigWatch
+    config_task: asyncio.Task[None]
     job_id: str
 
 
@@ -87,7 +99,7 @@ class WorkerOptions:
 
     concurrency: int = DEFAULT_CONCURRENCY
     poll_delay_s: float = POLL_DELAY_S
-    job_timeout_s: float = JOB_TIMEOUT_S
+    leases: LeaseTiming = field(default_factory=LeaseTiming)
     shutdown_wait_s: int = SHUTDOWN_WAIT_S
     burst: bool = False
     intake: bool = True
@@ -101,21 +113,13 @@ class WorkerOptions:
     metrics_port: int | None = None
     metrics_host: str = "0.0.0.0"
 
-    def with_request_timeout(self, seconds: float, *, job_timeout_s: float | None = None) -> WorkerOptions:
-        """Options for a Bitrix24 request timeout of ``seconds``.
-
-        The job timeout defaults to 15 s above it, so arq never cancels a request half-way and a
-        short Redis outage while recording the outcome is absorbed; a dead worker's job is taken
-        over 10 s after the job timeout.
-        """
-        timeout = aiohttp.ClientTimeout(total=seconds, connect=min(10.0, seconds), sock_connect=min(5.0, seconds),
-                                        sock_read=seconds)  # fmt: skip
-        job_timeout = job_timeout_s if job_timeout_s is not None else seconds + 15
-        if job_timeout <= seconds:
-            raise ValueError("the job timeout must be longer than the request timeout")
-        return replace(
-            self, client_timeout=timeout, job_timeout_s=job_timeout, shutdown_wait_s=int(seconds) + 5
+    def with_request_timeout(self, seconds: float) -> WorkerOptions:
+        """Options for a Bitrix24 request timeout of ``seconds``; a graceful stop waits 5 s longer
+        for the requests in flight."""
+        timeout = aiohttp.ClientTimeout(
+            total=seconds, connect=min(10.0, seconds), sock_connect=min(5.0, seconds), sock_read=seconds
         )
+        return replace(self, client_timeout=timeout, shutdown_wait_s=int(seconds) + 5)
 
 
 def dumps(data: Any) -> bytes:
@@ -129,16 +133,20 @@ def loads(raw: bytes) -> Any:
 
 
 async def run_callback(ctx: WorkerContext, job_id: str) -> None:
-    """The arq job: run one callq job; a delay becomes arq's ``Retry``."""
+    """The arq job: run one callq job.
+
+    A job that runs again was already put back in arq's queue, at its time, by the ledger's script
+    in the same step as its state: arq is told to retry without moving it (``Retry()``).
+    """
     try:
-        delay = await run_job(ctx["deps"], job_id)
+        again = await run_job(ctx["deps"], job_id) is not None
     except Exception:
         # Nothing was sent (run_job records the outcome itself once a request may be out), so
         # the job is tried again rather than left to arq, which would drop it.
         log.exception("job.runner_failed", job_id=job_id)
-        delay = 30.0
-    if delay is not None:
-        raise Retry(defer=delay)
+        raise Retry(defer=RUNNER_FAILED_RETRY_S) from None
+    if again:
+        raise Retry()
 
 
 async def open_pool(settings: Settings) -> ArqRedis:
@@ -154,7 +162,7 @@ async def open_pool(settings: Settings) -> ArqRedis:
     redis_settings.conn_timeout = 5
     # A Redis restart or failover must not kill a job half-way: each command is retried with
     # backoff for about a minute. The Lua steps are safe to repeat (a repeated FINALIZE finds the
-    # job final; a repeated START finds it running and takes the unknown-result path, never a call).
+    # job final; a repeated START finds the attempt it started, by its token).
     redis_settings.retry = RedisRetry(ExponentialBackoff(cap=5.0, base=0.1), retries=20)
     redis_settings.retry_on_error = [RedisConnectionError, RedisTimeoutError, ConnectionError, OSError]
     redis_settings.conn_retries = 30
@@ -188,12 +196,14 @@ def build_worker(
             retention_s=settings.outcome_retention_s,
             outcomes_maxlen=settings.outcomes_maxlen,
         )
-        ctx["deps"] = Deps(
+        leases = AttemptLeases(ledger, timing=options.leases)
+        ctx["deps"] = deps = Deps(
             settings=settings,
             ledger=ledger,
             session=session,
             limiter=RateLimiter(pool, keys=keys),
             auth=PortalAuth(pool, prefix=settings.key_prefix, session=session),
+            leases=leases,
             metrics=metrics,
             rate_limit=options.dedupe_and_rate_limit,
             client_timeout=options.client_timeout,
@@ -214,6 +224,14 @@ def build_worker(
             ctx["intake_task"] = asyncio.create_task(_keep_consuming(consumer, stop))
         metrics.worker_up.set(1)
         ctx["gauges_task"] = asyncio.create_task(keep_gauges_fresh(metrics, pool, keys, settings.portals))
+        ctx["heartbeat_task"] = asyncio.create_task(leases.keep_beating())
+        ctx["reconcile_task"] = asyncio.create_task(keep_reconciling(deps))
+        secret = await deployment_secret(pool, keys)
+        watch = ConfigWatch(
+            pool, keys, settings, secret=secret, role="worker", on_mismatch=metrics.set_config_mismatch
+        )
+        await watch.check()
+        ctx["config_watch"], ctx["config_task"] = watch, asyncio.create_task(watch.run())
         log.info(
             "worker.started",
             queue=keys.queue,
@@ -222,11 +240,15 @@ def build_worker(
         )
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
+        # after arq's close() waited for the jobs in flight: their leases were kept alive meanwhile
         metrics.worker_up.set(0)
-        if "gauges_task" in ctx:
-            ctx["gauges_task"].cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ctx["gauges_task"]
+        for name in ("gauges_task", "heartbeat_task", "reconcile_task", "config_task"):
+            if name in ctx:
+                ctx[name].cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await ctx[name]
+        if "config_watch" in ctx:
+            await ctx["config_watch"].withdraw()
         if "intake_task" in ctx:
             ctx["intake_stop"].set()
             with contextlib.suppress(asyncio.CancelledError):
@@ -237,7 +259,7 @@ def build_worker(
         log.info("worker.stopped")
 
     return BatchClaimWorker(
-        functions=[func(run_callback, name=ARQ_FUNCTION, max_tries=MAX_TRIES, timeout=options.job_timeout_s)],  # type: ignore[arg-type]
+        functions=[func(run_callback, name=ARQ_FUNCTION, max_tries=MAX_TRIES, timeout=JOB_TIMEOUT_S)],  # type: ignore[arg-type]
         redis_pool=pool,
         queue_name=keys.queue,
         health_check_key=keys.health,
@@ -247,7 +269,8 @@ def build_worker(
         poll_delay=options.poll_delay_s,
         max_jobs=options.concurrency,
         queue_read_limit=QUEUE_READ_LIMIT,
-        job_timeout=options.job_timeout_s,
+        job_timeout=JOB_TIMEOUT_S,
+        lease_s=options.leases.lease_s,
         keep_result=KEEP_RESULT_S,
         max_tries=MAX_TRIES,
         burst=options.burst,

@@ -19,8 +19,7 @@ from worker.errors import BitrixApiError, BitrixHttpError, TransportError
 USER_AGENT = "callq/0.1 (+https://github.com/callq)"
 
 # Bitrix24 stops any REST request after 60 s; a callback.start took ~1.7 s in the docs. 30 s
-# total leaves room for a slow portal and stays under the job timeout (worker/app.py), so arq
-# never cancels a request half-way. The connect limit is short: a connect failure is safe to retry.
+# total leaves room for a slow portal. The connect limit is short: a connect failure is safe to retry.
 DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=30, connect=10, sock_connect=5, sock_read=30)
 
 

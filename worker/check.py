@@ -1,6 +1,7 @@
 """``callq check``: is the configuration usable? Probe each portal's credentials, lines and voices.
 
-For each portal it calls ``voximplant.line.get`` (proves the credentials work and the webhook or
+It compares the configuration with the one every live worker and ``callq serve`` runs (a row that
+fails naming the keys that differ). For each portal it calls ``voximplant.line.get`` (proves the credentials work and the webhook or
 app has the telephony scope, and lists the lines) and ``voximplant.tts.voices.get``, then checks that
 every line and voice named in the configuration exists. It prints one row per check and exits
 non-zero on any problem. It never calls ``voximplant.callback.start``.
@@ -10,14 +11,26 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TextIO
 
 import aiohttp
+from redis.exceptions import RedisError
 
 from schemas.config import PortalConfig, Settings, redact_webhook_url
+from schemas.config_fingerprint import fingerprint
+from schemas.config_registry import ConfigRegistry
+from schemas.keys import Keys
+from schemas.redis_url import close_client, redis_client
+from schemas.secret import read_deployment_secret
 from worker.bitrix import DEFAULT_TIMEOUT, USER_AGENT, call_method
+from worker.config_watch import credential_key, disagreements
 from worker.errors import BitrixCallError
+
+DRIFT_CHECK = "same as the live processes"
+"""The row that compares this configuration with the one the running workers and serve use."""
+
+REDIS_TIMEOUT_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -66,12 +79,45 @@ async def check_portal(session: aiohttp.ClientSession, portal: PortalConfig) -> 
     return rows
 
 
+async def drift_row(settings: Settings) -> CheckRow:
+    """Does this configuration match the one every live worker and ``callq serve`` runs?
+
+    Reads Redis only (the registry of :mod:`schemas.config_registry`); creates nothing there.
+    """
+    keys = Keys(settings.key_prefix)
+    redis = redis_client(
+        settings.redis_url, socket_connect_timeout=REDIS_TIMEOUT_S, socket_timeout=REDIS_TIMEOUT_S
+    )
+    try:
+        secret = await read_deployment_secret(redis, keys)
+        registry = ConfigRegistry(redis, keys)
+        live = await registry.live()
+        if not live:
+            return CheckRow("-", DRIFT_CHECK, True, "no live worker or serve to compare with")
+        mine = fingerprint(settings, credential_key=credential_key(secret or b""))
+        found = await disagreements(registry, mine, live)
+    except (RedisError, OSError) as exc:
+        return CheckRow(
+            "-", DRIFT_CHECK, False, f"cannot compare: Redis is unreachable ({type(exc).__name__})"
+        )
+    finally:
+        await close_client(redis)
+    if secret is None:  # lost: credential digests cannot be compared
+        found = [replace(d, keys=tuple(k for k in d.keys if not k.endswith(".credentials"))) for d in found]
+        found = [d for d in found if d.keys]
+    if not found:
+        return CheckRow("-", DRIFT_CHECK, True, f"the same as every live process ({len(live)})")
+    detail = "; ".join(f"{', '.join(d.keys)} differ from {', '.join(d.processes)}" for d in found)
+    return CheckRow("-", DRIFT_CHECK, False, detail)
+
+
 async def run_check(settings: Settings, *, as_json: bool, out: TextIO = sys.stdout) -> int:
     """Check every portal; print the table (or JSON); 0 if everything passed, else 1."""
     rows: list[CheckRow] = [CheckRow("-", "configuration", True,
                                      str(settings.config_path or "no file (environment only)"))]  # fmt: skip
     if not settings.portals:
         rows.append(CheckRow("-", "portals", False, "none configured (CALLQ_WEBHOOK_URL or [portals.NAME])"))
+    rows.append(await drift_row(settings))
     async with aiohttp.ClientSession(timeout=DEFAULT_TIMEOUT, headers={"User-Agent": USER_AGENT}) as session:
         for portal in settings.portals.values():
             rows += await check_portal(session, portal)

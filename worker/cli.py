@@ -60,9 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=30.0,
         help="seconds one Bitrix24 request may take (default 30; Bitrix24 stops requests at 60)",
     )
-    worker.add_argument("--job-timeout", type=float, default=None,
-                        help="seconds before arq gives up a job (default request timeout + 15); a dead worker's "
-                             "jobs are taken over 10 s after it")  # fmt: skip
+    worker.add_argument(
+        "--lease",
+        type=_lease_seconds,
+        default=20.0,
+        help="seconds a worker that died holds its jobs: they are taken over (an attempt in flight ended "
+        "OUTCOME_UNKNOWN) about this long after its last heartbeat (default 20, at least 2)",
+    )
+    worker.add_argument("--job-timeout", type=float, default=None, help=argparse.SUPPRESS)
     worker.add_argument("--sandbox", action="store_true",
                         help="run against a built-in sandbox portal (portal 'default', always open)")  # fmt: skip
     worker.add_argument(
@@ -103,8 +108,20 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         cmd = sub.add_parser(name, help=help_text)
         cmd.add_argument("id", help="job id or idempotency key")
+        cmd.add_argument("--portal", help="the portal of an idempotency key (needed when several have it)")
         cmd.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
+
+
+def _lease_seconds(text: str) -> float:
+    """``--lease``: a number of seconds, at least 2."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value >= 2:
+        raise argparse.ArgumentTypeError("must be at least 2 seconds")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -162,10 +179,17 @@ def _numbers_in_play(args: argparse.Namespace, settings: Settings) -> tuple[str,
 
 async def _resume(portal: str, settings: Settings, redis: Redis) -> int:
     from schemas.keys import Keys
-    from worker.ratelimit import RateLimiter
+    from schemas.ledger import Ledger
 
-    lifted = await RateLimiter(redis, keys=Keys(settings.key_prefix)).resume(portal)
-    print(f"portal {portal}: " + ("resumed" if lifted else "was not halted or paused"))
+    ledger = Ledger(
+        redis,
+        keys=Keys(settings.key_prefix),
+        retention_s=settings.outcome_retention_s,
+        outcomes_maxlen=settings.outcomes_maxlen,
+    )
+    lifted, woken = await ledger.resume(portal)
+    state = "resumed" if lifted else "was not halted or paused"
+    print(f"portal {portal}: {state}; {woken} waiting job{'' if woken == 1 else 's'} woken")
     return 0
 
 

@@ -13,6 +13,7 @@ from schemas.config import Settings
 from schemas.ledger import Ledger
 from worker.auth import PortalAuth
 from worker.bitrix import DEFAULT_TIMEOUT
+from worker.leases import AttemptLeases
 from worker.metrics import Metrics
 from worker.ratelimit import RateLimiter
 
@@ -34,6 +35,7 @@ class Deps:
         session: the one aiohttp session of this process.
         limiter: the shared rate-limit buckets.
         auth: each portal's credentials (webhook, or OAuth tokens refreshed once for all workers).
+        leases: the attempts in flight in this process, whose leases its heartbeat keeps alive.
         metrics: where counters go.
         clock: current time.
         jitter: draws a number in [0, 1) for backoff jitter.
@@ -49,6 +51,7 @@ class Deps:
     session: aiohttp.ClientSession
     limiter: RateLimiter
     auth: PortalAuth
+    leases: AttemptLeases
     metrics: Metrics = field(default_factory=Metrics)
     clock: Clock = utcnow
     jitter: Callable[[], float] = random.random

@@ -17,13 +17,19 @@ and a few settings), pinned by the ``arq`` version range in pyproject.toml and c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import logging
 import secrets
+from typing import Any
 
 from arq.constants import in_progress_key_prefix
 from arq.utils import timestamp_ms
 from arq.worker import Worker
 from redis.commands.core import AsyncScript
+from redis.exceptions import RedisError
+
+logger = logging.getLogger("callq.dispatch")
 
 CLAIM = """
 -- KEYS: arq queue
@@ -53,18 +59,48 @@ out[1] = looked
 return out
 """
 
+RENEW = """
+-- KEYS: none (in-progress keys are named here, no Redis Cluster); ARGV: TTL ms, (key, token) pairs...
+-- extend the in-progress keys this worker still holds (a key another worker took is left alone)
+local renewed = 0
+for i = 2, #ARGV, 2 do
+  if redis.call('GET', ARGV[i]) == ARGV[i + 1] then
+    renewed = renewed + redis.call('PEXPIRE', ARGV[i], ARGV[1])
+  end
+end
+return renewed
+"""
+
+DEFAULT_LEASE_S = 20.0
+"""How long arq's in-progress key of a claimed job lives without renewal. The worker renews the keys
+of the jobs it runs, so however long a job takes no other worker takes it over; a worker that died
+has its jobs taken over about this long later (arq: job timeout + 10 s, fixed)."""
+
 LOOKAHEAD = 4
 """Ids sent per claim: this many times the free slots, so that ids other workers took are skipped
 in the same round trip."""
 
 
 class BatchClaimWorker(Worker):
-    """arq's ``Worker`` whose ``start_jobs`` claims due jobs in batches (one round trip each)."""
+    """arq's ``Worker`` whose ``start_jobs`` claims due jobs in batches (one round trip each), and
+    whose in-progress keys are leases renewed while their job runs.
+
+    Args:
+        lease_s: the in-progress keys' lifetime without renewal (renewed every fifth of it).
+        kwargs: arq ``Worker`` arguments.
+    """
 
     _claim: AsyncScript | None = None
+    _renew: AsyncScript | None = None
     _slot_freed: asyncio.Event | None = None
+    _renewing: asyncio.Task[None] | None = None
     _claimer = ""
     _claims = itertools.count()
+
+    def __init__(self, *args: Any, lease_s: float = DEFAULT_LEASE_S, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lease_ms = int(lease_s * 1000)
+        self._tokens: dict[str, str] = {}
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         """Claim and start the due jobs among ``job_ids`` (arq's queue order), as slots free up.
@@ -79,9 +115,11 @@ class BatchClaimWorker(Worker):
         """
         if self._claim is None:
             self._claim = self.pool.register_script(CLAIM)
+            self._renew = self.pool.register_script(RENEW)
             self._slot_freed = asyncio.Event()
             self._claimer = secrets.token_hex(8)
             self._claims = itertools.count(1)
+            self._renewing = asyncio.create_task(self._keep_renewing())
         slot_freed = self._slot_freed
         assert slot_freed is not None
         ids = [job_id.decode() for job_id in job_ids]
@@ -102,12 +140,12 @@ class BatchClaimWorker(Worker):
             token = f"{self._claimer}:{next(self._claims)}"  # one per call; a retry repeats it
             reply = await self._claim(
                 keys=[self.queue_name],
-                args=[timestamp_ms(), int(self.in_progress_timeout_s * 1000), in_progress_key_prefix, free, token,
-                      *window],
-            )  # fmt: skip
+                args=[timestamp_ms(), self.lease_ms, in_progress_key_prefix, free, token, *window],
+            )
             at += int(reply[0])
             for raw_id, raw_score in zip(reply[1::2], reply[2::2], strict=True):
                 job_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+                self._tokens[job_id] = token
                 await self._start(job_id, int(float(raw_score)))
 
     async def _start(self, job_id: str, score: int) -> None:
@@ -116,9 +154,41 @@ class BatchClaimWorker(Worker):
         self.job_counter += 1
         task = self.loop.create_task(self.run_job(job_id, score))
         task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
-        task.add_done_callback(self._on_job_done)  # after arq's: the slot is counted free
+        task.add_done_callback(lambda _: self._on_job_done(job_id))  # after arq's: the slot is counted free
         self.tasks[job_id] = task
 
-    def _on_job_done(self, _: asyncio.Task[None]) -> None:
+    def _on_job_done(self, job_id: str) -> None:
+        self._tokens.pop(job_id, None)
         if self._slot_freed is not None:
             self._slot_freed.set()
+
+    async def renew_leases(self) -> int:
+        """Extend the in-progress keys of the jobs running here. Returns how many were extended."""
+        if self._renew is None or not self._tokens:
+            return 0
+        pairs = [
+            item
+            for job_id, token in self._tokens.items()
+            for item in (in_progress_key_prefix + job_id, token)
+        ]
+        return int(await self._renew(args=[self.lease_ms, *pairs]))
+
+    async def _keep_renewing(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_ms / 5000)
+            try:
+                await self.renew_leases()
+            except (RedisError, OSError) as exc:
+                logger.warning("arq in-progress renewal failed: %s", type(exc).__name__)
+
+    async def close(self) -> None:
+        """arq's close (it waits for the jobs in flight, whose keys are renewed meanwhile), then
+        stop renewing."""
+        try:
+            await super().close()
+        finally:
+            if self._renewing is not None:
+                self._renewing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._renewing
+                self._renewing = None

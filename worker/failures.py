@@ -7,6 +7,7 @@ the portal, retries with backoff or ends the job; a result that may have started
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import structlog
@@ -19,7 +20,7 @@ from worker.classify import Verdict, is_recognised
 from worker.deps import Deps
 from worker.errors import AuthRefused, AuthUnavailable, BitrixApiError, BitrixCallError
 from worker.pacing import effective_bucket
-from worker.settle import end_job, error_of, retry_at
+from worker.settle import attempt_of, end_job, error_of, retry_at
 
 log = structlog.get_logger("callq.worker")
 
@@ -64,7 +65,15 @@ async def handle_failure(
         method_block = verdict == Verdict.PAUSE_METHOD
         pause_s = await deps.limiter.pause(portal.name, effective_bucket(portal), method_block=method_block)
         log.warning("portal.paused", reason=error.code, pause_s=round(pause_s, 3))
-        return await retry_at(deps, record, now + timedelta(seconds=pause_s), now=now, error=error)
+        return await retry_at(
+            deps,
+            record,
+            now + timedelta(seconds=pause_s),
+            now=now,
+            error=error,
+            held_by=portal.name,
+            held_s=pause_s,
+        )
     if verdict in (Verdict.AUTH_BROKEN, Verdict.BLOCKED, Verdict.REFRESH_AUTH):
         # No job burns its attempts against wrong credentials: the portal halts for every worker.
         blocked = verdict == Verdict.BLOCKED
@@ -74,7 +83,15 @@ async def handle_failure(
         )
         log.error("portal.halted", code=error.code, description=error.description, halt_s=halt_s,
                   hint=_halt_hint(portal, blocked=blocked))  # fmt: skip
-        return await retry_at(deps, record, now + timedelta(seconds=halt_s), now=now, error=error)
+        return await retry_at(
+            deps,
+            record,
+            now + timedelta(seconds=halt_s),
+            now=now,
+            error=error,
+            held_by=portal.name,
+            held_s=halt_s,
+        )
     if spent >= portal.max_attempts:
         return await end_job(
             deps,
@@ -90,52 +107,95 @@ async def handle_failure(
 
 
 async def handle_unknown(
-    deps: Deps, record: JobRecord, portal: PortalConfig, error: BitrixCallError, *, attempt: int
+    deps: Deps,
+    record: JobRecord,
+    portal: PortalConfig,
+    error: BitrixCallError,
+    *,
+    attempt: int,
+    closed: dict[str, str] | None = None,
+    orphan_seen_ms: int | None = None,
 ) -> float | None:
     """The request may have started the callback: retry only if the portal says ``retry_unknown``,
     else end the job ``dead`` with ``OUTCOME_UNKNOWN``.
 
+    Args:
+        deps: The worker's collaborators.
+        record: The job's record.
+        portal: The job's portal.
+        error: What went wrong.
+        attempt: The attempt whose result is unknown.
+        closed: The closed attempt entry (``{"attempt:N": json}``) to write in the same step.
+        orphan_seen_ms: Only if the attempt is orphaned (:mod:`worker.orphans`).
+
     Returns:
         Seconds until the job runs again, or None when it ended.
     """
+    now = deps.clock()
     if portal.retry_unknown:
-        now = deps.clock()
         log.warning("job.unknown_result_retried", attempt=attempt)
-        delay = backoff_delay_s(max(attempt, 1), base_s=deps.retry_base_s, jitter=deps.jitter())
+        delay = (
+            0.0
+            if closed
+            else backoff_delay_s(max(attempt, 1), base_s=deps.retry_base_s, jitter=deps.jitter())
+        )
         return await retry_at(
-            deps, record, now + timedelta(seconds=delay), now=now, error=error, attempts=attempt
+            deps,
+            record,
+            now + timedelta(seconds=delay),
+            now=now,
+            error=error,
+            attempts=attempt,
+            fields=closed,
+            orphan_seen_ms=orphan_seen_ms,
         )
-    detail = f"HTTP {error.http_status}: " if error.http_status else ""
-    code = f" {error.code}" if error.code else ""
-    description = (
-        f"the request may have started the callback ({detail}{code.strip()} {error.description})".replace(
-            "  ", " "
-        )
-    )
     return await end_job(
-        deps, record, Status.DEAD, attempts=attempt, error=(ErrorCode.OUTCOME_UNKNOWN, description)
+        deps,
+        record,
+        Status.DEAD,
+        attempts=attempt,
+        error=(ErrorCode.OUTCOME_UNKNOWN, unknown_description(error)),
+        attempt_entry=attempt_of(closed),
+        orphan_seen_ms=orphan_seen_ms,
+    )
+
+
+def unknown_description(error: BitrixCallError) -> str:
+    """Why an attempt's result is unknown, for the outcome: ``the request may have started the
+    callback (HTTP 500 INTERNAL_SERVER_ERROR: text)``, each part only when there is one."""
+    head = " ".join(
+        part for part in (f"HTTP {error.http_status}" if error.http_status else "", error.code or "") if part
+    )
+    detail = ": ".join(part for part in (head, error.description) if part)
+    return (
+        f"the request may have started the callback ({detail})"
+        if detail
+        else ("the request may have started the callback")
     )
 
 
 async def handle_interrupted(
-    deps: Deps, record: JobRecord, portal: PortalConfig, *, attempt: int
+    deps: Deps, record: JobRecord, portal: PortalConfig, *, attempt: int, seen_ms: int
 ) -> float | None:
-    """A worker stopped while attempt ``attempt`` was in flight: close it, and treat its result as
-    unknown (retried at once if the portal says ``retry_unknown``).
+    """Nobody works on attempt ``attempt`` any more (its lease lapsed at ``seen_ms``): close it and
+    treat its result as unknown (retried at once if the portal says ``retry_unknown``).
+
+    Every write is guarded: if the attempt's lease came alive again (its worker was only cut off
+    from Redis), nothing is written and the job is looked at again later.
 
     Returns:
         Seconds until the job runs again, or None when it ended.
     """
     error = BitrixCallError(
-        f"attempt {attempt} was interrupted (the worker stopped while the request was in flight)"
+        f"attempt {attempt} was interrupted (its worker stopped, or lost Redis for longer than "
+        f"its {deps.leases.timing.lease_s:g} s lease, while the request was in flight)"
     )
-    await deps.ledger.finish_attempt(
-        record.job_id, attempt, {"ended_at": deps.clock().isoformat(), "interrupted": True}
+    started = record.attempt_log[attempt - 1] if 0 < attempt <= len(record.attempt_log) else {}
+    entry = {**started, "ended_at": deps.clock().isoformat(), "interrupted": True}
+    closed = {f"attempt:{attempt}": json.dumps(entry, separators=(",", ":"))}
+    return await handle_unknown(
+        deps, record, portal, error, attempt=attempt, closed=closed, orphan_seen_ms=seen_ms
     )
-    if portal.retry_unknown:
-        now = deps.clock()
-        return await retry_at(deps, record, now, now=now, error=error, attempts=attempt, allowed="running")
-    return await handle_unknown(deps, record, portal, error, attempt=attempt)
 
 
 def _halt_hint(portal: PortalConfig, *, blocked: bool) -> str:

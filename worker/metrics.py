@@ -51,6 +51,15 @@ class Metrics:
                                                 ["portal", "method"], buckets=LATENCY_BUCKETS_S, registry=r)  # fmt: skip
         self.intake_entries = Counter("callq_intake_entries", "Intake stream entries admitted, by result",
                                       ["result"], registry=r)  # fmt: skip
+        self.orphans_ended = Counter(
+            "callq_orphaned_attempts",
+            "Attempts ended by the reconciler: their worker stopped working on them (lease lapsed)",
+            ["portal"],
+            registry=r,
+        )
+        self.running_attempts = Gauge(
+            "callq_running_attempts", "Attempts in flight (requests sent or about to be)", registry=r
+        )
         self.queue_depth = Gauge("callq_queue_depth", "Jobs in arq's queue (due or waiting)", registry=r)
         self.scheduled_jobs = Gauge("callq_scheduled_jobs", "Jobs waiting for a later run time", registry=r)
         self.dead_letters = Gauge("callq_dead_letters", "Jobs in the dead-letter store", registry=r)
@@ -58,8 +67,17 @@ class Metrics:
                                         registry=r)  # fmt: skip
         self.portal_paused = Gauge("callq_portal_paused", "1 while a portal is paused or halted",
                                    ["portal", "reason"], registry=r)  # fmt: skip
+        self.config_mismatch = Gauge(
+            "callq_config_mismatch",
+            "1 while this process's configuration differs from another live process's",
+            registry=r,
+        )
         self.worker_up = Gauge("callq_worker_up", "1 while this worker process runs",
                                registry=r if worker else CollectorRegistry())  # fmt: skip
+
+    def set_config_mismatch(self, differs: bool) -> None:
+        """``callq_config_mismatch``: 1 while this process's configuration differs from another's."""
+        self.config_mismatch.set(1 if differs else 0)
 
     def render(self) -> bytes:
         """The text exposition format."""
@@ -74,12 +92,14 @@ async def refresh_gauges(metrics: Metrics, redis: Redis, keys: Keys, portals: It
         pipe.zcount(keys.queue, f"({now_ms}", "+inf")
         pipe.zcard(keys.dead)
         pipe.xrange(keys.intake, count=1)
+        pipe.zcard(keys.running)
         names = list(portals)
         for portal in names:
             pipe.pttl(keys.portal_pause(portal))
             pipe.pttl(keys.portal_halt(portal))
         replies = await pipe.execute()
-    depth, waiting, dead, first = replies[:4]
+    depth, waiting, dead, first, running = replies[:5]
+    metrics.running_attempts.set(running)
     metrics.queue_depth.set(depth)
     metrics.scheduled_jobs.set(waiting)
     metrics.dead_letters.set(dead)
@@ -87,7 +107,7 @@ async def refresh_gauges(metrics: Metrics, redis: Redis, keys: Keys, portals: It
     oldest_ms = int(first[0][0].decode().split("-")[0]) if first else now_ms
     metrics.intake_lag_seconds.set(max(now_ms - oldest_ms, 0) / 1000)
     for n, portal in enumerate(names):
-        pause_ttl, halt_ttl = replies[4 + 2 * n], replies[5 + 2 * n]
+        pause_ttl, halt_ttl = replies[5 + 2 * n], replies[6 + 2 * n]
         metrics.portal_paused.labels(portal=portal, reason="rate_limit").set(1 if pause_ttl > 0 else 0)
         metrics.portal_paused.labels(portal=portal, reason="halted").set(1 if halt_ttl > 0 else 0)
 

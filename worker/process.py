@@ -25,6 +25,7 @@ from schemas.config import Settings
 from schemas.keys import Keys
 from schemas.ledger import Ledger
 from worker.app import WorkerOptions, build_worker, open_pool
+from worker.leases import LeaseTiming
 from worker.metrics import Metrics, metrics_server
 
 log = structlog.get_logger("callq.worker")
@@ -131,6 +132,12 @@ async def _run_once(
     except REDIS_LOST:
         result = "redis_lost"
         held.extend(job_id for job_id in worker.tasks if job_id not in held)
+        # the jobs in flight keep their results and write them once Redis is back (their leases
+        # are renewed meanwhile): wait for them rather than cancel them with the worker
+        running = [task for task in worker.tasks.values() if not task.done()]
+        if running:
+            log.warning("worker.waiting_for_jobs", jobs=len(running))
+            await asyncio.wait(running)
     finally:
         stopper.worker = None
         # after an immediate stop arq's close() re-raises the cancelled jobs' CancelledError
@@ -141,10 +148,18 @@ async def _run_once(
 
 def options_from_args(args: Any) -> WorkerOptions:
     """WorkerOptions from ``callq worker`` arguments."""
+    if args.job_timeout is not None:
+        # 0.2 cut a job at request timeout + 15 s, which could throw a known result away
+        log.warning(
+            "worker.option_ignored",
+            option="--job-timeout",
+            hint="arq no longer cuts jobs short; use --lease to set how soon a dead worker's jobs are taken over",
+        )
     return WorkerOptions(
         concurrency=args.concurrency,
         burst=args.burst,
         intake=not args.no_intake,
         handle_signals=False,  # Stopper handles them: graceful first, immediate second
         metrics_port=args.metrics_port,
-    ).with_request_timeout(args.request_timeout, job_timeout_s=args.job_timeout)
+        leases=LeaseTiming.for_lease(args.lease),
+    ).with_request_timeout(args.request_timeout)

@@ -91,11 +91,6 @@ class RateLimiter:
         }
         await self.redis.set(self.keys.portal_halt(portal), json.dumps(reason), px=int(seconds * 1000))
 
-    async def resume(self, portal: str) -> bool:
-        """Lift a halt and a rate pause (``callq resume``). True if there was one."""
-        removed = await self.redis.delete(self.keys.portal_halt(portal), self.keys.portal_pause(portal))
-        return bool(removed)
-
     async def reserve_portal(self, portal: str, bucket: Bucket) -> float:
         """Reserve the portal's next request slot; returns seconds until it (0 if now)."""
         k = self.keys

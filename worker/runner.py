@@ -17,6 +17,7 @@ import structlog
 
 from schemas.calendar import Expired, earliest_run
 from schemas.config import PortalConfig
+from schemas.ledger import Start
 from schemas.outcome import FINAL_STATUSES, ErrorCode, Status
 from schemas.records import JobRecord
 from worker.auth import send_with_refresh
@@ -28,7 +29,7 @@ from worker.failures import auth_error, handle_failure, handle_interrupted, hand
 from worker.logs import bind_job_number
 from worker.oauth_tokens import Credentials
 from worker.pacing import take_slots
-from worker.settle import end_job, put_back
+from worker.settle import defer_busy, durably, end_job, put_back
 
 log = structlog.get_logger("callq.worker")
 
@@ -53,9 +54,13 @@ async def run_job(deps: Deps, job_id: str) -> float | None:
         return await end_job(
             deps, record, Status.DEAD, error=("PORTAL_NOT_CONFIGURED", f"no portal {job.portal!r}")
         )
-    if record.state == Status.RUNNING:
-        return await handle_interrupted(deps, record, portal, attempt=record.attempts)
     now = deps.clock()
+    if record.state == Status.RUNNING:
+        # an attempt in flight: its worker's, while its lease lives; else perhaps nobody's
+        start = await deps.ledger.start_attempt(
+            job_id, portal=portal.name, now=now, info={}, lease_s=deps.leases.timing.lease_s
+        )
+        return await _not_started(deps, record, portal, start, now=now)
     calendar = portal.calendar_for(job.from_line)
     decision = earliest_run(calendar, now=now, not_before=job.not_before_at, deadline=job.deadline_at)
     if isinstance(decision, Expired):
@@ -68,19 +73,38 @@ async def run_job(deps: Deps, job_id: str) -> float | None:
         wake = min(hold.wake, job.deadline_at) if job.deadline_at else hold.wake
         deps.metrics.rate_limit_waits.labels(portal=portal.name).inc()
         return await put_back(
-            deps, record, state=record.state, run_at=wake, now=now, field=("slots", hold.slots_json)
+            deps, record, state=record.state, run_at=wake, now=now, fields={"slots": hold.slots_json}
         )
     spent = _spent_attempts(record)
-    start = await deps.ledger.start_attempt(job_id, portal=portal.name, now=now, info={"spent_before": spent})
-    if start.verdict == "halted":
-        # credentials refused or a manual block: wait for the halt (spread out, so one job probes first)
-        wake = now + timedelta(milliseconds=start.halted_ms) + timedelta(seconds=2 * deps.jitter())
-        return await put_back(deps, record, state=record.state, run_at=wake, now=now)
-    if start.verdict == "interrupted":
-        return await handle_interrupted(deps, record, portal, attempt=start.attempt)
+    start = await deps.ledger.start_attempt(
+        job_id, portal=portal.name, now=now, info={"spent_before": spent}, lease_s=deps.leases.timing.lease_s
+    )
     if start.verdict != "started":
-        return None  # cancelled or finished elsewhere in the meantime
-    return await _attempt(deps, record, portal, attempt=start.attempt, spent=spent, started_at=now)
+        return await _not_started(deps, record, portal, start, now=now)
+    with deps.leases.holding(job_id):
+        return await _attempt(deps, record, portal, attempt=start.attempt, spent=spent, started_at=now)
+
+
+async def _not_started(
+    deps: Deps, record: JobRecord, portal: PortalConfig, start: Start, *, now: datetime
+) -> float | None:
+    """What a START that did not start an attempt leads to."""
+    if start.verdict == "halted":
+        # credentials refused or a manual block: wait for the halt (spread out, so one job probes
+        # first); `callq resume` wakes it at once
+        halt_s = start.halted_ms / 1000
+        wake = now + timedelta(seconds=halt_s + 2 * deps.jitter())
+        return await put_back(
+            deps, record, state=record.state, run_at=wake, now=now, held_by=portal.name, held_s=halt_s
+        )
+    if start.verdict == "busy":
+        return deps.leases.timing.lease_s  # START moved it to when the lease would lapse
+    if start.verdict == "interrupted":
+        if not deps.leases.may_judge():
+            # this process's Redis was away: give the attempt's owner time to renew its lease first
+            return await defer_busy(deps, record.job_id)
+        return await handle_interrupted(deps, record, portal, attempt=start.attempt, seen_ms=start.seen_ms)
+    return None  # cancelled or finished elsewhere in the meantime
 
 
 async def _attempt(
@@ -111,44 +135,58 @@ async def _attempt(
     except (AuthRefused, AuthUnavailable) as exc:
         error = auth_error(exc)
         verdict = classify(error)
-        await deps.ledger.finish_attempt(
-            job.job_id,
-            attempt,
-            _attempt_entry(deps, began, started_at, error=error, verdict=verdict),
-            job=job,
-        )
-        return await handle_failure(
-            deps, record, portal, error, verdict=verdict, attempt=attempt, spent=spent
+        entry = _attempt_entry(deps, began, started_at, error=error, verdict=verdict)
+        return await durably(
+            "auth_failure",
+            lambda: _failed(deps, record, portal, error, verdict, attempt=attempt, spent=spent, entry=entry),
         )
     except BitrixCallError as error:
         latency.observe(time.monotonic() - began)
         verdict = classify(error)
         deps.metrics.attempts.labels(portal=portal.name, result=str(verdict)).inc()
-        await deps.ledger.finish_attempt(
-            job.job_id,
-            attempt,
-            _attempt_entry(deps, began, started_at, error=error, verdict=verdict),
-            job=job,
-        )
-        return await handle_failure(
-            deps, record, portal, error, verdict=verdict, attempt=attempt, spent=spent + 1
+        entry = _attempt_entry(deps, began, started_at, error=error, verdict=verdict)
+        return await durably(
+            "failure",
+            lambda: _failed(
+                deps, record, portal, error, verdict, attempt=attempt, spent=spent + 1, entry=entry
+            ),
         )
     except Exception as exc:
         # A bug after the attempt was recorded: the request may have gone out.
         log.exception("job.attempt_crashed")
         lost = BitrixCallError(f"{type(exc).__name__} during the request")
-        return await handle_unknown(deps, record, portal, lost, attempt=attempt)
+        return await durably("crash", lambda: handle_unknown(deps, record, portal, lost, attempt=attempt))
     latency.observe(time.monotonic() - began)
     deps.metrics.attempts.labels(portal=portal.name, result="success").inc()
-    return await end_job(
-        deps,
-        record,
-        Status.SUCCEEDED,
-        attempts=attempt,
-        call_id=started.call_id,
-        dedupe_window_s=portal.dedupe_window_s,
-        attempt_entry=(attempt, _attempt_entry(deps, began, started_at, started=started)),
+    entry = _attempt_entry(deps, began, started_at, started=started)
+    return await durably(
+        "success",
+        lambda: end_job(
+            deps,
+            record,
+            Status.SUCCEEDED,
+            attempts=attempt,
+            call_id=started.call_id,
+            dedupe_window_s=portal.dedupe_window_s,
+            attempt_entry=(attempt, entry),
+        ),
     )
+
+
+async def _failed(
+    deps: Deps,
+    record: JobRecord,
+    portal: PortalConfig,
+    error: BitrixCallError,
+    verdict: Verdict,
+    *,
+    attempt: int,
+    spent: int,
+    entry: dict[str, Any],
+) -> float | None:
+    """Record how a failed attempt ended, then act on its verdict."""
+    await deps.ledger.finish_attempt(record.job_id, attempt, entry, job=record.job)
+    return await handle_failure(deps, record, portal, error, verdict=verdict, attempt=attempt, spent=spent)
 
 
 def _spent_attempts(record: JobRecord) -> int:

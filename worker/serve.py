@@ -12,6 +12,8 @@ from producers.http import serve
 from schemas.config import ConfigError, Settings
 from schemas.keys import Keys
 from schemas.redis_url import close_client, redis_client
+from schemas.secret import deployment_secret
+from worker.config_watch import ConfigWatch, serve_config_check
 from worker.metrics import Metrics, keep_gauges_fresh, metrics_routes
 
 
@@ -34,9 +36,14 @@ async def run_serve_command(args: argparse.Namespace, settings: Settings) -> int
         loop.add_signal_handler(sig, stop.set)
     metrics = Metrics(worker=False)
     redis = redis_client(settings.redis_url)
-    gauges = asyncio.create_task(
-        keep_gauges_fresh(metrics, redis, Keys(settings.key_prefix), settings.portals)
+    keys = Keys(settings.key_prefix)
+    gauges = asyncio.create_task(keep_gauges_fresh(metrics, redis, keys, settings.portals))
+    secret = await deployment_secret(redis, keys)
+    watch = ConfigWatch(
+        redis, keys, settings, secret=secret, role="serve", on_mismatch=metrics.set_config_mismatch
     )
+    await watch.check()
+    watching = asyncio.create_task(watch.run())
     try:
         await serve(
             redis=redis,
@@ -48,14 +55,17 @@ async def run_serve_command(args: argparse.Namespace, settings: Settings) -> int
             allow_no_auth=args.no_auth,
             max_body_bytes=args.max_body_bytes,
             extra_routes=metrics_routes(metrics),
+            config_check=serve_config_check(watch),
             on_ready=lambda url: print(f"callq serve listening on {url}", flush=True),
         )
     except ConfigError as exc:
         print(f"callq: configuration error: {exc}", file=sys.stderr)
         return 2
     finally:
-        gauges.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await gauges
+        for task in (gauges, watching):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await watch.withdraw()
         await close_client(redis)
     return 0

@@ -8,10 +8,16 @@ returns: seconds until the job runs again, or None.
 
 from __future__ import annotations
 
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
+from redis.exceptions import BusyLoadingError, OutOfMemoryError, ReadOnlyError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from schemas.calendar import Expired, earliest_run
 from schemas.job import CallbackJob
@@ -24,6 +30,58 @@ log = structlog.get_logger("callq.worker")
 
 WAITING = "scheduled,retrying"
 
+EVENT_BOOKKEEPING_RETRY = "job.bookkeeping_retry"
+EVENT_RESULT_UNRECORDED = "job.result_unrecorded"
+T = TypeVar("T")
+
+HELD_MARGIN_S = 600.0
+"""A portal's set of jobs waiting out its halt outlives the halt by this much (then it is moot)."""
+
+
+REDIS_TROUBLE = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    OutOfMemoryError,
+    BusyLoadingError,
+    ReadOnlyError,
+    OSError,
+)
+"""What a Redis that stalls, restarts, fails over or fills up raises: wait for it, then write."""
+
+
+async def durably(what: str, step: Callable[[], Awaitable[T]], *, max_wait_s: float = 5.0) -> T:
+    """Run ``step`` (one step of bookkeeping after a request, safe to repeat) until Redis takes it.
+
+    A request's result is never thrown away because Redis was slow, restarting, failing over or
+    full while it was being written: every step after a request is an atomic script that finds its
+    own earlier run (a repeated FINALIZE finds the job final), so it is retried, with backoff, for
+    as long as this process lives. Only a stop of the process can cut it off; the attempt is then
+    ended by the reconciler (:mod:`worker.orphans`) as an unknown result.
+    """
+    delay_s, waited_s = 0.2, 0.0
+    try:
+        while True:
+            try:
+                return await step()
+            except REDIS_TROUBLE as exc:
+                log.warning(
+                    EVENT_BOOKKEEPING_RETRY, step=what, error=type(exc).__name__, waited_s=round(waited_s, 1)
+                )
+            await asyncio.sleep(delay_s)
+            waited_s += delay_s
+            delay_s = min(delay_s * 2, max_wait_s)
+    except asyncio.CancelledError:
+        log.error(EVENT_RESULT_UNRECORDED, step=what, waited_s=round(waited_s, 1))
+        raise
+
+
+async def defer_busy(deps: Deps, job_id: str) -> float:
+    """The job's attempt is in flight in another worker (its lease lives): look again later."""
+    delay_s = deps.leases.timing.lease_s
+    await deps.ledger.defer(job_id, delay_s=delay_s)
+    log.info("job.attempt_busy", retry_in_s=delay_s)
+    return delay_s
+
 
 async def retry_at(
     deps: Deps,
@@ -34,6 +92,10 @@ async def retry_at(
     error: BitrixCallError,
     attempts: int | None = None,
     allowed: str = "running",
+    held_by: str | None = None,
+    held_s: float = 0.0,
+    fields: dict[str, str] | None = None,
+    orphan_seen_ms: int | None = None,
 ) -> float | None:
     """Schedule the next try inside business hours and before the deadline, or expire.
 
@@ -45,6 +107,10 @@ async def retry_at(
         error: The error that made this attempt fail (named in the outcome if the job expires).
         attempts: The attempt count to store if the job ends; None keeps the record's.
         allowed: The state the job must be in to be put back (the ledger's ``allowed``).
+        held_by: The portal whose halt or pause the job waits out (``callq resume`` wakes it).
+        held_s: How long that halt or pause lasts.
+        fields: More record fields to write in the same step (a closed attempt entry).
+        orphan_seen_ms: Act only if the job's attempt is orphaned (:mod:`worker.orphans`).
 
     Returns:
         Seconds until the next try, or None if the job ended or was cancelled meanwhile.
@@ -56,10 +122,37 @@ async def retry_at(
     )
     if isinstance(decision, Expired):
         last = error_of(error)[1]
-        return await end_job(deps, record, Status.EXPIRED, attempts=attempts,
-                             error=(ErrorCode.DEADLINE_PASSED, f"{decision.reason}; last error: {last}"))  # fmt: skip
+        attempt = attempt_of(fields)
+        return await end_job(
+            deps,
+            record,
+            Status.EXPIRED,
+            attempts=attempts,
+            error=(ErrorCode.DEADLINE_PASSED, f"{decision.reason}; last error: {last}"),
+            attempt_entry=attempt,
+            orphan_seen_ms=orphan_seen_ms,
+        )
     deps.metrics.retries.labels(portal=job.portal, code=error_of(error)[0]).inc()
-    return await put_back(deps, record, state=Status.RETRYING, run_at=decision.at, now=now, allowed=allowed)
+    return await put_back(
+        deps,
+        record,
+        state=Status.RETRYING,
+        run_at=decision.at,
+        now=now,
+        allowed=allowed,
+        held_by=held_by,
+        held_s=held_s,
+        fields=fields,
+        orphan_seen_ms=orphan_seen_ms,
+    )
+
+
+def attempt_of(fields: dict[str, str] | None) -> tuple[int, dict[str, Any]] | None:
+    """The closed attempt entry among ``fields`` (``attempt:N``), for an outcome written instead."""
+    for name, value in (fields or {}).items():
+        if name.startswith("attempt:"):
+            return int(name.split(":", 1)[1]), json.loads(value)
+    return None
 
 
 async def put_back(
@@ -70,9 +163,12 @@ async def put_back(
     run_at: datetime,
     now: datetime,
     allowed: str = WAITING,
-    field: tuple[str, str] | None = None,
+    fields: dict[str, str] | None = None,
+    held_by: str | None = None,
+    held_s: float = 0.0,
+    orphan_seen_ms: int | None = None,
 ) -> float | None:
-    """Put the job back to wait until ``run_at`` in state ``state``.
+    """Put the job back to wait until ``run_at`` in state ``state`` (its place in the queue too).
 
     Args:
         deps: The worker's collaborators.
@@ -81,14 +177,26 @@ async def put_back(
         run_at: When it runs again.
         now: The current time.
         allowed: The states it may be put back from (a comma list).
-        field: One more record field to set, as (name, value): the rate-limit slots held.
+        fields: More record fields to set: the rate-limit slots held, a closed attempt entry.
+        held_by: The portal whose halt or rate pause it waits out, so ``callq resume`` wakes it.
+        held_s: How long that halt or pause lasts.
+        orphan_seen_ms: Only if the job's attempt is orphaned (:mod:`worker.orphans`).
 
     Returns:
         Seconds until ``run_at`` (at least 0), or None if the job was cancelled meanwhile.
     """
     result = await deps.ledger.reschedule(
-        record.job_id, state=state, run_at=run_at, allowed=allowed, field=field
+        record.job_id,
+        state=state,
+        run_at=run_at,
+        allowed=allowed,
+        fields=fields,
+        held_by=held_by,
+        held_ttl_s=held_s + HELD_MARGIN_S,
+        orphan_seen_ms=orphan_seen_ms,
     )
+    if result == "busy":
+        return await defer_busy(deps, record.job_id)
     if result != "ok":
         return None  # cancelled meanwhile
     log.info("job.deferred", state=str(state), run_at=run_at.isoformat())
@@ -105,6 +213,7 @@ async def end_job(
     error: tuple[str, str] | None = None,
     dedupe_window_s: float = 0.0,
     attempt_entry: tuple[int, dict[str, Any]] | None = None,
+    orphan_seen_ms: int | None = None,
 ) -> float | None:
     """Write the job's final outcome (once: a job already final is left as it is).
 
@@ -117,9 +226,11 @@ async def end_job(
         error: (code, description) for a failure.
         dedupe_window_s: After success, how long the line + number stays claimed.
         attempt_entry: (number, entry) of the attempt that ended it, written in the same step.
+        orphan_seen_ms: Only if the job's attempt is orphaned (:mod:`worker.orphans`).
 
     Returns:
-        None: nothing is left to run.
+        None: nothing is left to run (or, when the orphan's lease came alive again, the delay
+        before it is looked at again).
     """
     job: CallbackJob = record.job
     outcome = outcome_for(
@@ -131,8 +242,14 @@ async def end_job(
         error=OutcomeError(code=str(error[0]), description=error[1]) if error else None,
     )
     result = await deps.ledger.finalize(
-        outcome, job=job, dedupe_window_s=dedupe_window_s, attempt=attempt_entry
+        outcome,
+        job=job,
+        dedupe_window_s=dedupe_window_s,
+        attempt=attempt_entry,
+        orphan_seen_ms=orphan_seen_ms,
     )
+    if result.busy and orphan_seen_ms is not None:
+        return await defer_busy(deps, job.job_id)
     if result.written:
         deps.metrics.jobs_finished.labels(portal=job.portal, status=str(status)).inc()
         log.info("job.finished", status=str(status), attempts=outcome.attempts, call_id=call_id,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -23,7 +24,7 @@ from structlog.testing import capture_logs
 from ops.sandbox import Fault, Sandbox, SandboxHandle
 from producers.http import NoTokensError, create_app, serve
 from producers.http_guards import GUARD
-from schemas.config import Settings
+from schemas.config import ApiToken, Settings
 from schemas.keys import Keys
 from tests.helpers import (
     make_settings,
@@ -121,7 +122,7 @@ UNSTORABLE = [
     pytest.param(json.dumps({**JOB, "metadata": DEEP_METADATA}).encode(), "metadata", "nested",
                  id="deep-meta"),
     pytest.param(json.dumps({**JOB, "not_before": "9999-12-31T23:59:59-23:59"}).encode(), "not_before",
-                 "range", id="year-9999"),
+                 "days ahead", id="year-9999"),
     pytest.param(json.dumps({**JOB, "deadline": "0001-01-01T00:00:00+23:59"}).encode(), "deadline",
                  "range", id="year-1"),
 ]  # fmt: skip
@@ -220,10 +221,13 @@ async def test_only_json_bodies_are_read(client: Client, content_type: str | Non
 
 
 async def test_repeat_duplicate_and_expired_answers(client: Client) -> None:
-    """A known key is 200 with the first job; the same number 202 duplicate; a past deadline 202 expired."""
+    """A known key with the same request is 200 with the first job; the same number 202 duplicate; a past
+    deadline 202 expired."""
     status, first = await post_job(client, {**JOB, "idempotency_key": "lead-1"})
     assert (status, first["status"]) == (202, "scheduled")
-    status, repeat = await post_job(client, {**JOB, "idempotency_key": "lead-1", "to_number": "+79110000000"})
+    status, repeat = await post_job(
+        client, {**JOB, "idempotency_key": "lead-1", "to_number": "+7 911 123 45 67"}
+    )
     assert status == 200
     assert repeat == {**first, "new": False}
     status, duplicate = await post_job(client, JOB)
@@ -231,6 +235,28 @@ async def test_repeat_duplicate_and_expired_answers(client: Client) -> None:
     assert duplicate["new"] is False and duplicate["run_at"] is None
     status, expired = await post_job(client, {**JOB, "from_line": "other", "deadline": later(hours=-1)})
     assert (status, expired["status"], expired["error"]["code"]) == (202, "expired", "DEADLINE_PASSED")
+
+
+async def test_a_known_key_with_a_different_request_is_409(client: Client, redis: Redis, prefix: str) -> None:
+    """The same key with another number and text is 409 IDEMPOTENCY_KEY_REUSED naming both fields (the number
+    masked), recorded as a rejected outcome; the first job is unchanged."""
+    keyed = {**JOB, "idempotency_key": "lead-2", "metadata": {"lead": 2}}
+    _, first = await post_job(client, keyed)
+    status, body = await post_job(
+        client, {**keyed, "to_number": "+79110000000", "text_to_pronounce": "Other"}
+    )
+    assert (status, body["error"]["code"], body["status"]) == (409, "IDEMPOTENCY_KEY_REUSED", "rejected")
+    assert body["existing_job_id"] == first["job_id"] and body["job_id"] != first["job_id"]
+    assert [f["field"] for f in body["error"]["fields"]] == ["to_number", "text_to_pronounce"]
+    assert "+7911***0000" in body["error"]["fields"][0]["message"] and "9110000000" not in json.dumps(body)
+    (outcome,) = await read_outcomes(redis, prefix)
+    assert (outcome["job_id"], outcome["status"]) == (body["job_id"], "rejected")
+    assert (outcome["error"]["code"], outcome["existing_job_id"]) == (
+        "IDEMPOTENCY_KEY_REUSED",
+        first["job_id"],
+    )
+    async with client.get("/v1/callbacks/lead-2", headers=AUTH) as resp:
+        assert (await resp.json())["job_id"] == first["job_id"]
 
 
 async def test_get_by_job_id_and_by_idempotency_key(client: Client) -> None:
@@ -591,6 +617,32 @@ async def test_every_route_and_status_is_documented(
         await expect(409, "DELETE", one, "/v1/callbacks/doc-1", headers=AUTH)
         await expect(401, "DELETE", one, "/v1/callbacks/doc-1")
         await expect(404, "DELETE", one, "/v1/callbacks/nope", headers=AUTH)
+        await expect(
+            409, "POST", "/v1/callbacks", json={**later_job, "text_to_pronounce": "Other"}, headers=AUTH
+        )
+        portals = {
+            name: dataclasses.replace(settings.portals["default"], name=name) for name in ("acme", "beta")
+        }
+        named = (
+            ApiToken("reader", "reader-token", access="read"),
+            ApiToken("acme", "acme-token", frozenset({"acme"})),
+        )
+        multi = make_settings(
+            settings.redis_url, settings.key_prefix, portals, api_tokens=(TOKEN,), named_tokens=named
+        )
+        async with serving(create_app(redis=redis, settings=multi)) as scoped:
+            reader, acme = {"Authorization": "Bearer reader-token"}, {"Authorization": "Bearer acme-token"}
+            await expect(403, "POST", "/v1/callbacks", json=JOB, headers=reader, via=scoped)
+            await expect(
+                403, "POST", "/v1/callbacks", json={**JOB, "portal": "beta"}, headers=acme, via=scoped
+            )
+            await expect(403, "DELETE", one, "/v1/callbacks/x", headers=reader, via=scoped)
+            for portal in ("acme", "beta"):
+                shared = {**later_job, "portal": portal, "idempotency_key": "doc-3"}
+                await expect(202, "POST", "/v1/callbacks", json=shared, headers=AUTH, via=scoped)
+            await expect(409, "GET", one, "/v1/callbacks/doc-3", headers=reader, via=scoped)
+            await expect(409, "DELETE", one, "/v1/callbacks/doc-3", headers=AUTH, via=scoped)
+            await expect(200, "GET", one, "/v1/callbacks/doc-3?portal=beta", headers=reader, via=scoped)
         await expect(200, "GET", "/healthz")
         await expect(200, "GET", "/openapi.json")
         await expect(503, "GET", "/readyz")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
@@ -56,7 +56,7 @@ def test_every_error_is_reported_at_once() -> None:
         (b'{"from_line": "l", "to_number": "+79111234567", "text_to_pronounce": "t", "metadata": {"x": 1e999}}',
          "", "out of range"),
         ((b'{"from_line": "l", "to_number": "+79111234567", "text_to_pronounce": "t",'
-          b' "deadline": "9999-12-31T23:59:59-23:59"}'), "deadline", "out of the range of dates"),
+          b' "deadline": "9999-12-31T23:59:59-23:59"}'), "deadline", "days ahead"),
     ],
     ids=["deep", "lone-surrogate", "nan", "infinity", "year-9999"],
 )  # fmt: skip
@@ -77,6 +77,35 @@ def test_python_api_values_are_checked_too() -> None:
     }
     result = validate_job(data, settings=SETTINGS, now=NOW, job_id="j")
     assert isinstance(result, Invalid) and result.errors[0].field == "metadata"
+
+
+@pytest.mark.parametrize(
+    ("field", "ahead", "accepted"),
+    [
+        ("not_before", timedelta(days=365), True),
+        ("not_before", timedelta(days=367), False),
+        ("deadline", timedelta(days=366), True),
+        ("deadline", timedelta(days=400), False),
+        ("not_before", datetime(3000, 1, 1, tzinfo=UTC) - NOW, False),
+    ],
+    ids=["not-before-365d", "not-before-367d", "deadline-366d", "deadline-400d", "year-3000"],
+)
+def test_dates_beyond_the_horizon_are_rejected(field: str, ahead: timedelta, accepted: bool) -> None:
+    """`not_before` and `deadline` may be at most 366 days ahead: beyond, a clear error on that field."""
+    job = {
+        "from_line": "l",
+        "to_number": "+79111234567",
+        "text_to_pronounce": "t",
+        field: (NOW + ahead).isoformat(),
+    }
+    result = validate_job(job, settings=SETTINGS, now=NOW, job_id="j")
+    if accepted:
+        assert isinstance(result, Valid)
+    else:
+        assert isinstance(result, Invalid)
+        assert [(e.field, e.message) for e in result.errors] == [
+            (field, "is more than 366 days ahead; callq holds a callback at most that long")
+        ]
 
 
 @pytest.mark.parametrize(

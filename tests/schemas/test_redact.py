@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas.config import PortalConfig, Settings
+from schemas.config import ApiToken, PortalConfig, Settings
 from schemas.redact import Redactor, known_secrets, mask_number, number_spellings, redact_text, redact_value
 
 NUMBER_FORMS = ("+79111234567", "79111234567", "89111234567", "9111234567")
@@ -148,10 +148,14 @@ def test_redact_value_masks_nested_data_and_keys() -> None:
 def test_known_secrets_of_the_settings() -> None:
     """Webhook codes, API tokens and the Redis password are what the configuration holds secret."""
     portal = PortalConfig(name="default", webhook_url="https://a.bitrix24.ru/rest/1/c0de77/")
+    named = ApiToken(name="shop", token="sh0p-t0ken")
     settings = Settings(
-        redis_url="redis://:pa55word@cache:6379/0", api_tokens=("api-t0ken",), portals={"default": portal}
+        redis_url="redis://:pa55word@cache:6379/0",
+        api_tokens=("api-t0ken",),
+        named_tokens=(named,),
+        portals={"default": portal},
     )
-    assert set(known_secrets(settings)) == {"c0de77", "api-t0ken", "pa55word"}
+    assert set(known_secrets(settings)) == {"c0de77", "api-t0ken", "sh0p-t0ken", "pa55word"}
     sentinel = Settings(redis_url="redis+sentinel://:pw%40x@h1:26379/callq/0")
     assert set(known_secrets(sentinel)) == {"pw%40x", "pw@x"}
 

@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -13,13 +14,16 @@ from redis.asyncio import Redis
 
 from ops.redis_server import free_port
 from ops.sandbox import SandboxHandle
+from schemas.config_registry import ConfigRegistry
+from schemas.keys import Keys
 from tests.helpers import read_outcomes, wait_for
 
 
 async def test_serve_accepts_a_job_exposes_metrics_and_stops(
     redis_url: str, prefix: str, redis: Redis, portal: SandboxHandle, tmp_path: Path
 ) -> None:
-    """POST with the token is 202 and stored; without it 401; /metrics answers; SIGTERM exits 0."""
+    """POST with the token is 202 and stored; without it 401; /metrics answers; it registers its
+    configuration while it runs; SIGTERM exits 0."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALLQ_")}
     env.update(CALLQ_REDIS_URL=redis_url, CALLQ_KEY_PREFIX=prefix, CALLQ_WEBHOOK_URL=portal.webhook_url("default"),
@@ -41,7 +45,7 @@ async def test_serve_accepts_a_job_exposes_metrics_and_stops(
 
             await wait_for(up, timeout_s=15, what="callq serve to listen")
             job = {"from_line": "reg1332", "to_number": "+79111234567", "text_to_pronounce": "Hi",
-                   "not_before": "2030-01-01T10:00:00Z"}  # fmt: skip
+                   "not_before": (datetime.now(UTC) + timedelta(days=30)).isoformat()}  # fmt: skip
             async with session.post(f"{base}/v1/callbacks", json=job) as resp:
                 assert resp.status == 401
             headers = {"Authorization": "Bearer s3cret-token"}
@@ -53,9 +57,12 @@ async def test_serve_accepts_a_job_exposes_metrics_and_stops(
             async with session.get(f"{base}/metrics") as resp:
                 assert resp.status == 200
                 assert "callq_queue_depth" in await resp.text()
+            (live,) = await ConfigRegistry(redis, Keys(prefix)).live()
+            assert live.role == "serve" and live.pid == proc.pid
     finally:
         proc.send_signal(signal.SIGTERM)
         _out, err = await asyncio.wait_for(proc.communicate(), timeout=15)
     assert proc.returncode == 0, err.decode()[-2000:]
     assert "s3cret-token" not in err.decode()
     assert await read_outcomes(redis, prefix) == []
+    assert await ConfigRegistry(redis, Keys(prefix)).live() == [], "a clean stop leaves the registry"
