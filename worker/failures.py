@@ -23,6 +23,8 @@ from worker.settle import end_job, error_of, retry_at
 
 log = structlog.get_logger("callq.worker")
 
+UNKNOWN_RESULT = "the request may have started the callback"
+
 
 async def handle_failure(
     deps: Deps,
@@ -81,7 +83,7 @@ async def handle_failure(
             record,
             Status.DEAD,
             attempts=attempt,
-            error=error_of(error, f"gave up after {spent} attempts: "),
+            error=error_of(error, f"gave up after {spent} attempts"),
         )
     delay = backoff_delay_s(spent, base_s=deps.retry_base_s, jitter=deps.jitter())
     return await retry_at(
@@ -105,16 +107,23 @@ async def handle_unknown(
         return await retry_at(
             deps, record, now + timedelta(seconds=delay), now=now, error=error, attempts=attempt
         )
-    detail = f"HTTP {error.http_status}: " if error.http_status else ""
-    code = f" {error.code}" if error.code else ""
-    description = (
-        f"the request may have started the callback ({detail}{code.strip()} {error.description})".replace(
-            "  ", " "
-        )
-    )
+    description = unknown_result_description(error.http_status, error.code, error.description)
     return await end_job(
         deps, record, Status.DEAD, attempts=attempt, error=(ErrorCode.OUTCOME_UNKNOWN, description)
     )
+
+
+def unknown_result_description(http_status: int | None, code: str | None, description: str | None) -> str:
+    """The ``OUTCOME_UNKNOWN`` description: what is known of the answer, in brackets. Pure.
+
+    ``(HTTP 500, INTERNAL_SERVER_ERROR: text)``; each part that is absent (or blank) is left out
+    with its separator, and the brackets too when nothing is known.
+    """
+    known = [f"HTTP {http_status}" if http_status else "", (code or "").strip()]
+    head = ", ".join(part for part in known if part)
+    text = (description or "").strip()
+    detail = f"{head}: {text}" if head and text else head or text
+    return f"{UNKNOWN_RESULT} ({detail})" if detail else UNKNOWN_RESULT
 
 
 async def handle_interrupted(

@@ -140,10 +140,20 @@ async def end_job(
     return None  # a final outcome: nothing left to run
 
 
-def error_of(error: BitrixCallError, prefix: str = "") -> tuple[str, str]:
-    """The (code, description) an outcome stores for ``error``, the description after ``prefix``."""
+def error_of(error: BitrixCallError, lead: str = "") -> tuple[str, str]:
+    """The (code, description) an outcome stores for ``error``; the description after ``lead: ``.
+
+    Pure. A part that is blank is left out with its separator: never a doubled space or an empty
+    ``()``.
+    """
+    text = error.description.strip()
     if isinstance(error, BitrixApiError):
-        return error.code or "BITRIX_ERROR", f"{prefix}{error.description} (HTTP {error.http_status})"
-    if isinstance(error, BitrixHttpError):
-        return f"HTTP_{error.http_status}", f"{prefix}{error.description}"
-    return "TRANSPORT_ERROR", f"{prefix}{error.description}"
+        code = (error.code or "").strip() or "BITRIX_ERROR"
+        status = f"HTTP {error.http_status}"
+        text = f"{text} ({status})" if text else status
+    elif isinstance(error, BitrixHttpError):
+        code = f"HTTP_{error.http_status}"
+    else:
+        code = "TRANSPORT_ERROR"
+    lead = lead.strip()
+    return code, f"{lead}: {text}" if lead and text else lead or text
