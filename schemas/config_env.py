@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from urllib.parse import urlsplit
 
 from schemas.config_toml import (
     _OAUTH_KEYS,
@@ -33,6 +34,7 @@ from schemas.config_types import (
     ConfigError,
     OAuthConfig,
     PortalConfig,
+    check_api_tokens,
     redact_redis_url,
     redact_webhook_url,
 )
@@ -121,7 +123,7 @@ def _oauth(table: _Table, name: str, secrets: Mapping[str, _EnvSecret]) -> OAuth
     if not _DOMAIN.fullmatch(domain):
         oauth.fail("domain", f'must be a host name like "acme.bitrix24.ru", got {_show(domain)}')
     token_url = oauth.string("token_url") or DEFAULT_TOKEN_URL
-    _checked_url(token_url, source=oauth.file, key=oauth.key("token_url"), shown=_show(token_url))
+    _checked_url(token_url, source=oauth.file, key=oauth.key("token_url"), shown=_shown_url(token_url))
     return OAuthConfig(
         client_id=oauth.string("client_id") or oauth.fail("client_id", "is required"),
         client_secret=secret("client_secret"),
@@ -237,11 +239,15 @@ def _key_prefix(value: object, source: str, key: str | None) -> str:
 
 def _api_tokens(env: Mapping[str, str], top: _Table) -> tuple[str, ...]:
     if "CALLQ_API_TOKENS" in env:
-        return tuple(token.strip() for token in env["CALLQ_API_TOKENS"].split(",") if token.strip())
+        tokens = tuple(token.strip() for token in env["CALLQ_API_TOKENS"].split(",") if token.strip())
+        check_api_tokens(tokens, source="CALLQ_API_TOKENS", key=None)
+        return tokens
     value = top.data.get("api_tokens", [])
     if not isinstance(value, list) or not all(isinstance(token, str) and token.strip() for token in value):
         top.fail("api_tokens", "must be a list of non-empty strings")  # never echo a token
-    return tuple(token.strip() for token in value)
+    tokens = tuple(token.strip() for token in value)
+    check_api_tokens(tokens, source=top.file, key="api_tokens")
+    return tokens
 
 
 def _env_or_toml(env: Mapping[str, str], var: str, top: _Table, key: str) -> _Table:
@@ -256,3 +262,15 @@ def _env_or_toml(env: Mapping[str, str], var: str, top: _Table, key: str) -> _Ta
         except ValueError:
             continue
     return _Table({key: text}, var, show_key=False)
+
+
+def _shown_url(url: str) -> str:
+    """A URL as a configuration error may show it: ``scheme://host[:port]/path``, quoted. User info,
+    query and fragment are left out (a token endpoint's query may carry a client secret)."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return "a value that is not a URL (not shown)"
+    where = f"[{host}]" if host and ":" in host else host or ""
+    return _show(f"{parts.scheme}://{where}{f':{port}' if port else ''}{parts.path}")

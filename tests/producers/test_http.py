@@ -36,7 +36,7 @@ from tests.helpers import (
 
 Client = TestClient[web.Request, web.Application]
 
-TOKEN = "t0k"
+TOKEN = "t0k-0123456789abcdef"
 OTHER_TOKEN = "another-token-of-a-different-length"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 ORIGIN = "https://shop.example"

@@ -21,7 +21,7 @@ from tests.helpers import make_settings, sandbox_portal
 
 Client = TestClient[web.Request, web.Application]
 
-TOKEN = "t0k"
+TOKEN = "t0k-0123456789abcdef"
 DOCUMENTED = {
     int(code) for code in json.loads((Path(__file__).parents[2] / "schemas" / "openapi.json").read_text())[
         "paths"]["/v1/callbacks"]["post"]["responses"]

@@ -23,7 +23,7 @@ async def test_serve_accepts_a_job_exposes_metrics_and_stops(
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALLQ_")}
     env.update(CALLQ_REDIS_URL=redis_url, CALLQ_KEY_PREFIX=prefix, CALLQ_WEBHOOK_URL=portal.webhook_url("default"),
-               CALLQ_API_TOKENS="s3cret-token")  # fmt: skip
+               CALLQ_API_TOKENS="s3cret-token-0123456789")  # fmt: skip
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "worker.cli", "--log-format", "json", "serve", "--port", str(port),
         env=env, cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -44,7 +44,7 @@ async def test_serve_accepts_a_job_exposes_metrics_and_stops(
                    "not_before": "2030-01-01T10:00:00Z"}  # fmt: skip
             async with session.post(f"{base}/v1/callbacks", json=job) as resp:
                 assert resp.status == 401
-            headers = {"Authorization": "Bearer s3cret-token"}
+            headers = {"Authorization": "Bearer s3cret-token-0123456789"}
             async with session.post(f"{base}/v1/callbacks", json=job, headers=headers) as resp:
                 assert resp.status == 202
                 created = await resp.json()
@@ -57,5 +57,5 @@ async def test_serve_accepts_a_job_exposes_metrics_and_stops(
         proc.send_signal(signal.SIGTERM)
         _out, err = await asyncio.wait_for(proc.communicate(), timeout=15)
     assert proc.returncode == 0, err.decode()[-2000:]
-    assert "s3cret-token" not in err.decode()
+    assert "s3cret-token-0123456789" not in err.decode()
     assert await read_outcomes(redis, prefix) == []
