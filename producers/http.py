@@ -58,8 +58,10 @@ from producers.http_guards import (
     read_json_body,
 )
 from producers.http_ready import READY_CHECK, ReadyCheck, healthz, readyz, redis_and_worker_check
-from schemas.config import ConfigError, Settings
+from producers.http_server import DEFAULT_TIMEOUTS, ConnectionTimeouts, ProblemAppRunner
+from schemas.config import ConfigError, Settings, check_api_tokens
 from schemas.keys import Keys
+from schemas.loopback import is_loopback_host
 from schemas.outcome import FINAL_STATUSES, Status
 from schemas.records import from_ms, to_ms
 
@@ -80,13 +82,29 @@ SHUTDOWN_TIMEOUT_S = 5.0
 
 
 class NoTokensError(ConfigError):
-    """``callq serve`` was asked to start with no bearer token configured."""
+    """``callq serve`` was asked to start with no bearer token configured.
 
-    def __init__(self) -> None:
+    Args:
+        switch: how this caller turns authentication off on purpose: ``allow_no_auth=True`` from
+            Python, ``--no-auth`` on the command line.
+    """
+
+    def __init__(self, switch: str = "allow_no_auth=True") -> None:
         super().__init__(
-            "callq serve needs at least one bearer token (CALLQ_API_TOKENS or api_tokens in the TOML "
-            "file); pass allow_no_auth=True only for tests and demos",
+            "callq serve needs at least one bearer token (CALLQ_API_TOKENS, or api_tokens in the TOML "
+            f"file); to serve without authentication on a loopback address on purpose, pass {switch}",
             key="api_tokens",
+        )
+
+
+class PublicNoAuthError(ConfigError):
+    """Serving without authentication was asked for on an address other machines can reach."""
+
+    def __init__(self, address: str, switch: str = "allow_no_auth=True") -> None:
+        super().__init__(
+            f"{switch} serves without authentication, so it is allowed only on a loopback address "
+            f"(127.0.0.0/8, ::1, localhost), not {address}; configure api_tokens (CALLQ_API_TOKENS) instead",
+            key="host",
         )
 
 
@@ -98,6 +116,7 @@ def create_app(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ready_check: ReadyCheck | None = None,
     allow_no_auth: bool = False,
+    body_timeout_s: float = DEFAULT_TIMEOUTS.body_s,
 ) -> web.Application:
     """Build the HTTP application.
 
@@ -108,6 +127,7 @@ def create_app(
         max_body_bytes: the largest request body read; larger ones get ``413``.
         ready_check: replaces the readiness check of ``/readyz`` (Redis PING and a live worker).
         allow_no_auth: serve without authentication when no token is configured.
+        body_timeout_s: a request body must arrive within this long (``408`` otherwise).
 
     Returns:
         The application, ready for an ``AppRunner`` or aiohttp's test server.
@@ -117,12 +137,14 @@ def create_app(
     """
     if not settings.api_tokens and not allow_no_auth:
         raise NoTokensError()
+    check_api_tokens(settings.api_tokens, source=None, key="api_tokens")
     app = web.Application(client_max_size=max_body_bytes, middlewares=[outer_middleware, auth_middleware])
     app[GUARD] = Guard(
         tokens=tuple(token.encode() for token in settings.api_tokens),
         cors_origins=normalise_origins(cors_origins),
         max_body_bytes=max_body_bytes,
         protected=frozenset({submit, status, cancel}),
+        body_timeout_s=body_timeout_s,
     )
     app[PRODUCER] = Producer(redis, settings=settings)
     app[SETTINGS] = settings
@@ -226,11 +248,12 @@ async def serve(
     host: str,
     port: int,
     cors_origins: Sequence[str] = (),
-    on_ready: Callable[[str], None] | None = None,
+    on_ready: Callable[[Sequence[str]], None] | None = None,
     stop: asyncio.Event | None = None,
     allow_no_auth: bool = False,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     extra_routes: Sequence[web.RouteDef] = (),
+    timeouts: ConnectionTimeouts = DEFAULT_TIMEOUTS,
 ) -> None:
     """Serve the API until cancelled, or until ``stop`` is set (``callq serve``).
 
@@ -240,37 +263,60 @@ async def serve(
         host: address to bind.
         port: port to bind; 0 picks a free one.
         cors_origins: browser origins allowed to call the API.
-        on_ready: called with the base URL (``http://host:port``) once listening.
+        on_ready: called once listening with the URLs of every bound socket, as bound
+            (``http://0.0.0.0:8080`` for a wildcard, the real port for port 0).
         stop: return cleanly once this event is set.
-        allow_no_auth: serve without authentication when no token is configured.
+        allow_no_auth: serve without authentication when no token is configured; only on a
+            loopback ``host``.
         max_body_bytes: the largest request body read.
         extra_routes: more routes without authentication (the CLI adds ``/metrics``).
+        timeouts: keep-alive, request head and body time limits.
 
     Raises:
         NoTokensError: no token is configured and ``allow_no_auth`` is False (before binding).
+        PublicNoAuthError: ``allow_no_auth`` with a ``host`` that is not loopback (before binding),
+            or a loopback name that bound another address (then nothing is served).
     """
-    app = create_app(redis=redis, settings=settings, cors_origins=cors_origins,
-                     max_body_bytes=max_body_bytes, allow_no_auth=allow_no_auth)  # fmt: skip
+    if allow_no_auth and not is_loopback_host(host):
+        raise PublicNoAuthError(host)
+    app = create_app(
+        redis=redis,
+        settings=settings,
+        cors_origins=cors_origins,
+        max_body_bytes=max_body_bytes,
+        allow_no_auth=allow_no_auth,
+        body_timeout_s=timeouts.body_s,
+    )
     app.router.add_routes(extra_routes)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+    runner = ProblemAppRunner(app, timeouts=timeouts, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
         await site.start()
-        url = _base_url(*runner.addresses[0][:2])
-        if not settings.api_tokens:
+        bound = [(str(address[0]), int(address[1])) for address in runner.addresses]
+        urls = [_url(*address) for address in bound]
+        open_to_all = not settings.api_tokens
+        if open_to_all and not all(is_loopback_host(address) for address, _port in bound):
+            raise PublicNoAuthError(", ".join(urls))
+        if open_to_all:
             log.warning("http.auth_disabled", reason="no api_tokens configured and allow_no_auth=True")
-        log.info("http.listening", url=url, cors_origins=sorted(app[GUARD].cors_origins),
-                 tokens=len(settings.api_tokens))  # fmt: skip
+        log.info(
+            "http.listening",
+            urls=urls,
+            cors_origins=sorted(app[GUARD].cors_origins),
+            tokens=len(settings.api_tokens),
+            keepalive_timeout_s=timeouts.keepalive_s,
+            header_timeout_s=timeouts.header_s,
+            body_timeout_s=timeouts.body_s,
+        )
         if on_ready is not None:
-            on_ready(url)
+            on_ready(urls)
         await (stop or asyncio.Event()).wait()
-        log.info("http.stopping", url=url)
+        log.info("http.stopping", urls=urls)
     finally:
         await runner.cleanup()
 
 
-def _base_url(host: str, port: int) -> str:
-    """Where a local client reaches the server: a wildcard bind is reached through loopback."""
-    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+def _url(host: str, port: int) -> str:
+    """``http://host:port`` of a bound socket, as bound (IPv6 in brackets)."""
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
