@@ -20,6 +20,7 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import LooseHeaders
 from aiohttp.web_protocol import RequestPayloadError
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from schemas.redact import mask_number
@@ -29,6 +30,11 @@ log = structlog.get_logger("callq.http")
 EVENT_REQUEST = "http.request"
 EVENT_ERROR = "http.error"
 EVENT_REDIS_UNAVAILABLE = "http.redis_unavailable"
+EVENT_REDIS_FULL = "http.redis_full"
+
+REDIS_FULL_RETRY_AFTER_S = "30"
+"""Memory is freed by a person (or a retention expiry), not in a blink: clients wait longer than for a
+lost connection."""
 
 CORS_METHODS = "POST, GET, DELETE"
 CORS_HEADERS = "Authorization, Content-Type"
@@ -136,8 +142,9 @@ def _log_path(request: web.Request) -> str:
 async def outer_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Answer every failure as JSON, add CORS headers for allowed origins, log one line per request.
 
-    Redis being unreachable is the only expected 5xx (503, retry later); anything else that
-    escapes a handler is a bug, answered 500 and logged with its traceback.
+    Redis being unreachable or full is the only expected 5xx (503 ``UNAVAILABLE`` or ``REDIS_FULL``,
+    with ``Retry-After``); anything else that escapes a handler is a bug, answered 500 and logged
+    with its traceback.
     """
     started = time.perf_counter()
     response: web.StreamResponse
@@ -152,6 +159,13 @@ async def outer_middleware(request: web.Request, handler: Handler) -> web.Stream
         log.warning(EVENT_REDIS_UNAVAILABLE, error=type(exc).__name__)
         response = HttpProblem(
             503, "UNAVAILABLE", "Redis is unavailable; try again shortly", headers={hdrs.RETRY_AFTER: "5"}
+        ).response()
+    except OutOfMemoryError:
+        # nothing was stored (Redis refuses a write whole): the client may send it again later
+        log.warning(EVENT_REDIS_FULL, method=request.method, path=_log_path(request))
+        full = "Redis is full and refuses writes; nothing was stored, try again later"
+        response = HttpProblem(
+            503, "REDIS_FULL", full, headers={hdrs.RETRY_AFTER: REDIS_FULL_RETRY_AFTER_S}
         ).response()
     except Exception:
         log.exception(EVENT_ERROR, method=request.method, path=_log_path(request))

@@ -1,5 +1,5 @@
 """Liveness and readiness of the HTTP way in: ``GET /healthz``, ``GET /readyz`` and the default
-readiness check (Redis answers PING and a worker's arq health-check key exists).
+readiness check (Redis answers PING, takes writes, and a worker's arq health-check key exists).
 
 :func:`producers.http.create_app` routes both without a token; the check it uses is
 ``app[READY_CHECK]``, replaceable through ``create_app(ready_check=...)``.
@@ -14,7 +14,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import OutOfMemoryError, RedisError
 
 from producers.http_guards import json_response
 from schemas.keys import Keys
@@ -28,6 +28,11 @@ READY_CHECK = web.AppKey[ReadyCheck]("callq.http.ready_check")
 
 READY_TIMEOUT_S = 2.0
 """A readiness probe must answer before the orchestrator's own timeout, even if Redis hangs."""
+
+WRITE_PROBE_TTL_MS = 10_000
+"""The probe key only has to exist for the probe (see ``Keys.write_probe``)."""
+
+REDIS_FULL = "no: Redis is full (maxmemory reached) and refuses writes"
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -49,17 +54,28 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 def redis_and_worker_check(redis: Redis, keys: Keys) -> ReadyCheck:
-    """The default readiness check: Redis answers PING, and arq's health-check key of the queue
-    exists (a worker refreshes it every few seconds with a short TTL)."""
+    """The default readiness check: Redis answers PING (``redis``), takes a write (``redis_writable``:
+    a full Redis refuses every job), and arq's health-check key of the queue exists (``worker``: a
+    worker refreshes it every few seconds with a short TTL)."""
 
     async def check() -> dict[str, Any]:
         try:
             async with asyncio.timeout(READY_TIMEOUT_S):
                 await redis.ping()
                 alive = await redis.exists(keys.health)
+                try:
+                    await redis.set(keys.write_probe, b"1", px=WRITE_PROBE_TTL_MS)
+                    writable = "ok"
+                except OutOfMemoryError:
+                    writable = REDIS_FULL
         except (RedisError, OSError, TimeoutError) as exc:  # refused, timed out, wrong password...
-            return {"redis": f"unreachable: {type(exc).__name__}", "worker": "unknown: Redis is unreachable"}
+            unknown = "unknown: Redis is unreachable"
+            return {
+                "redis": f"unreachable: {type(exc).__name__}",
+                "redis_writable": unknown,
+                "worker": unknown,
+            }
         worker = "ok" if alive else f"no live worker: {keys.health} is absent"
-        return {"redis": "ok", "worker": worker}
+        return {"redis": "ok", "redis_writable": writable, "worker": worker}
 
     return check

@@ -9,10 +9,10 @@ its outcome is appended to ``{p}:outcomes`` in the same step.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, cast
+from typing import Any, Literal, Protocol, TypeVar, cast
 
 from redis.asyncio import Redis
 
@@ -55,6 +55,25 @@ def arq_job_fields(data: Any) -> Any:
         job_id, enqueue_ms = data
         return {"t": None, "f": ARQ_FUNCTION, "a": [job_id], "k": {}, "et": enqueue_ms}
     return data
+
+
+T = TypeVar("T")
+
+
+class WriteRetry(Protocol):
+    """What to do with a write Redis refuses because it is full (``OutOfMemoryError``).
+
+    The worker sends it again until Redis takes it (:meth:`worker.redis_full.WriteGate.until_written`):
+    a job that called Bitrix24 must record what happened. Producers send it once and let the error
+    reach whoever asked (:func:`send_once`), who can ask again.
+    """
+
+    async def __call__(self, write: Callable[[], Awaitable[T]], *, where: str) -> T: ...
+
+
+async def send_once(write: Callable[[], Awaitable[T]], *, where: str) -> T:
+    """The default :class:`WriteRetry`: one try; a refusal is raised to the caller."""
+    return await write()
 
 
 @dataclass(frozen=True)
@@ -118,10 +137,21 @@ class Ledger:
         keys: key names under the deployment prefix.
         retention_s: how long a final record stays readable by id.
         outcomes_maxlen: approximate length cap of the outcome stream.
+        retry: what to do when Redis refuses a job's state change for being full (START, FINALIZE,
+            RESCHEDULE, an attempt's entry); admission is never retried here.
     """
 
-    def __init__(self, redis: Redis, *, keys: Keys, retention_s: float, outcomes_maxlen: int) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        keys: Keys,
+        retention_s: float,
+        outcomes_maxlen: int,
+        retry: WriteRetry = send_once,
+    ) -> None:
         self.redis = redis
+        self.retry = retry
         self.keys = keys
         self.retention_ms = int(retention_s * 1000)
         self.outcomes_maxlen = outcomes_maxlen
@@ -230,13 +260,20 @@ class Ledger:
         field, entry = (
             (f"attempt:{attempt[0]}", json.dumps(attempt[1], separators=(",", ":"))) if attempt else ("", "")
         )
-        verdict, state = await self._finalize(
-            keys=[k.job(outcome.job_id), claim, idem, k.outcomes, k.dead, k.arq_job(outcome.job_id), k.queue,
-                  strikes],
-            args=[outcome.job_id, str(outcome.status), outcome.to_json(), self.retention_ms,
-                  self.outcomes_maxlen, int(dedupe_window_s * 1000), now_ms, k.arq_job_id(outcome.job_id),
-                  allowed, job_json, outcome.attempts, field, entry],
-        )  # fmt: skip
+        keys = [
+            k.job(outcome.job_id),
+            claim,
+            idem,
+            k.outcomes,
+            k.dead,
+            k.arq_job(outcome.job_id),
+            k.queue,
+            strikes,
+        ]
+        args: list[str | int] = [outcome.job_id, str(outcome.status), outcome.to_json(), self.retention_ms]
+        args += [self.outcomes_maxlen, int(dedupe_window_s * 1000), now_ms, k.arq_job_id(outcome.job_id)]
+        args += [allowed, job_json, outcome.attempts, field, entry]
+        verdict, state = await self.retry(lambda: self._finalize(keys=keys, args=args), where="finalize")
         return FinalizeResult(written=decode_text(verdict) == "written", state=decode_text(state))
 
     async def release_unstarted(self, job_ids: Sequence[str]) -> int:
@@ -261,9 +298,9 @@ class Ledger:
         nothing is changed.
         """
         entry = json.dumps({"started_at": now.isoformat(), **info}, separators=(",", ":"))
-        verdict, value = await self._start(
-            keys=[self.keys.job(job_id), self.keys.portal_halt(portal), self.keys.portal_pause(portal)],
-            args=[to_ms(now), entry],
+        keys = [self.keys.job(job_id), self.keys.portal_halt(portal), self.keys.portal_pause(portal)]
+        verdict, value = await self.retry(
+            lambda: self._start(keys=keys, args=[to_ms(now), entry]), where="start"
         )
         v = decode_text(verdict)
         if v == "halted":
@@ -274,11 +311,10 @@ class Ledger:
 
     async def finish_attempt(self, job_id: str, attempt: int, entry: dict[str, Any]) -> None:
         """Store how attempt ``attempt`` ended (time, HTTP status, error code and description)."""
-        await cast(
-            Awaitable[int],
-            self.redis.hset(
-                self.keys.job(job_id), f"attempt:{attempt}", json.dumps(entry, separators=(",", ":"))
-            ),
+        key, value = self.keys.job(job_id), json.dumps(entry, separators=(",", ":"))
+        await self.retry(
+            lambda: cast(Awaitable[int], self.redis.hset(key, f"attempt:{attempt}", value)),
+            where="attempt entry",
         )
 
     async def reschedule(
@@ -292,8 +328,9 @@ class Ledger:
     ) -> str:
         """Put a job back to wait until ``run_at`` (``ok``, or the state that prevented it)."""
         name, value = field or ("", "")
-        result = await self._reschedule(
-            keys=[self.keys.job(job_id)], args=[str(state), to_ms(run_at), allowed, name, value]
+        args: list[str | int] = [str(state), to_ms(run_at), allowed, name, value]
+        result = await self.retry(
+            lambda: self._reschedule(keys=[self.keys.job(job_id)], args=args), where="reschedule"
         )
         return decode_text(result)
 

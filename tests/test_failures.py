@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from redis.asyncio import Redis
 
 from ops.sandbox import Fault, Sandbox, SandboxHandle
 from producers.api import Producer
-from tests.helpers import make_settings, running_worker, sandbox_portal, wait_outcomes
+from tests.helpers import FAST, make_settings, running_worker, sandbox_portal, wait_outcomes
 
 TEXT = "Callback request"
 
@@ -153,3 +155,19 @@ async def test_unrecognised_error_code_is_permanent_and_logged_in_full(
     (entry,) = [e for e in logs if e["event"] == "bitrix.unrecognised_error"]
     assert "Something Bitrix24 added in 2027" in entry["body"] and entry["http_status"] == 400
     assert len(sandbox.calls()) == 1
+
+
+async def test_the_job_timeout_never_cuts_a_request_under_way(
+    redis_url: str, prefix: str, redis: Redis, sandbox: Sandbox, portal: SandboxHandle
+) -> None:
+    """A request longer than the job timeout (1.5 s against 0.5 s) is not cut: the timeout bounds a run
+    until its request is sent, not the request or the writing of its result. Succeeded, one call."""
+    settings = make_settings(redis_url, prefix, {"default": sandbox_portal(portal.webhook_url("default"))})
+    sandbox.add_faults([Fault.delay(1.5)])
+    await Producer(redis, settings=settings).enqueue(
+        from_line="reg1332", to_number="+79111234567", text_to_pronounce=TEXT
+    )
+    async with running_worker(settings, dataclasses.replace(FAST, job_timeout_s=0.5)):
+        (outcome,) = await wait_outcomes(redis, prefix, 1)
+    assert (outcome["status"], outcome["attempts"]) == ("succeeded", 1)
+    assert [c.status for c in sandbox.calls()] == [200]

@@ -19,6 +19,7 @@ from arq.worker import Retry, Worker, func
 from redis.asyncio.retry import Retry as RedisRetry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from producers.api import Producer
@@ -33,6 +34,7 @@ from worker.deps import Deps
 from worker.dispatch import BatchClaimWorker
 from worker.metrics import Metrics, keep_gauges_fresh
 from worker.ratelimit import RateLimiter
+from worker.redis_full import WriteGate
 from worker.runner import run_job
 
 log = structlog.get_logger("callq.worker")
@@ -42,9 +44,15 @@ POLL_DELAY_S = 0.25
 """arq's default 0.5 s adds up to half a second to every due job; a sorted-set read every 250 ms is cheap."""
 
 JOB_TIMEOUT_S = 45
-"""Longer than one Bitrix24 request may take (30 s client timeout) plus Redis round trips, so
-arq never cancels a request half-way. arq keeps a job's in-progress key for this + 10 s: a job
-held by a worker that died is taken over by another after about 55 s (arq's default: 310 s)."""
+"""How long a job may run until its request is sent: longer than a Bitrix24 request may take (30 s
+client timeout) plus Redis round trips, so a request is never cut half-way. callq enforces it itself
+(:func:`run_callback`) and lifts it once the request is under way: the result must be written even if
+Redis is full for long. A job's in-progress key is a lease of this + 10 s, renewed while the job runs
+(:mod:`worker.dispatch`): a job held by a worker that died is taken over after about 55 s (arq: 310 s)."""
+
+ARQ_TIMEOUT_S = 10 * 365 * 86400.0
+"""arq's own job timeout, in effect none: arq would end a timed-out job as failed and delete it,
+leaving its record without an outcome; callq's timeout puts it back instead."""
 
 SHUTDOWN_WAIT_S = 35
 """On SIGTERM: stop taking jobs and give requests in flight this long (> the 30 s HTTP timeout) to
@@ -129,14 +137,27 @@ def loads(raw: bytes) -> Any:
 
 
 async def run_callback(ctx: WorkerContext, job_id: str) -> None:
-    """The arq job: run one callq job; a delay becomes arq's ``Retry``."""
+    """The arq job: run one callq job; a delay becomes arq's ``Retry``.
+
+    The run may take ``job_timeout_s`` until its request is sent, then as long as writing the result
+    takes. A run cut short before sending, or failing on the way, is tried again rather than left to
+    arq, which would drop it (run_job records the outcome itself once a request may be out).
+    """
+    deps = ctx["deps"]
+    limit = asyncio.timeout(deps.job_timeout_s)
     try:
-        delay = await run_job(ctx["deps"], job_id)
-    except Exception:
-        # Nothing was sent (run_job records the outcome itself once a request may be out), so
-        # the job is tried again rather than left to arq, which would drop it.
-        log.exception("job.runner_failed", job_id=job_id)
-        delay = 30.0
+        async with limit:
+            delay = await run_job(deps, job_id, on_attempt_started=lambda: limit.reschedule(None))
+    except OutOfMemoryError:
+        deps.gate.refused("job")  # a write before the request: nothing changed, nothing was sent
+        delay = max(deps.gate.wait_s(), 1.0)
+    except Exception as exc:
+        if isinstance(exc, TimeoutError) and limit.expired():
+            log.warning("job.timed_out", job_id=job_id, timeout_s=deps.job_timeout_s)
+            delay = 5.0
+        else:
+            log.exception("job.runner_failed", job_id=job_id)
+            delay = 30.0
     if delay is not None:
         raise Retry(defer=delay)
 
@@ -175,6 +196,9 @@ def build_worker(
     """An arq Worker for ``settings``; call ``await worker.main()`` then ``await worker.close()``."""
     keys = Keys(settings.key_prefix)
     metrics = metrics or Metrics()
+    gauge = metrics.redis_full
+    gate = WriteGate(on_change=lambda full: gauge.set(1 if full else 0))
+    gauge.set(0)
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         session = aiohttp.ClientSession(
@@ -187,19 +211,22 @@ def build_worker(
             keys=keys,
             retention_s=settings.outcome_retention_s,
             outcomes_maxlen=settings.outcomes_maxlen,
+            retry=gate.until_written,
         )
         ctx["deps"] = Deps(
             settings=settings,
             ledger=ledger,
             session=session,
-            limiter=RateLimiter(pool, keys=keys),
-            auth=PortalAuth(pool, prefix=settings.key_prefix, session=session),
+            limiter=RateLimiter(pool, keys=keys, retry=gate.until_written),
+            auth=PortalAuth(pool, prefix=settings.key_prefix, session=session, retry=gate.until_written),
             metrics=metrics,
             rate_limit=options.dedupe_and_rate_limit,
             client_timeout=options.client_timeout,
             retry_base_s=options.retry_base_s,
             pause_s=options.pause_s,
             block_s=options.block_s,
+            gate=gate,
+            job_timeout_s=options.job_timeout_s,
         )
         if options.intake:
             consumer = IntakeConsumer(
@@ -209,9 +236,12 @@ def build_worker(
                 block_ms=options.intake_block_ms,
                 on_admitted=lambda status: metrics.intake_entries.labels(result=status).inc(),
             )
-            await consumer.ensure_group()
+            try:
+                await consumer.ensure_group()
+            except OutOfMemoryError:
+                gate.refused("intake group")  # the intake loop creates it once Redis takes writes
             ctx["intake_stop"] = stop = asyncio.Event()
-            ctx["intake_task"] = asyncio.create_task(_keep_consuming(consumer, stop))
+            ctx["intake_task"] = asyncio.create_task(_keep_consuming(consumer, stop, gate))
         metrics.worker_up.set(1)
         ctx["gauges_task"] = asyncio.create_task(keep_gauges_fresh(metrics, pool, keys, settings.portals))
         log.info(
@@ -237,7 +267,7 @@ def build_worker(
         log.info("worker.stopped")
 
     return BatchClaimWorker(
-        functions=[func(run_callback, name=ARQ_FUNCTION, max_tries=MAX_TRIES, timeout=options.job_timeout_s)],  # type: ignore[arg-type]
+        functions=[func(run_callback, name=ARQ_FUNCTION, max_tries=MAX_TRIES, timeout=ARQ_TIMEOUT_S)],  # type: ignore[arg-type]
         redis_pool=pool,
         queue_name=keys.queue,
         health_check_key=keys.health,
@@ -247,7 +277,7 @@ def build_worker(
         poll_delay=options.poll_delay_s,
         max_jobs=options.concurrency,
         queue_read_limit=QUEUE_READ_LIMIT,
-        job_timeout=options.job_timeout_s,
+        job_timeout=ARQ_TIMEOUT_S,
         keep_result=KEEP_RESULT_S,
         max_tries=MAX_TRIES,
         burst=options.burst,
@@ -256,21 +286,28 @@ def build_worker(
         on_startup=on_startup,
         on_shutdown=on_shutdown,
         log_results=False,
+        gate=gate,
+        lease_s=options.job_timeout_s + 10,
     )
 
 
-async def _keep_consuming(consumer: IntakeConsumer, stop: asyncio.Event) -> None:
-    """Run the intake consumer; a Redis hiccup is logged and retried, never fatal."""
+async def _keep_consuming(consumer: IntakeConsumer, stop: asyncio.Event, gate: WriteGate) -> None:
+    """Run the intake consumer; a Redis hiccup is logged and retried, never fatal. While Redis is
+    full nothing is acknowledged: the entries read are admitted once it takes writes again."""
     delay = 0.5
     while not stop.is_set():
         try:
             await consumer.run(stop)
         except asyncio.CancelledError:
             raise
+        except OutOfMemoryError:
+            gate.refused("intake")  # logged once by the gate, not a traceback per try
+            wait = max(gate.wait_s(), 0.5)
         except Exception:
             log.exception("intake.failed", retry_in_s=delay)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=delay)
-            delay = min(delay * 2, 30.0)
+            wait, delay = delay, min(delay * 2, 30.0)
         else:
             delay = 0.5
+            continue
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=wait)

@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 from producers import cli as producer_cli
 from producers import dead_cli
 from schemas.config import ConfigError, Settings, load_settings
+from schemas.redis_errors import describe_redis_error
 from schemas.redis_url import close_client, redis_client
 from worker.logs import configure_logging
 from worker.redis_check import RedisUnavailable, ensure_redis
@@ -59,9 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=30.0,
         help="seconds one Bitrix24 request may take (default 30; Bitrix24 stops requests at 60)",
     )
-    worker.add_argument("--job-timeout", type=float, default=None,
-                        help="seconds before arq gives up a job (default request timeout + 15); a dead worker's "
-                             "jobs are taken over 10 s after it")  # fmt: skip
+    worker.add_argument(
+        "--job-timeout",
+        type=float,
+        default=None,
+        help="seconds a job may run until its request is sent (default request timeout + 15); a dead "
+        "worker's jobs are taken over 10 s after it",
+    )
     worker.add_argument("--sandbox", action="store_true",
                         help="run against a built-in sandbox portal (portal 'default', always open)")  # fmt: skip
     worker.add_argument(
@@ -164,7 +169,7 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             handler = getattr(producer_cli, "list_jobs" if args.command == "list" else args.command)
             return int(await handler(args, settings=ready, redis=redis))
         except RedisError as exc:
-            print(f"callq: Redis error: {exc}", file=sys.stderr)
+            print(f"callq {args.command}: {describe_redis_error(exc)}", file=sys.stderr)
             return 2
         finally:
             await close_client(redis)

@@ -15,6 +15,7 @@ from worker.auth import PortalAuth
 from worker.bitrix import DEFAULT_TIMEOUT
 from worker.metrics import Metrics
 from worker.ratelimit import RateLimiter
+from worker.redis_full import WriteGate
 
 Clock = Callable[[], datetime]
 
@@ -42,6 +43,9 @@ class Deps:
         retry_base_s: backoff ceiling after the first failure (tests pass a small one).
         pause_s: how long a portal halts after Bitrix24 refused its credentials (then a job probes again).
         block_s: how long a portal halts after ``OVERLOAD_LIMIT`` (a manual block only support lifts).
+        gate: whether Redis takes writes (Redis full); the ledger and limiter wait on it.
+        job_timeout_s: how long a job may take until its request is sent (not after: its result is
+            then written whatever it takes).
     """
 
     settings: Settings
@@ -57,3 +61,5 @@ class Deps:
     retry_base_s: float = 5.0
     pause_s: float = 60.0
     block_s: float = 3600.0
+    gate: WriteGate = field(default_factory=WriteGate)
+    job_timeout_s: float = 45.0

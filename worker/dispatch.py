@@ -8,10 +8,23 @@ better than one (issue 7's throughput, lateness and scale benchmarks). Here one 
 are free slots, skipping those taken elsewhere: one round trip per batch, whatever the contention.
 
 The claim means exactly what arq's does (same keys, same in-progress TTL, only a job whose score
-is due and that no one holds), and the job then runs through arq's ``run_job`` unchanged. It
-relies on arq internals (``sem``, ``job_counter``, ``tasks``, ``run_job``, ``allow_pick_jobs``
-and a few settings), pinned by the ``arq`` version range in pyproject.toml and checked by
-``tests/worker/test_dispatch.py``.
+is due and that no one holds), and the job then runs through arq's ``run_job``. Two more departures:
+
+- **The in-progress key is a lease.** arq sets it for the job timeout + 10 s and never renews it, so
+  a job running longer is taken over by another worker. callq's job function bounds its own run up to
+  the request (:func:`worker.app.run_callback`) but not the writing of a request's result, which waits
+  out a full Redis (:mod:`worker.redis_full`); so every ``lease_s / 3`` the heartbeat renews the key of
+  each job still running here (``PEXPIRE``, which a full Redis still takes). A worker that dies stops
+  renewing: its jobs are taken over ``lease_s`` later at most, as before.
+- **Redis full.** While the :class:`~worker.redis_full.WriteGate` says Redis refuses writes, no job is
+  claimed and the heartbeat is tried only when a try is due (it is the probe: the first one Redis takes
+  clears the gate); arq's bookkeeping refused before a job ran releases the job; arq's
+  ``finish_job`` is sent until Redis takes it. Nothing crashes the worker.
+
+It relies on arq internals (``sem``, ``job_counter``, ``tasks``, ``run_job``, ``finish_job``,
+``record_health``, ``heart_beat``, ``_last_health_check``, ``allow_pick_jobs``,
+``in_progress_timeout_s`` and a few settings), pinned by the ``arq`` version range in pyproject.toml
+and checked by ``tests/worker/test_dispatch.py``.
 """
 
 from __future__ import annotations
@@ -19,11 +32,15 @@ from __future__ import annotations
 import asyncio
 import itertools
 import secrets
+from typing import Any
 
 from arq.constants import in_progress_key_prefix
 from arq.utils import timestamp_ms
 from arq.worker import Worker
 from redis.commands.core import AsyncScript
+from redis.exceptions import OutOfMemoryError
+
+from worker.redis_full import WriteGate
 
 CLAIM = """
 -- KEYS: arq queue
@@ -59,7 +76,25 @@ in the same round trip."""
 
 
 class BatchClaimWorker(Worker):
-    """arq's ``Worker`` whose ``start_jobs`` claims due jobs in batches (one round trip each)."""
+    """arq's ``Worker`` whose ``start_jobs`` claims due jobs in batches (one round trip each), whose
+    in-progress keys are leases renewed while a job runs, and which rides out a full Redis.
+
+    Args:
+        args: arq ``Worker`` arguments.
+        gate: whether Redis takes writes, shared with the job function (a fresh one by default).
+        lease_s: the in-progress key's lifetime, renewed while the job runs (default arq's: the job
+            timeout + 10 s).
+        kwargs: arq ``Worker`` keyword arguments.
+    """
+
+    def __init__(
+        self, *args: Any, gate: WriteGate | None = None, lease_s: float | None = None, **kwargs: Any
+    ):
+        super().__init__(*args, **kwargs)
+        self.gate = gate or WriteGate()
+        if lease_s is not None:
+            self.in_progress_timeout_s = lease_s
+        self._renew_at = 0.0
 
     _claim: AsyncScript | None = None
     _slot_freed: asyncio.Event | None = None
@@ -84,6 +119,8 @@ class BatchClaimWorker(Worker):
             self._claims = itertools.count(1)
         slot_freed = self._slot_freed
         assert slot_freed is not None
+        if not self.gate.due():
+            return  # Redis is full: claim nothing until the next try is due
         ids = [job_id.decode() for job_id in job_ids]
         at = 0
         until = self.loop.time() + self.poll_delay_s
@@ -100,12 +137,16 @@ class BatchClaimWorker(Worker):
                 return
             window = ids[at : at + free * LOOKAHEAD]
             token = f"{self._claimer}:{next(self._claims)}"  # one per call; a retry repeats it
-            reply = await self._claim(
-                keys=[self.queue_name],
-                args=[timestamp_ms(), int(self.in_progress_timeout_s * 1000), in_progress_key_prefix, free, token,
-                      *window],
-            )  # fmt: skip
+            lease_ms = int(self.in_progress_timeout_s * 1000)
+            args: list[str | int] = [timestamp_ms(), lease_ms, in_progress_key_prefix, free, token, *window]
+            try:
+                reply = await self._claim(keys=[self.queue_name], args=args)
+            except OutOfMemoryError:
+                self.gate.refused("claim")  # nothing claimed: the jobs stay due for any worker
+                return
             at += int(reply[0])
+            if len(reply) > 1:
+                self.gate.accepted()  # it wrote an in-progress key
             for raw_id, raw_score in zip(reply[1::2], reply[2::2], strict=True):
                 job_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
                 await self._start(job_id, int(float(raw_score)))
@@ -122,3 +163,69 @@ class BatchClaimWorker(Worker):
     def _on_job_done(self, _: asyncio.Task[None]) -> None:
         if self._slot_freed is not None:
             self._slot_freed.set()
+
+    async def run_job(self, job_id: str, score: int) -> None:
+        """arq's ``run_job``; if Redis refuses arq's own bookkeeping before the job ran (its try
+        counter), the job is released for any worker to claim once Redis takes writes again."""
+        try:
+            await super().run_job(job_id, score)
+        except OutOfMemoryError:
+            self.gate.refused("arq job start")
+            await self.pool.delete(in_progress_key_prefix + job_id)  # a delete: a full Redis takes it
+
+    async def finish_job(
+        self,
+        job_id: str,
+        finish: bool,
+        result_data: bytes | None,
+        result_timeout_s: float | None,
+        keep_result_forever: bool,
+        incr_score: int | None,
+        keep_in_progress: float | None,
+    ) -> None:
+        """arq's ``finish_job`` (remove the job, or put it back with ``Retry``'s delay), sent until
+        Redis takes it: a MULTI refused for a full Redis did nothing."""
+        finish_job = super().finish_job
+        arguments = (
+            job_id,
+            finish,
+            result_data,
+            result_timeout_s,
+            keep_result_forever,
+            incr_score,
+            keep_in_progress,
+        )
+        await self.gate.until_written(lambda: finish_job(*arguments), where="arq finish_job")
+
+    async def record_health(self) -> None:
+        """arq's heartbeat (the health-check key readiness checks read). While Redis is full it is
+        tried only when a try is due, and is the probe: the first one Redis takes clears the gate."""
+        if not self.gate.due():
+            return
+        if self.gate.full:
+            self._last_health_check = 0  # write now, whatever arq's interval says
+        before = self._last_health_check
+        try:
+            await super().record_health()
+        except OutOfMemoryError:
+            self.gate.refused("heartbeat")
+            return
+        if self._last_health_check != before:
+            self.gate.accepted()
+
+    async def heart_beat(self) -> None:
+        """arq's heartbeat, then the leases of the jobs running here."""
+        await super().heart_beat()
+        await self._renew_leases()
+
+    async def _renew_leases(self) -> None:
+        now = self.loop.time()
+        running = [job_id for job_id, task in self.tasks.items() if not task.done()]
+        if now < self._renew_at or not running:
+            return
+        self._renew_at = now + self.in_progress_timeout_s / 3
+        ttl_ms = int(self.in_progress_timeout_s * 1000)
+        async with self.pool.pipeline(transaction=False) as pipe:
+            for job_id in running:
+                pipe.pexpire(in_progress_key_prefix + job_id, ttl_ms)  # no-op on a key that is gone
+            await pipe.execute()

@@ -60,6 +60,11 @@ class Metrics:
                                    ["portal", "reason"], registry=r)  # fmt: skip
         self.worker_up = Gauge("callq_worker_up", "1 while this worker process runs",
                                registry=r if worker else CollectorRegistry())  # fmt: skip
+        self.redis_full = Gauge(
+            "callq_redis_full",
+            "1 while Redis refuses this worker's writes (maxmemory reached under noeviction)",
+            registry=r if worker else CollectorRegistry(),
+        )
 
     def render(self) -> bytes:
         """The text exposition format."""

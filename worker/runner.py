@@ -10,10 +10,12 @@ wait before the job runs again, or None when there is nothing more to do; the ar
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
+from redis.exceptions import OutOfMemoryError
 
 from schemas.calendar import Expired, earliest_run
 from schemas.config import PortalConfig
@@ -23,11 +25,11 @@ from worker.auth import send_with_refresh
 from worker.bitrix import CallbackStarted, start_callback
 from worker.classify import Verdict, classify
 from worker.deps import Deps
-from worker.errors import AuthRefused, AuthUnavailable, BitrixCallError
+from worker.errors import AuthRefused, AuthUnavailable, BitrixCallError, TransportError
 from worker.failures import auth_error, handle_failure, handle_interrupted, handle_unknown
 from worker.oauth_tokens import Credentials
 from worker.pacing import take_slots
-from worker.settle import end_job, put_back
+from worker.settle import end_job, put_back, retry_at
 
 log = structlog.get_logger("callq.worker")
 
@@ -35,8 +37,22 @@ EARLY_TOLERANCE = timedelta(milliseconds=500)
 """A job woken this close to its time runs now rather than being put back for a blink."""
 
 
-async def run_job(deps: Deps, job_id: str) -> float | None:
-    """Run one job. Returns seconds until it should run again, or None when done."""
+def _nothing() -> None:
+    return None
+
+
+async def run_job(
+    deps: Deps, job_id: str, *, on_attempt_started: Callable[[], None] = _nothing
+) -> float | None:
+    """Run one job. Returns seconds until it should run again, or None when done.
+
+    Args:
+        deps: the worker's collaborators.
+        job_id: the job.
+        on_attempt_started: called once the attempt is marked ``running``, just before the request:
+            from then on the run must not be cut short, its result is to be written whatever it takes
+            (the arq glue lifts its job timeout).
+    """
     record = await deps.ledger.read(job_id)
     if record is None:
         log.warning("job.missing", job_id=job_id)
@@ -78,6 +94,7 @@ async def run_job(deps: Deps, job_id: str) -> float | None:
         return await handle_interrupted(deps, record, portal, attempt=start.attempt)
     if start.verdict != "started":
         return None  # cancelled or finished elsewhere in the meantime
+    on_attempt_started()
     return await _attempt(deps, record, portal, attempt=start.attempt, spent=spent, started_at=now)
 
 
@@ -115,6 +132,17 @@ async def _attempt(
         return await handle_failure(
             deps, record, portal, error, verdict=verdict, attempt=attempt, spent=spent
         )
+    except OutOfMemoryError:
+        # Redis refused a write of the OAuth refresh (its lock) before anything was sent: not spent
+        deps.gate.refused("oauth refresh")
+        not_sent = TransportError(
+            phase="connect", description="not sent: Redis is full (OAuth token refresh)"
+        )
+        entry = _attempt_entry(deps, began, started_at, error=not_sent, verdict=Verdict.PAUSE_PORTAL)
+        await deps.ledger.finish_attempt(job.job_id, attempt, entry)
+        now = deps.clock()
+        wake = now + timedelta(seconds=max(deps.gate.wait_s(), 1.0))
+        return await retry_at(deps, record, wake, now=now, error=not_sent, attempts=attempt)
     except BitrixCallError as error:
         latency.observe(time.monotonic() - began)
         verdict = classify(error)

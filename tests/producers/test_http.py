@@ -340,7 +340,7 @@ async def test_healthz_and_readyz(client: Client, settings: Settings) -> None:
                 return await resp.json() if resp.status == 200 else None
 
         body = await wait_for(ready, what="/readyz to answer 200")
-    assert body == {"status": "ready", "checks": {"redis": "ok", "worker": "ok"}}
+    assert body == {"status": "ready", "checks": {"redis": "ok", "redis_writable": "ok", "worker": "ok"}}
 
 
 async def test_redis_unreachable_is_503_json(settings: Settings) -> None:
