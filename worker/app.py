@@ -50,6 +50,11 @@ client timeout) plus Redis round trips, so a request is never cut half-way. call
 Redis is full for long. A job's in-progress key is a lease of this + 10 s, renewed while the job runs
 (:mod:`worker.dispatch`): a job held by a worker that died is taken over after about 55 s (arq: 310 s)."""
 
+RESULT_UNWRITTEN = (
+    "the worker stopped after sending this job's request and before recording its result; the worker "
+    "that takes the job over ends it OUTCOME_UNKNOWN: check the portal's call history before replaying it"
+)
+
 ARQ_TIMEOUT_S = 10 * 365 * 86400.0
 """arq's own job timeout, in effect none: arq would end a timed-out job as failed and delete it,
 leaving its record without an outcome; callq's timeout puts it back instead."""
@@ -145,9 +150,20 @@ async def run_callback(ctx: WorkerContext, job_id: str) -> None:
     """
     deps = ctx["deps"]
     limit = asyncio.timeout(deps.job_timeout_s)
+    sent = False
+
+    def attempt_started() -> None:
+        nonlocal sent
+        sent = True
+        limit.reschedule(None)
+
     try:
         async with limit:
-            delay = await run_job(deps, job_id, on_attempt_started=lambda: limit.reschedule(None))
+            delay = await run_job(deps, job_id, on_attempt_started=attempt_started)
+    except asyncio.CancelledError:
+        if sent:  # stopped at once, or a graceful stop ran out of time (Redis full): the result is lost
+            log.error("job.result_unwritten", job_id=job_id, hint=RESULT_UNWRITTEN)
+        raise
     except OutOfMemoryError:
         deps.gate.refused("job")  # a write before the request: nothing changed, nothing was sent
         delay = max(deps.gate.wait_s(), 1.0)

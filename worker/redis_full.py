@@ -33,7 +33,6 @@ T = TypeVar("T")
 EVENT_FULL = "redis.full"
 EVENT_WRITABLE = "redis.writable"
 EVENT_WRITE_HELD = "redis.write_held"
-EVENT_WRITE_ABANDONED = "redis.write_abandoned"
 
 HINT = (
     "Redis reached maxmemory (noeviction) and refuses writes: free memory or raise maxmemory; "
@@ -110,8 +109,8 @@ class WriteGate:
         """Send ``write`` until Redis takes it, waiting between tries while it is full.
 
         For writes that must not be lost: the result of a request already sent. A write that has to
-        wait logs ``redis.write_held`` once (the job's fields are bound to the log context); cancelled
-        while waiting (the process stops), it logs ``redis.write_abandoned`` before giving up.
+        wait logs ``redis.write_held`` once (the job's fields are bound to the log context). Cancelled
+        while it waits, it gives up (the job function says what that means for the job).
 
         Args:
             write: makes and sends the command (called again for each try).
@@ -129,8 +128,4 @@ class WriteGate:
             if not held:
                 held = True
                 log.info(EVENT_WRITE_HELD, where=where)
-            try:
-                await asyncio.sleep(self.wait_s())
-            except asyncio.CancelledError:
-                log.error(EVENT_WRITE_ABANDONED, where=where, hint="stopped while Redis was full")
-                raise
+            await asyncio.sleep(self.wait_s())

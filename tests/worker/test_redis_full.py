@@ -77,8 +77,8 @@ async def test_until_written_keeps_a_write_until_redis_takes_it() -> None:
     assert gate.full, "only a write that always writes (heartbeat, claim) says Redis takes writes again"
 
 
-async def test_a_write_abandoned_on_stop_is_logged() -> None:
-    """Cancelled while it waits (the process stops), a held write logs redis.write_abandoned and re-raises."""
+async def test_a_held_write_gives_up_when_cancelled() -> None:
+    """Cancelled while it waits (the process stops), a held write gives up at once."""
     gate = WriteGate(first_wait_s=60)
 
     async def refused() -> None:
@@ -91,7 +91,7 @@ async def test_a_write_abandoned_on_stop_is_logged() -> None:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-    assert [e["event"] for e in logs] == ["redis.full", "redis.write_held", "redis.write_abandoned"]
+    assert [e["event"] for e in logs] == ["redis.full", "redis.write_held"]
     assert logs[-1]["where"] == "finalize"
 
 
