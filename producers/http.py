@@ -23,13 +23,16 @@ Routes (``schemas/openapi.json`` documents each, served at ``GET /openapi.json``
   ``403`` (without CORS headers) for any other.
 
 Requests that never enter (``401`` no or wrong token, ``413`` body over ``max_body_bytes``,
-``415`` not ``application/json``) record nothing. Every error body is JSON
-(``{"error": {"code", "description"}}``); Redis being unreachable is ``503`` with ``Retry-After``.
+``415`` not ``application/json``, ``400``/``408`` a body that cannot be read or does not come) record
+nothing. Every error body is JSON (``{"error": {"code", "description"}}``), also for requests aiohttp
+refuses before they reach a route (:mod:`producers.http_server`); Redis being unreachable or full is
+``503`` with ``Retry-After``.
 
-Bearer tokens come from ``settings.api_tokens`` and are compared in constant time against every
-one. With no token configured, :func:`create_app` and :func:`serve` refuse to start
-(:class:`NoTokensError`, a configuration error) unless ``allow_no_auth=True`` is passed: an open
-endpoint that rings phones must be a deliberate choice (tests and demos).
+Bearer tokens come from ``settings.api_tokens`` (16 characters at least) and are compared in constant
+time against every one. With no token configured, :func:`create_app` and :func:`serve` refuse to
+start (:class:`NoTokensError`, a configuration error) unless ``allow_no_auth=True`` is passed: an open
+endpoint that rings phones must be a deliberate choice (tests and demos); :func:`serve` allows it only
+on a loopback address (:class:`PublicNoAuthError`).
 """
 
 from __future__ import annotations
