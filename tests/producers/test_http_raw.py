@@ -206,7 +206,7 @@ async def test_a_slowloris_head_is_cut_off_with_408(redis: Redis, settings: Sett
             writer.close()
         took_s = time.monotonic() - started
     assert_problem(answer, 408, "REQUEST_TIMEOUT")
-    assert SHORT.header_s <= took_s < SHORT.header_s + 0.5, took_s
+    assert SHORT.header_s - 0.1 <= took_s < SHORT.header_s + 1.5, took_s  # the server's clock starts first
 
 
 async def test_a_connection_that_sends_nothing_is_closed(redis: Redis, settings: Settings) -> None:
@@ -216,7 +216,7 @@ async def test_a_connection_that_sends_nothing_is_closed(redis: Redis, settings:
         answer = await exchange(address, b"")
         took_s = time.monotonic() - started
     assert_problem(answer, 408, "REQUEST_TIMEOUT")
-    assert took_s < SHORT.header_s + 0.5
+    assert took_s < SHORT.header_s + 1.5
 
 
 async def test_a_body_that_never_completes_is_cut_off_with_408(redis: Redis, settings: Settings) -> None:
@@ -226,7 +226,7 @@ async def test_a_body_that_never_completes_is_cut_off_with_408(redis: Redis, set
         answer = await exchange(address, post(JOB[:10], length=len(JOB)))
         took_s = time.monotonic() - started
     assert_problem(answer, 408, "REQUEST_TIMEOUT")
-    assert SHORT.body_s <= took_s < SHORT.body_s + 0.5, took_s
+    assert SHORT.body_s <= took_s < SHORT.body_s + 1.5, took_s
 
 
 async def test_an_idle_kept_alive_connection_is_closed(redis: Redis, settings: Settings) -> None:
