@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 from producers import cli as producer_cli
 from producers import dead_cli
 from schemas.config import ConfigError, Settings, load_settings
+from schemas.redis_errors import describe_redis_error
 from schemas.redis_url import close_client, redis_client
 from worker.logs import configure_logging
 from worker.redis_check import RedisUnavailable, ensure_redis
@@ -188,7 +189,7 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             handler = getattr(producer_cli, "list_jobs" if args.command == "list" else args.command)
             return int(await handler(args, settings=ready, redis=redis))
         except RedisError as exc:
-            print(f"callq: Redis error: {exc}", file=sys.stderr)
+            print(f"callq {args.command}: {describe_redis_error(exc)}", file=sys.stderr)
             return 2
         finally:
             await close_client(redis)
