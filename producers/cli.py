@@ -9,18 +9,21 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 from redis.asyncio import Redis
 
 from producers.api import AmbiguousKeyError, Producer, Submitted
-from producers.timeparse import TimeParseError, parse_at, parse_duration
-from schemas.config import Settings, UnknownPortalError
+from producers.timeparse import parse_at, parse_duration
+from schemas.config import PortalConfig, Settings, UnknownPortalError
 from schemas.keys import Keys
 from schemas.outcome import FINAL_STATUSES, Status
 from schemas.records import JobRecord
 from schemas.redact import mask_number, redact_value
+
+T = TypeVar("T")
 
 
 def add_enqueue_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,33 +51,63 @@ async def enqueue(
 ) -> int:
     """``callq enqueue``: submit one job and print its id and when it runs."""
     producer = Producer(redis, settings=settings)
-    now = producer.clock()
     try:
         portal = settings.portal(args.portal)
-        fields: dict[str, Any] = {"from_line": args.line, "to_number": args.to, "portal": portal.name}
-        if args.text:
-            fields["text_to_pronounce"] = args.text
-        if args.voice:
-            fields["voice"] = args.voice
-        if args.at:
-            fields["not_before"] = parse_at(args.at, tz=portal.timezone, now=now).isoformat()
-        elif args.in_:
-            fields["not_before"] = (now + parse_duration(args.in_)).isoformat()
-        if args.deadline:
-            fields["deadline"] = parse_at(args.deadline, tz=portal.timezone, now=now).isoformat()
-        if args.key:
-            fields["idempotency_key"] = args.key
-        if args.meta:
-            fields["metadata"] = json.loads(args.meta)
-    except (UnknownPortalError, TimeParseError) as exc:
+        fields = _job_fields(args, portal=portal, now=producer.clock())
+    except (UnknownPortalError, BadOption) as exc:
         print(f"callq enqueue: {exc}", file=sys.stderr)
-        return 2
-    except ValueError as exc:
-        print(f"callq enqueue: --meta is not JSON: {exc}", file=sys.stderr)
         return 2
     submitted = await producer.submit(fields)
     _print_submitted(submitted, settings=settings, portal_name=portal.name, as_json=args.json, out=out)
     return 1 if submitted.status == Status.REJECTED else 0
+
+
+class BadOption(ValueError):
+    """A ``callq enqueue`` option whose value cannot be used; the message names the option."""
+
+    def __init__(self, option: str, problem: str) -> None:
+        super().__init__(f"{option}: {problem}")
+        self.option = option
+
+
+def _job_fields(args: argparse.Namespace, *, portal: PortalConfig, now: datetime) -> dict[str, Any]:
+    """The job's fields from the options, each option parsed on its own so an error names it.
+
+    Raises:
+        BadOption: ``--at``, ``--in``, ``--deadline`` or ``--meta`` cannot be read.
+    """
+    fields: dict[str, Any] = {"from_line": args.line, "to_number": args.to, "portal": portal.name}
+    if args.text:
+        fields["text_to_pronounce"] = args.text
+    if args.voice:
+        fields["voice"] = args.voice
+    if args.at:
+        not_before = _parsed("--at", lambda: parse_at(args.at, tz=portal.timezone, now=now))
+        fields["not_before"] = not_before.isoformat()
+    elif args.in_:
+        fields["not_before"] = (now + _parsed("--in", lambda: parse_duration(args.in_))).isoformat()
+    if args.deadline:
+        deadline = _parsed("--deadline", lambda: parse_at(args.deadline, tz=portal.timezone, now=now))
+        fields["deadline"] = deadline.isoformat()
+    if args.key:
+        fields["idempotency_key"] = args.key
+    if args.meta:
+        fields["metadata"] = _parsed("--meta", lambda: _json(args.meta))
+    return fields
+
+
+def _parsed(option: str, parse: Callable[[], T]) -> T:
+    try:
+        return parse()
+    except ValueError as exc:  # TimeParseError, json.JSONDecodeError
+        raise BadOption(option, str(exc)) from None
+
+
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc}") from None
 
 
 def _print_submitted(

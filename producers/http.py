@@ -22,13 +22,17 @@ Routes (``schemas/openapi.json`` documents each, served at ``GET /openapi.json``
 - ``OPTIONS`` on the ``/v1`` routes answers CORS preflights: ``204`` for an allowed origin,
   ``403`` (without CORS headers) for any other.
 
-Bearer tokens come from ``settings.bearer_tokens()``, compared in constant time against every one.
-A token's scope (:class:`schemas.config.ApiToken`) is checked here: a read token gets ``403`` for
-POST and DELETE, a POST to a portal outside its scope ``403``, and a job on a portal it may not see
-is ``404`` like one that does not exist. Requests that never enter (``401``, ``403``, ``413``,
-``415``) record nothing. Every error body is JSON (``{"error": {"code", "description"}}``); Redis
-being unreachable is ``503`` with ``Retry-After``. With no token configured, :func:`create_app` and
-:func:`serve` refuse to start (:class:`NoTokensError`) unless ``allow_no_auth=True`` is passed.
+Bearer tokens come from ``settings.bearer_tokens()`` (16 characters at least), compared in constant
+time against every one. A token's scope (:class:`schemas.config.ApiToken`) is checked here: a read
+token gets ``403`` for POST and DELETE, a POST to a portal outside its scope ``403``, and a job on a
+portal it may not see is ``404`` like one that does not exist. Requests that never enter (``401``,
+``403``, ``413``, ``415``, ``400``/``408`` a body that cannot be read or does not come) record
+nothing. Every error body is JSON (``{"error": {"code", "description"}}``), also for requests aiohttp
+refuses before they reach a route (:mod:`producers.http_server`); Redis being unreachable or full is
+``503`` with ``Retry-After``. With no token configured, :func:`create_app` and :func:`serve` refuse
+to start (:class:`NoTokensError`) unless ``allow_no_auth=True`` is passed: an open endpoint that
+rings phones must be a deliberate choice (tests and demos); :func:`serve` allows it only on a
+loopback address (:class:`PublicNoAuthError`).
 """
 
 from __future__ import annotations
@@ -59,8 +63,10 @@ from producers.http_guards import (
     require_write,
 )
 from producers.http_ready import READY_CHECK, ConfigCheck, ReadyCheck, healthz, readyz, redis_and_worker_check
-from schemas.config import ConfigError, Settings
+from producers.http_server import DEFAULT_TIMEOUTS, ConnectionTimeouts, ProblemAppRunner
+from schemas.config import ConfigError, Settings, check_api_tokens
 from schemas.keys import Keys
+from schemas.loopback import is_loopback_host
 from schemas.outcome import FINAL_STATUSES, Status
 from schemas.records import JobRecord, from_ms, to_ms
 
@@ -81,13 +87,29 @@ SHUTDOWN_TIMEOUT_S = 5.0
 
 
 class NoTokensError(ConfigError):
-    """``callq serve`` was asked to start with no bearer token configured."""
+    """``callq serve`` was asked to start with no bearer token configured.
 
-    def __init__(self) -> None:
+    Args:
+        switch: how this caller turns authentication off on purpose: ``allow_no_auth=True`` from
+            Python, ``--no-auth`` on the command line.
+    """
+
+    def __init__(self, switch: str = "allow_no_auth=True") -> None:
         super().__init__(
-            "callq serve needs at least one bearer token (CALLQ_API_TOKENS or api_tokens in the TOML "
-            "file); pass allow_no_auth=True only for tests and demos",
+            "callq serve needs at least one bearer token (CALLQ_API_TOKENS, or api_tokens in the TOML "
+            f"file); to serve without authentication on a loopback address on purpose, pass {switch}",
             key="api_tokens",
+        )
+
+
+class PublicNoAuthError(ConfigError):
+    """Serving without authentication was asked for on an address other machines can reach."""
+
+    def __init__(self, address: str, switch: str = "allow_no_auth=True") -> None:
+        super().__init__(
+            f"{switch} serves without authentication, so it is allowed only on a loopback address "
+            f"(127.0.0.0/8, ::1, localhost), not {address}; configure api_tokens (CALLQ_API_TOKENS) instead",
+            key="host",
         )
 
 
@@ -100,6 +122,7 @@ def create_app(
     ready_check: ReadyCheck | None = None,
     allow_no_auth: bool = False,
     config_check: ConfigCheck | None = None,
+    body_timeout_s: float = DEFAULT_TIMEOUTS.body_s,
 ) -> web.Application:
     """Build the HTTP application.
 
@@ -112,6 +135,7 @@ def create_app(
         allow_no_auth: serve without authentication when no token is configured.
         config_check: adds a ``config`` check to the default readiness check (``callq serve``: its
             configuration agrees with the live workers').
+        body_timeout_s: a request body must arrive within this long (``408`` otherwise).
 
     Returns:
         The application, ready for an ``AppRunner`` or aiohttp's test server.
@@ -122,12 +146,14 @@ def create_app(
     tokens = settings.bearer_tokens()
     if not tokens and not allow_no_auth:
         raise NoTokensError()
+    check_api_tokens([token.token for token in tokens], source=None, key="api_tokens")
     app = web.Application(client_max_size=max_body_bytes, middlewares=[outer_middleware, auth_middleware])
     app[GUARD] = Guard(
         tokens=tuple((token.token.encode(), token) for token in tokens),
         cors_origins=normalise_origins(cors_origins),
         max_body_bytes=max_body_bytes,
         protected=frozenset({submit, status, cancel}),
+        body_timeout_s=body_timeout_s,
     )
     app[PRODUCER] = Producer(redis, settings=settings)
     app[SETTINGS] = settings
@@ -262,12 +288,13 @@ async def serve(
     host: str,
     port: int,
     cors_origins: Sequence[str] = (),
-    on_ready: Callable[[str], None] | None = None,
+    on_ready: Callable[[Sequence[str]], None] | None = None,
     stop: asyncio.Event | None = None,
     allow_no_auth: bool = False,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     extra_routes: Sequence[web.RouteDef] = (),
     config_check: ConfigCheck | None = None,
+    timeouts: ConnectionTimeouts = DEFAULT_TIMEOUTS,
 ) -> None:
     """Serve the API until cancelled, or until ``stop`` is set (``callq serve``).
 
@@ -277,16 +304,23 @@ async def serve(
         host: address to bind.
         port: port to bind; 0 picks a free one.
         cors_origins: browser origins allowed to call the API.
-        on_ready: called with the base URL (``http://host:port``) once listening.
+        on_ready: called once listening with the URLs of every bound socket, as bound
+            (``http://0.0.0.0:8080`` for a wildcard, the real port for port 0).
         stop: return cleanly once this event is set.
-        allow_no_auth: serve without authentication when no token is configured.
+        allow_no_auth: serve without authentication when no token is configured; only on a
+            loopback ``host``.
         max_body_bytes: the largest request body read.
         extra_routes: more routes without authentication (the CLI adds ``/metrics``).
         config_check: the ``config`` check of ``/readyz`` (see :func:`create_app`).
+        timeouts: keep-alive, request head and body time limits.
 
     Raises:
         NoTokensError: no token is configured and ``allow_no_auth`` is False (before binding).
+        PublicNoAuthError: ``allow_no_auth`` with a ``host`` that is not loopback (before binding),
+            or a loopback name that bound another address (then nothing is served).
     """
+    if allow_no_auth and not is_loopback_host(host):
+        raise PublicNoAuthError(host)
     app = create_app(
         redis=redis,
         settings=settings,
@@ -294,28 +328,38 @@ async def serve(
         max_body_bytes=max_body_bytes,
         allow_no_auth=allow_no_auth,
         config_check=config_check,
+        body_timeout_s=timeouts.body_s,
     )
     app.router.add_routes(extra_routes)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+    runner = ProblemAppRunner(app, timeouts=timeouts, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
         await site.start()
-        url = _base_url(*runner.addresses[0][:2])
+        bound = [(str(address[0]), int(address[1])) for address in runner.addresses]
+        urls = [_url(*address) for address in bound]
         tokens = app[GUARD].tokens
+        if not tokens and not all(is_loopback_host(address) for address, _port in bound):
+            raise PublicNoAuthError(", ".join(urls))
         if not tokens:
             log.warning("http.auth_disabled", reason="no api_tokens configured and allow_no_auth=True")
-        callers = [token.name for _, token in tokens]
-        log.info("http.listening", url=url, cors_origins=sorted(app[GUARD].cors_origins), callers=callers)
+        log.info(
+            "http.listening",
+            urls=urls,
+            cors_origins=sorted(app[GUARD].cors_origins),
+            callers=[token.name for _, token in tokens],
+            keepalive_timeout_s=timeouts.keepalive_s,
+            header_timeout_s=timeouts.header_s,
+            body_timeout_s=timeouts.body_s,
+        )
         if on_ready is not None:
-            on_ready(url)
+            on_ready(urls)
         await (stop or asyncio.Event()).wait()
-        log.info("http.stopping", url=url)
+        log.info("http.stopping", urls=urls)
     finally:
         await runner.cleanup()
 
 
-def _base_url(host: str, port: int) -> str:
-    """Where a local client reaches the server: a wildcard bind is reached through loopback."""
-    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+def _url(host: str, port: int) -> str:
+    """``http://host:port`` of a bound socket, as bound (IPv6 in brackets)."""
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"

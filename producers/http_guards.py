@@ -7,6 +7,7 @@ Producer" happens here. Nothing in this module touches Redis.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -16,7 +17,9 @@ from typing import Any
 import structlog
 from aiohttp import hdrs, web
 from aiohttp.typedefs import LooseHeaders
+from aiohttp.web_protocol import RequestPayloadError
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from schemas.config import ApiToken
@@ -27,6 +30,11 @@ log = structlog.get_logger("callq.http")
 EVENT_REQUEST = "http.request"
 EVENT_ERROR = "http.error"
 EVENT_REDIS_UNAVAILABLE = "http.redis_unavailable"
+EVENT_REDIS_FULL = "http.redis_full"
+
+REDIS_FULL_RETRY_AFTER_S = "30"
+"""Memory is freed by a person (or a retention expiry), not in a blink: clients wait longer than for a
+lost connection."""
 
 CORS_METHODS = "POST, GET, DELETE"
 CORS_HEADERS = "Authorization, Content-Type"
@@ -52,6 +60,7 @@ class Guard:
             token is checked (every request may do everything).
         cors_origins: origins (``scheme://host[:port]``) whose browsers may call the API.
         max_body_bytes: the largest request body read.
+        body_timeout_s: a request body must arrive within this long (408 otherwise).
         protected: the handlers that need a token (the ``/v1`` ones except CORS preflights).
     """
 
@@ -59,6 +68,7 @@ class Guard:
     cors_origins: frozenset[str]
     max_body_bytes: int
     protected: frozenset[Handler] = field(default_factory=frozenset)
+    body_timeout_s: float = 30.0
 
 
 GUARD = web.AppKey("callq.http.guard", Guard)
@@ -73,6 +83,7 @@ class HttpProblem(Exception):
         description: for a person.
         headers: extra response headers (``WWW-Authenticate``, ``Retry-After``).
         extra: more members of the JSON body.
+        close: close the connection after the answer (the request stream is in an unknown state).
     """
 
     def __init__(
@@ -83,16 +94,26 @@ class HttpProblem(Exception):
         *,
         headers: LooseHeaders | None = None,
         extra: dict[str, Any] | None = None,
+        close: bool = False,
     ) -> None:
         super().__init__(f"{status} {code}: {description}")
         self.status, self.code, self.description = status, code, description
         self.headers = headers
         self.extra = extra or {}
+        self.close = close
 
     def response(self) -> web.Response:
         """The JSON answer: ``{"error": {"code", "description"}, ...extra}``."""
-        body = {"error": {"code": self.code, "description": self.description}, **self.extra}
-        return json_response(body, status=self.status, headers=self.headers)
+        body = {**problem_body(self.code, self.description), **self.extra}
+        response = json_response(body, status=self.status, headers=self.headers)
+        if self.close:
+            response.force_close()
+        return response
+
+
+def problem_body(code: str, description: str) -> dict[str, Any]:
+    """The body of every error answer: ``{"error": {"code", "description"}}``."""
+    return {"error": {"code": code, "description": description}}
 
 
 def json_response(data: Any, *, status: int = 200, headers: LooseHeaders | None = None) -> web.Response:
@@ -124,21 +145,30 @@ def _log_path(request: web.Request) -> str:
 async def outer_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Answer every failure as JSON, add CORS headers for allowed origins, log one line per request.
 
-    Redis being unreachable is the only expected 5xx (503, retry later); anything else that
-    escapes a handler is a bug, answered 500 and logged with its traceback.
+    Redis being unreachable or full is the only expected 5xx (503 ``UNAVAILABLE`` or ``REDIS_FULL``,
+    with ``Retry-After``); anything else that escapes a handler is a bug, answered 500 and logged
+    with its traceback.
     """
     started = time.perf_counter()
     response: web.StreamResponse
+    code: str | None = None
     try:
         response = await handler(request)
     except HttpProblem as problem:
-        response = problem.response()
+        response, code = problem.response(), problem.code
     except web.HTTPException as exc:
         response = _from_http_exception(exc)
     except (RedisConnectionError, RedisTimeoutError) as exc:
         log.warning(EVENT_REDIS_UNAVAILABLE, error=type(exc).__name__)
         response = HttpProblem(
             503, "UNAVAILABLE", "Redis is unavailable; try again shortly", headers={hdrs.RETRY_AFTER: "5"}
+        ).response()
+    except OutOfMemoryError:
+        # nothing was stored (Redis refuses a write whole): the client may send it again later
+        log.warning(EVENT_REDIS_FULL, method=request.method, path=_log_path(request))
+        full = "Redis is full and refuses writes; nothing was stored, try again later"
+        response = HttpProblem(
+            503, "REDIS_FULL", full, headers={hdrs.RETRY_AFTER: REDIS_FULL_RETRY_AFTER_S}
         ).response()
     except Exception:
         log.exception(EVENT_ERROR, method=request.method, path=_log_path(request))
@@ -152,6 +182,7 @@ async def outer_middleware(request: web.Request, handler: Handler) -> web.Stream
         duration_ms=round((time.perf_counter() - started) * 1000, 1),
         job_id=request.get(JOB_ID),
         caller=caller.name if (caller := request.get(CALLER)) else None,
+        code=code,
     )
     return response
 
@@ -239,13 +270,17 @@ def require_write(request: web.Request) -> None:
 
 
 async def read_json_body(request: web.Request) -> bytes:
-    """The body of a JSON request, at most ``max_body_bytes``.
+    """The body of a JSON request, at most ``max_body_bytes``, within ``body_timeout_s``.
 
     Raises:
         HttpProblem: 413 over the limit (by Content-Length, or counted while reading a chunked or
-            compressed body), 415 unless the Content-Type is ``application/json`` in UTF-8.
+            compressed body), 415 unless the Content-Type is ``application/json`` in UTF-8, 400 if
+            the body cannot be decoded (a ``Content-Encoding`` or chunked framing it does not have)
+            or the client went away before sending it all, 408 if it did not arrive in time. None
+            of these quotes what was sent, and none is logged with a traceback.
     """
-    limit = request.app[GUARD].max_body_bytes
+    guard = request.app[GUARD]
+    limit = guard.max_body_bytes
     too_large = HttpProblem(413, "PAYLOAD_TOO_LARGE", f"the body is over {limit} bytes")
     if request.content_length is not None and request.content_length > limit:
         raise too_large
@@ -257,6 +292,18 @@ async def read_json_body(request: web.Request) -> bytes:
     ):
         raise HttpProblem(415, "UNSUPPORTED_MEDIA_TYPE", "send Content-Type: application/json (UTF-8)")
     try:
-        return await request.read()  # the app's client_max_size counts the bytes as they come
+        async with asyncio.timeout(guard.body_timeout_s):
+            return await request.read()  # the app's client_max_size counts the bytes as they come
     except web.HTTPRequestEntityTooLarge:
         raise too_large from None
+    except TimeoutError:
+        raise HttpProblem(
+            408, "REQUEST_TIMEOUT", f"the body did not arrive within {guard.body_timeout_s:g} s", close=True
+        ) from None
+    except RequestPayloadError:
+        broken = "the body could not be read as sent (its Content-Encoding or chunked framing is broken)"
+        raise HttpProblem(400, "BAD_BODY", broken, close=True) from None
+    except ConnectionError:
+        raise HttpProblem(
+            400, "CLIENT_DISCONNECTED", "the connection closed before the body arrived"
+        ) from None

@@ -1,6 +1,6 @@
 """Liveness and readiness of the HTTP way in: ``GET /healthz``, ``GET /readyz`` and the default
-readiness check (Redis answers PING, a worker's arq health-check key exists and, for ``callq serve``,
-its configuration agrees with the workers').
+readiness check (Redis answers PING, takes writes, a worker's arq health-check key exists and, for
+``callq serve``, its configuration agrees with the workers').
 
 :func:`producers.http.create_app` routes both without a token; the check it uses is
 ``app[READY_CHECK]``, replaceable through ``create_app(ready_check=...)``.
@@ -15,7 +15,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import OutOfMemoryError, RedisError
 
 from producers.http_guards import json_response
 from schemas.keys import Keys
@@ -29,6 +29,11 @@ READY_CHECK = web.AppKey[ReadyCheck]("callq.http.ready_check")
 
 READY_TIMEOUT_S = 2.0
 """A readiness probe must answer before the orchestrator's own timeout, even if Redis hangs."""
+
+WRITE_PROBE_TTL_MS = 10_000
+"""The probe key only has to exist for the probe (see ``Keys.write_probe``)."""
+
+REDIS_FULL = "no: Redis is full (maxmemory reached) and refuses writes"
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -54,20 +59,32 @@ ConfigCheck = Callable[[], Awaitable[str]]
 
 
 def redis_and_worker_check(redis: Redis, keys: Keys, *, config: ConfigCheck | None = None) -> ReadyCheck:
-    """The default readiness check: Redis answers PING, and arq's health-check key of the queue
-    exists (a worker refreshes it every few seconds with a short TTL); with ``config``, also that
-    this process's configuration agrees with the workers' (``callq serve`` passes one)."""
+    """The default readiness check: Redis answers PING (``redis``), takes a write (``redis_writable``:
+    a full Redis refuses every job), and arq's health-check key of the queue exists (``worker``: a
+    worker refreshes it every few seconds with a short TTL); with ``config``, also that this
+    process's configuration agrees with the workers' (``callq serve`` passes one)."""
 
     async def check() -> dict[str, Any]:
         try:
             async with asyncio.timeout(READY_TIMEOUT_S):
                 await redis.ping()
                 alive = await redis.exists(keys.health)
+                try:
+                    await redis.set(keys.write_probe, b"1", px=WRITE_PROBE_TTL_MS)
+                    writable = "ok"
+                except OutOfMemoryError:
+                    writable = REDIS_FULL
                 agreed = await config() if config is not None else None
         except (RedisError, OSError, TimeoutError) as exc:  # refused, timed out, wrong password...
-            down = {"redis": f"unreachable: {type(exc).__name__}", "worker": "unknown: Redis is unreachable"}
-            return down | ({"config": "unknown: Redis is unreachable"} if config is not None else {})
+            unknown = "unknown: Redis is unreachable"
+            down = {
+                "redis": f"unreachable: {type(exc).__name__}",
+                "redis_writable": unknown,
+                "worker": unknown,
+            }
+            return down | ({"config": unknown} if config is not None else {})
         worker = "ok" if alive else f"no live worker: {keys.health} is absent"
-        return {"redis": "ok", "worker": worker} | ({"config": agreed} if agreed is not None else {})
+        checks = {"redis": "ok", "redis_writable": writable, "worker": worker}
+        return checks | ({"config": agreed} if agreed is not None else {})
 
     return check

@@ -39,7 +39,12 @@ def parse_at(text: str, *, tz: tzinfo, now: datetime) -> datetime:
     """
     raw = text.strip().replace("z", "Z")
     if re.fullmatch(r"\d{1,2}:\d{2}(:\d{2})?", raw):
-        clock = time.fromisoformat(raw.zfill(5) if len(raw) == 4 else raw)
+        try:
+            clock = time.fromisoformat(raw.zfill(5) if len(raw) == 4 else raw)
+        except ValueError:
+            raise TimeParseError(
+                f"{text!r} is not a time of day: hours 00-23, minutes and seconds 00-59"
+            ) from None
         local_now = now.astimezone(tz)
         candidate = datetime.combine(local_now.date(), clock, tzinfo=tz)
         if candidate <= local_now:

@@ -33,6 +33,7 @@ from schemas.config_types import (
     DEFAULT_REDIS_URL,
     DEFAULT_TOKEN_URL,
     MAX_TEXT_CHARS,
+    MIN_API_TOKEN_CHARS,
     ApiToken,
     ConfigError,
     LineConfig,
@@ -40,6 +41,7 @@ from schemas.config_types import (
     PortalConfig,
     Settings,
     UnknownPortalError,
+    check_api_tokens,
     token_fingerprint,
 )
 from schemas.redact import redact_redis_url, redact_webhook_url
@@ -51,6 +53,7 @@ __all__ = [
     "DEFAULT_REDIS_URL",
     "DEFAULT_TOKEN_URL",
     "MAX_TEXT_CHARS",
+    "MIN_API_TOKEN_CHARS",
     "OVERRIDE_KEYS",
     "ApiToken",
     "ConfigError",
@@ -59,6 +62,7 @@ __all__ = [
     "PortalConfig",
     "Settings",
     "UnknownPortalError",
+    "check_api_tokens",
     "load_settings",
     "redact_redis_url",
     "redact_webhook_url",

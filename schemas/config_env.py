@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from urllib.parse import urlsplit
 
 from schemas.config_toml import (
     _OAUTH_KEYS,
@@ -120,7 +121,7 @@ def _oauth(table: _Table, name: str, secrets: Mapping[str, _EnvSecret]) -> OAuth
     if not _DOMAIN.fullmatch(domain):
         oauth.fail("domain", f'must be a host name like "acme.bitrix24.ru", got {_show(domain)}')
     token_url = oauth.string("token_url") or DEFAULT_TOKEN_URL
-    _checked_url(token_url, source=oauth.file, key=oauth.key("token_url"), shown=_show(token_url))
+    _checked_url(token_url, source=oauth.file, key=oauth.key("token_url"), shown=_shown_url(token_url))
     return OAuthConfig(
         client_id=oauth.string("client_id") or oauth.fail("client_id", "is required"),
         client_secret=secret("client_secret"),
@@ -246,3 +247,15 @@ def _env_or_toml(env: Mapping[str, str], var: str, top: _Table, key: str) -> _Ta
         except ValueError:
             continue
     return _Table({key: text}, var, show_key=False)
+
+
+def _shown_url(url: str) -> str:
+    """A URL as a configuration error may show it: ``scheme://host[:port]/path``, quoted. User info,
+    query and fragment are left out (a token endpoint's query may carry a client secret)."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return "a value that is not a URL (not shown)"
+    where = f"[{host}]" if host and ":" in host else host or ""
+    return _show(f"{parts.scheme}://{where}{f':{port}' if port else ''}{parts.path}")

@@ -21,7 +21,7 @@ from collections.abc import Collection, Mapping
 from typing import cast
 
 from schemas.config_toml import _show, _Table
-from schemas.config_types import ApiToken, ConfigError, TokenAccess
+from schemas.config_types import ApiToken, ConfigError, TokenAccess, check_api_tokens
 
 ENV_TOKENS = "CALLQ_API_TOKENS"
 ENV_TOKEN_PREFIX = "CALLQ_API_TOKEN_"
@@ -59,6 +59,9 @@ def read_api_tokens(
         plain = _plain_list(top, value)
     if ENV_TOKENS in env:
         plain = tuple(token.strip() for token in env[ENV_TOKENS].split(",") if token.strip())
+        check_api_tokens(plain, source=ENV_TOKENS, key=None)
+    else:
+        check_api_tokens(plain, source=top.file, key="api_tokens")
     secrets = _env_secrets(env, tables)
     named = tuple(_named(top, name, secrets.get(name), portals) for name in tables)
     _check_distinct(plain, named, file=top.file, plain_from=ENV_TOKENS if ENV_TOKENS in env else "api_tokens")
@@ -103,6 +106,10 @@ def _named(top: _Table, name: str, secret: tuple[str, str] | None, portals: Coll
     token = secret[0] if secret else table.string("token", secret=True)
     if not token:
         table.fail("token", f"is required (or set {ENV_TOKEN_PREFIX}{_env_name(name)})")
+    if secret:
+        check_api_tokens([token], source=secret[1], key=None)
+    else:
+        check_api_tokens([token], source=top.file, key=f"api_tokens.{name}.token")
     access = table.data.get("access")
     if access not in _ACCESS:
         table.fail("access", f'must be "read" or "write", got {_show(access)}')

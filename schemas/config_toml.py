@@ -9,7 +9,6 @@ variables. Secrets are never echoed: a bad secret is described by its type only.
 from __future__ import annotations
 
 import functools
-import ipaddress
 import math
 import re
 import tomllib
@@ -26,6 +25,7 @@ import phonenumbers
 
 from schemas.config_types import MAX_TEXT_CHARS, ConfigError, LineConfig
 from schemas.hours import CalendarError, WeeklyHours, parse_hours
+from schemas.loopback import is_loopback_host
 
 # The keys each table may have; any other key is an error naming the allowed ones.
 _TOP_KEYS = frozenset(
@@ -38,15 +38,6 @@ _PORTAL_KEYS = frozenset(
 _LINE_KEYS = frozenset({"hours", "min_interval", "text_to_pronounce", "voice"})
 _OAUTH_KEYS = frozenset({"client_id", "client_secret", "refresh_token", "domain", "token_url"})
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _show(value: object) -> str:
@@ -163,8 +154,8 @@ def _checked_url(url: str, *, source: str, key: str | None, shown: str) -> str:
         fail("must be a valid URL")
     if parts.scheme not in ("http", "https") or not host:
         fail("must be an http(s) URL")
-    if parts.scheme == "http" and not _is_loopback(host):
-        fail("must use https (plain http is allowed only for localhost)")
+    if parts.scheme == "http" and not is_loopback_host(host):
+        fail("must use https (plain http is allowed only for loopback: 127.0.0.0/8, ::1, localhost)")
     if parts.query or parts.fragment:
         fail("must not have a query or fragment")
     return url

@@ -26,6 +26,9 @@ DEFAULT_CONFIG_NAME = "callq.toml"
 DEFAULT_PORTAL = "default"
 DEFAULT_TOKEN_URL = "https://oauth.bitrix.info/oauth/token/"
 MAX_TEXT_CHARS = 2000
+MIN_API_TOKEN_CHARS = 16
+"""A bearer token of ``callq serve`` is all that stands between the network and ringing phones: at
+least 16 characters (``openssl rand -hex 32`` makes a good one), so that it cannot be guessed."""
 
 _UTC = ZoneInfo("UTC")
 
@@ -42,6 +45,24 @@ class ConfigError(Exception):
     def __init__(self, detail: str, *, source: str | None = None, key: str | None = None) -> None:
         self.source, self.key, self.detail = source, key, detail
         super().__init__(": ".join(part for part in (source, key, detail) if part))
+
+
+def check_api_tokens(tokens: Sequence[str], *, source: str | None, key: str | None) -> None:
+    """Refuse bearer tokens shorter than :data:`MIN_API_TOKEN_CHARS` (a configuration error that
+    names the key and which token by position, never the token itself).
+
+    Raises:
+        ConfigError: a token is too short.
+    """
+    for position, token in enumerate(tokens, start=1):
+        if len(token) < MIN_API_TOKEN_CHARS:
+            which = f"token {position} of {len(tokens)}" if len(tokens) > 1 else "the token"
+            raise ConfigError(
+                f"every token must be at least {MIN_API_TOKEN_CHARS} characters long ({which} is shorter); "
+                "make one with `openssl rand -hex 32`",
+                source=source,
+                key=key,
+            )
 
 
 class UnknownPortalError(ConfigError, LookupError):

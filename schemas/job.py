@@ -22,8 +22,11 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 RFC3339_PATTERN = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
 """RFC 3339 date-time *with* an offset: a naive time is ambiguous across the portal's zone."""
 
-PHONE_PATTERN = r"^\+?[0-9()\-. ]{3,40}$"
-"""Loose shape check shared with the JSON Schema; phonenumbers does the real parsing."""
+PHONE_PATTERN = r"^[\t\n\r ]*\+?[0-9()\-. ]{3,40}[\t\n\r ]*$"
+"""Loose shape check shared with the JSON Schema; phonenumbers does the real parsing. Whitespace
+around the number (a copy-paste, a form field) is allowed, and stripped before it is parsed."""
+
+PHONE_SURROUNDING = " \t\r\n"
 
 PORTAL_PATTERN = r"^[a-z0-9_-]+$"
 METADATA_MAX_BYTES = 4096
@@ -108,6 +111,11 @@ class CallbackJobIn(BaseModel):
     deadline: Rfc3339 | None = None
     idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
     metadata: dict[str, Any] | None = Field(default=None)
+
+    @field_validator("to_number")
+    @classmethod
+    def _strip_number(cls, value: str) -> str:
+        return value.strip(PHONE_SURROUNDING)
 
     @field_validator("not_before", "deadline")
     @classmethod

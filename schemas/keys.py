@@ -71,6 +71,12 @@ class Keys:
         return f"{self.prefix}:held:{portal}"
 
     @property
+    def write_probe(self) -> str:
+        """String ``callq serve``'s readiness check writes to learn whether Redis takes writes (a full
+        Redis refuses them). Lives 10 s: it only has to exist for the probe."""
+        return f"{self.prefix}:write-probe"
+
+    @property
     def dead(self) -> str:
         """Sorted set of dead job ids scored by time of death: the dead-letter index."""
         return f"{self.prefix}:dead"

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, cast
+from typing import Any, Literal, Protocol, TypeVar, cast
 
 from redis.asyncio import Redis
 
@@ -56,6 +56,25 @@ def arq_job_fields(data: Any) -> Any:
         job_id, enqueue_ms = data
         return {"t": None, "f": ARQ_FUNCTION, "a": [job_id], "k": {}, "et": enqueue_ms}
     return data
+
+
+T = TypeVar("T")
+
+
+class WriteRetry(Protocol):
+    """What to do with a write Redis refuses because it is full (``OutOfMemoryError``).
+
+    The worker sends it again until Redis takes it (:meth:`worker.redis_full.WriteGate.until_written`):
+    a job that called Bitrix24 must record what happened. Producers send it once and let the error
+    reach whoever asked (:func:`send_once`), who can ask again.
+    """
+
+    async def __call__(self, write: Callable[[], Awaitable[T]], *, where: str) -> T: ...
+
+
+async def send_once(write: Callable[[], Awaitable[T]], *, where: str) -> T:
+    """The default :class:`WriteRetry`: one try; a refusal is raised to the caller."""
+    return await write()
 
 
 @dataclass(frozen=True)
@@ -133,10 +152,21 @@ class Ledger:
         keys: key names under the deployment prefix.
         retention_s: how long a final record stays readable by id.
         outcomes_maxlen: approximate length cap of the outcome stream.
+        retry: what to do when Redis refuses a job's state change for being full (START, FINALIZE,
+            RESCHEDULE, an attempt's entry); admission is never retried here.
     """
 
-    def __init__(self, redis: Redis, *, keys: Keys, retention_s: float, outcomes_maxlen: int) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        keys: Keys,
+        retention_s: float,
+        outcomes_maxlen: int,
+        retry: WriteRetry = send_once,
+    ) -> None:
         self.redis = redis
+        self.retry = retry
         self.keys = keys
         self.retention_ms = int(retention_s * 1000)
         self.outcomes_maxlen = outcomes_maxlen
@@ -260,14 +290,22 @@ class Ledger:
         )
         # a cancelled job leaves arq's queue with it; so does an orphan (its arq run was given up)
         drop_arq = outcome.status == Status.CANCELLED or orphan_seen_ms is not None
-        verdict, state = await self._finalize(
-            keys=[k.job(outcome.job_id), claim, idem, k.outcomes, k.dead, k.arq_job(outcome.job_id), k.queue,
-                  strikes, k.running],
-            args=[outcome.job_id, str(outcome.status), outcome.to_json(), self.retention_ms,
-                  self.outcomes_maxlen, int(dedupe_window_s * 1000), now_ms, k.arq_job_id(outcome.job_id),
-                  allowed, job_json, outcome.attempts, field, entry, "1" if drop_arq else "0",
-                  "" if orphan_seen_ms is None else orphan_seen_ms, STALE_MS],
-        )  # fmt: skip
+        keys = [
+            k.job(outcome.job_id),
+            claim,
+            idem,
+            k.outcomes,
+            k.dead,
+            k.arq_job(outcome.job_id),
+            k.queue,
+            strikes,
+            k.running,
+        ]
+        args: list[str | int] = [outcome.job_id, str(outcome.status), outcome.to_json(), self.retention_ms]
+        args += [self.outcomes_maxlen, int(dedupe_window_s * 1000), now_ms, k.arq_job_id(outcome.job_id)]
+        args += [allowed, job_json, outcome.attempts, field, entry, "1" if drop_arq else "0"]
+        args += ["" if orphan_seen_ms is None else orphan_seen_ms, STALE_MS]
+        verdict, state = await self.retry(lambda: self._finalize(keys=keys, args=args), where="finalize")
         v = decode_text(verdict)
         return FinalizeResult(written=v == "written", state=decode_text(state), busy=v == "busy")
 
@@ -297,11 +335,16 @@ class Ledger:
         """
         k = self.keys
         entry = json.dumps({"started_at": now.isoformat(), **info}, separators=(",", ":"))
-        reply = await self._start(
-            keys=[k.job(job_id), k.portal_halt(portal), k.portal_pause(portal), k.running, k.queue],
-            # one token per call: a START redis-py re-sends after a lost reply finds its own attempt
-            args=[job_id, entry, int(lease_s * 1000), k.arq_job_id(job_id), secrets.token_hex(8)],
-        )
+        keys = [k.job(job_id), k.portal_halt(portal), k.portal_pause(portal), k.running, k.queue]
+        # one token per call: a START redis-py re-sends after a lost reply finds its own attempt
+        args: list[str | int] = [
+            job_id,
+            entry,
+            int(lease_s * 1000),
+            k.arq_job_id(job_id),
+            secrets.token_hex(8),
+        ]
+        reply = await self.retry(lambda: self._start(keys=keys, args=args), where="start")
         v, value = decode_text(reply[0]), decode_text(reply[1])
         if v == "halted":
             return Start(verdict="halted", attempt=0, halted_ms=int(value))
@@ -318,12 +361,11 @@ class Ledger:
 
         The code and description are masked first (numbers, secrets; ``job``'s number exactly).
         """
-        entry = stored_attempt_entry(entry, job)
-        await cast(
-            Awaitable[int],
-            self.redis.hset(
-                self.keys.job(job_id), f"attempt:{attempt}", json.dumps(entry, separators=(",", ":"))
-            ),
+        key = self.keys.job(job_id)
+        value = json.dumps(stored_attempt_entry(entry, job), separators=(",", ":"))
+        await self.retry(
+            lambda: cast(Awaitable[int], self.redis.hset(key, f"attempt:{attempt}", value)),
+            where="attempt entry",
         )
 
     async def reschedule(
@@ -358,12 +400,11 @@ class Ledger:
         k = self.keys
         pairs = [item for pair in (fields or {}).items() for item in pair]
         held = [k.held(held_by), k.portal_halt(held_by), k.portal_pause(held_by)] if held_by else ["", "", ""]
-        result = await self._reschedule(
-            keys=[k.job(job_id), k.running, k.queue, k.arq_job(job_id), *held],
-            args=[job_id, str(state), to_ms(run_at), allowed, k.arq_job_id(job_id),
-                  arq_payload(job_id, to_ms(run_at)), max(int(held_ttl_s * 1000), 1000),
-                  "" if orphan_seen_ms is None else orphan_seen_ms, STALE_MS, *pairs],
-        )  # fmt: skip
+        keys = [k.job(job_id), k.running, k.queue, k.arq_job(job_id), *held]
+        args: list[str | int] = [job_id, str(state), to_ms(run_at), allowed, k.arq_job_id(job_id)]
+        args += [arq_payload(job_id, to_ms(run_at)), max(int(held_ttl_s * 1000), 1000)]
+        args += ["" if orphan_seen_ms is None else orphan_seen_ms, STALE_MS, *pairs]
+        result = await self.retry(lambda: self._reschedule(keys=keys, args=args), where="reschedule")
         return decode_text(result)
 
     async def defer(self, job_id: str, *, delay_s: float) -> bool:

@@ -221,6 +221,7 @@ async def test_second_sigterm_exits_at_once_and_the_job_ends_outcome_unknown(
     finally:
         await stop_all(first, second)
     assert took_s < 3.0, f"exited {took_s:.1f}s after the second SIGTERM (request timeout 10 s)"
+    assert '"event": "job.result_unwritten"' in first.log_text(), "the cut-off request is named in the log"
     assert outcome["status"] == "dead", outcome
     assert outcome["error"]["code"] == "OUTCOME_UNKNOWN"
     assert len(await read_outcomes(redis, prefix)) == 1

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from redis.asyncio import Redis
 
 from ops.sandbox import Fault, Sandbox, SandboxHandle
 from producers.api import Producer
-from tests.helpers import make_settings, running_worker, sandbox_portal, wait_outcomes
+from tests.helpers import FAST, make_settings, running_worker, sandbox_portal, wait_outcomes
 
 TEXT = "Callback request"
 
@@ -99,12 +101,11 @@ async def test_refused_credentials_halt_the_portal_without_burning_attempts(
 ) -> None:
     """A 401 halts the whole portal: no later job sends meanwhile, status says so, no attempt is spent."""
     import argparse
-    import dataclasses
     import io
     import json
 
     from producers import cli as producer_cli
-    from tests.helpers import FAST, wait_for
+    from tests.helpers import wait_for
 
     # 2/s, no burst: the jobs start 0.5 s apart, so the second and third start while the portal is halted
     settings = make_settings(
@@ -159,11 +160,10 @@ async def test_resume_wakes_the_jobs_held_by_a_manual_block(
     redis_url: str, prefix: str, redis: Redis, sandbox: Sandbox, portal: SandboxHandle
 ) -> None:
     """OVERLOAD_LIMIT halts the portal for an hour; `callq resume` wakes its waiting jobs at once."""
-    import dataclasses
     import os
 
     from schemas.keys import Keys
-    from tests.helpers import FAST, run_callq, wait_for
+    from tests.helpers import run_callq, wait_for
 
     settings = make_settings(
         redis_url, prefix, {"default": sandbox_portal(portal.webhook_url("default"), rate=2.0, burst=2)}

@@ -1,8 +1,9 @@
 """Nothing callq prints or logs holds the Redis password or a full number when Redis fails (issue 11).
 
-A Redis filled to maxmemory with noeviction makes redis-py raise OutOfMemoryError with the failed
-script's arguments (a job's JSON) in its message; a missing Redis, a Sentinel URL with no Sentinel
-and a wrong password make every command say so. Real processes; see ``tests/test_no_leaks.py``.
+A script that fails makes redis-py raise an error whose message quotes the command with its
+arguments (a job's JSON, a claim key: the number); a Redis filled to maxmemory with noeviction
+refuses every write; a missing Redis, a Sentinel URL with no Sentinel and a wrong password make
+every command say so. Real processes; see ``tests/test_no_leaks.py``.
 """
 
 from __future__ import annotations
@@ -23,17 +24,21 @@ from tests.processes import WorkerProcess, write_config
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(120)
-async def test_a_full_redis_leaks_nothing_through_redis_py_errors(
+@pytest.mark.timeout(150)
+async def test_redis_refusals_leak_nothing_through_redis_py_errors(
     prefix: str, portal: SandboxHandle, tmp_path: Path
 ) -> None:
-    """maxmemory reached with noeviction: the failed ADMITs' tracebacks (EVALSHA arguments) show no number."""
-    numbers = ["+79133456789", "+79134567890", "+79135678901", "+79136789012"]
-    written = Written(secrets={REDIS_PASSWORD, "sandboxsecret"}, numbers={*numbers, "+79137890123"})
+    """A script error (its EVALSHA arguments, a job's JSON, in the traceback) and a full Redis show no number."""
+    poisoned, enqueued, full = "+79133456789", "+79134567890", ["+79135678901", "+79136789012"]
+    written = Written(
+        secrets={REDIS_PASSWORD, "sandboxsecret"}, numbers={poisoned, enqueued, *full, "+79137890123"}
+    )
     config = write_config(
         tmp_path / "callq.toml",
         {"default": {"webhook_url": portal.webhook_url("default"), "default_region": "RU"}},
     )
+    keys = Keys(prefix)
+    enqueue = ["enqueue", "--line", "reg1332", "--text", TEXT, "--to"]
     with RedisServer(
         tmp_path, password=REDIS_PASSWORD, extra_args=("--maxmemory-policy", "noeviction")
     ) as server:
@@ -45,22 +50,29 @@ async def test_a_full_redis_leaks_nothing_through_redis_py_errors(
         try:
             with worker:
                 await wait_for(_logged(worker, "worker.started"), timeout_s=30, what="the worker to start")
-                worker.signal(signal.SIGSTOP)  # the entries must reach it only once Redis is full
-                for number in numbers:
-                    await redis.xadd(Keys(prefix).intake, {"job": job(number)})
+                # a claim key of the wrong type fails the ADMIT script: redis-py's error quotes its arguments
+                claim = keys.claim("default", "reg1332", poisoned)
+                await redis.lpush(claim, "not a claim")
+                await redis.xadd(keys.intake, {"job": job(poisoned)})
+                await wait_for(_logged(worker, "intake.failed"), timeout_s=30, what="the failed admission")
+                assert (await written.cli([*enqueue, poisoned], env))[0] == 2
+                await redis.delete(claim)
+                worker.signal(signal.SIGSTOP)  # these entries must reach it only once Redis is full
+                for number in full:
+                    await redis.xadd(keys.intake, {"job": job(number)})
                 await redis.config_set("maxmemory", 1)
                 worker.signal(signal.SIGCONT)
-                code, _, err = await written.cli(
-                    ["enqueue", "--line", "reg1332", "--to", "+79137890123"], env
-                )
-                assert code == 2 and "OutOfMemoryError" in err
-                await wait_for(_logged(worker, "intake.failed"), timeout_s=30, what="failed admissions")
+                code, _, err = await written.cli([*enqueue, enqueued], env)
+                assert code == 2 and "Redis is full" in err
+                await wait_for(_logged(worker, "redis.full"), timeout_s=30, what="the refused admissions")
                 await redis.config_set("maxmemory", 0)
-                await wait_outcomes(redis, prefix, len(numbers), timeout_s=30)  # nothing was lost meanwhile
+                await wait_outcomes(redis, prefix, 1 + len(full), timeout_s=60)  # nothing was lost meanwhile
         finally:
             await redis.aclose()
-    written.add("worker log", worker.log_text())
-    assert "OutOfMemoryError" in written.texts["worker log"], "the tracebacks were logged"
+    log = written.add("worker log", worker.log_text())
+    assert "EVALSHA" in log and "WRONGTYPE" in log, (
+        "redis-py's error, with the script's arguments, was logged"
+    )
     leaks = written.leaks()
     assert not leaks, "\n".join(leaks)
 

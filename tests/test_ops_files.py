@@ -53,6 +53,7 @@ KNOWN_METRICS = frozenset(
         "callq_intake_entries_total",
         "callq_orphaned_attempts_total",
         "callq_running_attempts",
+        "callq_redis_full",
     }
 )
 # Local copies made from the examples: git-ignored, so a check of referenced files accepts them
@@ -791,12 +792,14 @@ def test_alerts_use_only_exported_metrics_and_labels(rules: list[dict[str, Any]]
 
 
 def test_alerts_cover_the_agreed_conditions(rules: list[dict[str, Any]]) -> None:
-    """There are rules for dead letters, halted portals, intake lag, no worker, unknown outcomes, expiries."""
+    """There are rules for dead letters, halted portals, intake lag, no worker, Redis full, unknown
+    outcomes, expiries."""
     exprs = {rule["alert"]: rule["expr"] for rule in rules}
     assert 'status="dead"' in exprs["CallqDeadLettersRising"]
     assert "callq_portal_paused" in exprs["CallqPortalHalted"]
     assert re.search(r"callq_intake_lag_seconds\)? > 60\b", exprs["CallqIntakeLag"])
     assert "absent(callq_worker_up" in exprs["CallqNoWorker"]
+    assert "callq_redis_full" in exprs["CallqRedisFull"]
     assert 'result="unknown"' in exprs["CallqOutcomeUnknown"]
     assert 'status="expired"' in exprs["CallqJobsExpiring"]
     jobs = set(re.findall(r'job="([\w-]+)"', " ".join(exprs.values())))

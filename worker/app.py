@@ -19,6 +19,7 @@ from arq.worker import Retry, Worker, func
 from redis.asyncio.retry import Retry as RedisRetry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from producers.api import Producer
@@ -37,6 +38,7 @@ from worker.leases import AttemptLeases, LeaseTiming
 from worker.metrics import Metrics, keep_gauges_fresh
 from worker.orphans import keep_reconciling
 from worker.ratelimit import RateLimiter
+from worker.redis_full import WriteGate
 from worker.runner import run_job
 
 log = structlog.get_logger("callq.worker")
@@ -138,8 +140,12 @@ async def run_callback(ctx: WorkerContext, job_id: str) -> None:
     A job that runs again was already put back in arq's queue, at its time, by the ledger's script
     in the same step as its state: arq is told to retry without moving it (``Retry()``).
     """
+    deps = ctx["deps"]
     try:
-        again = await run_job(ctx["deps"], job_id) is not None
+        again = await run_job(deps, job_id) is not None
+    except OutOfMemoryError:
+        deps.gate.refused("job")  # a write before the request: nothing changed, nothing was sent
+        raise Retry(defer=max(deps.gate.wait_s(), 1.0)) from None
     except Exception:
         # Nothing was sent (run_job records the outcome itself once a request may be out), so
         # the job is tried again rather than left to arq, which would drop it.
@@ -183,6 +189,9 @@ def build_worker(
     """An arq Worker for ``settings``; call ``await worker.main()`` then ``await worker.close()``."""
     keys = Keys(settings.key_prefix)
     metrics = metrics or Metrics()
+    gauge = metrics.redis_full
+    gate = WriteGate(on_change=lambda full: gauge.set(1 if full else 0))
+    gauge.set(0)
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         session = aiohttp.ClientSession(
@@ -195,14 +204,15 @@ def build_worker(
             keys=keys,
             retention_s=settings.outcome_retention_s,
             outcomes_maxlen=settings.outcomes_maxlen,
+            retry=gate.until_written,
         )
         leases = AttemptLeases(ledger, timing=options.leases)
         ctx["deps"] = deps = Deps(
             settings=settings,
             ledger=ledger,
             session=session,
-            limiter=RateLimiter(pool, keys=keys),
-            auth=PortalAuth(pool, prefix=settings.key_prefix, session=session),
+            limiter=RateLimiter(pool, keys=keys, retry=gate.until_written),
+            auth=PortalAuth(pool, prefix=settings.key_prefix, session=session, retry=gate.until_written),
             leases=leases,
             metrics=metrics,
             rate_limit=options.dedupe_and_rate_limit,
@@ -210,6 +220,7 @@ def build_worker(
             retry_base_s=options.retry_base_s,
             pause_s=options.pause_s,
             block_s=options.block_s,
+            gate=gate,
         )
         if options.intake:
             consumer = IntakeConsumer(
@@ -219,19 +230,17 @@ def build_worker(
                 block_ms=options.intake_block_ms,
                 on_admitted=lambda status: metrics.intake_entries.labels(result=status).inc(),
             )
-            await consumer.ensure_group()
+            try:
+                await consumer.ensure_group()
+            except OutOfMemoryError:
+                gate.refused("intake group")  # the intake loop creates it once Redis takes writes
             ctx["intake_stop"] = stop = asyncio.Event()
-            ctx["intake_task"] = asyncio.create_task(_keep_consuming(consumer, stop))
+            ctx["intake_task"] = asyncio.create_task(_keep_consuming(consumer, stop, gate))
         metrics.worker_up.set(1)
         ctx["gauges_task"] = asyncio.create_task(keep_gauges_fresh(metrics, pool, keys, settings.portals))
         ctx["heartbeat_task"] = asyncio.create_task(leases.keep_beating())
         ctx["reconcile_task"] = asyncio.create_task(keep_reconciling(deps))
-        secret = await deployment_secret(pool, keys)
-        watch = ConfigWatch(
-            pool, keys, settings, secret=secret, role="worker", on_mismatch=metrics.set_config_mismatch
-        )
-        await watch.check()
-        ctx["config_watch"], ctx["config_task"] = watch, asyncio.create_task(watch.run())
+        ctx["config_task"] = asyncio.create_task(_watch_config(ctx, pool, keys, settings, metrics, gate))
         log.info(
             "worker.started",
             queue=keys.queue,
@@ -279,21 +288,45 @@ def build_worker(
         on_startup=on_startup,
         on_shutdown=on_shutdown,
         log_results=False,
+        gate=gate,
     )
 
 
-async def _keep_consuming(consumer: IntakeConsumer, stop: asyncio.Event) -> None:
-    """Run the intake consumer; a Redis hiccup is logged and retried, never fatal."""
+async def _watch_config(
+    ctx: dict[str, Any], pool: ArqRedis, keys: Keys, settings: Settings, metrics: Metrics, gate: WriteGate
+) -> None:
+    """Register this worker's configuration and keep comparing it with the other processes'.
+
+    A task of its own, so that a full Redis at start (the deployment secret not yet created, the
+    registry refusing writes) delays only this, not the worker.
+    """
+    secret = await gate.until_written(lambda: deployment_secret(pool, keys), where="deployment secret")
+    watch = ConfigWatch(
+        pool, keys, settings, secret=secret, role="worker", on_mismatch=metrics.set_config_mismatch
+    )
+    ctx["config_watch"] = watch
+    with contextlib.suppress(RedisError, OSError):  # its loop tries again
+        await watch.check()
+    await watch.run()
+
+
+async def _keep_consuming(consumer: IntakeConsumer, stop: asyncio.Event, gate: WriteGate) -> None:
+    """Run the intake consumer; a Redis hiccup is logged and retried, never fatal. While Redis is
+    full nothing is acknowledged: the entries read are admitted once it takes writes again."""
     delay = 0.5
     while not stop.is_set():
         try:
             await consumer.run(stop)
         except asyncio.CancelledError:
             raise
+        except OutOfMemoryError:
+            gate.refused("intake")  # logged once by the gate, not a traceback per try
+            wait = max(gate.wait_s(), 0.5)
         except Exception:
             log.exception("intake.failed", retry_in_s=delay)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=delay)
-            delay = min(delay * 2, 30.0)
+            wait, delay = delay, min(delay * 2, 30.0)
         else:
             delay = 0.5
+            continue
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=wait)

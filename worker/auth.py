@@ -34,6 +34,7 @@ import structlog
 from redis.asyncio import Redis
 
 from schemas.config import OAuthConfig, PortalConfig
+from schemas.ledger import WriteRetry, send_once
 from schemas.redact import Redactor
 from worker.bitrix import USER_AGENT
 from worker.classify import EXPIRED_TOKEN_CODES
@@ -96,6 +97,8 @@ class PortalAuth:
             it (at most a quarter of its lifetime); None refreshes only on ``expired_token``.
         poll_interval_s: First pause between looks while another worker refreshes (it doubles,
             up to 0.5 s).
+        retry: What to do when Redis refuses to store new tokens for being full (the worker: keep
+            them and try until it takes them; the refresh token they replace no longer works).
     """
 
     def __init__(
@@ -108,6 +111,7 @@ class PortalAuth:
         lock_timeout_s: float = 30.0,
         refresh_margin_s: float | None = 60.0,
         poll_interval_s: float = 0.05,
+        retry: WriteRetry = send_once,
     ) -> None:
         if lock_timeout_s <= 0 or poll_interval_s <= 0:
             raise ValueError("lock_timeout_s and poll_interval_s must be positive")
@@ -115,6 +119,7 @@ class PortalAuth:
         self.lock_timeout_s = lock_timeout_s
         self.refresh_margin_s = refresh_margin_s
         self.poll_interval_s = poll_interval_s
+        self.retry = retry
         self._release = redis.register_script(_RELEASE)
         self._local: dict[str, asyncio.Lock] = {}  # one refresher per portal inside this process
         half = lock_timeout_s / 2
@@ -239,7 +244,11 @@ class PortalAuth:
                         http_status=unavailable.http_status, refused=False)  # fmt: skip
             raise
         # One HSET: the new access and refresh tokens land together, never half a rotation.
-        await cast(Awaitable[int], self.redis.hset(self.keys.tokens(name), mapping=dict(tokens.to_hash())))
+        # Kept until Redis takes it: the old refresh token stopped working when this one was issued.
+        key, mapping = self.keys.tokens(name), dict(tokens.to_hash())
+        await self.retry(
+            lambda: cast(Awaitable[int], self.redis.hset(key, mapping=mapping)), where="oauth tokens"
+        )
         log.info("oauth.refreshed", portal=name, expires_in_s=round(tokens.lifetime_s))
         return tokens.credentials()
 

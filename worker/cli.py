@@ -21,6 +21,7 @@ from producers import cli as producer_cli
 from producers import dead_cli
 from schemas.config import ConfigError, Settings, load_settings
 from schemas.redact import Redactor, known_secrets, number_spellings
+from schemas.redis_errors import describe_redis_error
 from schemas.redis_url import close_client, redis_client
 from worker.logs import RedactingStream, configure_logging
 from worker.redis_check import RedisUnavailable, ensure_redis
@@ -221,8 +222,7 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             # sys.stdout is the masking stream now, not the one the handlers' defaults were bound to
             return int(await handler(args, settings=ready, redis=redis, out=sys.stdout))
         except RedisError as exc:
-            # redis-py quotes the failed command, a script's arguments (a job's JSON) included
-            print(f"callq: Redis error: {type(exc).__name__}: {exc}", file=sys.stderr)
+            print(f"callq {args.command}: {describe_redis_error(exc)}", file=sys.stderr)
             return 2
         finally:
             await close_client(redis)

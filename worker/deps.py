@@ -16,6 +16,7 @@ from worker.bitrix import DEFAULT_TIMEOUT
 from worker.leases import AttemptLeases
 from worker.metrics import Metrics
 from worker.ratelimit import RateLimiter
+from worker.redis_full import WriteGate
 
 Clock = Callable[[], datetime]
 
@@ -44,6 +45,7 @@ class Deps:
         retry_base_s: backoff ceiling after the first failure (tests pass a small one).
         pause_s: how long a portal halts after Bitrix24 refused its credentials (then a job probes again).
         block_s: how long a portal halts after ``OVERLOAD_LIMIT`` (a manual block only support lifts).
+        gate: whether Redis takes writes (Redis full); the ledger and limiter wait on it.
     """
 
     settings: Settings
@@ -60,3 +62,4 @@ class Deps:
     retry_base_s: float = 5.0
     pause_s: float = 60.0
     block_s: float = 3600.0
+    gate: WriteGate = field(default_factory=WriteGate)

@@ -8,10 +8,22 @@ better than one (issue 7's throughput, lateness and scale benchmarks). Here one 
 are free slots, skipping those taken elsewhere: one round trip per batch, whatever the contention.
 
 The claim means exactly what arq's does (same keys, same in-progress TTL, only a job whose score
-is due and that no one holds), and the job then runs through arq's ``run_job`` unchanged. It
-relies on arq internals (``sem``, ``job_counter``, ``tasks``, ``run_job``, ``allow_pick_jobs``
-and a few settings), pinned by the ``arq`` version range in pyproject.toml and checked by
-``tests/worker/test_dispatch.py``.
+is due and that no one holds), and the job then runs through arq's ``run_job``. Two more departures:
+
+- **The in-progress key is a lease.** arq sets it for the job timeout + 10 s and never renews it, so
+  a job running longer is taken over by another worker. A callq job is never cut short (its result
+  must be written however long Redis takes, :func:`worker.settle.durably`), so every ``lease_s / 5``
+  this worker renews the keys of the jobs it still runs (a ``PEXPIRE`` of each key whose value is
+  still its claim token; a full Redis still takes it). A worker that dies stops renewing: its jobs
+  are taken over ``lease_s`` later.
+- **Redis full.** While the :class:`~worker.redis_full.WriteGate` says Redis refuses writes, no job is
+  claimed and the heartbeat is tried only when a try is due (it is the probe: the first one Redis takes
+  clears the gate); arq's bookkeeping refused before a job ran releases the job; arq's
+  ``finish_job`` is sent until Redis takes it. Nothing crashes the worker.
+
+It relies on arq internals (``sem``, ``job_counter``, ``tasks``, ``run_job``, ``finish_job``,
+``record_health``, ``_last_health_check``, ``allow_pick_jobs`` and a few settings), pinned by the ``arq`` version range in pyproject.toml
+and checked by ``tests/worker/test_dispatch.py``.
 """
 
 from __future__ import annotations
@@ -27,7 +39,9 @@ from arq.constants import in_progress_key_prefix
 from arq.utils import timestamp_ms
 from arq.worker import Worker
 from redis.commands.core import AsyncScript
-from redis.exceptions import RedisError
+from redis.exceptions import OutOfMemoryError, RedisError
+
+from worker.redis_full import WriteGate
 
 logger = logging.getLogger("callq.dispatch")
 
@@ -82,12 +96,14 @@ in the same round trip."""
 
 
 class BatchClaimWorker(Worker):
-    """arq's ``Worker`` whose ``start_jobs`` claims due jobs in batches (one round trip each), and
-    whose in-progress keys are leases renewed while their job runs.
+    """arq's ``Worker`` whose ``start_jobs`` claims due jobs in batches (one round trip each), whose
+    in-progress keys are leases renewed while their job runs, and which rides out a full Redis.
 
     Args:
+        args: arq ``Worker`` arguments.
+        gate: whether Redis takes writes, shared with the job function (a fresh one by default).
         lease_s: the in-progress keys' lifetime without renewal (renewed every fifth of it).
-        kwargs: arq ``Worker`` arguments.
+        kwargs: arq ``Worker`` keyword arguments.
     """
 
     _claim: AsyncScript | None = None
@@ -97,8 +113,11 @@ class BatchClaimWorker(Worker):
     _claimer = ""
     _claims = itertools.count()
 
-    def __init__(self, *args: Any, lease_s: float = DEFAULT_LEASE_S, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, gate: WriteGate | None = None, lease_s: float = DEFAULT_LEASE_S, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
+        self.gate = gate or WriteGate()
         self.lease_ms = int(lease_s * 1000)
         self._tokens: dict[str, str] = {}
 
@@ -122,6 +141,8 @@ class BatchClaimWorker(Worker):
             self._renewing = asyncio.create_task(self._keep_renewing())
         slot_freed = self._slot_freed
         assert slot_freed is not None
+        if not self.gate.due():
+            return  # Redis is full: claim nothing until the next try is due
         ids = [job_id.decode() for job_id in job_ids]
         at = 0
         until = self.loop.time() + self.poll_delay_s
@@ -138,11 +159,22 @@ class BatchClaimWorker(Worker):
                 return
             window = ids[at : at + free * LOOKAHEAD]
             token = f"{self._claimer}:{next(self._claims)}"  # one per call; a retry repeats it
-            reply = await self._claim(
-                keys=[self.queue_name],
-                args=[timestamp_ms(), self.lease_ms, in_progress_key_prefix, free, token, *window],
-            )
+            args: list[str | int] = [
+                timestamp_ms(),
+                self.lease_ms,
+                in_progress_key_prefix,
+                free,
+                token,
+                *window,
+            ]
+            try:
+                reply = await self._claim(keys=[self.queue_name], args=args)
+            except OutOfMemoryError:
+                self.gate.refused("claim")  # nothing claimed: the jobs stay due for any worker
+                return
             at += int(reply[0])
+            if len(reply) > 1:
+                self.gate.accepted()  # it wrote an in-progress key
             for raw_id, raw_score in zip(reply[1::2], reply[2::2], strict=True):
                 job_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
                 self._tokens[job_id] = token
@@ -192,3 +224,52 @@ class BatchClaimWorker(Worker):
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._renewing
                 self._renewing = None
+
+    async def run_job(self, job_id: str, score: int) -> None:
+        """arq's ``run_job``; if Redis refuses arq's own bookkeeping before the job ran (its try
+        counter), the job is released for any worker to claim once Redis takes writes again."""
+        try:
+            await super().run_job(job_id, score)
+        except OutOfMemoryError:
+            self.gate.refused("arq job start")
+            await self.pool.delete(in_progress_key_prefix + job_id)  # a delete: a full Redis takes it
+
+    async def finish_job(
+        self,
+        job_id: str,
+        finish: bool,
+        result_data: bytes | None,
+        result_timeout_s: float | None,
+        keep_result_forever: bool,
+        incr_score: int | None,
+        keep_in_progress: float | None,
+    ) -> None:
+        """arq's ``finish_job`` (remove the job, or put it back with ``Retry``'s delay), sent until
+        Redis takes it: a MULTI refused for a full Redis did nothing."""
+        finish_job = super().finish_job
+        arguments = (
+            job_id,
+            finish,
+            result_data,
+            result_timeout_s,
+            keep_result_forever,
+            incr_score,
+            keep_in_progress,
+        )
+        await self.gate.until_written(lambda: finish_job(*arguments), where="arq finish_job")
+
+    async def record_health(self) -> None:
+        """arq's heartbeat (the health-check key readiness checks read). While Redis is full it is
+        tried only when a try is due, and is the probe: the first one Redis takes clears the gate."""
+        if not self.gate.due():
+            return
+        if self.gate.full:
+            self._last_health_check = 0  # write now, whatever arq's interval says
+        before = self._last_health_check
+        try:
+            await super().record_health()
+        except OutOfMemoryError:
+            self.gate.refused("heartbeat")
+            return
+        if self._last_health_check != before:
+            self.gate.accepted()

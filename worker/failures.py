@@ -24,6 +24,8 @@ from worker.settle import attempt_of, end_job, error_of, retry_at
 
 log = structlog.get_logger("callq.worker")
 
+UNKNOWN_RESULT = "the request may have started the callback"
+
 
 async def handle_failure(
     deps: Deps,
@@ -98,7 +100,7 @@ async def handle_failure(
             record,
             Status.DEAD,
             attempts=attempt,
-            error=error_of(error, f"gave up after {spent} attempts: "),
+            error=error_of(error, f"gave up after {spent} attempts"),
         )
     delay = backoff_delay_s(spent, base_s=deps.retry_base_s, jitter=deps.jitter())
     return await retry_at(
@@ -154,24 +156,26 @@ async def handle_unknown(
         record,
         Status.DEAD,
         attempts=attempt,
-        error=(ErrorCode.OUTCOME_UNKNOWN, unknown_description(error)),
+        error=(
+            ErrorCode.OUTCOME_UNKNOWN,
+            unknown_result_description(error.http_status, error.code, error.description),
+        ),
         attempt_entry=attempt_of(closed),
         orphan_seen_ms=orphan_seen_ms,
     )
 
 
-def unknown_description(error: BitrixCallError) -> str:
-    """Why an attempt's result is unknown, for the outcome: ``the request may have started the
-    callback (HTTP 500 INTERNAL_SERVER_ERROR: text)``, each part only when there is one."""
-    head = " ".join(
-        part for part in (f"HTTP {error.http_status}" if error.http_status else "", error.code or "") if part
-    )
-    detail = ": ".join(part for part in (head, error.description) if part)
-    return (
-        f"the request may have started the callback ({detail})"
-        if detail
-        else ("the request may have started the callback")
-    )
+def unknown_result_description(http_status: int | None, code: str | None, description: str | None) -> str:
+    """The ``OUTCOME_UNKNOWN`` description: what is known of the answer, in brackets. Pure.
+
+    ``(HTTP 500, INTERNAL_SERVER_ERROR: text)``; each part that is absent (or blank) is left out
+    with its separator, and the brackets too when nothing is known.
+    """
+    known = [f"HTTP {http_status}" if http_status else "", (code or "").strip()]
+    head = ", ".join(part for part in known if part)
+    text = (description or "").strip()
+    detail = f"{head}: {text}" if head and text else head or text
+    return f"{UNKNOWN_RESULT} ({detail})" if detail else UNKNOWN_RESULT
 
 
 async def handle_interrupted(

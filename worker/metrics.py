@@ -74,6 +74,11 @@ class Metrics:
         )
         self.worker_up = Gauge("callq_worker_up", "1 while this worker process runs",
                                registry=r if worker else CollectorRegistry())  # fmt: skip
+        self.redis_full = Gauge(
+            "callq_redis_full",
+            "1 while Redis refuses this worker's writes (maxmemory reached under noeviction)",
+            registry=r if worker else CollectorRegistry(),
+        )
 
     def set_config_mismatch(self, differs: bool) -> None:
         """``callq_config_mismatch``: 1 while this process's configuration differs from another's."""

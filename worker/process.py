@@ -7,6 +7,10 @@
 - Redis unreachable: redis-py retries each command with backoff (``open_pool``); if Redis stays
   away longer, the worker is rebuilt after a growing pause (1 s doubling to 30 s) instead of exiting
   into a supervisor's crash loop. Jobs it held are taken over from arq's queue once Redis is back.
+- Redis full (``maxmemory`` under ``noeviction``): not a lost connection, and not the process's to
+  handle: the worker waits it out where it writes (:mod:`worker.redis_full`), staying up. A refusal
+  that still escapes (a write nobody expected) is treated like a lost Redis: the worker is rebuilt
+  after the same pause, logged as ``worker.redis_full`` without a traceback, and never exits.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any
 import structlog
 from arq.worker import Worker
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from schemas.config import Settings
@@ -31,6 +36,9 @@ from worker.metrics import Metrics, metrics_server
 log = structlog.get_logger("callq.worker")
 
 REDIS_LOST = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+
+REBUILD_EVENTS = {"redis_lost": "worker.redis_lost", "redis_full": "worker.redis_full"}
+"""What a worker that is rebuilt logs, by why."""
 
 
 class Stopper:
@@ -93,7 +101,7 @@ async def _run_until_stopped(
         outcome = await _run_once(settings, options, stopper, metrics, held)
         if outcome == "stopped" or stopper.requested.is_set():
             return 0
-        log.error("worker.redis_lost", retry_in_s=delay_s)
+        log.error(REBUILD_EVENTS[outcome], retry_in_s=delay_s)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopper.requested.wait(), timeout=delay_s)
         if stopper.requested.is_set():
@@ -117,6 +125,8 @@ async def _run_once(
             held.clear()
     except REDIS_LOST:
         return "redis_lost"
+    except OutOfMemoryError:
+        return "redis_full"
     worker = build_worker(settings, pool, options, metrics)
     stopper.worker = worker
     if stopper.requested.is_set():
@@ -138,6 +148,9 @@ async def _run_once(
         if running:
             log.warning("worker.waiting_for_jobs", jobs=len(running))
             await asyncio.wait(running)
+    except OutOfMemoryError:
+        result = "redis_full"
+        held.extend(job_id for job_id in worker.tasks if job_id not in held)
     finally:
         stopper.worker = None
         # after an immediate stop arq's close() re-raises the cancelled jobs' CancelledError

@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 
 from schemas.bucket import GCRA_RESERVE, Bucket
 from schemas.keys import Keys
+from schemas.ledger import WriteRetry, send_once
 from schemas.redact import redact_text
 
 RESERVE = (
@@ -60,6 +61,7 @@ class RateLimiter:
         base_pause_s: first pause after a ``QUERY_LIMIT_EXCEEDED``; doubles on each further one.
         max_pause_s: longest pause.
         method_pause_s: first pause after ``OPERATION_TIME_LIMIT``.
+        retry: what to do when Redis refuses a write for being full (the worker: try until it takes it).
     """
 
     def __init__(
@@ -70,8 +72,10 @@ class RateLimiter:
         base_pause_s: float = 1.0,
         max_pause_s: float = 60.0,
         method_pause_s: float = 60.0,
+        retry: WriteRetry = send_once,
     ) -> None:
         self.redis = redis
+        self.retry = retry
         self.keys = keys
         self.method_pause_ms = method_pause_s * 1000
         self.base_pause_ms = base_pause_s * 1000
@@ -89,23 +93,21 @@ class RateLimiter:
             "description": redact_text(description)[:300],
             "since": datetime.now(UTC).isoformat(),
         }
-        await self.redis.set(self.keys.portal_halt(portal), json.dumps(reason), px=int(seconds * 1000))
+        key, value, px = self.keys.portal_halt(portal), json.dumps(reason), int(seconds * 1000)
+        await self.retry(lambda: self.redis.set(key, value, px=px), where="portal halt")
 
     async def reserve_portal(self, portal: str, bucket: Bucket) -> float:
         """Reserve the portal's next request slot; returns seconds until it (0 if now)."""
-        k = self.keys
-        delay_ms = await self._reserve(
-            keys=[k.rate_bucket(portal), k.portal_pause(portal)],
-            args=[bucket.interval_ms, bucket.tolerance_ms],
-        )
+        keys = [self.keys.rate_bucket(portal), self.keys.portal_pause(portal)]
+        args = [bucket.interval_ms, bucket.tolerance_ms]
+        delay_ms = await self.retry(lambda: self._reserve(keys=keys, args=args), where="rate slot")
         return max(float(delay_ms), 0.0) / 1000
 
     async def reserve_line(self, portal: str, line: str, min_interval_s: float) -> float:
         """Reserve the line's next start (one per ``min_interval_s``); returns seconds until it."""
-        k = self.keys
-        delay_ms = await self._reserve(
-            keys=[k.line_pacing(portal, line), k.portal_pause(portal)], args=[min_interval_s * 1000, 0]
-        )
+        keys = [self.keys.line_pacing(portal, line), self.keys.portal_pause(portal)]
+        args = [min_interval_s * 1000, 0]
+        delay_ms = await self.retry(lambda: self._reserve(keys=keys, args=args), where="line slot")
         return max(float(delay_ms), 0.0) / 1000
 
     async def pause(self, portal: str, bucket: Bucket, *, method_block: bool = False) -> float:
@@ -125,8 +127,7 @@ class RateLimiter:
         base_ms = max(self.base_pause_ms, 2 * bucket.interval_ms)
         if method_block:
             base_ms = max(base_ms, self.method_pause_ms)
-        pause_ms = await self._pause(
-            keys=[k.rate_bucket(portal), k.portal_pause(portal), k.portal_strikes(portal)],
-            args=[bucket.tolerance_ms, base_ms, max(self.max_pause_ms, base_ms)],
-        )
+        keys = [k.rate_bucket(portal), k.portal_pause(portal), k.portal_strikes(portal)]
+        args = [bucket.tolerance_ms, base_ms, max(self.max_pause_ms, base_ms)]
+        pause_ms = await self.retry(lambda: self._pause(keys=keys, args=args), where="portal pause")
         return float(pause_ms) / 1000

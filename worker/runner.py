@@ -9,11 +9,13 @@ wait before the job runs again, or None when there is nothing more to do; the ar
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
+from redis.exceptions import OutOfMemoryError
 
 from schemas.calendar import Expired, earliest_run
 from schemas.config import PortalConfig
@@ -24,21 +26,29 @@ from worker.auth import send_with_refresh
 from worker.bitrix import CallbackStarted, start_callback
 from worker.classify import Verdict, classify
 from worker.deps import Deps
-from worker.errors import AuthRefused, AuthUnavailable, BitrixCallError
+from worker.errors import AuthRefused, AuthUnavailable, BitrixCallError, TransportError
 from worker.failures import auth_error, handle_failure, handle_interrupted, handle_unknown
 from worker.logs import bind_job_number
 from worker.oauth_tokens import Credentials
 from worker.pacing import take_slots
-from worker.settle import defer_busy, durably, end_job, put_back
+from worker.settle import defer_busy, durably, end_job, put_back, retry_at
 
 log = structlog.get_logger("callq.worker")
+
+EVENT_RESULT_UNWRITTEN = "job.result_unwritten"
+RESULT_UNWRITTEN_HINT = (
+    "the worker stopped after sending this job's request and before recording its result; the "
+    "reconciler ends it OUTCOME_UNKNOWN once its lease lapses: check the portal's call history before "
+    "replaying it"
+)
 
 EARLY_TOLERANCE = timedelta(milliseconds=500)
 """A job woken this close to its time runs now rather than being put back for a blink."""
 
 
 async def run_job(deps: Deps, job_id: str) -> float | None:
-    """Run one job. Returns seconds until it should run again, or None when done."""
+    """Run one job. Returns seconds until it should run again (already put back in the queue at its
+    time), or None when done."""
     record = await deps.ledger.read(job_id)
     if record is None:
         log.warning("job.missing", job_id=job_id)
@@ -82,7 +92,12 @@ async def run_job(deps: Deps, job_id: str) -> float | None:
     if start.verdict != "started":
         return await _not_started(deps, record, portal, start, now=now)
     with deps.leases.holding(job_id):
-        return await _attempt(deps, record, portal, attempt=start.attempt, spent=spent, started_at=now)
+        try:
+            return await _attempt(deps, record, portal, attempt=start.attempt, spent=spent, started_at=now)
+        except asyncio.CancelledError:
+            # an immediate stop, or a graceful one that ran out of time while Redis was away
+            log.error(EVENT_RESULT_UNWRITTEN, attempt=start.attempt, hint=RESULT_UNWRITTEN_HINT)
+            raise
 
 
 async def _not_started(
@@ -140,6 +155,16 @@ async def _attempt(
             "auth_failure",
             lambda: _failed(deps, record, portal, error, verdict, attempt=attempt, spent=spent, entry=entry),
         )
+    except OutOfMemoryError:
+        # Redis refused a write of the OAuth refresh (its lock) before anything was sent: not spent
+        deps.gate.refused("oauth refresh")
+        not_sent = TransportError(
+            phase="connect", description="not sent: Redis is full (OAuth token refresh)"
+        )
+        entry = _attempt_entry(deps, began, started_at, error=not_sent, verdict=Verdict.PAUSE_PORTAL)
+        return await durably(
+            "not_sent", lambda: _not_sent(deps, record, not_sent, attempt=attempt, entry=entry)
+        )
     except BitrixCallError as error:
         latency.observe(time.monotonic() - began)
         verdict = classify(error)
@@ -171,6 +196,16 @@ async def _attempt(
             attempt_entry=(attempt, entry),
         ),
     )
+
+
+async def _not_sent(
+    deps: Deps, record: JobRecord, error: BitrixCallError, *, attempt: int, entry: dict[str, Any]
+) -> float | None:
+    """Record an attempt whose request was never sent, and try again once Redis takes writes."""
+    await deps.ledger.finish_attempt(record.job_id, attempt, entry)
+    now = deps.clock()
+    wake = now + timedelta(seconds=max(deps.gate.wait_s(), 1.0))
+    return await retry_at(deps, record, wake, now=now, error=error, attempts=attempt)
 
 
 async def _failed(

@@ -31,7 +31,6 @@ log = structlog.get_logger("callq.worker")
 WAITING = "scheduled,retrying"
 
 EVENT_BOOKKEEPING_RETRY = "job.bookkeeping_retry"
-EVENT_RESULT_UNRECORDED = "job.result_unrecorded"
 T = TypeVar("T")
 
 HELD_MARGIN_S = 600.0
@@ -59,20 +58,16 @@ async def durably(what: str, step: Callable[[], Awaitable[T]], *, max_wait_s: fl
     ended by the reconciler (:mod:`worker.orphans`) as an unknown result.
     """
     delay_s, waited_s = 0.2, 0.0
-    try:
-        while True:
-            try:
-                return await step()
-            except REDIS_TROUBLE as exc:
-                log.warning(
-                    EVENT_BOOKKEEPING_RETRY, step=what, error=type(exc).__name__, waited_s=round(waited_s, 1)
-                )
-            await asyncio.sleep(delay_s)
-            waited_s += delay_s
-            delay_s = min(delay_s * 2, max_wait_s)
-    except asyncio.CancelledError:
-        log.error(EVENT_RESULT_UNRECORDED, step=what, waited_s=round(waited_s, 1))
-        raise
+    while True:
+        try:
+            return await step()
+        except REDIS_TROUBLE as exc:
+            log.warning(
+                EVENT_BOOKKEEPING_RETRY, step=what, error=type(exc).__name__, waited_s=round(waited_s, 1)
+            )
+        await asyncio.sleep(delay_s)
+        waited_s += delay_s
+        delay_s = min(delay_s * 2, max_wait_s)
 
 
 async def defer_busy(deps: Deps, job_id: str) -> float:
@@ -257,10 +252,20 @@ async def end_job(
     return None  # a final outcome: nothing left to run
 
 
-def error_of(error: BitrixCallError, prefix: str = "") -> tuple[str, str]:
-    """The (code, description) an outcome stores for ``error``, the description after ``prefix``."""
+def error_of(error: BitrixCallError, lead: str = "") -> tuple[str, str]:
+    """The (code, description) an outcome stores for ``error``; the description after ``lead: ``.
+
+    Pure. A part that is blank is left out with its separator: never a doubled space or an empty
+    ``()``.
+    """
+    text = error.description.strip()
     if isinstance(error, BitrixApiError):
-        return error.code or "BITRIX_ERROR", f"{prefix}{error.description} (HTTP {error.http_status})"
-    if isinstance(error, BitrixHttpError):
-        return f"HTTP_{error.http_status}", f"{prefix}{error.description}"
-    return "TRANSPORT_ERROR", f"{prefix}{error.description}"
+        code = (error.code or "").strip() or "BITRIX_ERROR"
+        status = f"HTTP {error.http_status}"
+        text = f"{text} ({status})" if text else status
+    elif isinstance(error, BitrixHttpError):
+        code = f"HTTP_{error.http_status}"
+    else:
+        code = "TRANSPORT_ERROR"
+    lead = lead.strip()
+    return code, f"{lead}: {text}" if lead and text else lead or text

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,9 +22,9 @@ from referencing.jsonschema import DRAFT202012
 from structlog.testing import capture_logs
 
 from ops.sandbox import Fault, Sandbox, SandboxHandle
-from producers.http import NoTokensError, create_app, serve
+from producers.http import NoTokensError, PublicNoAuthError, create_app, serve
 from producers.http_guards import GUARD
-from schemas.config import ApiToken, Settings
+from schemas.config import ApiToken, ConfigError, Settings
 from schemas.keys import Keys
 from tests.helpers import (
     make_settings,
@@ -37,7 +37,7 @@ from tests.helpers import (
 
 Client = TestClient[web.Request, web.Application]
 
-TOKEN = "t0k"
+TOKEN = "t0k-0123456789abcdef"
 OTHER_TOKEN = "another-token-of-a-different-length"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 ORIGIN = "https://shop.example"
@@ -366,7 +366,7 @@ async def test_healthz_and_readyz(client: Client, settings: Settings) -> None:
                 return await resp.json() if resp.status == 200 else None
 
         body = await wait_for(ready, what="/readyz to answer 200")
-    assert body == {"status": "ready", "checks": {"redis": "ok", "worker": "ok"}}
+    assert body == {"status": "ready", "checks": {"redis": "ok", "redis_writable": "ok", "worker": "ok"}}
 
 
 async def test_redis_unreachable_is_503_json(settings: Settings) -> None:
@@ -405,18 +405,41 @@ async def test_no_tokens_refuses_to_start_unless_allowed(redis: Redis, settings:
     open_settings = make_settings(settings.redis_url, settings.key_prefix, settings.portals)
     with pytest.raises(NoTokensError, match="api_tokens"):
         create_app(redis=redis, settings=open_settings)
-    with pytest.raises(NoTokensError):
+    with pytest.raises(NoTokensError, match=r"pass allow_no_auth=True$"):
         await serve(redis=redis, settings=open_settings, host="127.0.0.1", port=0)
     async with serving(create_app(redis=redis, settings=open_settings, allow_no_auth=True)) as client:
         assert (await post_job(client, headers={}))[0] == 202
 
 
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "", "192.0.2.1", "example.com"])
+async def test_no_auth_is_refused_off_loopback(redis: Redis, settings: Settings, host: str) -> None:
+    """allow_no_auth on an address other machines can reach is a configuration error before binding."""
+    open_settings = make_settings(settings.redis_url, settings.key_prefix, settings.portals)
+    for each in (open_settings, settings):
+        with pytest.raises(
+            PublicNoAuthError, match=r"^host: allow_no_auth=True serves without authentication"
+        ):
+            await serve(redis=redis, settings=each, host=host, port=0, allow_no_auth=True)
+
+
+async def test_short_tokens_are_refused_by_the_app(redis: Redis, settings: Settings) -> None:
+    """Settings built in code with a token under 16 characters are refused too, naming the key only."""
+    short = make_settings(
+        settings.redis_url, settings.key_prefix, settings.portals, api_tokens=(TOKEN, "abc")
+    )
+    with pytest.raises(ConfigError, match=r"^api_tokens: every token must be at least 16") as raised:
+        create_app(redis=redis, settings=short)
+    assert "abc" not in str(raised.value)
+
+
 async def test_serve_listens_until_stopped(redis: Redis, settings: Settings) -> None:
-    """serve() binds, reports its URL, answers, and returns once stop is set."""
-    stop, urls = asyncio.Event(), asyncio.Queue[str]()
-    task = asyncio.create_task(serve(redis=redis, settings=settings, host="127.0.0.1", port=0,
-                                     on_ready=urls.put_nowait, stop=stop))  # fmt: skip
-    url = await asyncio.wait_for(urls.get(), 5)
+    """serve() binds, reports its URL with the real port, answers, and returns once stop is set."""
+    stop, ready = asyncio.Event(), asyncio.Queue[Sequence[str]]()
+    task = asyncio.create_task(
+        serve(redis=redis, settings=settings, host="127.0.0.1", port=0, on_ready=ready.put_nowait, stop=stop)
+    )
+    (url,) = await asyncio.wait_for(ready.get(), 5)
+    assert url.startswith("http://127.0.0.1:") and not url.endswith(":0")
     async with aiohttp.ClientSession() as session, session.get(f"{url}/healthz") as resp:
         assert resp.status == 200
     stop.set()
@@ -555,6 +578,12 @@ def test_embedded_job_schema_is_the_shipped_one() -> None:
     assert body["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/CallbackJob"}
 
 
+async def stalled_body() -> AsyncIterator[bytes]:
+    """A request body that starts and then never goes on (the server must give up on it)."""
+    yield b'{"from_line": '
+    await asyncio.Event().wait()
+
+
 async def test_every_route_and_status_is_documented(
     client: Client, redis: Redis, settings: Settings, sandbox: Sandbox
 ) -> None:
@@ -597,6 +626,11 @@ async def test_every_route_and_status_is_documented(
         await expect(401, "POST", "/v1/callbacks", json=JOB)
         await expect(413, "POST", "/v1/callbacks", data=b" " * (64 * 1024 + 1), headers=json_body)
         await expect(415, "POST", "/v1/callbacks", data=b"{}", headers={**AUTH, "Content-Type": "text/plain"})
+        await expect(
+            400, "POST", "/v1/callbacks", data=b"not gzip", headers={**json_body, "Content-Encoding": "gzip"}
+        )
+        async with serving(create_app(redis=redis, settings=settings, body_timeout_s=0.2)) as impatient:
+            await expect(408, "POST", "/v1/callbacks", data=stalled_body(), headers=json_body, via=impatient)
         await expect(422, "POST", "/v1/callbacks", json={**JOB, "to_number": "123"}, headers=AUTH)
         await expect(422, "POST", "/v1/callbacks", data=b"nope", headers=json_body)
         for template, path in (("/v1/callbacks", "/v1/callbacks"), (one, "/v1/callbacks/x")):
@@ -624,14 +658,17 @@ async def test_every_route_and_status_is_documented(
             name: dataclasses.replace(settings.portals["default"], name=name) for name in ("acme", "beta")
         }
         named = (
-            ApiToken("reader", "reader-token", access="read"),
-            ApiToken("acme", "acme-token", frozenset({"acme"})),
+            ApiToken("reader", "reader-token-0123456789", access="read"),
+            ApiToken("acme", "acme-token-0123456789", frozenset({"acme"})),
         )
         multi = make_settings(
             settings.redis_url, settings.key_prefix, portals, api_tokens=(TOKEN,), named_tokens=named
         )
         async with serving(create_app(redis=redis, settings=multi)) as scoped:
-            reader, acme = {"Authorization": "Bearer reader-token"}, {"Authorization": "Bearer acme-token"}
+            reader, acme = (
+                {"Authorization": "Bearer reader-token-0123456789"},
+                {"Authorization": "Bearer acme-token-0123456789"},
+            )
             await expect(403, "POST", "/v1/callbacks", json=JOB, headers=reader, via=scoped)
             await expect(
                 403, "POST", "/v1/callbacks", json={**JOB, "portal": "beta"}, headers=acme, via=scoped

@@ -21,12 +21,14 @@ Client = TestClient[web.Request, web.Application]
 
 FULL = "full-access-token"
 TOKENS = {
-    "shop": ApiToken(name="shop", token="shop-token", portals=frozenset({"acme"}), access="write"),
-    "auditor": ApiToken(name="auditor", token="auditor-token", portals=None, access="read"),
+    "shop": ApiToken(name="shop", token="shop-token-0123456789", portals=frozenset({"acme"}), access="write"),
+    "auditor": ApiToken(name="auditor", token="auditor-token-0123456789", portals=None, access="read"),
     "beta-reader": ApiToken(
-        name="beta-reader", token="beta-token", portals=frozenset({"beta"}), access="read"
+        name="beta-reader", token="beta-token-0123456789", portals=frozenset({"beta"}), access="read"
     ),
-    "pair": ApiToken(name="pair", token="pair-token", portals=frozenset({"acme", "beta"}), access="write"),
+    "pair": ApiToken(
+        name="pair", token="pair-token-0123456789", portals=frozenset({"acme", "beta"}), access="write"
+    ),
 }
 LATER = (datetime.now(UTC) + timedelta(days=1)).isoformat()
 JOB: dict[str, Any] = {

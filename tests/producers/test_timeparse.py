@@ -48,3 +48,10 @@ def test_parse_at_rejects() -> None:
     """A time that is not one of the accepted forms is an error naming them."""
     with pytest.raises(TimeParseError, match="is not a time"):
         parse_at("next friday", tz=MSK, now=NOW)
+
+
+@pytest.mark.parametrize("text", ["25:00", "24:00", "10:60", "9:99", "10:00:61"])
+def test_parse_at_rejects_impossible_times_of_day(text: str) -> None:
+    """A time of day out of range is a TimeParseError saying so, not some other ValueError."""
+    with pytest.raises(TimeParseError, match="is not a time of day"):
+        parse_at(text, tz=MSK, now=NOW)

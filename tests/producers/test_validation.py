@@ -30,6 +30,35 @@ def test_numbers_become_e164(number: str, e164: str) -> None:
     assert isinstance(result, Valid) and result.job.to_number == e164
 
 
+@pytest.mark.parametrize(
+    "number", [" +79111234567", "+79111234567 ", "\t8 (911) 123-45-67\r\n", "  89111234567  "]
+)
+def test_whitespace_around_a_number_is_stripped(number: str) -> None:
+    """Spaces, tabs and line breaks around a number are not part of it: stripped, then parsed."""
+    result = validate_job(
+        {"from_line": "l", "to_number": number, "text_to_pronounce": "t"},
+        settings=SETTINGS,
+        now=NOW,
+        job_id="j",
+    )
+    assert isinstance(result, Valid) and result.job.to_number == "+79111234567"
+
+
+@pytest.mark.parametrize(
+    "number", ["\u00a0+79111234567", "+7911\x0b1234567", "+79111234567\x00", "tel:+79111234567"]
+)
+def test_other_characters_around_a_number_are_refused(number: str) -> None:
+    """Other characters (no-break space, control characters, a scheme) are refused with the shape message."""
+    result = validate_job(
+        {"from_line": "l", "to_number": number, "text_to_pronounce": "t"},
+        settings=SETTINGS,
+        now=NOW,
+        job_id="j",
+    )
+    assert isinstance(result, Invalid)
+    assert [e.field for e in result.errors] == ["to_number"]
+
+
 def test_oversized_entry_is_refused_unread() -> None:
     """An entry over the size limit is rejected without being parsed."""
     raw = b"{" + b" " * MAX_ENTRY_BYTES + b"}"

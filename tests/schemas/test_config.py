@@ -29,7 +29,7 @@ MSK = ZoneInfo("Europe/Moscow")
 
 # The example of contract section 2, with a real-looking webhook URL.
 CONTRACT_EXAMPLE = f"""
-api_tokens = ["token-one-abc", "token-two-def"]  # bearer tokens accepted by `callq serve`
+api_tokens = ["token-one-abcdefgh", "token-two-defghijk"]  # bearer tokens accepted by `callq serve`
 
 [portals.acme]                       # a portal's name: [a-z0-9_-]+
 webhook_url = "{WEBHOOK}"
@@ -79,7 +79,7 @@ def test_contract_example_loads(tmp_path: Path) -> None:
     settings = load(tmp_path, CONTRACT_EXAMPLE)
     acme = settings.portal("acme")
     assert settings.config_path == tmp_path / "callq.toml"
-    assert settings.api_tokens == ("token-one-abc", "token-two-def")
+    assert settings.api_tokens == ("token-one-abcdefgh", "token-two-defghijk")
     assert (acme.webhook_url, acme.oauth, acme.timezone, acme.default_region) == (WEBHOOK, None, MSK, "RU")
     assert (acme.rate, acme.burst, acme.holidays, acme.closed_dates) == (
         2.0,
@@ -446,6 +446,15 @@ P = "callq.toml: portals.acme"
             f"{P}.oauth.token_url: must use https",
         ),
         (
+            OAUTH
+            + 'client_secret = "c"\nrefresh_token = "r"\ntoken_url = "https://u:p@o.example:8443/t/?s=1#f"',
+            f'{P}.oauth.token_url: must not have a query or fragment, got "https://o.example:8443/t/"',
+        ),
+        (
+            OAUTH + 'client_secret = "c"\nrefresh_token = "r"\ntoken_url = "http://127.0.0.1.evil.example/t"',
+            f"{P}.oauth.token_url: must use https (plain http is allowed only for loopback",
+        ),
+        (
             "[portals.acme]\nwebhook_url = 5",
             f"{P}.webhook_url: must be a webhook URL like https://acme.bitrix24.ru/rest/1/<code>/",
         ),
@@ -520,6 +529,22 @@ def test_environment_name_matching_two_portals_is_an_error(tmp_path: Path) -> No
         pytest.param(OAUTH + f'client_secret = "{SECRET}"', {}, id="oauth-missing"),
         pytest.param(OAUTH + f"client_secret = {{ value = '{SECRET}' }}", {}, id="oauth-type"),
         pytest.param(f'api_tokens = ["{SECRET}", ""]', {}, id="tokens"),
+        pytest.param(f'api_tokens = ["{SECRET}", "{SECRET[:5]}"]', {}, id="short-token"),
+        pytest.param(
+            OAUTH + f'client_secret = "c"\nrefresh_token = "r"\ntoken_url = "https://o.example/t?s={SECRET}"',
+            {},
+            id="token-url-query",
+        ),
+        pytest.param(
+            OAUTH + f'client_secret = "c"\nrefresh_token = "r"\ntoken_url = "http://o.example/t?s={SECRET}"',
+            {},
+            id="token-url-http-query",
+        ),
+        pytest.param(
+            OAUTH + f'client_secret = "c"\nrefresh_token = "r"\ntoken_url = "http://u:{SECRET}@o.example/t"',
+            {},
+            id="token-url-userinfo",
+        ),
         pytest.param(f'[portals]\nacme = "{WEBHOOK}"', {}, id="portal-as-string"),
         pytest.param(f'[portals.acme]\noauth = "{SECRET}"', {}, id="oauth-as-string"),
         pytest.param(f'redis_url = "http://:{SECRET}@cache:6379/0"', {}, id="redis-password"),
@@ -568,9 +593,34 @@ def test_redact_webhook_url(url: str, expected: str) -> None:
 
 def test_api_tokens_from_environment_replace_the_files(tmp_path: Path) -> None:
     """CALLQ_API_TOKENS is comma-separated, trimmed, and replaces the file's api_tokens."""
-    settings = load(tmp_path, 'api_tokens = ["from-file"]\n', {"CALLQ_API_TOKENS": " a1 , b2,, "})
-    assert settings.api_tokens == ("a1", "b2")
-    assert load(tmp_path, 'api_tokens = ["from-file"]\n').api_tokens == ("from-file",)
+    file_token, a1, b2 = "from-file-0123456789", "a1-0123456789abcdef", "b2-0123456789abcdef"
+    settings = load(tmp_path, f'api_tokens = ["{file_token}"]\n', {"CALLQ_API_TOKENS": f" {a1} , {b2},, "})
+    assert settings.api_tokens == (a1, b2)
+    assert load(tmp_path, f'api_tokens = ["{file_token}"]\n').api_tokens == (file_token,)
+
+
+@pytest.mark.parametrize(
+    ("toml", "env", "message"),
+    [
+        (
+            'api_tokens = ["0123456789abcdef", "x"]',
+            {},
+            "callq.toml: api_tokens: every token must be at least 16 characters long (token 2 of 2 is shorter)",
+        ),
+        (
+            None,
+            {"CALLQ_API_TOKENS": "0123456789abcde"},
+            "CALLQ_API_TOKENS: every token must be at least 16 characters long (the token is shorter)",
+        ),
+    ],
+)
+def test_short_api_tokens_are_refused(
+    tmp_path: Path, toml: str | None, env: dict[str, str], message: str
+) -> None:
+    """A bearer token under 16 characters is a configuration error naming the key, never the token."""
+    error = load_error(tmp_path, toml, env)
+    assert error.startswith(message)
+    assert "0123456789abcde" not in error and '"x"' not in error
 
 
 @pytest.mark.parametrize(
@@ -601,6 +651,9 @@ def test_outcome_retention_and_stream_length(
         ('default_region = "ru"', "RU"),
         ('webhook_url = "http://localhost:8080/rest/1/abc"', "http://localhost:8080/rest/1/abc/"),
         ('webhook_url = "http://[::1]:8080/rest/1/abc/"', "http://[::1]:8080/rest/1/abc/"),
+        ('webhook_url = "http://127.1:8080/rest/1/abc/"', "http://127.1:8080/rest/1/abc/"),
+        ('webhook_url = "http://127.0.0.2/rest/1/abc/"', "http://127.0.0.2/rest/1/abc/"),
+        ('webhook_url = "http://sandbox.localhost/rest/1/abc/"', "http://sandbox.localhost/rest/1/abc/"),
     ],
 )
 def test_normalised_values(tmp_path: Path, toml: str, value: object) -> None:

@@ -77,10 +77,11 @@ def test_plain_tokens_have_full_access_and_a_fingerprint_for_a_name(tmp_path: Pa
 def test_callq_api_tokens_adds_to_the_named_tokens(tmp_path: Path) -> None:
     """With named tables in the file, CALLQ_API_TOKENS adds full-access tokens beside them."""
     toml = f'[api_tokens.shop]\ntoken = "{SECRET}"\nportals = ["acme"]\naccess = "write"\n'
-    settings = load(tmp_path, toml, {"CALLQ_API_TOKENS": "a1,b2"})
+    first, second = "a1-0123456789abcdef", "b2-0123456789abcdef"
+    settings = load(tmp_path, toml, {"CALLQ_API_TOKENS": f"{first},{second}"})
     assert [t.name for t in settings.bearer_tokens()] == [
-        token_fingerprint("a1"),
-        token_fingerprint("b2"),
+        token_fingerprint(first),
+        token_fingerprint(second),
         "shop",
     ]
 

@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 from pydantic import ValidationError
 
-from schemas.job import CallbackJobIn
+from schemas.job import PHONE_PATTERN, CallbackJobIn
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "schemas" / "callback_job.schema.json").read_text())
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
@@ -25,6 +25,8 @@ VALID: list[dict[str, Any]] = [
     {**BASE, "idempotency_key": "k" * 200, "metadata": {"lead": 4711, "nested": {"a": [1, 2]}}},
     {**BASE, "text_to_pronounce": "x" * 2000},
     {**BASE, "voice": None, "portal": None, "metadata": None},
+    {**BASE, "to_number": " +79111234567 "},
+    {**BASE, "to_number": "\t8 (911) 123-45-67\r\n"},
 ]
 INVALID: list[dict[str, Any]] = [
     {"to_number": "+79111234567"},
@@ -34,6 +36,9 @@ INVALID: list[dict[str, Any]] = [
     {**BASE, "to_number": 79111234567},
     {**BASE, "to_number": "call me"},
     {**BASE, "to_number": "12"},
+    {**BASE, "to_number": "\u00a0+79111234567"},
+    {**BASE, "to_number": "+79111234567\x0b"},
+    {**BASE, "to_number": "\n+79111234567\x00"},
     {**BASE, "text_to_pronounce": ""},
     {**BASE, "text_to_pronounce": "x" * 2001},
     {**BASE, "portal": "Acme"},
@@ -81,6 +86,15 @@ def test_python_only_rules(job: dict[str, Any]) -> None:
     """Rules JSON Schema cannot express (named in its description) are enforced by the model."""
     assert VALIDATOR.is_valid(job)
     assert not model_accepts(job)
+
+
+def test_the_number_pattern_is_the_models() -> None:
+    """The schema's to_number pattern is the one the model checks (schemas.job.PHONE_PATTERN), and the
+    model strips the whitespace the pattern allows around a number."""
+    assert SCHEMA["properties"]["to_number"]["pattern"] == PHONE_PATTERN
+    assert (
+        CallbackJobIn.model_validate({**BASE, "to_number": " \t+79111234567\r\n"}).to_number == "+79111234567"
+    )
 
 
 def test_schema_is_valid_draft_2020_12() -> None:

@@ -8,6 +8,7 @@ told to stop picking jobs claims nothing more.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -20,6 +21,7 @@ from arq.utils import timestamp_ms
 from arq.worker import Worker, func
 from redis.asyncio import Redis
 
+from tests.helpers import wait_for
 from worker.dispatch import CLAIM, BatchClaimWorker
 
 
@@ -64,6 +66,21 @@ def test_the_arq_internals_it_relies_on_are_there() -> None:
     for attribute in ("self.job_counter", "self.tasks", "self.allow_pick_jobs", "self.in_progress_timeout_s",
                       "self.poll_delay_s", "self.health_check_interval"):  # fmt: skip
         assert attribute in source
+    # the lease, the heartbeat as the Redis-full probe, and finish_job sent until Redis takes it
+    finish_job = ["self", "job_id", "finish", "result_data", "result_timeout_s", "keep_result_forever"]
+    assert list(inspect.signature(Worker.finish_job).parameters) == [
+        *finish_job,
+        "incr_score",
+        "keep_in_progress",
+    ]
+    assert list(inspect.signature(Worker.record_health).parameters) == ["self"]
+    assert "await self.record_health()" in inspect.getsource(Worker.heart_beat)
+    assert "await self.heart_beat()" in inspect.getsource(Worker._poll_iteration)
+    health = inspect.getsource(Worker.record_health)
+    assert "self._last_health_check = now_ts" in health and "self.pool.psetex(" in health
+    run_job = inspect.getsource(Worker.run_job)
+    assert "await asyncio.wait_for(task, timeout_s)" in run_job
+    assert "await asyncio.shield(\n            self.finish_job(" in run_job
 
 
 class Tally:
@@ -185,6 +202,46 @@ async def test_after_a_poll_delay_it_returns_with_a_slot_free(
     assert worker.job_counter < worker.max_jobs
     assert 3 < len(worker.tasks) < len(ids)  # it went on as slots freed, and stopped part-way
     await _finish(worker)
+
+
+async def test_a_running_jobs_in_progress_key_is_a_lease_renewed_until_it_ends(
+    arq_pool: tuple[ArqRedis, str], prefix: str
+) -> None:
+    """A job running three times its lease keeps its in-progress key (no other worker may take it over);
+    the key goes when the job ends."""
+    pool, queue = arq_pool
+    (job_id,) = await _enqueue(pool, prefix, queue, 1)
+    release, started = asyncio.Event(), asyncio.Event()
+
+    async def long(ctx: dict[str, Any], n: int) -> None:
+        started.set()
+        await release.wait()
+
+    worker = _worker(pool, queue, long, poll_delay=0.05, lease_s=0.6)
+    main = asyncio.create_task(worker.main())
+    try:
+        await asyncio.wait_for(started.wait(), 5)
+        key = in_progress_key_prefix + job_id
+        deadline = asyncio.get_running_loop().time() + 1.8
+        lowest = 600
+        while asyncio.get_running_loop().time() < deadline:
+            ttl = await pool.pttl(key)
+            assert ttl > 0, "the lease lapsed while the job ran"
+            lowest = min(lowest, ttl)
+            await asyncio.sleep(0.05)
+        assert lowest > 200, "renewed every lease / 3, so never near its end"
+        release.set()
+
+        async def gone() -> bool:
+            return not await pool.exists(key)
+
+        await wait_for(gone, what="the in-progress key to go")
+    finally:
+        release.set()
+        main.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await main
+        await worker.close()
 
 
 async def _until(predicate: Any, timeout_s: float = 10.0) -> None:

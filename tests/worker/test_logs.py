@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 import structlog
+from aiohttp.http_exceptions import BadHttpMessage
 from redis.exceptions import OutOfMemoryError
 
 from producers.cli import json_output
@@ -79,17 +80,22 @@ def root_handlers() -> Iterator[None]:
 
 
 def test_stdlib_tracebacks_and_configured_secrets_are_masked(root_handlers: None) -> None:
-    """redis-py's exception text (EVALSHA arguments) and a configured secret are masked in stdlib and structlog lines."""
+    """redis-py's EVALSHA arguments, aiohttp's raw header and a configured secret are masked in every line."""
     stream = io.StringIO()
     configure_logging(json_output=True, level="DEBUG", redactor=Redactor(["s3cr3t-webhook"]), stream=stream)
     try:
         raise OutOfMemoryError(PIPELINE_ERROR)
     except OutOfMemoryError:
         logging.getLogger("redis.asyncio.client").exception("failed with s3cr3t-webhook")
+    try:  # what aiohttp's server logs for a header with a control character (raw bytes quoted)
+        raise BadHttpMessage("Invalid header value char:\n\n  b'Authorization: Bearer t0ken-abc\\x01'\n   ^")
+    except BadHttpMessage:
+        logging.getLogger("aiohttp.server").exception("Error handling request from %s", "127.0.0.1")
     structlog.get_logger("callq").warning("job.attempt_failed", description="webhook s3cr3t-webhook refused")
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     text = json.dumps(lines)
-    assert len(lines) == 2 and "maxmemory" in lines[0]["exception"]
+    assert len(lines) == 3 and "maxmemory" in lines[0]["exception"] and "Bearer ***" in lines[1]["exception"]
+    assert "t0ken-abc" not in text
     assert "s3cr3t-webhook" not in text
     assert "79111234567" not in text and "+7911***4567" in text
 
