@@ -10,7 +10,8 @@ that matches wins, and the named group that matched tells :mod:`schemas.redact` 
   ``password=``, ``token=``, ``api_token=`` (query or form).
 - ``member``: a JSON or Python-repr member with one of those names, ``authorization`` included.
 - ``header``: ``Authorization: [Bearer|Basic|Token|Digest] <credential>``.
-- ``bearer``: ``Bearer <token>`` anywhere.
+- ``bearer``: ``Bearer <token>`` anywhere, the token 8 characters or more and not a plain
+  lower-case word (prose such as "a bearer token" or "bearer authentication" stays readable).
 - ``userinfo``: the password of any ``scheme://user:password@`` URL (``redis://``, ``rediss://``,
   ``redis+sentinel://``, ``https://``...).
 
@@ -53,7 +54,7 @@ SECRETS = re.compile(
     | (?P<param>{_WORD_BEFORE}(?i:{_NAMES})=)[^&\s"'\\]+
     | (?P<member>(?P<q1>["'])(?i:{_NAMES}|authorization)(?P=q1)\s*:\s*(?P<q2>["']))(?:(?!(?P=q2))[^\\]|\\.)*
     | (?P<header>{_WORD_BEFORE}(?i:authorization)\s*[:=]\s*(?:(?i:bearer|basic|token|digest)\s+)?)[^\s"',;]+
-    | (?P<bearer>{_WORD_BEFORE}(?i:bearer)\s+)[^\s"',;]+
+    | (?P<bearer>{_WORD_BEFORE}(?i:bearer)\s+)(?=[^\s"',;]{{8}})(?![a-z]+(?:[\s"',;)]|$))[^\s"',;]+
     | (?P<userinfo>(?<![A-Za-z0-9+.\-])[A-Za-z][A-Za-z0-9+.\-]*+://[^\s:/@"']*:)[^\s@/"']+(?=@)
     """,
     re.VERBOSE | re.ASCII,

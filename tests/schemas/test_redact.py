@@ -107,6 +107,8 @@ def test_masked(text: str, expected: str) -> None:
         "Could not find line reg1332",
         "12345678901234567890",
         "the bearer-less request",
+        "callq serve needs at least one bearer token (CALLQ_API_TOKENS, or api_tokens in the TOML file)",
+        "bearer authentication, Bearer tokens",
     ],
 )
 def test_kept(text: str) -> None:
