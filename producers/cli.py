@@ -21,7 +21,7 @@ from schemas.config import PortalConfig, Settings, UnknownPortalError
 from schemas.keys import Keys
 from schemas.outcome import FINAL_STATUSES, Status
 from schemas.records import JobRecord
-from schemas.redact import mask_number
+from schemas.redact import mask_number, redact_value
 
 T = TypeVar("T")
 
@@ -128,7 +128,7 @@ def _print_submitted(
     if submitted.existing_job_id:
         data["existing_job_id"] = submitted.existing_job_id
     if as_json:
-        print(json.dumps(data, ensure_ascii=False), file=out)
+        print(json_output(data), file=out)
         return
     line = f"{submitted.job_id} {submitted.status}"
     if submitted.run_at:
@@ -210,7 +210,7 @@ async def cancel(
     if not cancelled:
         print(f"callq cancel: job {record.job_id} is {record.state} and cannot be cancelled", file=sys.stderr)
         if args.json:
-            print(json.dumps(record_view(record, settings=settings), ensure_ascii=False), file=out)
+            print(json_output(record_view(record, settings=settings)), file=out)
         return 1
     _print_record(record, settings=settings, as_json=args.json, out=out)
     return 0
@@ -256,7 +256,7 @@ async def list_jobs(
         start += page
     found = found[: args.limit]
     if args.json:
-        print(json.dumps([record_view(r, settings=settings) for r in found], ensure_ascii=False), file=out)
+        print(json_output([record_view(r, settings=settings) for r in found]), file=out)
         return 0
     for r in found:
         tz = settings.portals[r.job.portal].timezone if r.job.portal in settings.portals else UTC
@@ -266,6 +266,13 @@ async def list_jobs(
     if not found:
         print("no jobs", file=out)
     return 0
+
+
+def json_output(data: Any) -> str:
+    """``--json`` output: numbers and secrets masked in the data first (a producer's metadata too), so
+    that the masking of the CLI's output stream finds nothing left that would make the JSON invalid
+    (a bare 11-digit value masked in the text would no longer be a JSON number)."""
+    return json.dumps(redact_value(data), ensure_ascii=False)
 
 
 def record_view(record: JobRecord, *, settings: Settings) -> dict[str, Any]:
@@ -297,7 +304,7 @@ def _print_record(
     if halt is not None:
         view["portal_halted"] = halt
     if as_json:
-        print(json.dumps(view, ensure_ascii=False), file=out)
+        print(json_output(view), file=out)
         return
     tz = settings.portals[record.job.portal].timezone if record.job.portal in settings.portals else UTC
     head = f"{record.job_id} {record.state}"

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any, TextIO
 
 from redis.asyncio import Redis
 
 from producers.api import Producer
-from producers.cli import find_job, record_view
+from producers.cli import find_job, json_output, record_view
 from producers.deadletters import DeadLetters
 from producers.timeparse import TimeParseError, parse_duration
 from schemas.config import Settings
@@ -124,7 +123,7 @@ def _emit(
     rows: list[dict[str, Any]], as_json: bool, out: TextIO, *, empty: str = "", single: bool = False
 ) -> None:
     if as_json:
-        print(json.dumps(rows[0] if single else rows, ensure_ascii=False), file=out)
+        print(json_output(rows[0] if single else rows), file=out)
         return
     if not rows and empty:
         print(empty, file=out)

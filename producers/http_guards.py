@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from redis.exceptions import OutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from schemas.config import ApiToken
-from schemas.redact import mask_number
+from schemas.redact import redact_text
 
 log = structlog.get_logger("callq.http")
 
@@ -125,7 +124,6 @@ def json_response(data: Any, *, status: int = 200, headers: LooseHeaders | None 
 # Codes for the answers aiohttp raises itself (no route, wrong method, body over the limit).
 _AIOHTTP_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE"}
 _KEPT_HEADERS = (hdrs.ALLOW, hdrs.WWW_AUTHENTICATE, hdrs.RETRY_AFTER)
-_PHONE_LIKE = re.compile(r"\+?\d[\d\s().-]{4,}\d")
 
 
 def _from_http_exception(exc: web.HTTPException) -> web.Response:
@@ -140,7 +138,7 @@ def _log_path(request: web.Request) -> str:
     resource = request.match_info.route.resource
     if resource is not None:
         return resource.canonical
-    return _PHONE_LIKE.sub(lambda m: mask_number(m.group()) or "", request.path[:200])
+    return redact_text(request.path)[:200]
 
 
 @web.middleware

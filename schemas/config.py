@@ -42,10 +42,9 @@ from schemas.config_types import (
     Settings,
     UnknownPortalError,
     check_api_tokens,
-    redact_redis_url,
-    redact_webhook_url,
     token_fingerprint,
 )
+from schemas.redact import redact_redis_url, redact_webhook_url
 
 __all__ = [
     "DEFAULT_CONFIG_NAME",

@@ -34,9 +34,8 @@ from schemas.config_types import (
     ConfigError,
     OAuthConfig,
     PortalConfig,
-    redact_redis_url,
-    redact_webhook_url,
 )
+from schemas.redact import redact_redis_url, redact_webhook_url
 from schemas.redis_url import parse_sentinel_url
 
 # Secrets a portal may take from CALLQ_PORTAL_<NAME>_<SUFFIX> instead of the file.

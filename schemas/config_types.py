@@ -1,4 +1,4 @@
-"""Configuration types: the frozen settings objects, their errors, defaults and URL redaction.
+"""Configuration types: the frozen settings objects, their errors and defaults (URL masking: `schemas.redact`).
 
 `schemas.config` re-exports everything public here; import from there. This module sits at the
 bottom of the configuration modules (`config_toml`, `config_env` and `config` import it, it imports
@@ -8,18 +8,17 @@ none of them), so the readers can build these objects without an import cycle.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from types import MappingProxyType
 from typing import Literal
-from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
 from schemas.calendar import Calendar
 from schemas.hours import DEFAULT_HOURS, WeeklyHours
+from schemas.redact import redact_redis_url
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 DEFAULT_KEY_PREFIX = "callq"
@@ -32,7 +31,6 @@ MIN_API_TOKEN_CHARS = 16
 least 16 characters (``openssl rand -hex 32`` makes a good one), so that it cannot be guessed."""
 
 _UTC = ZoneInfo("UTC")
-_REST_PATH = re.compile(r"(?P<head>.*/rest/[^/]+/)(?P<code>[^/]+)(?P<tail>/.*)?")
 
 
 class ConfigError(Exception):
@@ -85,44 +83,6 @@ class UnknownPortalError(ConfigError, LookupError):
         else:
             detail = f"several portals are configured ({listing}); name one"
         super().__init__(detail)
-
-
-def redact_webhook_url(url: str) -> str:
-    """Hide the secret code of a Bitrix24 webhook URL.
-
-    Args:
-        url: For example `https://acme.bitrix24.ru/rest/1/s3cr3t/`.
-
-    Returns:
-        `https://acme.bitrix24.ru/rest/1/***/`; a path not shaped `/rest/<user>/<code>/` is hidden
-        whole, and so are credentials and a query.
-    """
-    try:
-        parts = urlsplit(url.strip())
-    except ValueError:
-        return "***"
-    if not parts.scheme or not parts.netloc:
-        return "***"
-    match = _REST_PATH.fullmatch(parts.path)
-    if match:
-        path = f"{match['head']}***{match['tail'] or ''}"
-    else:
-        path = parts.path if parts.path in ("", "/") else "/***"
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, host, path, "***" if parts.query else "", ""))
-
-
-def redact_redis_url(url: str) -> str:
-    """Hide the password (and any query) of a Redis URL, e.g. `redis://:***@cache:6379/0`."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "***"
-    userinfo, at, host = parts.netloc.rpartition("@")
-    if at:
-        user, colon, _ = userinfo.partition(":")
-        host = f"{user}:***@{host}" if colon else f"***@{host}"
-    return urlunsplit((parts.scheme, host, parts.path, "***" if parts.query else "", ""))
 
 
 @dataclass(frozen=True)

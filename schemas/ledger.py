@@ -21,7 +21,7 @@ from schemas import ledger_lua
 from schemas.bucket import EARLY_WAKE_S, PRECISE_WAIT_S, Bucket
 from schemas.job import CallbackJob
 from schemas.keys import ARQ_FUNCTION, Keys
-from schemas.outcome import Outcome, Status
+from schemas.outcome import Outcome, Status, stored_attempt_entry, stored_outcome
 from schemas.records import JobRecord, decode_record, decode_text, from_ms, to_ms
 
 __all__ = [  # with the names now in schemas.records, still importable from here
@@ -227,6 +227,7 @@ class Ledger:
         k = self.keys
         idem = k.idempotency(*idempotency_key) if idempotency_key else ""
         job_json = job.to_json() if job else "null"
+        outcome = stored_outcome(outcome, job)
         return await self._run_finalize(outcome, claim="", idem=idem, allowed="new", job_json=job_json)
 
     async def finalize(
@@ -256,8 +257,10 @@ class Ledger:
         claim = k.claim(job.portal, job.from_line, job.to_number)
         # a success ends a run of rate refusals on the portal (the pause doubles only within one)
         strikes = k.portal_strikes(job.portal) if outcome.status == "succeeded" else ""
+        if attempt is not None:
+            attempt = (attempt[0], stored_attempt_entry(attempt[1], job))
         return await self._run_finalize(
-            outcome,
+            stored_outcome(outcome, job),
             claim=claim,
             idem=idem,
             allowed=allowed,
@@ -351,9 +354,15 @@ class Ledger:
             return Start(verdict=v, attempt=int(value), seen_ms=int(decode_text(reply[2])))  # type: ignore[arg-type]
         return Start(verdict=v, attempt=0, state=value)  # type: ignore[arg-type]
 
-    async def finish_attempt(self, job_id: str, attempt: int, entry: dict[str, Any]) -> None:
-        """Store how attempt ``attempt`` ended (time, HTTP status, error code and description)."""
-        key, value = self.keys.job(job_id), json.dumps(entry, separators=(",", ":"))
+    async def finish_attempt(
+        self, job_id: str, attempt: int, entry: dict[str, Any], *, job: CallbackJob | None = None
+    ) -> None:
+        """Store how attempt ``attempt`` ended (time, HTTP status, error code and description).
+
+        The code and description are masked first (numbers, secrets; ``job``'s number exactly).
+        """
+        key = self.keys.job(job_id)
+        value = json.dumps(stored_attempt_entry(entry, job), separators=(",", ":"))
         await self.retry(
             lambda: cast(Awaitable[int], self.redis.hset(key, f"attempt:{attempt}", value)),
             where="attempt entry",

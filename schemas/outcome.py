@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, fields
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from schemas.job import CallbackJob
+from schemas.redact import number_spellings, redact_text
 
 
 class Status(StrEnum):
@@ -57,6 +59,21 @@ class OutcomeError:
     description: str
     fields: list[dict[str, str]] | None = None
 
+    def redacted(self, numbers: Sequence[str] = ()) -> OutcomeError:
+        """This error with numbers and secrets masked (code, description, each field error), as stored.
+
+        Args:
+            numbers: spellings of the job's number, masked exactly (:func:`schemas.redact.number_spellings`).
+        """
+        fields = self.fields
+        if fields is not None:
+            fields = [{k: redact_text(v, numbers=numbers) for k, v in item.items()} for item in fields]
+        return OutcomeError(
+            code=redact_text(self.code, numbers=numbers),
+            description=redact_text(self.description, numbers=numbers),
+            fields=fields,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, without ``fields`` when there are none."""
         data: dict[str, Any] = {"code": self.code, "description": self.description}
@@ -96,6 +113,11 @@ class Outcome:
         data.update(extra)
         return data
 
+    def redacted(self, numbers: Sequence[str] = ()) -> Outcome:
+        """This outcome with its error masked (:meth:`OutcomeError.redacted`). What the producer sent
+        and gets echoed (``metadata``, ``idempotency_key``) is left as it is: the contract echoes it."""
+        return self if self.error is None else replace(self, error=self.error.redacted(numbers))
+
     def to_json(self) -> str:
         """Encode for the outcome stream."""
         return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
@@ -127,3 +149,27 @@ def outcome_for(
         intake_id=job.intake_id,
         replay_of=job.replay_of,
     )
+
+
+_OUTSIDE_TEXT = ("code", "description")
+"""The members of an attempt entry that hold text from outside (a portal's answer, an exception)."""
+
+
+def _numbers(job: CallbackJob | None) -> tuple[str, ...]:
+    return number_spellings(job.to_number) if job is not None and job.to_number else ()
+
+
+def stored_outcome(outcome: Outcome, job: CallbackJob | None) -> Outcome:
+    """The outcome as stored: its error masked, whoever built it (the last guard before Redis)."""
+    return outcome if outcome.error is None else outcome.redacted(_numbers(job))
+
+
+def stored_attempt_entry(entry: dict[str, Any], job: CallbackJob | None) -> dict[str, Any]:
+    """An attempt entry as stored: its code and description masked (a success has neither)."""
+    if not any(isinstance(entry.get(name), str) for name in _OUTSIDE_TEXT):
+        return entry
+    numbers = _numbers(job)
+    return {
+        k: redact_text(v, numbers=numbers) if k in _OUTSIDE_TEXT and isinstance(v, str) else v
+        for k, v in entry.items()
+    }

@@ -35,7 +35,7 @@ from redis.asyncio import Redis
 
 from schemas.config import OAuthConfig, PortalConfig
 from schemas.ledger import WriteRetry, send_once
-from schemas.redact import redact_secrets
+from schemas.redact import Redactor
 from worker.bitrix import USER_AGENT
 from worker.classify import EXPIRED_TOKEN_CODES
 from worker.errors import AuthRefused, AuthUnavailable, BitrixApiError
@@ -262,7 +262,9 @@ class PortalAuth:
             ) as response:
                 return response.status, await response.text(errors="replace")
         except (aiohttp.ClientError, TimeoutError) as exc:
-            description = redact_secrets(f"token endpoint unreachable: {type(exc).__name__}: {exc}")
+            # the exception may quote the request URL, with the client secret and refresh token
+            known = Redactor([oauth.client_secret, refresh_token])
+            description = known.text(f"token endpoint unreachable: {type(exc).__name__}: {exc}")
             raise AuthUnavailable(portal=name, description=description) from None
 
     async def _stored(self, name: str, oauth: OAuthConfig) -> TokenSet | None:

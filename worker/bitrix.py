@@ -7,12 +7,13 @@ runner's decision (:mod:`worker.classify`), because the method has no idempotenc
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
-from schemas.redact import redact_secrets
+from schemas.redact import Redactor, number_spellings, redact_text, webhook_code
 from worker.errors import BitrixApiError, BitrixHttpError, TransportError
 
 USER_AGENT = "callq/0.1 (+https://github.com/callq)"
@@ -58,6 +59,7 @@ async def call_method(
         TransportError: no answer; ``phase`` tells whether the request may have been sent.
     """
     url = method_url(base_url, method)
+    mask = request_masker(base_url, params)
     try:
         async with session.post(
             url,
@@ -69,34 +71,52 @@ async def call_method(
             status = response.status
             text = await response.text(errors="replace")
     except aiohttp.ConnectionTimeoutError as exc:
-        raise TransportError(phase="connect", description=f"connect timeout: {exc}") from None
+        raise TransportError(phase="connect", description=mask(f"connect timeout: {exc}")) from None
     except aiohttp.ClientConnectorError as exc:
         # refused, DNS failure, TLS handshake: the request never left this machine
-        raise TransportError(phase="connect", description=redact_secrets(f"cannot connect: {exc}")) from None
+        raise TransportError(phase="connect", description=mask(f"cannot connect: {exc}")) from None
     except TimeoutError as exc:
         raise TransportError(phase="sent", description=f"no answer in time: {type(exc).__name__}") from None
     except aiohttp.ClientError as exc:
         raise TransportError(
-            phase="sent", description=redact_secrets(f"connection lost: {type(exc).__name__}: {exc}")
+            phase="sent", description=mask(f"connection lost: {type(exc).__name__}: {exc}")
         ) from None
-    return status, parse_body(status, text)
+    return status, parse_body(status, text, mask=mask)
 
 
-def parse_body(status: int, text: str) -> dict[str, Any]:
-    """Parse a Bitrix24 answer; raise the matching error unless it carries a ``result``."""
+def request_masker(base_url: str, params: dict[str, Any]) -> Callable[[str], str]:
+    """Masks what one request knows it sends: its webhook code, its access token (``auth``) and
+    its ``TO_NUMBER`` in every spelling, exactly, besides everything masked by shape. A portal's
+    error description that echoes them is stored and logged without them."""
+    redactor = Redactor(
+        [code for code in (webhook_code(base_url), params.get("auth")) if isinstance(code, str)]
+    )
+    number = params.get("TO_NUMBER")
+    numbers = number_spellings(number) if isinstance(number, str) else ()
+    return lambda text: redactor.text(text, numbers)
+
+
+def parse_body(status: int, text: str, *, mask: Callable[[str], str] = redact_text) -> dict[str, Any]:
+    """Parse a Bitrix24 answer; raise the matching error unless it carries a ``result``.
+
+    Args:
+        status: the HTTP status.
+        text: the body.
+        mask: masks numbers and secrets in what an error keeps of the answer.
+    """
     try:
         body = json.loads(text)
     except ValueError:
-        raise BitrixHttpError(http_status=status, body=redact_secrets(text)) from None
+        raise BitrixHttpError(http_status=status, body=mask(text)) from None
     if isinstance(body, dict) and "error" in body:
         raise BitrixApiError(
             http_status=status,
-            code=str(body["error"]),
-            description=str(body.get("error_description") or ""),
-            body=redact_secrets(text[:2000]),
+            code=mask(str(body["error"])),
+            description=mask(str(body.get("error_description") or "")),
+            body=mask(text)[:2000],
         )
     if status != 200 or not isinstance(body, dict) or "result" not in body:
-        raise BitrixHttpError(http_status=status, body=redact_secrets(text))
+        raise BitrixHttpError(http_status=status, body=mask(text))
     return body
 
 
@@ -137,7 +157,7 @@ async def start_callback(
         raise BitrixApiError(
             http_status=status,
             code="CALLBACK_NOT_STARTED",
-            description=f"unexpected result: {result!r}"[:300],
+            description=request_masker(base_url, params)(f"unexpected result: {result!r}")[:300],
         )
     call_id = result.get("CALL_ID")
     timing = body.get("time")

@@ -20,9 +20,10 @@ from redis.exceptions import RedisError
 from producers import cli as producer_cli
 from producers import dead_cli
 from schemas.config import ConfigError, Settings, load_settings
+from schemas.redact import Redactor, known_secrets, number_spellings
 from schemas.redis_errors import describe_redis_error
 from schemas.redis_url import close_client, redis_client
-from worker.logs import configure_logging
+from worker.logs import RedactingStream, configure_logging
 from worker.redis_check import RedisUnavailable, ensure_redis
 from worker.serve import add_serve_arguments, run_serve_command
 
@@ -125,10 +126,23 @@ def _lease_seconds(text: str) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``callq`` console script."""
+    """Entry point of the ``callq`` console script.
+
+    Everything it prints goes through :class:`worker.logs.RedactingStream` (numbers and secrets
+    masked, the configured secrets and an ``enqueue --to`` number exactly), and so do its logs.
+    """
+    out, err = RedactingStream(sys.stdout), RedactingStream(sys.stderr)
+    sys.stdout, sys.stderr = out, err
+    try:
+        return _main(argv, out, err)
+    finally:
+        sys.stdout, sys.stderr = out.raw, err.raw
+        out.flush()
+        err.flush()
+
+
+def _main(argv: Sequence[str] | None, out: RedactingStream, err: RedactingStream) -> int:
     args = build_parser().parse_args(argv)
-    fmt = args.log_format
-    configure_logging(json_output=None if fmt == "auto" else fmt == "json", level=args.log_level.upper())
     overrides: dict[str, Any] = {
         k: v for k, v in (("redis_url", args.redis_url), ("key_prefix", args.key_prefix)) if v
     }
@@ -137,6 +151,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"callq: configuration error: {exc}", file=sys.stderr)
         return 2
+    redactor = Redactor(known_secrets(settings))
+    numbers = _numbers_in_play(args, settings)
+    for stream in (out, err):
+        stream.redactor, stream.numbers = redactor, numbers
+    if args.command == "sandbox":  # it prints its own webhook URL on purpose: a local test portal's code
+        sys.stdout, sys.stderr = out.raw, err.raw
+    json_output = None if args.log_format == "auto" else args.log_format == "json"
+    configure_logging(
+        json_output=json_output, level=args.log_level.upper(), redactor=redactor, stream=err.raw
+    )
     try:
         return asyncio.run(_dispatch(args, settings))
     except KeyboardInterrupt:
@@ -144,6 +168,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RedisUnavailable as exc:
         print(f"callq: {exc}", file=sys.stderr)
         return 2
+
+
+def _numbers_in_play(args: argparse.Namespace, settings: Settings) -> tuple[str, ...]:
+    """The number ``callq enqueue --to`` was given, in every spelling, to mask in what it prints."""
+    if args.command != "enqueue":
+        return ()
+    portal = settings.portals.get(args.portal or "") or next(iter(settings.portals.values()), None)
+    return number_spellings(args.to, portal.default_region if portal else None)
 
 
 async def _resume(portal: str, settings: Settings, redis: Redis) -> int:
@@ -166,7 +198,7 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "check":
         from worker.check import run_check
 
-        return await run_check(settings, as_json=args.json)
+        return await run_check(settings, as_json=args.json, out=sys.stdout)
     if args.command == "sandbox":
         from worker.demo import serve_sandbox
 
@@ -185,9 +217,10 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             if args.command == "resume":
                 return await _resume(args.portal, ready, redis)
             if args.command == "dead":
-                return await dead_cli.dead(args, settings=ready, redis=redis)
+                return await dead_cli.dead(args, settings=ready, redis=redis, out=sys.stdout)
             handler = getattr(producer_cli, "list_jobs" if args.command == "list" else args.command)
-            return int(await handler(args, settings=ready, redis=redis))
+            # sys.stdout is the masking stream now, not the one the handlers' defaults were bound to
+            return int(await handler(args, settings=ready, redis=redis, out=sys.stdout))
         except RedisError as exc:
             print(f"callq {args.command}: {describe_redis_error(exc)}", file=sys.stderr)
             return 2

@@ -9,11 +9,18 @@
     │   └── TransportError       no answer: ``phase`` says whether the request can have been sent
     ├── AuthRefused              an OAuth refresh refused for good (:mod:`worker.auth`): re-authorize the app
     └── AuthUnavailable          the token endpoint could not be reached (:mod:`worker.auth`): try later
+
+Text from outside (a portal's error description and body, an exception's message) is masked as each
+error is built (:func:`schemas.redact.redact_text`), so that no number or secret it echoes reaches
+an outcome, an attempt entry, a halt reason or a log line. The request's own secrets and number are
+masked exactly by :mod:`worker.bitrix` before it builds the error.
 """
 
 from __future__ import annotations
 
 from typing import Literal
+
+from schemas.redact import redact_text
 
 
 class CallqError(Exception):
@@ -26,15 +33,15 @@ class BitrixCallError(CallqError):
     Attributes:
         http_status: the HTTP status, or None if there was no answer.
         code: Bitrix24's error code (as sent; compare case-insensitively), or None.
-        description: what went wrong, safe to store (no secrets).
+        description: what went wrong, safe to store (numbers and secrets masked).
     """
 
     http_status: int | None = None
     code: str | None = None
 
     def __init__(self, description: str) -> None:
-        super().__init__(description)
-        self.description = description
+        self.description = redact_text(description)
+        super().__init__(self.description)
 
 
 class BitrixApiError(BitrixCallError):
@@ -43,8 +50,8 @@ class BitrixApiError(BitrixCallError):
     def __init__(self, *, http_status: int, code: str, description: str, body: str = "") -> None:
         super().__init__(description)
         self.http_status = http_status
-        self.code = code
-        self.body = body
+        self.code = redact_text(code)
+        self.body = redact_text(body)
 
     def __str__(self) -> str:
         return f"{self.code} (HTTP {self.http_status}): {self.description}"
@@ -54,6 +61,7 @@ class BitrixHttpError(BitrixCallError):
     """The portal answered with something that is not a Bitrix24 result or error body."""
 
     def __init__(self, *, http_status: int, body: str) -> None:
+        body = redact_text(body)  # before cutting it short: a cut must not leave half a number unmasked
         super().__init__(f"HTTP {http_status} without a Bitrix24 body: {body[:300]!r}")
         self.http_status = http_status
         self.body = body
@@ -87,6 +95,7 @@ class AuthRefused(CallqError):
     """
 
     def __init__(self, *, portal: str, code: str, description: str, http_status: int | None = None) -> None:
+        code, description = redact_text(code), redact_text(description)
         super().__init__(f"{code}: {description}")
         self.portal, self.code, self.description, self.http_status = portal, code, description, http_status
 
@@ -101,5 +110,6 @@ class AuthUnavailable(CallqError):
     """
 
     def __init__(self, *, portal: str, description: str, http_status: int | None = None) -> None:
+        description = redact_text(description)
         super().__init__(description)
         self.portal, self.description, self.http_status = portal, description, http_status

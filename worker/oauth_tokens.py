@@ -15,7 +15,7 @@ from typing import Literal
 
 from schemas.config import OAuthConfig
 from schemas.keys import Keys
-from schemas.redact import redact_secrets
+from schemas.redact import redact_text
 from worker.errors import AuthRefused, AuthUnavailable
 
 DEFAULT_LIFETIME_S = 3600.0  # bitrix24.md §5: `expires_in` is 3600
@@ -153,7 +153,7 @@ def parse_token_response(
     except ValueError:
         body = None
     if isinstance(body, dict) and body.get("error"):
-        code, description = str(body["error"]), redact_secrets(str(body.get("error_description") or ""))
+        code, description = str(body["error"]), redact_text(str(body.get("error_description") or ""))
         if classify_token_error(http_status, code) == "refused":
             raise AuthRefused(portal=portal, code=code, description=description, http_status=http_status)
         raise AuthUnavailable(portal=portal, description=f"{code}: {description}", http_status=http_status)
@@ -163,7 +163,7 @@ def parse_token_response(
         or not body.get("access_token")
         or not body.get("refresh_token")
     ):
-        shown = redact_secrets(text[:200])
+        shown = redact_text(text)[:200]
         raise AuthUnavailable(
             portal=portal, description=f"no tokens in HTTP {http_status}: {shown!r}", http_status=http_status
         )

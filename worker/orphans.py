@@ -26,6 +26,7 @@ from redis.exceptions import RedisError
 from schemas.outcome import ErrorCode, Status
 from worker.deps import Deps
 from worker.failures import handle_interrupted
+from worker.logs import KNOWN_NUMBERS, bind_job_number
 from worker.settle import end_job
 
 log = structlog.get_logger("callq.worker")
@@ -54,6 +55,7 @@ async def _judge(deps: Deps, job_id: str, *, seen_ms: int) -> None:
         return
     portal = deps.settings.portals.get(record.job.portal)
     structlog.contextvars.bind_contextvars(job_id=job_id, portal=record.job.portal, line=record.job.from_line)
+    bind_job_number(record.job.to_number)
     try:
         log.warning(EVENT_ORPHAN, attempt=record.attempts)
         deps.metrics.orphans_ended.labels(portal=record.job.portal).inc()
@@ -69,7 +71,7 @@ async def _judge(deps: Deps, job_id: str, *, seen_ms: int) -> None:
             return
         await handle_interrupted(deps, record, portal, attempt=record.attempts, seen_ms=seen_ms)
     finally:
-        structlog.contextvars.unbind_contextvars("job_id", "portal", "line")
+        structlog.contextvars.unbind_contextvars("job_id", "portal", "line", KNOWN_NUMBERS)
 
 
 async def keep_reconciling(deps: Deps) -> None:

@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 from schemas.bucket import GCRA_RESERVE, Bucket
 from schemas.keys import Keys
 from schemas.ledger import WriteRetry, send_once
+from schemas.redact import redact_text
 
 RESERVE = (
     GCRA_RESERVE
@@ -83,8 +84,15 @@ class RateLimiter:
         self._pause = redis.register_script(PAUSE)
 
     async def halt(self, portal: str, *, code: str, description: str, seconds: float) -> None:
-        """Halt every request to ``portal`` for ``seconds`` (credentials refused, manual block)."""
-        reason = {"code": code, "description": description[:300], "since": datetime.now(UTC).isoformat()}
+        """Halt every request to ``portal`` for ``seconds`` (credentials refused, manual block).
+
+        The reason is shown by ``callq status`` and the HTTP API: its text is masked before it is stored.
+        """
+        reason = {
+            "code": redact_text(code),
+            "description": redact_text(description)[:300],
+            "since": datetime.now(UTC).isoformat(),
+        }
         key, value, px = self.keys.portal_halt(portal), json.dumps(reason), int(seconds * 1000)
         await self.retry(lambda: self.redis.set(key, value, px=px), where="portal halt")
 

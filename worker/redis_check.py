@@ -14,7 +14,8 @@ from urllib.parse import urlparse
 import structlog
 from redis.exceptions import RedisError
 
-from schemas.config import Settings
+from schemas.config import Settings, redact_redis_url
+from schemas.redact import redact_text
 from schemas.redis_url import close_client, redis_client
 
 log = structlog.get_logger("callq")
@@ -61,9 +62,10 @@ async def ensure_redis(settings: Settings, *, allow_throwaway: bool) -> AsyncIte
         return
     host = urlparse(settings.redis_url).hostname or ""
     binary = shutil.which("redis-server")
+    shown = redact_redis_url(settings.redis_url)  # the password, if any, stays out of the message
     if not (allow_throwaway and binary and host in ("localhost", "127.0.0.1", "::1")):
         raise RedisUnavailable(
-            f"no Redis answers at {settings.redis_url} ({problem}). Start one (e.g. `redis-server`), "
+            f"no Redis answers at {shown} ({redact_text(problem)}). Start one (e.g. `redis-server`), "
             "or point CALLQ_REDIS_URL / --redis-url at yours."
         )
     port = free_port()
@@ -79,10 +81,8 @@ async def ensure_redis(settings: Settings, *, allow_throwaway: bool) -> AsyncIte
                     break
                 await asyncio.sleep(0.05)
             else:
-                raise RedisUnavailable(
-                    f"no Redis at {settings.redis_url}, and a throwaway redis-server did not start"
-                )
-            log.warning("redis.throwaway_started", configured=settings.redis_url, url=url,
+                raise RedisUnavailable(f"no Redis at {shown}, and a throwaway redis-server did not start")
+            log.warning("redis.throwaway_started", configured=shown, url=url,
                         hint="nothing answered at the configured URL; this Redis is gone when callq stops")  # fmt: skip
             yield dataclasses.replace(settings, redis_url=url)
         finally:

@@ -28,6 +28,7 @@ from worker.classify import Verdict, classify
 from worker.deps import Deps
 from worker.errors import AuthRefused, AuthUnavailable, BitrixCallError, TransportError
 from worker.failures import auth_error, handle_failure, handle_interrupted, handle_unknown
+from worker.logs import bind_job_number
 from worker.oauth_tokens import Credentials
 from worker.pacing import take_slots
 from worker.settle import defer_busy, durably, end_job, put_back, retry_at
@@ -57,6 +58,7 @@ async def run_job(deps: Deps, job_id: str) -> float | None:
     job = record.job
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(job_id=job_id, portal=job.portal, line=job.from_line)
+    bind_job_number(job.to_number)  # masked in every line of this run, whatever text echoes it
     portal = deps.settings.portals.get(job.portal)
     if portal is None:
         return await end_job(
@@ -218,7 +220,7 @@ async def _failed(
     entry: dict[str, Any],
 ) -> float | None:
     """Record how a failed attempt ended, then act on its verdict."""
-    await deps.ledger.finish_attempt(record.job_id, attempt, entry)
+    await deps.ledger.finish_attempt(record.job_id, attempt, entry, job=record.job)
     return await handle_failure(deps, record, portal, error, verdict=verdict, attempt=attempt, spent=spent)
 
 

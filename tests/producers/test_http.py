@@ -470,7 +470,7 @@ async def test_requests_are_logged_without_token_or_number(client: Client) -> No
         ("POST", "/v1/callbacks", 202),
         ("GET", "/v1/callbacks/{id}", 404),
         ("GET", "/v2/79***67", 404),
-        ("GET", "/v2/+7 91***5-67/x", 404),
+        ("GET", "/v2/+7911***4567/x", 404),
     ]
     assert requests[0]["job_id"] == submitted["job_id"]
     assert all(isinstance(r["duration_ms"], float) for r in requests)
