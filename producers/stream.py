@@ -2,7 +2,7 @@
 
 Entries are read through the consumer group ``callq``; an entry is acknowledged (and deleted)
 only after it is stored as a job or as a rejection. The job id is derived from the entry id (an
-HMAC keyed by the deployment's secret, :func:`schemas.job.intake_job_id`), so an entry delivered
+HMAC keyed by the deployment's secret, :func:`schemas.wire.job.intake_job_id`), so an entry delivered
 twice (a consumer died before its XACK) is the same job, not a second call, yet nobody can guess a
 job id from an entry id. Entries left pending by a consumer that died are taken over with
 XAUTOCLAIM; one admitted by a worker of 0.2 or earlier keeps the job id it got then.
@@ -23,14 +23,14 @@ from redis.exceptions import RedisError, ResponseError
 
 from producers.api import Producer
 from producers.validation import FieldError, Invalid
-from schemas.job import intake_job_id, legacy_intake_job_id
-from schemas.keys import INTAKE_GROUP, Keys
-from schemas.secret import deployment_secret, derive_key
+from schemas.store.keys import INTAKE_GROUP, Keys
+from schemas.store.secret import deployment_secret, derive_key
+from schemas.wire.job import intake_job_id, legacy_intake_job_id
 
 log = structlog.get_logger("callq.intake")
 
 INTAKE_ID_PURPOSE = "intake job id"
-"""What the deployment's secret is derived for here (:func:`schemas.secret.derive_key`)."""
+"""What the deployment's secret is derived for here (:func:`schemas.store.secret.derive_key`)."""
 
 
 async def entry_job_id(redis: Redis, keys: Keys, entry_id: str) -> str:

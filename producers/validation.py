@@ -15,10 +15,10 @@ import phonenumbers
 from pydantic import ValidationError
 
 from producers.strict_json import JsonProblem, check_storable, decode_strict
-from schemas.calendar import Expired, default_deadline, earliest_run
 from schemas.config import PortalConfig, Settings, UnknownPortalError
-from schemas.job import JOB_FIELDS, MAX_HORIZON, CallbackJob, CallbackJobIn, format_utc, parse_rfc3339
-from schemas.redact import redact_text
+from schemas.policy.calendar import Expired, default_deadline, earliest_run
+from schemas.policy.redact import redact_text
+from schemas.wire.job import JOB_FIELDS, MAX_HORIZON, CallbackJob, CallbackJobIn, format_utc, parse_rfc3339
 
 
 @dataclass(frozen=True)
@@ -180,7 +180,7 @@ def _schedule(
 def beyond_horizon(
     *, not_before: datetime | None, deadline: datetime | None, now: datetime
 ) -> list[FieldError]:
-    """Errors for a ``not_before`` or ``deadline`` beyond :data:`schemas.job.MAX_HORIZON` from now.
+    """Errors for a ``not_before`` or ``deadline`` beyond :data:`schemas.wire.job.MAX_HORIZON` from now.
 
     A job waits, and holds its line + number, until its deadline: a year-3000 date would hold it for
     centuries, and is far more likely a mistake than a plan.

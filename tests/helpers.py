@@ -15,8 +15,8 @@ import aiohttp
 from arq.worker import Worker
 
 from schemas.config import PortalConfig, Settings
-from schemas.keys import Keys
-from worker.app import WorkerOptions, build_worker, open_pool
+from schemas.store.keys import Keys
+from worker.service.app import WorkerOptions, build_worker, open_pool
 
 NEUTRAL_CWD = tempfile.gettempdir()
 """Where callq subprocesses start: no callq.toml there, and not tests/ (whose `worker` package is the
@@ -117,7 +117,7 @@ async def run_callq(args: list[str], env: dict[str, str], *, timeout_s: float = 
     import sys
 
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "worker.cli", *args, env=env, cwd=NEUTRAL_CWD,
+        sys.executable, "-m", "ops.cli.main", *args, env=env, cwd=NEUTRAL_CWD,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await asyncio.wait_for(proc.communicate(), timeout=timeout_s)

@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 from redis.asyncio import Redis
 
-from schemas.keys import Keys
+from schemas.store.keys import Keys
 from tests.helpers import NEUTRAL_CWD, run_callq, wait_for
 
 REDIS_PASSWORD = "rEd1sPa55w0rdQx"
@@ -115,7 +115,17 @@ def raw_request(port: int, request: bytes) -> bytes:
 @contextlib.asynccontextmanager
 async def serve_process(port: int, env: dict[str, str], written: Written) -> AsyncIterator[str]:
     """``callq --log-level DEBUG serve`` in its own process until the block ends; its output is kept."""
-    args = ["-m", "worker.cli", "--log-format", "json", "--log-level", "DEBUG", "serve", "--port", str(port)]
+    args = [
+        "-m",
+        "ops.cli.main",
+        "--log-format",
+        "json",
+        "--log-level",
+        "DEBUG",
+        "serve",
+        "--port",
+        str(port),
+    ]
     pipe = asyncio.subprocess.PIPE
     proc = await asyncio.create_subprocess_exec(
         sys.executable, *args, env=env, cwd=NEUTRAL_CWD, stdout=pipe, stderr=pipe

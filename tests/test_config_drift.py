@@ -15,14 +15,14 @@ from redis.asyncio import Redis
 from structlog.testing import capture_logs
 
 from ops.sandbox import SandboxHandle
-from producers.http import create_app
+from producers.http.app import create_app
 from schemas.config import Settings
-from schemas.config_registry import ConfigRegistry
-from schemas.keys import Keys
-from schemas.secret import deployment_secret
+from schemas.config.drift import ConfigWatch, serve_config_check
+from schemas.config.registry import ConfigRegistry
+from schemas.store.keys import Keys
+from schemas.store.secret import deployment_secret
 from tests.helpers import make_settings, run_callq, running_worker, sandbox_portal, wait_for
 from tests.processes import write_config
-from worker.config_watch import ConfigWatch, serve_config_check
 
 
 def settings_for(redis_url: str, prefix: str, url: str, **changes: Any) -> Settings:

@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 from ops.redis_server import RedisServer, free_port
 from ops.sandbox import Fault, Sandbox, SandboxHandle, SandboxPortal, running_sandbox
 from producers.stream import entry_job_id
-from schemas.keys import Keys
+from schemas.store.keys import Keys
 from tests.helpers import wait_for, wait_outcomes
 from tests.leaks import (
     API_TOKEN,

@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 
 from ops.redis_server import RedisServer, free_port
 from ops.sandbox import SandboxHandle
-from schemas.keys import Keys
+from schemas.store.keys import Keys
 from tests.helpers import wait_for, wait_outcomes
 from tests.leaks import API_TOKEN, REDIS_PASSWORD, TEXT, Written, callq_env, job
 from tests.processes import WorkerProcess, write_config

@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 from ops.redis_server import RedisServer
 from ops.sandbox import Fault, Sandbox, SandboxPortal, running_sandbox
 from producers.api import Producer
-from schemas.keys import Keys
+from schemas.store.keys import Keys
 from tests.helpers import make_settings, read_outcomes, sandbox_portal, wait_for
 from tests.processes import WorkerProcess, write_config
 

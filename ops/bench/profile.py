@@ -17,8 +17,8 @@ from redis.asyncio import Redis
 from ops.bench.common import callback_jobs, push_intake, wait_outcomes
 from ops.bench.harness import bench_env
 from ops.bench.worker_proc import settings_for
-from worker.app import WorkerOptions, build_worker, open_pool
-from worker.logs import configure_logging
+from ops.cli.logs import configure_logging
+from worker.service.app import WorkerOptions, build_worker, open_pool
 
 PORTALS = [f"p{n}" for n in range(10)]
 

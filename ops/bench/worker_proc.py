@@ -8,9 +8,9 @@ import dataclasses
 from types import MappingProxyType
 
 from ops.bench.common import run_until_stopped
+from ops.cli.logs import configure_logging
 from schemas.config import PortalConfig, Settings
-from worker.app import WorkerOptions, build_worker, open_pool
-from worker.logs import configure_logging
+from worker.service.app import WorkerOptions, build_worker, open_pool
 
 ALWAYS_OPEN = MappingProxyType({day: ((0, 1440),) for day in range(7)})
 

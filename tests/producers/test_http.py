@@ -22,10 +22,10 @@ from referencing.jsonschema import DRAFT202012
 from structlog.testing import capture_logs
 
 from ops.sandbox import Fault, Sandbox, SandboxHandle
-from producers.http import NoTokensError, PublicNoAuthError, create_app, serve
-from producers.http_guards import GUARD
+from producers.http.app import NoTokensError, PublicNoAuthError, create_app, serve
+from producers.http.guards import GUARD
 from schemas.config import ApiToken, ConfigError, Settings
-from schemas.keys import Keys
+from schemas.store.keys import Keys
 from tests.helpers import (
     make_settings,
     read_outcomes,

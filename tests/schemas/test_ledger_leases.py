@@ -10,10 +10,10 @@ import pytest
 from redis.asyncio import Redis
 
 from producers.api import Producer
-from schemas.keys import Keys
-from schemas.ledger import Ledger
-from schemas.outcome import ErrorCode, OutcomeError, Status, outcome_for
-from schemas.records import to_ms
+from schemas.store.keys import Keys
+from schemas.store.ledger import Ledger
+from schemas.store.records import to_ms
+from schemas.wire.outcome import ErrorCode, OutcomeError, Status, outcome_for
 from tests.helpers import make_settings, sandbox_portal
 
 NUMBER = "+79111234567"
@@ -210,7 +210,7 @@ async def test_callq_list_shows_an_attempt_in_flight_whose_arq_job_is_gone(
     import io
     import json
 
-    from producers import cli as producer_cli
+    from ops.cli import jobs as producer_cli
 
     job_id = await new_job(redis, redis_url, prefix)
     assert await start(ledger, job_id) == "started"

@@ -9,7 +9,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from schemas.config import ApiToken, PortalConfig, Settings
-from schemas.redact import Redactor, known_secrets, mask_number, number_spellings, redact_text, redact_value
+from schemas.policy.redact import (
+    Redactor,
+    known_secrets,
+    mask_number,
+    number_spellings,
+    redact_text,
+    redact_value,
+)
 
 NUMBER_FORMS = ("+79111234567", "79111234567", "89111234567", "9111234567")
 

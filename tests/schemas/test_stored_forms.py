@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta, timezone
 
 from arq.jobs import deserialize_job_raw
 
-from schemas.job import CallbackJob, format_utc, intake_job_id, legacy_intake_job_id
-from schemas.keys import ARQ_FUNCTION
-from schemas.ledger import arq_payload
-from worker.app import dumps, loads
+from schemas.store.keys import ARQ_FUNCTION
+from schemas.store.ledger import arq_payload
+from schemas.wire.job import CallbackJob, format_utc, intake_job_id, legacy_intake_job_id
+from worker.service.app import dumps, loads
 
 JOB = CallbackJob(
     job_id=intake_job_id("1795293408289-334", b"k" * 32),

@@ -1,4 +1,4 @@
-"""The batched claim (:mod:`worker.dispatch`): arq's semantics, one round trip per batch.
+"""The batched claim (:mod:`schemas.jobqueue.worker`): arq's semantics, one round trip per batch.
 
 Run with plain arq jobs (not callq's), so that what is checked is the dispatch alone: every job
 runs once however many workers race for it, never more at a time than ``max_jobs``, and a worker
@@ -21,8 +21,8 @@ from arq.utils import timestamp_ms
 from arq.worker import Worker, func
 from redis.asyncio import Redis
 
+from schemas.jobqueue.worker import CLAIM, BatchClaimWorker
 from tests.helpers import wait_for
-from worker.dispatch import CLAIM, BatchClaimWorker
 
 
 async def test_the_claim_takes_due_free_jobs_in_order_up_to_the_limit(redis: Redis, prefix: str) -> None:

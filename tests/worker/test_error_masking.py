@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from schemas.job import CallbackJob
-from schemas.outcome import Outcome, OutcomeError, Status, stored_attempt_entry, stored_outcome
-from worker.bitrix import parse_body, request_masker
-from worker.errors import AuthRefused, BitrixApiError, BitrixCallError, BitrixHttpError, TransportError
+from schemas.wire.job import CallbackJob
+from schemas.wire.outcome import Outcome, OutcomeError, Status, stored_attempt_entry, stored_outcome
+from worker.bitrix.client import parse_body, request_masker
+from worker.bitrix.errors import AuthRefused, BitrixApiError, BitrixCallError, BitrixHttpError, TransportError
 
 BASE = "https://acme.bitrix24.ru/rest/1/wHk5ecretC0de77/"
 PARAMS = {

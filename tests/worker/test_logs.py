@@ -12,9 +12,9 @@ import structlog
 from aiohttp.http_exceptions import BadHttpMessage
 from redis.exceptions import OutOfMemoryError
 
-from producers.cli import json_output
-from schemas.redact import Redactor
-from worker.logs import KNOWN_NUMBERS, RedactingStream, bind_job_number, configure_logging, redact
+from ops.cli.jobs import json_output
+from ops.cli.logs import KNOWN_NUMBERS, RedactingStream, bind_job_number, configure_logging, redact
+from schemas.policy.redact import Redactor
 
 PIPELINE_ERROR = (
     'Command # 1 (EVALSHA 59b9 7 p:job:0e4b p:claim:default:reg1332:+79111234567 0e4b {"portal":"default",'
