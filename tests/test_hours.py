@@ -74,7 +74,7 @@ async def test_closed_now_runs_at_tomorrows_opening(
     assert [v["job_id"] for v in json.loads(out.getvalue())] == [record.job_id]
     # arq's job key has no TTL: however long the workers are away, the job is still run (and,
     # past its deadline, written `expired`) rather than dropped by arq without an outcome
-    assert await redis.pttl(Keys(prefix).arq_job(record.job_id)) == -1
+    assert await redis.pttl(Keys(prefix).jobs.job(record.job_id)) == -1
 
 
 async def test_line_hours_override_the_portals(

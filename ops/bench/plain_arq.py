@@ -22,8 +22,8 @@ from arq.connections import RedisSettings, create_pool
 from arq.worker import Worker, func
 
 from ops.bench.common import run_until_stopped
+from schemas.jobqueue.runner import QUEUE_READ_LIMIT
 from schemas.jobqueue.worker import BatchClaimWorker
-from worker.service.app import QUEUE_READ_LIMIT
 
 DONE_SUFFIX = ":done"
 

@@ -8,10 +8,11 @@ from typing import Any, TextIO
 
 from redis.asyncio import Redis
 
-from ops.cli.jobs import find_job, json_output, record_view
+from ops.cli.jobs import find_job, json_output
 from ops.cli.timeparse import TimeParseError, parse_duration
 from producers.api import Producer
 from producers.deadletters import DeadLetters
+from producers.views import record_view
 from schemas.config import Settings
 from schemas.policy.redact import mask_number
 from schemas.store.records import JobRecord

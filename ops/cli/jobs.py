@@ -10,16 +10,16 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, TextIO, TypeVar
 
 from redis.asyncio import Redis
 
 from ops.cli.timeparse import parse_at, parse_duration
 from producers.api import AmbiguousKeyError, Producer, Submitted
+from producers.views import iso_utc, portal_halt, record_view
 from schemas.config import PortalConfig, Settings, UnknownPortalError
 from schemas.policy.redact import mask_number, redact_value
-from schemas.store.keys import Keys
 from schemas.store.records import JobRecord
 from schemas.wire.outcome import FINAL_STATUSES, Status
 
@@ -118,8 +118,8 @@ def _print_submitted(
         "job_id": submitted.job_id,
         "status": str(submitted.status),
         "new": submitted.new,
-        "run_at": _iso(submitted.run_at),
-        "run_at_local": _iso(submitted.run_at.astimezone(tz)) if submitted.run_at else None,
+        "run_at": iso_utc(submitted.run_at),
+        "run_at_local": iso_utc(submitted.run_at.astimezone(tz)) if submitted.run_at else None,
     }
     if submitted.duplicate_of:
         data["duplicate_of"] = submitted.duplicate_of
@@ -178,20 +178,6 @@ async def status(
     )
     _print_record(record, settings=settings, as_json=args.json, out=out, halt=halt)
     return 0
-
-
-async def portal_halt(redis: Redis, settings: Settings, portal: str) -> dict[str, Any] | None:
-    """Why and until when a portal is halted (credentials refused, manual block), or None."""
-    key = Keys(settings.key_prefix).portal_halt(portal)
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.get(key)
-        pipe.pttl(key)
-        raw, ttl_ms = await pipe.execute()
-    if raw is None:
-        return None
-    reason: dict[str, Any] = json.loads(raw)
-    reason["until"] = (datetime.now(UTC) + timedelta(milliseconds=max(int(ttl_ms), 0))).isoformat()
-    return reason
 
 
 async def cancel(
@@ -275,28 +261,6 @@ def json_output(data: Any) -> str:
     return json.dumps(redact_value(data), ensure_ascii=False)
 
 
-def record_view(record: JobRecord, *, settings: Settings) -> dict[str, Any]:
-    """A job record as shown by ``status --json`` (numbers masked)."""
-    portal = settings.portals.get(record.job.portal)
-    tz = portal.timezone if portal else UTC
-    return {
-        "job_id": record.job_id,
-        "status": str(record.state),
-        "run_at": _iso(record.run_at),
-        "run_at_local": _iso(record.run_at.astimezone(tz)) if record.run_at else None,
-        "timezone": str(tz),
-        "portal": record.job.portal or None,
-        "from_line": record.job.from_line or None,
-        "to_number": mask_number(record.job.to_number) if record.job.to_number else None,
-        "idempotency_key": record.job.idempotency_key,
-        "metadata": record.job.metadata,
-        "deadline": record.job.deadline,
-        "attempts": record.attempts,
-        "attempt_log": record.attempt_log,
-        "outcome": record.outcome,
-    }
-
-
 def _print_record(
     record: JobRecord, *, settings: Settings, as_json: bool, out: TextIO, halt: dict[str, Any] | None = None
 ) -> None:
@@ -323,14 +287,6 @@ def _print_record(
         error = o.get("error")
         extra += f"  error {error['code']}: {error['description']}" if error else ""
         print(f"  finished {o.get('finished_at')}{extra}", file=out)
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return (
-        moment.astimezone(UTC).isoformat()
-        if moment and moment.tzinfo is UTC
-        else (moment.isoformat() if moment else None)
-    )
 
 
 def _when(moment: datetime, tz: Any) -> str:

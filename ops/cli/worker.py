@@ -14,6 +14,7 @@ from types import MappingProxyType
 
 import structlog
 
+from ops.cli.assemble import worker_services
 from ops.sandbox import Sandbox, SandboxHandle, SandboxPortal, running_sandbox, serve_forever
 from producers.api import Producer
 from producers.outcome_wait import wait_for_outcome
@@ -83,7 +84,10 @@ async def run_worker_command(args: argparse.Namespace, settings: Settings) -> in
             if args.demo
             else None
         )
-        code = await run_worker_process(settings, options_from_args(args), stopper=stopper)
+        options = options_from_args(args)
+        code = await run_worker_process(
+            settings, options, stopper=stopper, services=worker_services(settings, options)
+        )
         if demo is None:
             return code
         if not demo.done():

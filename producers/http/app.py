@@ -46,7 +46,6 @@ import structlog
 from aiohttp import hdrs, web
 from redis.asyncio import Redis
 
-from ops.cli.jobs import portal_halt, record_view
 from producers.api import AmbiguousKeyError, PortalNotAllowed, Producer
 from producers.http.guards import (
     GUARD,
@@ -64,6 +63,7 @@ from producers.http.guards import (
 )
 from producers.http.ready import READY_CHECK, ConfigCheck, ReadyCheck, healthz, readyz, redis_and_worker_check
 from producers.http.server import DEFAULT_TIMEOUTS, ConnectionTimeouts, ProblemAppRunner
+from producers.views import portal_halt, record_view
 from schemas.config import ConfigError, Settings, check_api_tokens
 from schemas.config.loopback import is_loopback_host
 from schemas.store.keys import Keys

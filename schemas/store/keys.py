@@ -1,23 +1,17 @@
 """Every Redis key callq writes, in one place (contract §1).
 
 All keys start with the deployment's prefix ``{p}`` so that two deployments, or two test runs,
-share one Redis without touching each other's keys. arq's own ``arq:job:``, ``arq:in-progress:``,
-``arq:retry:`` and ``arq:result:`` prefixes cannot be changed, so the arq job id embeds ``{p}``.
+share one Redis without touching each other's keys. arq's own names (its queue, renamed under the
+prefix, and its job keys, whose ids embed the prefix) are :mod:`schemas.jobqueue.names`'; ``jobs``
+gives them for the same prefix.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
-# arq's fixed key prefixes (arq/constants.py); repeated here because producers write arq jobs
-# directly from a Lua script and must agree with the worker byte for byte.
-ARQ_JOB_PREFIX = "arq:job:"
-ARQ_IN_PROGRESS_PREFIX = "arq:in-progress:"
-ARQ_RETRY_PREFIX = "arq:retry:"
-ARQ_RESULT_PREFIX = "arq:result:"
-
-# The one arq function callq enqueues; its only argument is the callq job id.
-ARQ_FUNCTION = "callq.run_callback"
+from schemas.jobqueue.names import QueueNames
 
 INTAKE_GROUP = "callq"
 """Consumer group on ``{p}:intake``; every worker process is one consumer in it."""
@@ -43,15 +37,20 @@ class Keys:
         """Stream of final outcomes (contract §5). Trimmed approximately to ``outcomes_maxlen``."""
         return f"{self.prefix}:outcomes"
 
+    @cached_property
+    def jobs(self) -> QueueNames:
+        """arq's names for this deployment's jobs (the queue, each job's keys)."""
+        return QueueNames(self.prefix)
+
     @property
     def queue(self) -> str:
         """arq's queue sorted set, renamed under the prefix (the only arq name that can be)."""
-        return f"{self.prefix}:queue"
+        return self.jobs.queue
 
     @property
     def health(self) -> str:
         """arq's health-check key for this queue."""
-        return f"{self.prefix}:queue:health-check"
+        return self.jobs.health
 
     @property
     def running(self) -> str:
@@ -151,29 +150,3 @@ class Keys:
     def line_pacing(self, portal: str, line: str) -> str:
         """String: the line's next free start (``min_interval``), GCRA style like the bucket."""
         return f"{self.prefix}:pace:{portal}:{line}"
-
-    def arq_job_id(self, job_id: str) -> str:
-        """arq job id: embeds the prefix because arq's key prefixes are global."""
-        return f"{self.prefix}:{job_id}"
-
-    def arq_job(self, job_id: str) -> str:
-        """arq's job key for a callq job: ``["<job id>",<enqueue ms>]`` (:func:`schemas.store.ledger.arq_payload`).
-
-        No TTL: it leaves with its queue entry when arq has run the job or a cancel removes both.
-        """
-        return ARQ_JOB_PREFIX + self.arq_job_id(job_id)
-
-    def arq_in_progress(self, job_id: str) -> str:
-        """arq's in-progress marker for a callq job."""
-        return ARQ_IN_PROGRESS_PREFIX + self.arq_job_id(job_id)
-
-    def arq_retry(self, job_id: str) -> str:
-        """arq's try counter for a callq job."""
-        return ARQ_RETRY_PREFIX + self.arq_job_id(job_id)
-
-    def job_id_from_arq(self, arq_job_id: str) -> str:
-        """Inverse of :meth:`arq_job_id`."""
-        head = f"{self.prefix}:"
-        if not arq_job_id.startswith(head):
-            raise ValueError(f"arq job id {arq_job_id!r} is not under prefix {self.prefix!r}")
-        return arq_job_id[len(head) :]

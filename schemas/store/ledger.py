@@ -17,9 +17,10 @@ from typing import Any, Literal, Protocol, TypeVar, cast
 
 from redis.asyncio import Redis
 
+from schemas.jobqueue.payload import stored_job
 from schemas.policy.bucket import EARLY_WAKE_S, PRECISE_WAIT_S, Bucket
 from schemas.store import scripts as ledger_lua
-from schemas.store.keys import ARQ_FUNCTION, Keys
+from schemas.store.keys import Keys
 from schemas.store.records import JobRecord, decode_record, decode_text, from_ms, to_ms
 from schemas.wire.job import CallbackJob
 from schemas.wire.outcome import Outcome, Status, stored_attempt_entry, stored_outcome
@@ -30,32 +31,9 @@ __all__ = [  # with the names now in schemas.store.records, still importable fro
     "JobRecord",
     "Ledger",
     "Start",
-    "arq_job_fields",
-    "arq_payload",
     "from_ms",
     "to_ms",
 ]
-
-
-def arq_payload(job_id: str, enqueue_ms: int) -> str:
-    """The arq job of a callq job, written short: ``["<job id>",<enqueue ms>]``.
-
-    arq's own encoding, ``{"t":null,"f":"callq.run_callback","a":["<id>"],"k":{},"et":<ms>}``, is
-    twice as long and, over 44 bytes, can't be stored inline with its key's value object; every
-    scheduled job has one (issue 7's memory target). :func:`arq_job_fields` expands it back.
-    """
-    return json.dumps([job_id, enqueue_ms], separators=(",", ":"))
-
-
-def arq_job_fields(data: Any) -> Any:
-    """arq's job fields (arq ``deserialize_job_raw``) from a decoded :func:`arq_payload`.
-
-    Anything else (a job arq encoded itself) is returned unchanged.
-    """
-    if isinstance(data, list) and len(data) == 2:
-        job_id, enqueue_ms = data
-        return {"t": None, "f": ARQ_FUNCTION, "a": [job_id], "k": {}, "et": enqueue_ms}
-    return data
 
 
 T = TypeVar("T")
@@ -199,10 +177,10 @@ class Ledger:
                 bucket = r.bucket if r.run_at <= now else None
                 await self._admit(
                     keys=[k.job(job.job_id), idem, k.claim(job.portal, job.from_line, job.to_number) if r.claim else "",
-                          k.arq_job(job.job_id), k.queue, k.plan_bucket(job.portal) if bucket else "",
+                          k.jobs.job(job.job_id), k.queue, k.plan_bucket(job.portal) if bucket else "",
                           k.portal_pause(job.portal)],
-                    args=[job.job_id, job.to_json(), to_ms(r.run_at), arq_payload(job.job_id, to_ms(now)), ttl_ms,
-                          k.arq_job_id(job.job_id), to_ms(now),
+                    args=[job.job_id, job.to_json(), to_ms(r.run_at), stored_job(job.job_id, to_ms(now)), ttl_ms,
+                          k.jobs.member(job.job_id), to_ms(now),
                           bucket.interval_ms if bucket else 0, bucket.tolerance_ms if bucket else 0,
                           int(PRECISE_WAIT_S * 1000), int(EARLY_WAKE_S * 1000),
                           to_ms(deadline) if deadline else to_ms(now) + ttl_ms, "1" if r.take_key else "0"],
@@ -296,13 +274,13 @@ class Ledger:
             idem,
             k.outcomes,
             k.dead,
-            k.arq_job(outcome.job_id),
+            k.jobs.job(outcome.job_id),
             k.queue,
             strikes,
             k.running,
         ]
         args: list[str | int] = [outcome.job_id, str(outcome.status), outcome.to_json(), self.retention_ms]
-        args += [self.outcomes_maxlen, int(dedupe_window_s * 1000), now_ms, k.arq_job_id(outcome.job_id)]
+        args += [self.outcomes_maxlen, int(dedupe_window_s * 1000), now_ms, k.jobs.member(outcome.job_id)]
         args += [allowed, job_json, outcome.attempts, field, entry, "1" if drop_arq else "0"]
         args += ["" if orphan_seen_ms is None else orphan_seen_ms, STALE_MS]
         verdict, state = await self.retry(lambda: self._finalize(keys=keys, args=args), where="finalize")
@@ -318,7 +296,7 @@ class Ledger:
         """
         released = 0
         for job_id in job_ids:
-            keys = [self.keys.job(job_id), self.keys.arq_in_progress(job_id)]
+            keys = [self.keys.job(job_id), self.keys.jobs.in_progress(job_id)]
             released += int(await self._release(keys=keys, args=[]))
         return released
 
@@ -341,7 +319,7 @@ class Ledger:
             job_id,
             entry,
             int(lease_s * 1000),
-            k.arq_job_id(job_id),
+            k.jobs.member(job_id),
             secrets.token_hex(8),
         ]
         reply = await self.retry(lambda: self._start(keys=keys, args=args), where="start")
@@ -400,9 +378,9 @@ class Ledger:
         k = self.keys
         pairs = [item for pair in (fields or {}).items() for item in pair]
         held = [k.held(held_by), k.portal_halt(held_by), k.portal_pause(held_by)] if held_by else ["", "", ""]
-        keys = [k.job(job_id), k.running, k.queue, k.arq_job(job_id), *held]
-        args: list[str | int] = [job_id, str(state), to_ms(run_at), allowed, k.arq_job_id(job_id)]
-        args += [arq_payload(job_id, to_ms(run_at)), max(int(held_ttl_s * 1000), 1000)]
+        keys = [k.job(job_id), k.running, k.queue, k.jobs.job(job_id), *held]
+        args: list[str | int] = [job_id, str(state), to_ms(run_at), allowed, k.jobs.member(job_id)]
+        args += [stored_job(job_id, to_ms(run_at)), max(int(held_ttl_s * 1000), 1000)]
         args += ["" if orphan_seen_ms is None else orphan_seen_ms, STALE_MS, *pairs]
         result = await self.retry(lambda: self._reschedule(keys=keys, args=args), where="reschedule")
         return decode_text(result)
@@ -411,7 +389,7 @@ class Ledger:
         """Look at a job whose attempt is (or may be) in flight elsewhere again in ``delay_s``."""
         k = self.keys
         moved = await self._defer(
-            keys=[k.job(job_id), k.queue], args=[k.arq_job_id(job_id), int(delay_s * 1000)]
+            keys=[k.job(job_id), k.queue], args=[k.jobs.member(job_id), int(delay_s * 1000)]
         )
         return bool(moved)
 
@@ -449,7 +427,7 @@ class Ledger:
         k = self.keys
         lifted, woken = await self._resume(
             keys=[k.portal_halt(portal), k.portal_pause(portal), k.held(portal), k.queue],
-            args=[k.job(""), k.arq_job_id("")],
+            args=[k.job(""), k.jobs.member("")],
         )
         return int(lifted) > 0, int(woken)
 
@@ -461,7 +439,7 @@ class Ledger:
     async def queued(self, *, start: int, count: int) -> list[JobRecord]:
         """Records of jobs in arq's queue (pending jobs), in order of ``run_at``, one page."""
         members = await self.redis.zrange(self.keys.queue, start, start + count - 1)
-        ids = [self.keys.job_id_from_arq(decode_text(m)) for m in members]
+        ids = [self.keys.jobs.job_id(decode_text(m)) for m in members]
         async with self.redis.pipeline(transaction=False) as pipe:
             for job_id in ids:
                 pipe.hgetall(self.keys.job(job_id))

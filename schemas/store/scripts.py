@@ -14,7 +14,7 @@ ADMIT = (
     + """
 -- KEYS: record, idem ('' if none), claim ('' to skip line+number dedupe), arq job, arq queue,
 --       plan bucket ('' unless the job is due now), pause
--- ARGV: job_id, job_json, run_at_ms, arq_payload, claim_ttl_ms, arq_job_id, now_ms, interval_ms,
+-- ARGV: job_id, job_json, run_at_ms, stored_job, claim_ttl_ms, arq_job_id, now_ms, interval_ms,
 --       tolerance_ms, precise_ms, early_wake_ms, deadline_ms, take_key ('1': a replay takes the
 --       idempotency key over from the dead job it replays)
 -- a job id that exists already is a redelivered intake entry: the same job, not a new one
@@ -175,7 +175,7 @@ RESCHEDULE = (
     + """
 -- KEYS: record, running index, arq queue, arq job, held set, portal halt, portal rate pause
 --       (the last three '' unless the job waits out the portal's halt or pause)
--- ARGV: job_id, new_state, run_at_ms, allowed csv, arq_job_id, arq_payload, held_ttl_ms,
+-- ARGV: job_id, new_state, run_at_ms, allowed csv, arq_job_id, stored_job, held_ttl_ms,
 --       orphan guard ('' or the Redis ms the lease was seen lapsed), stale_ms, then field/value pairs
 -- The put-back owns the job's place in arq's queue: its score is set here, absolutely, in the same
 -- step as the state (arq is then told to retry without moving it).

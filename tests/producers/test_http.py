@@ -286,8 +286,8 @@ async def test_delete_cancels_a_scheduled_job_which_is_never_called(
         view = await resp.json()
     assert (view["status"], view["outcome"]["status"]) == ("cancelled", "cancelled")
     keys = Keys(settings.key_prefix)
-    assert await redis.exists(keys.arq_job(scheduled["job_id"])) == 0
-    assert await redis.zscore(keys.queue, keys.arq_job_id(scheduled["job_id"])) is None
+    assert await redis.exists(keys.jobs.job(scheduled["job_id"])) == 0
+    assert await redis.zscore(keys.queue, keys.jobs.member(scheduled["job_id"])) is None
     async with running_worker(settings):
         await post_job(client, {**JOB, "to_number": "+79110000000"})
         outcomes = await wait_outcomes(redis, settings.key_prefix, 2)

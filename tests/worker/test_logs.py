@@ -13,7 +13,8 @@ from aiohttp.http_exceptions import BadHttpMessage
 from redis.exceptions import OutOfMemoryError
 
 from ops.cli.jobs import json_output
-from ops.cli.logs import KNOWN_NUMBERS, RedactingStream, bind_job_number, configure_logging, redact
+from ops.cli.logs import RedactingStream, configure_logging
+from schemas.policy.log_redaction import KNOWN_NUMBERS, bind_job_number, redact
 from schemas.policy.redact import Redactor
 
 PIPELINE_ERROR = (

@@ -23,7 +23,7 @@ import random
 import structlog
 from redis.exceptions import RedisError
 
-from ops.cli.logs import KNOWN_NUMBERS, bind_job_number
+from schemas.policy.log_redaction import KNOWN_NUMBERS, bind_job_number
 from schemas.wire.outcome import ErrorCode, Status
 from worker.jobs.deps import Deps
 from worker.jobs.failures import handle_interrupted

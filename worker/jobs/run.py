@@ -17,9 +17,9 @@ from typing import Any
 import structlog
 from redis.exceptions import OutOfMemoryError
 
-from ops.cli.logs import bind_job_number
 from schemas.config import PortalConfig
 from schemas.policy.calendar import Expired, earliest_run
+from schemas.policy.log_redaction import bind_job_number
 from schemas.store.ledger import Start
 from schemas.store.records import JobRecord
 from schemas.wire.outcome import FINAL_STATUSES, ErrorCode, Status

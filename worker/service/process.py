@@ -18,26 +18,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
-from arq.worker import Worker
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from schemas.config import Settings
+from schemas.jobqueue.pool import open_pool
 from schemas.store.keys import Keys
 from schemas.store.ledger import Ledger
 from worker.jobs.leases import LeaseTiming
-from worker.service.app import WorkerOptions, build_worker, open_pool
+from worker.service.app import BuiltWorker, Service, WorkerOptions, build_worker
 from worker.service.metrics import Metrics, metrics_server
 
 log = structlog.get_logger("callq.worker")
 
 REDIS_LOST = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 
-REBUILD_EVENTS = {"redis_lost": "worker.redis_lost", "redis_full": "schemas.store.writegate"}
+REBUILD_EVENTS = {"redis_lost": "worker.redis_lost", "redis_full": "worker.redis_full"}
 """What a worker that is rebuilt logs, by why."""
 
 
@@ -46,7 +47,7 @@ class Stopper:
 
     def __init__(self) -> None:
         self.requested = asyncio.Event()
-        self.worker: Worker | None = None
+        self.worker: BuiltWorker | None = None
         self.signals = 0
 
     def install(self) -> None:
@@ -60,27 +61,33 @@ class Stopper:
         self.signals += 1
         if self.signals == 1:
             log.info("worker.stopping", signal=sig.name, hint="a second signal stops at once")
-            self.stop_gracefully(sig)
+            self.stop_gracefully()
         else:
             log.warning("worker.stopping_now", signal=sig.name)
             if self.worker is not None:
-                self.worker.handle_sig(sig)
+                self.worker.queue.stop_now()
 
-    def stop_gracefully(self, sig: signal.Signals = signal.SIGTERM) -> None:
-        """Stop taking work; finish what is in flight; then end ``main``."""
+    def stop_gracefully(self) -> None:
+        """Stop taking work; finish what is in flight; then end the worker's run."""
         self.requested.set()
         worker = self.worker
         if worker is not None:
-            intake_stop = worker.ctx.get("intake_stop")
-            if isinstance(intake_stop, asyncio.Event):
-                intake_stop.set()
-            worker.handle_sig_wait_for_completion(sig)
+            worker.callbacks.stop_services()
+            worker.queue.stop_gracefully()
 
 
 async def run_worker_process(
-    settings: Settings, options: WorkerOptions, *, stopper: Stopper | None = None
+    settings: Settings,
+    options: WorkerOptions,
+    *,
+    stopper: Stopper | None = None,
+    services: Sequence[Service] = (),
 ) -> int:
-    """Run a worker until stopped; survive Redis outages. Returns the exit code."""
+    """Run a worker (with ``services``, such as the intake) until stopped; survive Redis outages.
+
+    Returns:
+        The exit code.
+    """
     stopper = stopper or Stopper()
     metrics = Metrics()
     async with contextlib.AsyncExitStack() as stack:
@@ -89,16 +96,20 @@ async def run_worker_process(
                 metrics_server(metrics, host=options.metrics_host, port=options.metrics_port)
             )
             log.info("metrics.listening", port=options.metrics_port)
-        return await _run_until_stopped(settings, options, stopper, metrics)
+        return await _run_until_stopped(settings, options, stopper, metrics, services)
 
 
 async def _run_until_stopped(
-    settings: Settings, options: WorkerOptions, stopper: Stopper, metrics: Metrics
+    settings: Settings,
+    options: WorkerOptions,
+    stopper: Stopper,
+    metrics: Metrics,
+    services: Sequence[Service],
 ) -> int:
     delay_s = 1.0
-    held: list[str] = []  # arq job ids a lost worker instance had picked
+    held: list[str] = []  # job ids a lost worker instance had picked
     while True:
-        outcome = await _run_once(settings, options, stopper, metrics, held)
+        outcome = await _run_once(settings, options, stopper, metrics, services, held)
         if outcome == "stopped" or stopper.requested.is_set():
             return 0
         log.error(REBUILD_EVENTS[outcome], retry_in_s=delay_s)
@@ -110,52 +121,56 @@ async def _run_until_stopped(
 
 
 async def _run_once(
-    settings: Settings, options: WorkerOptions, stopper: Stopper, metrics: Metrics, held: list[str]
+    settings: Settings,
+    options: WorkerOptions,
+    stopper: Stopper,
+    metrics: Metrics,
+    services: Sequence[Service],
+    held: list[str],
 ) -> str:
+    keys = Keys(settings.key_prefix)
     try:
-        pool = await open_pool(settings)
+        redis = await open_pool(settings.redis_url, keys.jobs)
         if held:
-            # jobs the previous instance picked but never started would wait out arq's
-            # in-progress timeout for nothing: release them
-            keys = Keys(settings.key_prefix)
-            ledger = Ledger(pool, keys=keys, retention_s=settings.outcome_retention_s,
-                            outcomes_maxlen=settings.outcomes_maxlen)  # fmt: skip
-            released = await ledger.release_unstarted([keys.job_id_from_arq(j) for j in held])
+            # jobs the previous instance picked but never started would wait out their claim's
+            # lease for nothing: release them
+            ledger = Ledger(
+                redis,
+                keys=keys,
+                retention_s=settings.outcome_retention_s,
+                outcomes_maxlen=settings.outcomes_maxlen,
+            )
+            released = await ledger.release_unstarted(held)
             log.info("worker.released_unstarted", held=len(held), released=released)
             held.clear()
     except REDIS_LOST:
         return "redis_lost"
     except OutOfMemoryError:
         return "redis_full"
-    worker = build_worker(settings, pool, options, metrics)
+    worker = build_worker(settings, redis, options, metrics, services)
     stopper.worker = worker
     if stopper.requested.is_set():
         return "stopped"
-    # arq's signal handling stops the worker by cancelling `main_task`, which only its own
-    # async_run sets: set it, or a graceful stop would drain the jobs and then never return.
-    worker.main_task = asyncio.create_task(worker.main())
     result = "stopped"
     try:
-        await worker.main_task
+        await worker.queue.run()
     except asyncio.CancelledError:
         pass
-    except REDIS_LOST:
-        result = "redis_lost"
-        held.extend(job_id for job_id in worker.tasks if job_id not in held)
+    except (*REDIS_LOST, OutOfMemoryError) as exc:
+        result = "redis_full" if isinstance(exc, OutOfMemoryError) else "redis_lost"
+        in_flight = worker.queue.jobs_in_flight()
+        held.extend(job_id for job_id in in_flight if job_id not in held)
         # the jobs in flight keep their results and write them once Redis is back (their leases
         # are renewed meanwhile): wait for them rather than cancel them with the worker
-        running = [task for task in worker.tasks.values() if not task.done()]
+        running = [task for task in in_flight.values() if not task.done()]
         if running:
             log.warning("worker.waiting_for_jobs", jobs=len(running))
             await asyncio.wait(running)
-    except OutOfMemoryError:
-        result = "redis_full"
-        held.extend(job_id for job_id in worker.tasks if job_id not in held)
     finally:
         stopper.worker = None
-        # after an immediate stop arq's close() re-raises the cancelled jobs' CancelledError
+        # after an immediate stop the queue's close() re-raises the cancelled jobs' CancelledError
         with contextlib.suppress(Exception, asyncio.CancelledError):
-            await worker.close()
+            await worker.queue.close()
     return result
 
 
