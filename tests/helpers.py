@@ -117,7 +117,7 @@ async def run_callq(args: list[str], env: dict[str, str], *, timeout_s: float = 
     import sys
 
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "ops.cli.main", *args, env=env, cwd=NEUTRAL_CWD,
+        sys.executable, "-m", "ops.cli", *args, env=env, cwd=NEUTRAL_CWD,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await asyncio.wait_for(proc.communicate(), timeout=timeout_s)

@@ -117,7 +117,7 @@ async def serve_process(port: int, env: dict[str, str], written: Written) -> Asy
     """``callq --log-level DEBUG serve`` in its own process until the block ends; its output is kept."""
     args = [
         "-m",
-        "ops.cli.main",
+        "ops.cli",
         "--log-format",
         "json",
         "--log-level",

@@ -45,7 +45,7 @@ def _toml(value: Any) -> str:
 
 
 class WorkerProcess:
-    """``python -m ops.cli.main worker`` in its own process, logs to a file.
+    """``python -m ops.cli worker`` in its own process, logs to a file.
 
     Args:
         config: the TOML file.
@@ -67,7 +67,7 @@ class WorkerProcess:
         log_level: str = "INFO",
     ):
         options = ["--log-format", "json", "--log-level", log_level]
-        self.args = [sys.executable, "-m", "ops.cli.main", *options, "worker", *extra_args]
+        self.args = [sys.executable, "-m", "ops.cli", *options, "worker", *extra_args]
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("CALLQ_")}
         self.env.update(CALLQ_CONFIG=str(config), CALLQ_REDIS_URL=redis_url, CALLQ_KEY_PREFIX=prefix)
         self.log_path = log_path

@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 
 from ops.cli.jobs import find_job, json_output
 from ops.cli.timeparse import TimeParseError, parse_duration
+from ops.cli.verb import Verb, with_redis
 from producers.api import Producer
 from producers.deadletters import DeadLetters
 from producers.views import record_view
@@ -132,3 +133,11 @@ def _emit(
         print("  ".join(f"{k}={v}" for k, v in row.items() if v is not None and k != "attempt_log"), file=out)
         for n, attempt in enumerate(row.get("attempt_log") or [], start=1):
             print(f"    attempt {n}: " + "  ".join(f"{k}={v}" for k, v in attempt.items()), file=out)
+
+
+VERB = Verb(
+    name="dead",
+    help="dead letters: list, show, replay, purge",
+    add_arguments=add_dead_arguments,
+    run=with_redis(lambda args, settings, redis: dead(args, settings=settings, redis=redis, out=sys.stdout)),
+)

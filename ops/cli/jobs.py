@@ -16,6 +16,7 @@ from typing import Any, TextIO, TypeVar
 from redis.asyncio import Redis
 
 from ops.cli.timeparse import parse_at, parse_duration
+from ops.cli.verb import Verb, with_redis
 from producers.api import AmbiguousKeyError, Producer, Submitted
 from producers.views import iso_utc, portal_halt, record_view
 from schemas.config import PortalConfig, Settings, UnknownPortalError
@@ -292,3 +293,45 @@ def _print_record(
 def _when(moment: datetime, tz: Any) -> str:
     local = moment.astimezone(tz)
     return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC ({local:%Y-%m-%d %H:%M:%S %Z} {tz})"
+
+
+def add_job_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``callq status`` and ``callq cancel``: the job, by id or idempotency key."""
+    parser.add_argument("id", help="job id or idempotency key")
+    parser.add_argument("--portal", help="the portal of an idempotency key (needed when several have it)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+# sys.stdout is read when a verb runs: the command swaps in its masking stream first
+ENQUEUE = Verb(
+    name="enqueue",
+    help="submit a callback",
+    add_arguments=add_enqueue_arguments,
+    run=with_redis(
+        lambda args, settings, redis: enqueue(args, settings=settings, redis=redis, out=sys.stdout)
+    ),
+)
+STATUS = Verb(
+    name="status",
+    help="show a job's state or outcome",
+    add_arguments=add_job_arguments,
+    run=with_redis(
+        lambda args, settings, redis: status(args, settings=settings, redis=redis, out=sys.stdout)
+    ),
+)
+CANCEL = Verb(
+    name="cancel",
+    help="cancel a job not yet started",
+    add_arguments=add_job_arguments,
+    run=with_redis(
+        lambda args, settings, redis: cancel(args, settings=settings, redis=redis, out=sys.stdout)
+    ),
+)
+LIST = Verb(
+    name="list",
+    help="list pending jobs in order of run time",
+    add_arguments=add_list_arguments,
+    run=with_redis(
+        lambda args, settings, redis: list_jobs(args, settings=settings, redis=redis, out=sys.stdout)
+    ),
+)

@@ -8,6 +8,7 @@ import contextlib
 import signal
 import sys
 
+from ops.cli.verb import Verb
 from producers.http.app import NoTokensError, PublicNoAuthError, serve
 from producers.http.server import ConnectionTimeouts
 from schemas.config import ConfigError, Settings
@@ -122,3 +123,11 @@ def _checked(args: argparse.Namespace, settings: Settings) -> ConnectionTimeouts
         )
     except ValueError as exc:
         raise ConfigError(str(exc).replace("_s must", " timeout must"), source="command line") from None
+
+
+VERB = Verb(
+    name="serve",
+    help="the HTTP API: POST/GET/DELETE /v1/callbacks, /healthz, /readyz, /metrics",
+    add_arguments=add_serve_arguments,
+    run=run_serve_command,
+)

@@ -1,4 +1,5 @@
-"""``callq worker`` (optionally against a built-in sandbox portal, with a sample job) and ``callq sandbox``."""
+"""``callq worker``: a worker process (intake, scheduling, calls, outcomes), optionally against a built-in
+sandbox portal with a sample job (``--sandbox --demo``, the quick start's ``make run``)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from types import MappingProxyType
 import structlog
 
 from ops.cli.assemble import worker_services
-from ops.sandbox import Sandbox, SandboxHandle, SandboxPortal, running_sandbox, serve_forever
+from ops.cli.verb import Verb
+from ops.sandbox import Sandbox, SandboxPortal, running_sandbox
 from producers.api import Producer
 from producers.outcome_wait import wait_for_outcome
 from schemas.config import PortalConfig, Settings
@@ -35,21 +37,6 @@ DEMO_JOB = {
 }
 
 
-async def serve_sandbox(*, host: str, port: int, code: str, rate: float, burst: int) -> int:
-    """``callq sandbox``: serve a portal ``default`` until interrupted."""
-    sandbox = Sandbox([SandboxPortal(name="default", webhooks={(1, code)}, rate=rate, burst=burst)])
-
-    def announce(handle: SandboxHandle) -> None:
-        # The sandbox's own code, not a real secret: the person needs it to point callq here.
-        print(
-            f"sandbox portal 'default' listening; use CALLQ_WEBHOOK_URL={handle.webhook_url('default')}",
-            flush=True,
-        )
-
-    await serve_forever(sandbox, host=host, port=port, on_ready=announce)
-    return 0
-
-
 @contextlib.asynccontextmanager
 async def sandbox_settings(settings: Settings) -> AsyncIterator[Settings]:
     """Settings whose portal ``default`` is an in-process sandbox portal, open around the clock."""
@@ -64,6 +51,52 @@ async def sandbox_settings(settings: Settings) -> AsyncIterator[Settings]:
         )
         log.info("sandbox.started", url=handle.base_url)
         yield dataclasses.replace(settings, portals=MappingProxyType({"default": portal}))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``callq worker``."""
+    parser.add_argument("--concurrency", type=int, default=20, help="jobs in flight in this process")
+    parser.add_argument("--burst", action="store_true", help="exit once the queue is empty")
+    parser.add_argument("--no-intake", action="store_true", help="do not read the intake stream")
+    parser.add_argument(
+        "--metrics-port", type=int, default=None, help="serve Prometheus /metrics on this port"
+    )
+    parser.add_argument(
+        "--request-timeout",
+        type=float,
+        default=30.0,
+        help="seconds one Bitrix24 request may take (default 30; Bitrix24 stops requests at 60)",
+    )
+    parser.add_argument(
+        "--lease",
+        type=lease_seconds,
+        default=20.0,
+        help="seconds a worker that died holds its jobs: they are taken over (an attempt in flight ended "
+        "OUTCOME_UNKNOWN) about this long after its last heartbeat (default 20, at least 2)",
+    )
+    parser.add_argument("--job-timeout", type=float, default=None, help=argparse.SUPPRESS)  # 0.2's, ignored
+    parser.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="run against a built-in sandbox portal (portal 'default', always open)",
+    )
+    parser.add_argument(
+        "--demo", action="store_true", help="with --sandbox: enqueue a sample job, print its outcome"
+    )
+    parser.add_argument(
+        "--exit-after-demo", action="store_true", help="with --demo: stop once the outcome is printed"
+    )
+
+
+def lease_seconds(text: str) -> float:
+    """``--lease``: a number of seconds, at least 2."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value >= 2:
+        raise argparse.ArgumentTypeError("must be at least 2 seconds")
+    return value
 
 
 async def run_worker_command(args: argparse.Namespace, settings: Settings) -> int:
@@ -116,3 +149,12 @@ async def _demo(settings: Settings, stopper: Stopper | None) -> bool:
     if stopper is not None:
         stopper.stop_gracefully()
     return bool(outcome and outcome.get("status") == "succeeded")
+
+
+VERB = Verb(
+    name="worker",
+    help="run a worker: intake, scheduling, calls, outcomes",
+    add_arguments=add_arguments,
+    run=run_worker_command,
+    throwaway_redis=lambda args: bool(args.sandbox),
+)

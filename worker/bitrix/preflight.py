@@ -1,4 +1,4 @@
-"""``callq check``: is the configuration usable? Probe each portal's credentials, lines and voices.
+"""The pre-flight of ``callq check``: is the configuration usable? Each portal's credentials, lines, voices.
 
 It compares the configuration with the one every live worker and ``callq serve`` runs (a row that
 fails naming the keys that differ). For each portal it calls ``voximplant.line.get`` (proves the credentials work and the webhook or
@@ -9,10 +9,7 @@ non-zero on any problem. It never calls ``voximplant.callback.start``.
 
 from __future__ import annotations
 
-import json
-import sys
-from dataclasses import asdict, dataclass, replace
-from typing import TextIO
+from dataclasses import dataclass, replace
 
 import aiohttp
 from redis.exceptions import RedisError
@@ -24,7 +21,7 @@ from schemas.config.registry import ConfigRegistry
 from schemas.store.connect import close_client, redis_client
 from schemas.store.keys import Keys
 from schemas.store.secret import read_deployment_secret
-from worker.bitrix.client import DEFAULT_TIMEOUT, USER_AGENT, call_method
+from worker.bitrix.client import call_method
 from worker.bitrix.errors import BitrixCallError
 
 DRIFT_CHECK = "same as the live processes"
@@ -109,31 +106,3 @@ async def drift_row(settings: Settings) -> CheckRow:
         return CheckRow("-", DRIFT_CHECK, True, f"the same as every live process ({len(live)})")
     detail = "; ".join(f"{', '.join(d.keys)} differ from {', '.join(d.processes)}" for d in found)
     return CheckRow("-", DRIFT_CHECK, False, detail)
-
-
-async def run_check(settings: Settings, *, as_json: bool, out: TextIO = sys.stdout) -> int:
-    """Check every portal; print the table (or JSON); 0 if everything passed, else 1."""
-    rows: list[CheckRow] = [CheckRow("-", "configuration", True,
-                                     str(settings.config_path or "no file (environment only)"))]  # fmt: skip
-    if not settings.portals:
-        rows.append(CheckRow("-", "portals", False, "none configured (CALLQ_WEBHOOK_URL or [portals.NAME])"))
-    rows.append(await drift_row(settings))
-    async with aiohttp.ClientSession(timeout=DEFAULT_TIMEOUT, headers={"User-Agent": USER_AGENT}) as session:
-        for portal in settings.portals.values():
-            rows += await check_portal(session, portal)
-    _print(rows, as_json=as_json, out=out)
-    return 0 if all(row.ok for row in rows) else 1
-
-
-def _print(rows: list[CheckRow], *, as_json: bool, out: TextIO) -> None:
-    if as_json:
-        print(json.dumps([asdict(row) for row in rows], ensure_ascii=False), file=out)
-        return
-    table: list[tuple[str, ...]] = [("PORTAL", "CHECK", "RESULT", "DETAIL")]
-    table += [(r.portal, r.check, "ok" if r.ok else "FAIL", r.detail) for r in rows]
-    widths = [max(len(row[i]) for row in table) for i in range(3)]
-    for row in table:
-        print(
-            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[3],
-            file=out,
-        )

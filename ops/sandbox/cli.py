@@ -1,7 +1,8 @@
-"""Run the sandbox portal as its own process: `python -m ops.sandbox --print-url ...`.
+"""``callq sandbox``: the sandbox portal as its own process (the one entry point: ``callq sandbox``).
 
-With `--print-url` it prints exactly one line, `SANDBOX_URL=http://HOST:PORT`, to stdout once
-it listens; logs go to stderr. It serves until SIGTERM or SIGINT, then exits with status 0.
+Once it listens it prints, for each portal, the webhook URL to point callq at, and with
+``--print-url`` first one line ``SANDBOX_URL=http://HOST:PORT``; logs go to stderr. It serves until
+SIGTERM or SIGINT, then exits with status 0.
 """
 
 from __future__ import annotations
@@ -52,55 +53,46 @@ def parse_portals(specs: Sequence[str], rate: float, burst: int) -> list[Sandbox
     return list(portals.values())
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m ops.sandbox", description=__doc__)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``callq sandbox``."""
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--port", type=int, default=8024, help="0 picks a free port")
     parser.add_argument(
-        "--portal", action="append", default=[], metavar="NAME:USER_ID:CODE[:RATE:BURST]", help="repeatable"
+        "--portal",
+        action="append",
+        default=[],
+        metavar="NAME:USER_ID:CODE[:RATE:BURST]",
+        help=f"a portal and one of its webhooks, repeatable (default default:{DEFAULT_USER_ID}:{DEFAULT_CODE})",
     )
     parser.add_argument("--rate", type=float, default=2.0, help="leaky-bucket drain rate per second")
     parser.add_argument("--burst", type=int, default=50, help="leaky-bucket size")
     parser.add_argument("--print-url", action="store_true", help="print SANDBOX_URL=... once listening")
     parser.add_argument("--quiet", action="store_true", help="log warnings only, not every request")
-    return parser
 
 
-async def _serve(sandbox: Sandbox, host: str, port: int, print_url: bool) -> None:
+async def run(args: argparse.Namespace) -> int:
+    """Serve the portals until SIGTERM or SIGINT; 0 after a clean shutdown, 2 for a bad ``--portal``."""
+    try:
+        portals = parse_portals(args.portal, args.rate, args.burst)
+    except ValueError as exc:
+        print(f"callq sandbox: {exc}", file=sys.stderr)
+        return 2
+    if args.quiet:
+        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
 
     def announce(handle: SandboxHandle) -> None:
-        if print_url:
+        if args.print_url:
             print(f"SANDBOX_URL={handle.base_url}", flush=True)
+        for portal in portals:
+            # the sandbox's own code, not a real secret: the person needs it to point callq here
+            print(
+                f"sandbox portal {portal.name!r} listening; use CALLQ_WEBHOOK_URL={handle.webhook_url(portal.name)}",
+                flush=True,
+            )
 
-    await serve_forever(sandbox, host, port, on_ready=announce, stop=stop)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Parse arguments, serve until a signal arrives, and return the exit status.
-
-    Args:
-        argv: Arguments without the program name; None reads `sys.argv`.
-
-    Returns:
-        0 after a clean shutdown, 2 for bad arguments.
-    """
-    parser = _parser()
-    args = parser.parse_args(argv)
-    try:
-        portals = parse_portals(args.portal, args.rate, args.burst)
-    except ValueError as exc:
-        parser.error(str(exc))
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING if args.quiet else logging.INFO),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-    )
-    asyncio.run(_serve(Sandbox(portals), args.host, args.port, args.print_url))
+    await serve_forever(Sandbox(portals), args.host, args.port, on_ready=announce, stop=stop)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
