@@ -19,7 +19,8 @@ from producers.api import Producer
 from schemas.config import LineConfig
 from schemas.policy.calendar import DAY_KEYS, WeeklyHours, parse_hours
 from schemas.store.keys import Keys
-from schemas.store.ledger import JobRecord, Ledger
+from schemas.store.ledger import Ledger
+from schemas.store.records import JobRecord
 from tests.helpers import ALWAYS_OPEN, make_settings, running_worker, sandbox_portal, wait_for
 from worker.bitrix.oauth import PortalAuth
 from worker.jobs.deps import Deps

@@ -28,7 +28,7 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from ops.cli.main import build_parser
 from schemas.config import load_settings
-from schemas.wire.outcome import Status
+from schemas.states import Status
 from worker.policy.classify import Verdict
 from worker.service.metrics import Metrics
 

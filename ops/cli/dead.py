@@ -16,8 +16,8 @@ from producers.deadletters import DeadLetters
 from producers.views import record_view
 from schemas.config import Settings
 from schemas.policy.redact import mask_number
+from schemas.states import Status
 from schemas.store.records import JobRecord
-from schemas.wire.outcome import Status
 
 
 def add_dead_arguments(parser: argparse.ArgumentParser) -> None:

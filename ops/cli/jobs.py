@@ -21,8 +21,8 @@ from producers.api import AmbiguousKeyError, Producer, Submitted
 from producers.views import iso_utc, portal_halt, record_view
 from schemas.config import PortalConfig, Settings, UnknownPortalError
 from schemas.policy.redact import mask_number, redact_value
+from schemas.states import FINAL_STATUSES, Status
 from schemas.store.records import JobRecord
-from schemas.wire.outcome import FINAL_STATUSES, Status
 
 T = TypeVar("T")
 

@@ -13,8 +13,9 @@ from datetime import timedelta
 import structlog
 
 from schemas.config import PortalConfig
+from schemas.states import Status
 from schemas.store.records import JobRecord
-from schemas.wire.outcome import ErrorCode, Status
+from schemas.wire.codes import ErrorCode
 from worker.bitrix.errors import AuthRefused, AuthUnavailable, BitrixApiError, BitrixCallError
 from worker.jobs.deps import Deps
 from worker.jobs.pacing import effective_bucket
@@ -225,5 +226,5 @@ def auth_error(exc: AuthRefused | AuthUnavailable) -> BitrixApiError:
     if isinstance(exc, AuthRefused):
         return BitrixApiError(http_status=exc.http_status or 401, code=exc.code, description=exc.description)
     return BitrixApiError(
-        http_status=exc.http_status or 503, code="OAUTH_UNAVAILABLE", description=exc.description
+        http_status=exc.http_status or 503, code=ErrorCode.OAUTH_UNAVAILABLE, description=exc.description
     )

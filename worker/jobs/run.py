@@ -20,9 +20,10 @@ from redis.exceptions import OutOfMemoryError
 from schemas.config import PortalConfig
 from schemas.policy.calendar import Expired, earliest_run
 from schemas.policy.log_redaction import bind_job_number
-from schemas.store.ledger import Start
+from schemas.states import FINAL_STATUSES, Status
 from schemas.store.records import JobRecord
-from schemas.wire.outcome import FINAL_STATUSES, ErrorCode, Status
+from schemas.store.replies import Start, StartVerdict
+from schemas.wire.codes import ErrorCode
 from worker.bitrix.client import CallbackStarted, start_callback
 from worker.bitrix.errors import AuthRefused, AuthUnavailable, BitrixCallError, TransportError
 from worker.bitrix.oauth import send_with_refresh
@@ -62,7 +63,7 @@ async def run_job(deps: Deps, job_id: str) -> float | None:
     portal = deps.settings.portals.get(job.portal)
     if portal is None:
         return await end_job(
-            deps, record, Status.DEAD, error=("PORTAL_NOT_CONFIGURED", f"no portal {job.portal!r}")
+            deps, record, Status.DEAD, error=(ErrorCode.PORTAL_NOT_CONFIGURED, f"no portal {job.portal!r}")
         )
     now = deps.clock()
     if record.state == Status.RUNNING:
@@ -89,7 +90,7 @@ async def run_job(deps: Deps, job_id: str) -> float | None:
     start = await deps.ledger.start_attempt(
         job_id, portal=portal.name, now=now, info={"spent_before": spent}, lease_s=deps.leases.timing.lease_s
     )
-    if start.verdict != "started":
+    if start.verdict is not StartVerdict.STARTED:
         return await _not_started(deps, record, portal, start, now=now)
     with deps.leases.holding(job_id):
         try:
@@ -104,7 +105,7 @@ async def _not_started(
     deps: Deps, record: JobRecord, portal: PortalConfig, start: Start, *, now: datetime
 ) -> float | None:
     """What a START that did not start an attempt leads to."""
-    if start.verdict == "halted":
+    if start.verdict is StartVerdict.HALTED:
         # credentials refused or a manual block: wait for the halt (spread out, so one job probes
         # first); `callq resume` wakes it at once
         halt_s = start.halted_ms / 1000
@@ -112,9 +113,9 @@ async def _not_started(
         return await put_back(
             deps, record, state=record.state, run_at=wake, now=now, held_by=portal.name, held_s=halt_s
         )
-    if start.verdict == "busy":
+    if start.verdict is StartVerdict.BUSY:
         return deps.leases.timing.lease_s  # START moved it to when the lease would lapse
-    if start.verdict == "interrupted":
+    if start.verdict is StartVerdict.INTERRUPTED:
         if not deps.leases.may_judge():
             # this process's Redis was away: give the attempt's owner time to renew its lease first
             return await defer_busy(deps, record.job_id)

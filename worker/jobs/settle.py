@@ -20,15 +20,22 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from schemas.policy.calendar import Expired, earliest_run
+from schemas.states import Status
 from schemas.store.records import JobRecord
+from schemas.store.replies import RescheduleVerdict
+from schemas.wire.codes import ErrorCode, http_error_code
 from schemas.wire.job import CallbackJob
-from schemas.wire.outcome import ErrorCode, OutcomeError, Status, outcome_for
+from schemas.wire.outcome import OutcomeError, outcome_for
 from worker.bitrix.errors import BitrixApiError, BitrixCallError, BitrixHttpError
 from worker.jobs.deps import Deps
 
 log = structlog.get_logger("callq.worker")
 
-WAITING = "scheduled,retrying"
+WAITING = frozenset({Status.SCHEDULED, Status.RETRYING})
+"""The states a job waits in: put back from one of these, it is not running anywhere."""
+
+RUNNING = frozenset({Status.RUNNING})
+"""A job whose attempt failed is put back from ``running`` (by the worker that ran it)."""
 
 EVENT_BOOKKEEPING_RETRY = "job.bookkeeping_retry"
 T = TypeVar("T")
@@ -86,7 +93,7 @@ async def retry_at(
     now: datetime,
     error: BitrixCallError,
     attempts: int | None = None,
-    allowed: str = "running",
+    expect: frozenset[Status] = RUNNING,
     held_by: str | None = None,
     held_s: float = 0.0,
     fields: dict[str, str] | None = None,
@@ -101,7 +108,7 @@ async def retry_at(
         now: The current time.
         error: The error that made this attempt fail (named in the outcome if the job expires).
         attempts: The attempt count to store if the job ends; None keeps the record's.
-        allowed: The state the job must be in to be put back (the ledger's ``allowed``).
+        expect: The states the job must be in to be put back.
         held_by: The portal whose halt or pause the job waits out (``callq resume`` wakes it).
         held_s: How long that halt or pause lasts.
         fields: More record fields to write in the same step (a closed attempt entry).
@@ -134,7 +141,7 @@ async def retry_at(
         state=Status.RETRYING,
         run_at=decision.at,
         now=now,
-        allowed=allowed,
+        expect=expect,
         held_by=held_by,
         held_s=held_s,
         fields=fields,
@@ -157,7 +164,7 @@ async def put_back(
     state: Status,
     run_at: datetime,
     now: datetime,
-    allowed: str = WAITING,
+    expect: frozenset[Status] = WAITING,
     fields: dict[str, str] | None = None,
     held_by: str | None = None,
     held_s: float = 0.0,
@@ -171,7 +178,7 @@ async def put_back(
         state: The state it waits in (``scheduled`` or ``retrying``).
         run_at: When it runs again.
         now: The current time.
-        allowed: The states it may be put back from (a comma list).
+        expect: The states it may be put back from.
         fields: More record fields to set: the rate-limit slots held, a closed attempt entry.
         held_by: The portal whose halt or rate pause it waits out, so ``callq resume`` wakes it.
         held_s: How long that halt or pause lasts.
@@ -184,16 +191,16 @@ async def put_back(
         record.job_id,
         state=state,
         run_at=run_at,
-        allowed=allowed,
+        expect=expect,
         fields=fields,
         held_by=held_by,
         held_ttl_s=held_s + HELD_MARGIN_S,
         orphan_seen_ms=orphan_seen_ms,
     )
-    if result == "busy":
+    if result.verdict is RescheduleVerdict.BUSY:
         return await defer_busy(deps, record.job_id)
-    if result != "ok":
-        return None  # cancelled meanwhile
+    if result.verdict is not RescheduleVerdict.OK:
+        return None  # cancelled, or finished, meanwhile
     log.info("job.deferred", state=str(state), run_at=run_at.isoformat())
     return max((run_at - now).total_seconds(), 0.0)
 
@@ -260,12 +267,12 @@ def error_of(error: BitrixCallError, lead: str = "") -> tuple[str, str]:
     """
     text = error.description.strip()
     if isinstance(error, BitrixApiError):
-        code = (error.code or "").strip() or "BITRIX_ERROR"
+        code = (error.code or "").strip() or ErrorCode.BITRIX_ERROR
         status = f"HTTP {error.http_status}"
         text = f"{text} ({status})" if text else status
     elif isinstance(error, BitrixHttpError):
-        code = f"HTTP_{error.http_status}"
+        code = http_error_code(error.http_status or 0)
     else:
-        code = "TRANSPORT_ERROR"
+        code = ErrorCode.TRANSPORT_ERROR
     lead = lead.strip()
     return code, f"{lead}: {text}" if lead and text else lead or text
