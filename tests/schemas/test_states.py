@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import pytest
 from redis.asyncio import Redis
@@ -39,14 +40,13 @@ async def put(redis: Redis, ledger: Ledger, job: CallbackJob, state: str) -> Non
     """A record in ``state`` (nothing for ``new``), as the scripts would have left it."""
     if state == NEW:
         return
-    await redis.hset(
-        ledger.keys.job(job.job_id), mapping={"job": job.to_json(), "state": state, "attempts": 1}
-    )
+    fields = {"job": job.to_json(), "state": state, "attempts": 1}
+    await cast(Awaitable[int], redis.hset(ledger.keys.job(job.job_id), mapping=fields))
 
 
 async def state_of(redis: Redis, ledger: Ledger, job_id: str) -> str:
     """The record's state, ``new`` if there is none."""
-    raw = await redis.hget(ledger.keys.job(job_id), "state")
+    raw = await cast(Awaitable[bytes | None], redis.hget(ledger.keys.job(job_id), "state"))
     return raw.decode() if raw else NEW
 
 
@@ -116,7 +116,7 @@ async def test_each_step_does_exactly_what_the_table_allows(
     expected = allowed(step, source, target)
     assert done is expected, (step, source, target)
     if step is Step.REPLAY:
-        replayed = await redis.hexists(ledger.keys.job(JOB.job_id), "replayed_by")
+        replayed = await cast(Awaitable[bool], redis.hexists(ledger.keys.job(JOB.job_id), "replayed_by"))
         assert (after, bool(replayed)) == ((source, True) if expected else (source, False))
     elif step is Step.PURGE:
         assert after == (NEW if expected else source)

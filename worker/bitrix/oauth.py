@@ -37,6 +37,7 @@ from schemas.config import OAuthConfig, PortalConfig
 from schemas.policy.redact import Redactor
 from schemas.store.ledger import WriteRetry, send_once
 from worker.bitrix.client import USER_AGENT
+from worker.bitrix.codes import BitrixCode
 from worker.bitrix.errors import AuthRefused, AuthUnavailable, BitrixApiError
 from worker.bitrix.oauth_tokens import (
     Credentials,
@@ -49,7 +50,6 @@ from worker.bitrix.oauth_tokens import (
     parse_token_response,
     seed_of,
 )
-from worker.policy.classify import EXPIRED_TOKEN_CODES
 
 __all__ = [  # with the names now in worker.bitrix.errors and worker.bitrix.oauth_tokens, still importable from here
     "AuthRefused",
@@ -291,6 +291,6 @@ async def send_with_refresh(
     try:
         return await send(creds)
     except BitrixApiError as error:
-        if creds.access_token is None or (error.code or "").lower() not in EXPIRED_TOKEN_CODES:
+        if creds.access_token is None or BitrixCode.of(error.code) is not BitrixCode.EXPIRED_TOKEN:
             raise
     return await send(await auth.refresh(portal, stale_access_token=creds.access_token))

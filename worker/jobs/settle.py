@@ -23,11 +23,11 @@ from schemas.policy.calendar import Expired, earliest_run
 from schemas.states import Status
 from schemas.store.records import JobRecord
 from schemas.store.replies import RescheduleVerdict
-from schemas.wire.codes import ErrorCode, http_error_code
+from schemas.wire.codes import ErrorCode
 from schemas.wire.job import CallbackJob
 from schemas.wire.outcome import OutcomeError, outcome_for
-from worker.bitrix.errors import BitrixApiError, BitrixCallError, BitrixHttpError
 from worker.jobs.deps import Deps
+from worker.policy.classify import Failure
 
 log = structlog.get_logger("callq.worker")
 
@@ -91,7 +91,7 @@ async def retry_at(
     wanted: datetime,
     *,
     now: datetime,
-    error: BitrixCallError,
+    failure: Failure,
     attempts: int | None = None,
     expect: frozenset[Status] = RUNNING,
     held_by: str | None = None,
@@ -106,7 +106,7 @@ async def retry_at(
         record: The job's record.
         wanted: The earliest instant the next try should be.
         now: The current time.
-        error: The error that made this attempt fail (named in the outcome if the job expires).
+        failure: What made this attempt fail (named in the outcome if the job expires).
         attempts: The attempt count to store if the job ends; None keeps the record's.
         expect: The states the job must be in to be put back.
         held_by: The portal whose halt or pause the job waits out (``callq resume`` wakes it).
@@ -123,7 +123,7 @@ async def retry_at(
         portal.calendar_for(job.from_line), now=wanted, not_before=job.not_before_at, deadline=job.deadline_at
     )
     if isinstance(decision, Expired):
-        last = error_of(error)[1]
+        last = failure.outcome_error()[1]
         attempt = attempt_of(fields)
         return await end_job(
             deps,
@@ -134,7 +134,7 @@ async def retry_at(
             attempt_entry=attempt,
             orphan_seen_ms=orphan_seen_ms,
         )
-    deps.metrics.retries.labels(portal=job.portal, code=error_of(error)[0]).inc()
+    deps.metrics.retries.labels(portal=job.portal, code=failure.outcome_error()[0]).inc()
     return await put_back(
         deps,
         record,
@@ -257,22 +257,3 @@ async def end_job(
         log.info("job.finished", status=str(status), attempts=outcome.attempts, call_id=call_id,
                  error_code=error[0] if error else None)  # fmt: skip
     return None  # a final outcome: nothing left to run
-
-
-def error_of(error: BitrixCallError, lead: str = "") -> tuple[str, str]:
-    """The (code, description) an outcome stores for ``error``; the description after ``lead: ``.
-
-    Pure. A part that is blank is left out with its separator: never a doubled space or an empty
-    ``()``.
-    """
-    text = error.description.strip()
-    if isinstance(error, BitrixApiError):
-        code = (error.code or "").strip() or ErrorCode.BITRIX_ERROR
-        status = f"HTTP {error.http_status}"
-        text = f"{text} ({status})" if text else status
-    elif isinstance(error, BitrixHttpError):
-        code = http_error_code(error.http_status or 0)
-    else:
-        code = ErrorCode.TRANSPORT_ERROR
-    lead = lead.strip()
-    return code, f"{lead}: {text}" if lead and text else lead or text
