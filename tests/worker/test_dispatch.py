@@ -29,8 +29,17 @@ async def test_the_claim_takes_due_free_jobs_in_order_up_to_the_limit(redis: Red
     queue = f"{prefix}:queue"
     now = timestamp_ms()
     ids = [f"{prefix}:{n}" for n in range(6)]
-    await redis.zadd(queue, {ids[0]: now - 5, ids[1]: now - 4, ids[2]: now + 60_000, ids[3]: now - 3,
-                             ids[4]: now - 2, ids[5]: now - 1})  # fmt: skip
+    await redis.zadd(
+        queue,
+        {
+            ids[0]: now - 5,
+            ids[1]: now - 4,
+            ids[2]: now + 60_000,
+            ids[3]: now - 3,
+            ids[4]: now - 2,
+            ids[5]: now - 1,
+        },
+    )
     await redis.set(in_progress_key_prefix + ids[1], "1")  # held by another worker
     claim = redis.register_script(CLAIM)
     missing = f"{prefix}:gone"  # finished and removed from the queue since it was read
@@ -63,8 +72,14 @@ def test_the_arq_internals_it_relies_on_are_there() -> None:
     assert callable(Worker._release_sem_dec_counter_on_complete)
     source = inspect.getsource(Worker.__init__)
     assert "self.sem = asyncio.BoundedSemaphore(max_jobs + 1)" in source
-    for attribute in ("self.job_counter", "self.tasks", "self.allow_pick_jobs", "self.in_progress_timeout_s",
-                      "self.poll_delay_s", "self.health_check_interval"):  # fmt: skip
+    for attribute in (
+        "self.job_counter",
+        "self.tasks",
+        "self.allow_pick_jobs",
+        "self.in_progress_timeout_s",
+        "self.poll_delay_s",
+        "self.health_check_interval",
+    ):
         assert attribute in source
     # the lease, the heartbeat as the Redis-full probe, and finish_job sent until Redis takes it
     finish_job = ["self", "job_id", "finish", "result_data", "result_timeout_s", "keep_result_forever"]
@@ -112,9 +127,16 @@ def _worker(
     pool: ArqRedis, queue: str, job: Any, *, max_jobs: int = 3, poll_delay: float, **options: Any
 ) -> BatchClaimWorker:
     return BatchClaimWorker(
-        functions=[func(job, name="job")], redis_pool=pool, queue_name=queue, max_jobs=max_jobs,
-        poll_delay=poll_delay, handle_signals=False, keep_result=0, health_check_key=f"{queue}:health", **options,
-    )  # fmt: skip
+        functions=[func(job, name="job")],
+        redis_pool=pool,
+        queue_name=queue,
+        max_jobs=max_jobs,
+        poll_delay=poll_delay,
+        handle_signals=False,
+        keep_result=0,
+        health_check_key=f"{queue}:health",
+        **options,
+    )
 
 
 async def _enqueue(pool: ArqRedis, prefix: str, queue: str, n: int) -> list[str]:

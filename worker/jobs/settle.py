@@ -254,6 +254,11 @@ async def end_job(
         return await defer_busy(deps, job.job_id)
     if result.written:
         deps.metrics.jobs_finished.labels(portal=job.portal, status=str(status)).inc()
-        log.info("job.finished", status=str(status), attempts=outcome.attempts, call_id=call_id,
-                 error_code=error[0] if error else None)  # fmt: skip
+        log.info(
+            "job.finished",
+            status=str(status),
+            attempts=outcome.attempts,
+            call_id=call_id,
+            error_code=error[0] if error else None,
+        )
     return None  # a final outcome: nothing left to run
