@@ -28,6 +28,7 @@ class RedisServer:
         appendonly: turn on AOF with ``appendfsync everysec`` (what the ops config uses).
         port: a fixed port (a restart keeps the port); a free one by default.
         extra_args: more redis-server arguments (``--replicaof host port``, ``--sentinel``…).
+        password: ``requirepass``; :attr:`url` then carries it.
     """
 
     def __init__(
@@ -37,8 +38,10 @@ class RedisServer:
         appendonly: bool = False,
         port: int | None = None,
         extra_args: tuple[str, ...] = (),
+        password: str | None = None,
     ) -> None:
         self.workdir = workdir
+        self.password = password
         self.appendonly = appendonly
         self.extra_args = extra_args
         self.port = port or free_port()
@@ -46,8 +49,9 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        """redis:// URL of this server."""
-        return f"redis://127.0.0.1:{self.port}/0"
+        """redis:// URL of this server (with its password, if it has one)."""
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self, *, timeout_s: float = 10.0) -> None:
         """Start and wait until it answers PING."""
@@ -56,9 +60,11 @@ class RedisServer:
         args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir),
                 "--save", "", "--logfile", "redis.log", "--appendonly", "yes" if self.appendonly else "no",
                 "--appendfsync", "everysec", *self.extra_args]  # fmt: skip
+        if self.password:
+            args += ["--requirepass", self.password]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout_s
-        client = sync_redis.Redis(port=self.port, socket_connect_timeout=0.2)
+        client = sync_redis.Redis(port=self.port, password=self.password, socket_connect_timeout=0.2)
         try:
             while True:
                 try:

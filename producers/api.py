@@ -23,14 +23,14 @@ from producers.idempotency import differences
 from producers.lookup import find_record
 from producers.results import AmbiguousKeyError, PortalNotAllowed, Submitted
 from producers.validation import Invalid, Valid, decode_entry, validate_job
-from schemas.bucket import pacing_bucket
 from schemas.config import Settings
-from schemas.job import CallbackJob
-from schemas.keys import Keys
-from schemas.ledger import Admission, AdmitRequest, Ledger
-from schemas.outcome import ErrorCode, OutcomeError, Status, outcome_for
-from schemas.records import JobRecord
-from schemas.redact import mask_number
+from schemas.policy.bucket import pacing_bucket
+from schemas.policy.redact import mask_number
+from schemas.store.keys import Keys
+from schemas.store.ledger import Admission, AdmitRequest, Ledger
+from schemas.store.records import JobRecord
+from schemas.wire.job import CallbackJob
+from schemas.wire.outcome import ErrorCode, OutcomeError, Status, outcome_for
 
 __all__ = ["AmbiguousKeyError", "PortalNotAllowed", "Producer", "Submitted", "new_job_id", "utcnow"]
 

@@ -20,8 +20,8 @@ from redis.asyncio import Redis
 
 from producers.api import Producer, Submitted
 from producers.validation import Invalid, validate_job
-from schemas.outcome import Status
-from schemas.records import JobRecord, to_ms
+from schemas.store.records import JobRecord, to_ms
+from schemas.wire.outcome import Status
 
 
 @dataclass(frozen=True)

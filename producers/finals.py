@@ -14,10 +14,10 @@ import structlog
 
 from producers.results import Submitted
 from producers.validation import FieldError, Invalid
-from schemas.job import CallbackJob
-from schemas.ledger import Ledger
-from schemas.outcome import ErrorCode, Outcome, OutcomeError, Status, outcome_for
-from schemas.redact import mask_number
+from schemas.policy.redact import mask_number
+from schemas.store.ledger import Ledger
+from schemas.wire.job import CallbackJob
+from schemas.wire.outcome import ErrorCode, Outcome, OutcomeError, Status, outcome_for
 
 log = structlog.get_logger("callq.producers")
 

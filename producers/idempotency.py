@@ -22,8 +22,8 @@ import json
 from typing import Any
 
 from producers.validation import FieldError
-from schemas.job import CallbackJob, parse_rfc3339
-from schemas.redact import mask_number
+from schemas.policy.redact import mask_number
+from schemas.wire.job import CallbackJob, parse_rfc3339
 
 COMPARED = ("from_line", "to_number", "text_to_pronounce", "voice", "not_before", "deadline", "metadata")
 """The job fields a repeat must match, in the order differences are reported."""

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 
 from producers.results import AmbiguousKeyError
-from schemas.ledger import Ledger
-from schemas.records import JobRecord
+from schemas.store.ledger import Ledger
+from schemas.store.records import JobRecord
 
 
 async def find_record(

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from schemas.outcome import OutcomeError, Status
+from schemas.wire.outcome import OutcomeError, Status
 
 
 class PortalNotAllowed(PermissionError):

@@ -2,7 +2,7 @@
 
 Entries are read through the consumer group ``callq``; an entry is acknowledged (and deleted)
 only after it is stored as a job or as a rejection. The job id is derived from the entry id (an
-HMAC keyed by the deployment's secret, :func:`schemas.job.intake_job_id`), so an entry delivered
+HMAC keyed by the deployment's secret, :func:`schemas.wire.job.intake_job_id`), so an entry delivered
 twice (a consumer died before its XACK) is the same job, not a second call, yet nobody can guess a
 job id from an entry id. Entries left pending by a consumer that died are taken over with
 XAUTOCLAIM; one admitted by a worker of 0.2 or earlier keeps the job id it got then.
@@ -11,6 +11,7 @@ XAUTOCLAIM; one admitted by a worker of 0.2 or earlier keeps the job id it got t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import socket
@@ -19,18 +20,19 @@ from typing import Any
 
 import structlog
 from redis.asyncio import Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import OutOfMemoryError, RedisError, ResponseError
 
 from producers.api import Producer
 from producers.validation import FieldError, Invalid
-from schemas.job import intake_job_id, legacy_intake_job_id
-from schemas.keys import INTAKE_GROUP, Keys
-from schemas.secret import deployment_secret, derive_key
+from schemas.store.keys import INTAKE_GROUP, Keys
+from schemas.store.secret import deployment_secret, derive_key
+from schemas.store.writegate import WriteGate
+from schemas.wire.job import intake_job_id, legacy_intake_job_id
 
 log = structlog.get_logger("callq.intake")
 
 INTAKE_ID_PURPOSE = "intake job id"
-"""What the deployment's secret is derived for here (:func:`schemas.secret.derive_key`)."""
+"""What the deployment's secret is derived for here (:func:`schemas.store.secret.derive_key`)."""
 
 
 async def entry_job_id(redis: Redis, keys: Keys, entry_id: str) -> str:
@@ -213,3 +215,28 @@ def _field(fields: dict[Any, Any], name: str) -> bytes | str | None:
 def _text(value: str | bytes) -> str:
     # field names come from any producer: a name that is not UTF-8 must not stop the stream
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+async def keep_consuming(consumer: IntakeConsumer, stop: asyncio.Event, gate: WriteGate) -> None:
+    """Run the intake consumer until ``stop``; a Redis hiccup is logged and retried, never fatal.
+
+    While Redis is full nothing is acknowledged: the entries read are admitted once it takes writes
+    again (``gate`` logs that once, not a traceback per try).
+    """
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            await consumer.run(stop)
+        except asyncio.CancelledError:
+            raise
+        except OutOfMemoryError:
+            gate.refused("intake")
+            wait = max(gate.wait_s(), 0.5)
+        except Exception:
+            log.exception("intake.failed", retry_in_s=delay)
+            wait, delay = delay, min(delay * 2, 30.0)
+        else:
+            delay = 0.5
+            continue
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=wait)

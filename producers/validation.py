@@ -15,21 +15,26 @@ import phonenumbers
 from pydantic import ValidationError
 
 from producers.strict_json import JsonProblem, check_storable, decode_strict
-from schemas.calendar import Expired, default_deadline, earliest_run
 from schemas.config import PortalConfig, Settings, UnknownPortalError
-from schemas.job import JOB_FIELDS, MAX_HORIZON, CallbackJob, CallbackJobIn, format_utc, parse_rfc3339
+from schemas.policy.calendar import Expired, default_deadline, earliest_run
+from schemas.policy.redact import redact_text
+from schemas.wire.job import JOB_FIELDS, MAX_HORIZON, CallbackJob, CallbackJobIn, format_utc, parse_rfc3339
 
 
 @dataclass(frozen=True)
 class FieldError:
-    """One problem with the input: the field (dotted path, empty for the whole entry) and why."""
+    """One problem with the input: the field (dotted path, empty for the whole entry) and why.
+
+    The field and message may quote the input (an unknown field's name, a portal's name): what
+    leaves this object (:meth:`to_dict`, :attr:`Invalid.description`) has numbers and secrets masked.
+    """
 
     field: str
     message: str
 
     def to_dict(self) -> dict[str, str]:
-        """JSON-ready form."""
-        return {"field": self.field, "message": self.message}
+        """JSON-ready form, masked."""
+        return {"field": redact_text(self.field), "message": redact_text(self.message)}
 
 
 @dataclass(frozen=True)
@@ -41,8 +46,8 @@ class Invalid:
 
     @property
     def description(self) -> str:
-        """All errors on one line."""
-        return "; ".join(f"{e.field or 'job'}: {e.message}" for e in self.errors)
+        """All errors on one line, masked."""
+        return redact_text("; ".join(f"{e.field or 'job'}: {e.message}" for e in self.errors))
 
 
 @dataclass(frozen=True)
@@ -175,7 +180,7 @@ def _schedule(
 def beyond_horizon(
     *, not_before: datetime | None, deadline: datetime | None, now: datetime
 ) -> list[FieldError]:
-    """Errors for a ``not_before`` or ``deadline`` beyond :data:`schemas.job.MAX_HORIZON` from now.
+    """Errors for a ``not_before`` or ``deadline`` beyond :data:`schemas.wire.job.MAX_HORIZON` from now.
 
     A job waits, and holds its line + number, until its deadline: a year-3000 date would hold it for
     centuries, and is far more likely a mistake than a plan.
@@ -230,7 +235,8 @@ def _echo(data: dict[str, Any]) -> dict[str, Any]:
     for name in ("portal", "from_line", "idempotency_key"):
         value = data.get(name)
         if isinstance(value, str) and len(value) <= 200:
-            echo[name] = value
+            # a key is the producer's own handle on the job: echoed as sent, like the metadata
+            echo[name] = value if name == "idempotency_key" else redact_text(value)
     metadata = data.get("metadata")
     if isinstance(metadata, dict) and len(json.dumps(metadata, default=str)) <= 4096:
         echo["metadata"] = metadata

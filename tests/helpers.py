@@ -12,11 +12,12 @@ from types import MappingProxyType
 from typing import Any
 
 import aiohttp
-from arq.worker import Worker
 
+from ops.cli.assemble import build_callq_worker
 from schemas.config import PortalConfig, Settings
-from schemas.keys import Keys
-from worker.app import WorkerOptions, build_worker, open_pool
+from schemas.jobqueue.pool import open_pool
+from schemas.store.keys import Keys
+from worker.service.app import BuiltWorker, WorkerOptions
 
 NEUTRAL_CWD = tempfile.gettempdir()
 """Where callq subprocesses start: no callq.toml there, and not tests/ (whose `worker` package is the
@@ -57,27 +58,26 @@ def sandbox_portal(webhook_url: str, name: str = "default", **changes: Any) -> P
 
 
 @contextlib.asynccontextmanager
-async def running_worker(settings: Settings, options: WorkerOptions = FAST) -> AsyncIterator[Worker]:
+async def running_worker(settings: Settings, options: WorkerOptions = FAST) -> AsyncIterator[BuiltWorker]:
     """A worker (with intake) running in a task until the block ends."""
-    pool = await open_pool(settings)
-    worker = build_worker(settings, pool, options)
-    task = asyncio.create_task(worker.main())
+    pool = await open_pool(settings.redis_url, Keys(settings.key_prefix).jobs)
+    worker = build_callq_worker(settings, pool, options)
+    task = asyncio.create_task(worker.queue.run())
     try:
         yield worker
     finally:
-        # stop taking work and let jobs in flight end, as a graceful stop does: arq's close()
+        # stop taking work and let jobs in flight end, as a graceful stop does: the queue's close()
         # re-raises the CancelledError of a job it had to cut off
-        worker.allow_pick_jobs = False
-        intake_stop = worker.ctx.get("intake_stop")
-        if isinstance(intake_stop, asyncio.Event):
-            intake_stop.set()
-        if worker.tasks:
-            await asyncio.wait(list(worker.tasks.values()), timeout=10)
+        worker.queue.stop_taking_jobs()
+        worker.callbacks.stop_services()
+        in_flight = list(worker.queue.jobs_in_flight().values())
+        if in_flight:
+            await asyncio.wait(in_flight, timeout=10)
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
         with contextlib.suppress(asyncio.CancelledError):
-            await worker.close()
+            await worker.queue.close()
 
 
 async def read_outcomes(redis: Any, prefix: str) -> list[dict[str, Any]]:
@@ -117,7 +117,7 @@ async def run_callq(args: list[str], env: dict[str, str], *, timeout_s: float = 
     import sys
 
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "worker.cli", *args, env=env, cwd=NEUTRAL_CWD,
+        sys.executable, "-m", "ops.cli", *args, env=env, cwd=NEUTRAL_CWD,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await asyncio.wait_for(proc.communicate(), timeout=timeout_s)

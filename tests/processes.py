@@ -45,7 +45,7 @@ def _toml(value: Any) -> str:
 
 
 class WorkerProcess:
-    """``python -m worker.cli worker`` in its own process, logs to a file.
+    """``python -m ops.cli worker`` in its own process, logs to a file.
 
     Args:
         config: the TOML file.
@@ -53,12 +53,21 @@ class WorkerProcess:
         prefix: key prefix.
         log_path: where its stderr goes.
         extra_args: more ``worker`` arguments.
+        log_level: ``--log-level``.
     """
 
     def __init__(
-        self, *, config: Path, redis_url: str, prefix: str, log_path: Path, extra_args: tuple[str, ...] = ()
+        self,
+        *,
+        config: Path,
+        redis_url: str,
+        prefix: str,
+        log_path: Path,
+        extra_args: tuple[str, ...] = (),
+        log_level: str = "INFO",
     ):
-        self.args = [sys.executable, "-m", "worker.cli", "--log-format", "json", "worker", *extra_args]
+        options = ["--log-format", "json", "--log-level", log_level]
+        self.args = [sys.executable, "-m", "ops.cli", *options, "worker", *extra_args]
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("CALLQ_")}
         self.env.update(CALLQ_CONFIG=str(config), CALLQ_REDIS_URL=redis_url, CALLQ_KEY_PREFIX=prefix)
         self.log_path = log_path

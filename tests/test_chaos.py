@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 
 from ops.sandbox import Fault, Sandbox, SandboxHandle
 from producers.api import Producer
-from schemas.keys import Keys
+from schemas.store.keys import Keys
 from tests.helpers import make_settings, read_outcomes, running_worker, sandbox_portal, wait_outcomes
 from tests.processes import WorkerProcess, write_config
 from tests.test_crash_safety import SHORT_TIMEOUTS, called_numbers, job_json, new_worker, stop_all

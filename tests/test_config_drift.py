@@ -10,19 +10,19 @@ from types import MappingProxyType
 from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
-from arq.worker import Worker
 from redis.asyncio import Redis
 from structlog.testing import capture_logs
 
 from ops.sandbox import SandboxHandle
-from producers.http import create_app
+from producers.http.app import create_app
 from schemas.config import Settings
-from schemas.config_registry import ConfigRegistry
-from schemas.keys import Keys
-from schemas.secret import deployment_secret
+from schemas.config.drift import ConfigWatch, serve_config_check
+from schemas.config.registry import ConfigRegistry
+from schemas.store.keys import Keys
+from schemas.store.secret import deployment_secret
 from tests.helpers import make_settings, run_callq, running_worker, sandbox_portal, wait_for
 from tests.processes import write_config
-from worker.config_watch import ConfigWatch, serve_config_check
+from worker.service.app import BuiltWorker
 
 
 def settings_for(redis_url: str, prefix: str, url: str, **changes: Any) -> Settings:
@@ -31,21 +31,22 @@ def settings_for(redis_url: str, prefix: str, url: str, **changes: Any) -> Setti
     return make_settings(redis_url, prefix, portals)
 
 
-def gauge(worker: Worker) -> str:
+def gauge(worker: BuiltWorker) -> str:
     """The callq_config_mismatch line of a worker's metrics."""
-    text: str = worker.ctx["deps"].metrics.render().decode()
+    text: str = worker.callbacks.metrics.render().decode()
     return next(line for line in text.splitlines() if line.startswith("callq_config_mismatch "))
 
 
-async def started(worker: Worker) -> ConfigWatch:
+async def started(worker: BuiltWorker) -> ConfigWatch:
     """The worker's ConfigWatch, once its start-up has run."""
     await wait_for(lambda: _has_watch(worker), what="the worker's start-up")
-    watch: ConfigWatch = worker.ctx["config_watch"]
+    watch = worker.callbacks.config_watch
+    assert watch is not None
     return watch
 
 
-async def _has_watch(worker: Worker) -> bool:
-    return "config_watch" in worker.ctx
+async def _has_watch(worker: BuiltWorker) -> bool:
+    return worker.callbacks.config_watch is not None
 
 
 async def test_two_workers_that_disagree_log_what_differs_until_they_agree(

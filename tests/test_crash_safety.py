@@ -26,8 +26,8 @@ from ops.redis_server import RedisServer
 from ops.sandbox import Fault, Sandbox, SandboxHandle, SandboxPortal, running_sandbox
 from producers.api import Producer
 from producers.stream import entry_job_id
-from schemas.keys import Keys
-from schemas.outcome import Status
+from schemas.store.keys import Keys
+from schemas.wire.outcome import Status
 from tests.helpers import make_settings, read_outcomes, running_worker, sandbox_portal, wait_for
 from tests.processes import WorkerProcess, write_config
 

@@ -8,7 +8,7 @@ from redis.asyncio import Redis
 
 from ops.sandbox import Fault, Sandbox, SandboxHandle
 from producers.api import Producer
-from schemas.keys import Keys
+from schemas.store.keys import Keys
 from tests.helpers import make_settings, running_worker, sandbox_portal, wait_outcomes
 from tests.test_spine import cli_env, run_cli
 

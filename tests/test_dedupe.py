@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 
 from ops.sandbox import Sandbox, SandboxHandle
 from producers.api import Producer
-from schemas.keys import Keys
+from schemas.store.keys import Keys
 from tests.helpers import make_settings, running_worker, sandbox_portal, wait_for, wait_outcomes
 from tests.processes import WorkerProcess, write_config
 

@@ -104,7 +104,7 @@ async def test_refused_credentials_halt_the_portal_without_burning_attempts(
     import io
     import json
 
-    from producers import cli as producer_cli
+    from ops.cli import jobs as producer_cli
     from tests.helpers import wait_for
 
     # 2/s, no burst: the jobs start 0.5 s apart, so the second and third start while the portal is halted
@@ -118,7 +118,7 @@ async def test_refused_credentials_halt_the_portal_without_burning_attempts(
     jobs = [await producer.enqueue(from_line="reg1332", to_number=f"+7911123456{n}", text_to_pronounce=TEXT)
             for n in range(3)]  # fmt: skip
     async with running_worker(settings, dataclasses.replace(FAST, pause_s=1.5)):
-        from schemas.keys import Keys
+        from schemas.store.keys import Keys
 
         await wait_for(lambda: redis.exists(Keys(prefix).portal_halt("default")), what="the portal's halt")
         out = io.StringIO()
@@ -162,7 +162,7 @@ async def test_resume_wakes_the_jobs_held_by_a_manual_block(
     """OVERLOAD_LIMIT halts the portal for an hour; `callq resume` wakes its waiting jobs at once."""
     import os
 
-    from schemas.keys import Keys
+    from schemas.store.keys import Keys
     from tests.helpers import run_callq, wait_for
 
     settings = make_settings(

@@ -12,20 +12,20 @@ import aiohttp
 import holidays
 from redis.asyncio import Redis
 
+from ops.cli import jobs as producer_cli
 from ops.redis_server import free_port
 from ops.sandbox import Sandbox, SandboxHandle
-from producers import cli as producer_cli
 from producers.api import Producer
-from schemas.calendar import DAY_KEYS, WeeklyHours, parse_hours
 from schemas.config import LineConfig
-from schemas.keys import Keys
-from schemas.ledger import JobRecord, Ledger
+from schemas.policy.calendar import DAY_KEYS, WeeklyHours, parse_hours
+from schemas.store.keys import Keys
+from schemas.store.ledger import JobRecord, Ledger
 from tests.helpers import ALWAYS_OPEN, make_settings, running_worker, sandbox_portal, wait_for
-from worker.auth import PortalAuth
-from worker.deps import Deps
-from worker.leases import AttemptLeases, LeaseTiming
-from worker.ratelimit import RateLimiter
-from worker.runner import run_job
+from worker.bitrix.oauth import PortalAuth
+from worker.jobs.deps import Deps
+from worker.jobs.leases import AttemptLeases, LeaseTiming
+from worker.jobs.ratelimit import RateLimiter
+from worker.jobs.run import run_job
 
 TEXT = "Callback request"
 TOKYO = ZoneInfo("Asia/Tokyo")
@@ -74,7 +74,7 @@ async def test_closed_now_runs_at_tomorrows_opening(
     assert [v["job_id"] for v in json.loads(out.getvalue())] == [record.job_id]
     # arq's job key has no TTL: however long the workers are away, the job is still run (and,
     # past its deadline, written `expired`) rather than dropped by arq without an outcome
-    assert await redis.pttl(Keys(prefix).arq_job(record.job_id)) == -1
+    assert await redis.pttl(Keys(prefix).jobs.job(record.job_id)) == -1
 
 
 async def test_line_hours_override_the_portals(

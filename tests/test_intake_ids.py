@@ -10,9 +10,9 @@ from redis.asyncio import Redis
 from ops.sandbox import Sandbox, SandboxHandle
 from producers.api import Producer
 from producers.stream import IntakeConsumer, entry_job_id
-from schemas.job import legacy_intake_job_id
-from schemas.keys import Keys
-from schemas.secret import deployment_secret
+from schemas.store.keys import Keys
+from schemas.store.secret import deployment_secret
+from schemas.wire.job import legacy_intake_job_id
 from tests.helpers import make_settings, running_worker, sandbox_portal, wait_outcomes
 
 JOB = {"from_line": "reg1332", "to_number": "+79111234567", "text_to_pronounce": "Hi"}

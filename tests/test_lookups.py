@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from ops.sandbox import SandboxHandle
 from producers.api import AmbiguousKeyError, Producer, Submitted
 from schemas.config import Settings
-from schemas.outcome import Status, outcome_for
+from schemas.wire.outcome import Status, outcome_for
 from tests.helpers import make_settings, run_callq, sandbox_portal
 from tests.processes import write_config
 

@@ -9,7 +9,7 @@ import pytest
 from redis.asyncio import Redis
 
 from ops.sandbox import Sandbox, SandboxPortal, running_sandbox
-from schemas.keys import Keys
+from schemas.store.keys import Keys
 from tests.helpers import wait_outcomes
 from tests.processes import WorkerProcess, write_config
 

@@ -26,16 +26,16 @@ import pytest
 import redis as sync_redis
 from prometheus_client.metrics import MetricWrapperBase
 
+from ops.cli.main import build_parser
 from schemas.config import load_settings
-from schemas.outcome import Status
-from worker.classify import Verdict
-from worker.cli import build_parser
-from worker.metrics import Metrics
+from schemas.wire.outcome import Status
+from worker.policy.classify import Verdict
+from worker.service.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "ops" / "deploy"
 UNITS = ("callq-worker.service", "callq-worker@.service", "callq-serve.service")
-# The metric names the alerts may use (what worker/metrics.py exports, as agreed for the alerts).
+# The metric names the alerts may use (what worker/service/metrics.py exports, as agreed for the alerts).
 KNOWN_METRICS = frozenset(
     {
         "callq_jobs_finished_total",
@@ -743,7 +743,7 @@ def test_sentinel_starts_with_the_shipped_config(tmp_path: Path) -> None:
 
 
 def exported_metrics() -> dict[str, tuple[str, ...]]:
-    """Sample name -> label names of everything worker/metrics.py exports."""
+    """Sample name -> label names of everything worker/service/metrics.py exports."""
     exported: dict[str, tuple[str, ...]] = {}
     for metric in vars(Metrics()).values():
         if not isinstance(metric, MetricWrapperBase):
@@ -758,7 +758,7 @@ def exported_metrics() -> dict[str, tuple[str, ...]]:
 
 
 def test_known_metrics_are_exported() -> None:
-    """Every metric name the alerts may use is exported by worker/metrics.py."""
+    """Every metric name the alerts may use is exported by worker/service/metrics.py."""
     exported = exported_metrics()
     assert KNOWN_METRICS <= set(exported), sorted(KNOWN_METRICS - set(exported))
 
@@ -779,7 +779,7 @@ def test_alerts_use_only_exported_metrics_and_labels(rules: list[dict[str, Any]]
     """Every callq_* metric in an expression is known and exported, with labels and values it has."""
     exported = exported_metrics()
     values = {"status": {str(s) for s in Status}, "result": {str(v) for v in Verdict} | {"success"},
-              "reason": set(re.findall(r'reason="(\w+)"', (ROOT / "worker" / "metrics.py").read_text()))}  # fmt: skip
+              "reason": set(re.findall(r'reason="(\w+)"', (ROOT / "worker" / "service" / "metrics.py").read_text()))}  # fmt: skip
     for rule in rules:
         expr = rule["expr"]
         for name in re.findall(r"\bcallq_\w+", expr):

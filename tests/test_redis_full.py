@@ -24,10 +24,10 @@ from structlog.testing import capture_logs
 from ops.redis_server import RedisServer, free_port
 from ops.sandbox import Fault, Sandbox, SandboxHandle, SandboxPortal, running_sandbox
 from producers.api import Producer
-from producers.http import create_app
+from producers.http.app import create_app
 from producers.stream import IntakeConsumer, entry_job_id
-from schemas.keys import INTAKE_GROUP, Keys
-from schemas.redis_errors import REDIS_FULL
+from schemas.store.errors import REDIS_FULL
+from schemas.store.keys import INTAKE_GROUP, Keys
 from tests.helpers import make_settings, read_outcomes, run_callq, sandbox_portal, wait_for
 from tests.processes import WorkerProcess, write_config
 

@@ -15,8 +15,8 @@ from redis.asyncio import Redis
 
 from ops.redis_server import RedisServer, free_port
 from ops.sandbox import Sandbox, SandboxHandle
-from schemas.keys import Keys
-from schemas.redis_url import close_client, parse_sentinel_url, redis_client
+from schemas.store.connect import close_client, parse_sentinel_url, redis_client
+from schemas.store.keys import Keys
 from tests.helpers import wait_for
 from tests.processes import WorkerProcess, write_config
 

@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 
 from ops.sandbox import Sandbox, SandboxHandle
 from producers.api import Producer
-from schemas.keys import Keys
+from schemas.store.keys import Keys
 from tests.helpers import (
     NEUTRAL_CWD,
     make_settings,
@@ -53,7 +53,7 @@ def cli_env(redis_url: str, prefix: str, webhook_url: str) -> dict[str, str]:
 def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """Run the `callq` command (as ops would, from a directory without callq.toml) and capture its output."""
     return subprocess.run(
-        [sys.executable, "-m", "worker.cli", *args],
+        [sys.executable, "-m", "ops.cli", *args],
         env=env, cwd=NEUTRAL_CWD, capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
 

@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 from ops.redis_server import RedisServer
 from ops.sandbox import Fault, Sandbox, SandboxPortal, running_sandbox
 from producers.api import Producer
-from schemas.keys import Keys
+from schemas.store.keys import Keys
 from tests.helpers import make_settings, read_outcomes, sandbox_portal, wait_for
 from tests.processes import WorkerProcess, write_config
 
@@ -166,8 +166,8 @@ async def test_an_orphan_is_ended_within_the_bound(prefix: str, tmp_path: Path) 
                 doomed.kill()
                 keys = Keys(prefix)
                 # arq gave the job up: no queue entry, no arq job; only the record says `running`
-                await redis.zrem(keys.queue, keys.arq_job_id(job_id))
-                await redis.delete(keys.arq_job(job_id), f"arq:in-progress:{keys.arq_job_id(job_id)}")
+                await redis.zrem(keys.queue, keys.jobs.member(job_id))
+                await redis.delete(keys.jobs.job(job_id), f"arq:in-progress:{keys.jobs.member(job_id)}")
                 judge.start()
                 await started(judge)
                 await asyncio.to_thread(server.stop, kill=True)

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ops.bench import dedupe_cost, intake, lateness, memory, rate_limit, throughput
-from worker.logs import configure_logging
+from ops.cli.logs import configure_logging
 
 BENCHES: dict[str, Callable[..., Coroutine[Any, Any, dict[str, Any]]]] = {
     "rate_limit": rate_limit.run,

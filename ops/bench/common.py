@@ -11,7 +11,7 @@ import aiohttp
 from arq.worker import Worker
 from redis.asyncio import Redis
 
-from schemas.keys import Keys
+from schemas.store.keys import Keys
 
 
 async def push_intake(redis: Redis, prefix: str, jobs: list[dict[str, Any]], *, batch: int = 500) -> None:

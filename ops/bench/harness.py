@@ -39,7 +39,7 @@ def bench_env(portals: dict[str, tuple[float, int]]) -> Iterator[Env]:
         with RedisServer(workdir) as redis:
             specs = [f"--portal={name}:1:{name}:{rate}:{burst}" for name, (rate, burst) in portals.items()]
             sandbox = subprocess.Popen(
-                [sys.executable, "-m", "ops.sandbox", "--host", "127.0.0.1", "--port", "0", "--print-url",
+                [sys.executable, "-m", "ops.cli", "sandbox", "--host", "127.0.0.1", "--port", "0", "--print-url",
                  "--quiet", *specs],
                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
             )  # fmt: skip

@@ -21,7 +21,7 @@ from ops.bench.plain_arq import dumps, loads
 from ops.bench.worker_proc import settings_for
 from producers.api import Producer
 from producers.stream import IntakeConsumer
-from schemas.keys import Keys
+from schemas.store.keys import Keys
 
 PORTALS = [f"p{n}" for n in range(10)]
 

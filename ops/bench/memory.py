@@ -19,7 +19,7 @@ from ops.bench.harness import bench_env, start_worker, stop
 from ops.bench.worker_proc import settings_for
 from producers.api import Producer
 from producers.stream import IntakeConsumer
-from schemas.keys import Keys
+from schemas.store.keys import Keys
 
 PORTALS = [f"p{n}" for n in range(10)]
 HIGH = (100_000.0, 100_000)

@@ -4,7 +4,7 @@
 no outcome record); ``noop`` jobs do nothing at all. Both count completions in one Redis counter
 so the benchmark can time them; that one INCR is the only bookkeeping they do.
 
-``--batched`` runs them on callq's dispatch (:class:`worker.dispatch.BatchClaimWorker`, 1,000 ids
+``--batched`` runs them on callq's dispatch (:class:`schemas.jobqueue.worker.BatchClaimWorker`, 1,000 ids
 per poll) instead of arq's own, to tell what callq's own work costs from what its dispatch saves.
 
 Run as ``python -m ops.bench.plain_arq --redis-url … --queue … --mode post|noop [--batched]``.
@@ -22,8 +22,8 @@ from arq.connections import RedisSettings, create_pool
 from arq.worker import Worker, func
 
 from ops.bench.common import run_until_stopped
-from worker.app import QUEUE_READ_LIMIT
-from worker.dispatch import BatchClaimWorker
+from schemas.jobqueue.runner import QUEUE_READ_LIMIT
+from schemas.jobqueue.worker import BatchClaimWorker
 
 DONE_SUFFIX = ":done"
 

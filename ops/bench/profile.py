@@ -17,8 +17,11 @@ from redis.asyncio import Redis
 from ops.bench.common import callback_jobs, push_intake, wait_outcomes
 from ops.bench.harness import bench_env
 from ops.bench.worker_proc import settings_for
-from worker.app import WorkerOptions, build_worker, open_pool
-from worker.logs import configure_logging
+from ops.cli.assemble import build_callq_worker
+from ops.cli.logs import configure_logging
+from schemas.jobqueue.pool import open_pool
+from schemas.store.keys import Keys
+from worker.service.app import WorkerOptions
 
 PORTALS = [f"p{n}" for n in range(10)]
 
@@ -38,15 +41,17 @@ async def profile(n: int) -> str:
         settings = settings_for(
             env.redis_url, prefix, env.sandbox_url, dict.fromkeys(PORTALS, (100_000.0, 100_000))
         )
-        pool = await open_pool(settings)
-        worker = build_worker(settings, pool, dataclasses.replace(WorkerOptions(), handle_signals=False))
+        pool = await open_pool(settings.redis_url, Keys(settings.key_prefix).jobs)
+        worker = build_callq_worker(
+            settings, pool, dataclasses.replace(WorkerOptions(), handle_signals=False)
+        )
         profiler = Profiler(async_mode="enabled")
         profiler.start()
-        task = asyncio.create_task(worker.main())
+        task = asyncio.create_task(worker.queue.run())
         await wait_outcomes(redis, prefix, len(jobs), timeout_s=600)
         profiler.stop()
         task.cancel()
-        await worker.close()
+        await worker.queue.close()
         await redis.aclose()
     return str(profiler.output_text(unicode=True, color=False, show_all=False))
 

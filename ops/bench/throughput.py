@@ -8,7 +8,7 @@
   aiohttp POST, with no dedupe, limit or outcome (target: callq ≥ 0.8 of it).
 - baseline (b), "noop": bare arq no-op jobs (target: callq ≥ 0.5 of it).
 - not a target, for honesty: "post_batched", the same plain POST worker on callq's batched claim
-  (:mod:`worker.dispatch`). (a) and (b) are bound by arq's one-job-at-a-time claim, which callq
+  (:mod:`schemas.jobqueue.worker`). (a) and (b) are bound by arq's one-job-at-a-time claim, which callq
   replaces; this ratio is what callq's own work (validation, dedupe, pacing, records) costs.
 Each measured ``rounds`` times, alternating, medians reported. CPU seconds of the workers, Redis
 and the sandbox over the measured window say what bounds the run.

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 from types import MappingProxyType
 
-from ops.bench.common import run_until_stopped
+from ops.cli.assemble import build_callq_worker
+from ops.cli.logs import configure_logging
 from schemas.config import PortalConfig, Settings
-from worker.app import WorkerOptions, build_worker, open_pool
-from worker.logs import configure_logging
+from schemas.jobqueue.pool import open_pool
+from schemas.store.keys import Keys
+from worker.service.app import WorkerOptions
 
 ALWAYS_OPEN = MappingProxyType({day: ((0, 1440),) for day in range(7)})
 
@@ -37,12 +40,16 @@ async def main(args: argparse.Namespace) -> None:
         name, rate, burst = spec.split(":")
         portals[name] = (float(rate), int(burst))
     settings = settings_for(args.redis_url, args.prefix, args.sandbox_url, portals)
-    pool = await open_pool(settings)
+    pool = await open_pool(settings.redis_url, Keys(settings.key_prefix).jobs)
     options = dataclasses.replace(
         WorkerOptions(), concurrency=args.concurrency, dedupe_and_rate_limit=not args.no_limits
     )
-    worker = build_worker(settings, pool, options)
-    await run_until_stopped(worker)
+    worker = build_callq_worker(settings, pool, options)
+    try:
+        with contextlib.suppress(asyncio.CancelledError):  # a signal stops it
+            await worker.queue.run()
+    finally:
+        await worker.queue.close()
 
 
 if __name__ == "__main__":

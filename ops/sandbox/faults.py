@@ -5,6 +5,12 @@ Faults target `voximplant.callback.start` by default, or another implemented met
 Whether a faulty request still *executed* (a real portal would have placed the call) matters
 for crash-safety tests: an error raised before execution is safe to retry, an error, dropped
 connection or hang after execution is not.
+
+The description of an `error` fault and the body of a `raw` one may hold placeholders that are
+filled from the request, as a real portal echoes what it was sent ("Phone number +79111234567 is
+not correct"): `{TO_NUMBER}` (as sent), `{WEBHOOK}` (the webhook code in the request's path) and
+`{AUTH}` (the `auth` parameter: an OAuth access token). Tests use them to check that callq masks
+whatever a portal echoes.
 """
 
 from __future__ import annotations
@@ -25,6 +31,26 @@ class FaultKind(StrEnum):
     DELAY = "delay"
     HANG = "hang"
     RESET = "reset"
+
+
+PLACEHOLDERS = ("{TO_NUMBER}", "{WEBHOOK}", "{AUTH}")
+
+
+def fill_placeholders(text: str, echo: Mapping[str, str]) -> str:
+    """Replace `{TO_NUMBER}`, `{WEBHOOK}` and `{AUTH}` in `text` with what the request sent.
+
+    Args:
+        text: A fault's description or body.
+        echo: The request's values by placeholder name (`TO_NUMBER`, `WEBHOOK`, `AUTH`); a
+            missing one fills in as empty.
+
+    Returns:
+        The text as the portal answers it.
+    """
+    for placeholder in PLACEHOLDERS:
+        if placeholder in text:
+            text = text.replace(placeholder, echo.get(placeholder[1:-1], ""))
+    return text
 
 
 def default_executed(status: int) -> bool:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from ops.sandbox.faults import Fault, FaultKind
-from ops.sandbox.methods import error_body
+from ops.sandbox.faults import Fault, FaultKind, fill_placeholders
+from ops.sandbox.methods import error_body, php_string
 
 
 class ReplyAction(StrEnum):
@@ -41,12 +42,28 @@ class Reply:
     timed: tuple[str, str, float] | None = None
 
 
-def fault_reply(fault: Fault) -> Reply:
-    """Return the reply a fault that replaces the method's answer calls for (not `delay`)."""
+def request_echo(params: Mapping[str, Any], code: str) -> dict[str, str]:
+    """What a fault's placeholders are filled with: the request's `TO_NUMBER`, webhook code, `auth`."""
+    return {
+        "TO_NUMBER": php_string(params.get("TO_NUMBER")),
+        "WEBHOOK": code,
+        "AUTH": php_string(params.get("auth")),
+    }
+
+
+def fault_reply(fault: Fault, echo: Mapping[str, str] | None = None) -> Reply:
+    """Return the reply a fault that replaces the method's answer calls for (not `delay`).
+
+    Args:
+        fault: The fault.
+        echo: What the request sent, for the placeholders of `error` and `raw` faults
+            (see `ops.sandbox.faults.fill_placeholders`).
+    """
     if fault.kind is FaultKind.ERROR:
-        return Reply(fault.status, error_body(fault.code, fault.description))
+        return Reply(fault.status, error_body(fault.code, fill_placeholders(fault.description, echo or {})))
     if fault.kind is FaultKind.RAW:
-        return Reply(fault.status, text=fault.body, content_type=fault.content_type)
+        body = fill_placeholders(fault.body, echo or {})
+        return Reply(fault.status, text=body, content_type=fault.content_type)
     if fault.kind is FaultKind.HANG:
         return Reply(0, action=ReplyAction.HANG)
     if fault.kind is FaultKind.RESET:

@@ -27,7 +27,7 @@ from ops.sandbox.oauth import OAuthServer, TokenRequest
 from ops.sandbox.plan import FaultPlan, RandomFaults
 from ops.sandbox.portal import RecordedCall, SandboxPortal
 from ops.sandbox.recorder import CallRecorder, ReceivedRequest
-from ops.sandbox.reply import Reply, fault_reply
+from ops.sandbox.reply import Reply, fault_reply, request_echo
 
 RATE_LIMIT_FAULT = "rate_limit"
 
@@ -191,7 +191,7 @@ class Sandbox:
         Returns:
             The reply the HTTP layer must carry out.
         """
-        return self._dispatch(self._find_portal(user_id, code), None, user_id, method, params)
+        return self._dispatch(self._find_portal(user_id, code), None, user_id, method, params, code=code)
 
     def dispatch_oauth(self, method: str, params: dict[str, Any]) -> Reply:
         """Decide how to answer a REST request in the OAuth form (`/rest/METHOD`, token as `auth`).
@@ -230,6 +230,8 @@ class Sandbox:
         user_id: str,
         method: str,
         params: dict[str, Any],
+        *,
+        code: str = "",
     ) -> Reply:
         name, _, suffix = method.lower().rpartition(".")
         if suffix not in ("json", "xml"):
@@ -250,15 +252,17 @@ class Sandbox:
             reply = refusal or Reply(401, error_body("NO_AUTH_FOUND", "Wrong authorization data"))
             return self._recorder.record(request, reply, executed=False)
         fault = self._plan.take(portal.name, name)
+        echo = request_echo(params, code)
         if fault is not None and not fault.executed:
-            return self._recorder.record(request, fault_reply(fault), executed=False, fault=fault.kind.value)
+            reply = fault_reply(fault, echo)
+            return self._recorder.record(request, reply, executed=False, fault=fault.kind.value)
         outcome = run_method(portal, name, params, make_call_id=lambda: new_call_id(request.received_wall))
         timed = (portal.name, name, request.received_wall) if outcome.status == 200 else None
         reply = Reply(outcome.status, outcome.body, timed=timed)
         if fault is not None and fault.kind is FaultKind.DELAY:
             reply = Reply(outcome.status, outcome.body, delay_s=fault.seconds, timed=timed)
         elif fault is not None:
-            reply = fault_reply(fault)
+            reply = fault_reply(fault, echo)
         fault_kind = None if fault is None else fault.kind.value
         return self._recorder.record(
             request, reply, executed=outcome.executed, call_id=outcome.call_id, fault=fault_kind

@@ -4,7 +4,7 @@ arq's tests are used as they are in the sdist of the installed arq; everything c
 how they run is here:
 
 - **The worker.** ``arq.worker.Worker`` and ``arq.Worker`` become
-  :class:`worker.dispatch.BatchClaimWorker` as this plugin loads, before arq's conftest and test
+  :class:`schemas.jobqueue.worker.BatchClaimWorker` as this plugin loads, before arq's conftest and test
   modules import the name (``CALLQ_ARQ_SUITE_WORKER=arq`` keeps arq's own: the baseline). arq's
   ``create_worker`` and ``run_worker`` (its CLI) look the name up in ``arq.worker``, so they build
   ours too. After collection, every module that bound ``Worker`` must hold the chosen class, or the
@@ -40,7 +40,7 @@ import pytest
 import pytest_asyncio
 
 from ops.redis_server import RedisServer
-from worker.dispatch import BatchClaimWorker
+from schemas.jobqueue.worker import BatchClaimWorker
 
 WORKER_ENV = "CALLQ_ARQ_SUITE_WORKER"
 """``batched`` (the default): arq's tests run on BatchClaimWorker; ``arq``: on arq's own Worker."""

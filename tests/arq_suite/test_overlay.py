@@ -82,7 +82,7 @@ async def test_probe(arq_redis, worker, loop):
 """
 
 BINDS_ARQS_OWN = """
-from worker.dispatch import BatchClaimWorker
+from schemas.jobqueue.worker import BatchClaimWorker
 
 Worker = BatchClaimWorker.__mro__[1]
 
@@ -113,7 +113,7 @@ def _run(root: Path, worker: str, out: Path) -> subprocess.CompletedProcess[str]
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("worker", "expected"),
-    [("batched", "worker.dispatch.BatchClaimWorker"), ("arq", "arq.worker.Worker")],
+    [("batched", "schemas.jobqueue.worker.BatchClaimWorker"), ("arq", "arq.worker.Worker")],
 )
 async def test_arqs_tests_build_the_chosen_worker_on_a_private_redis(
     tmp_path: Path, redis: Redis, prefix: str, worker: str, expected: str

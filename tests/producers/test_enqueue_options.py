@@ -7,8 +7,8 @@ import argparse
 import pytest
 from redis.asyncio import Redis
 
-from producers.cli import add_enqueue_arguments, enqueue
-from schemas.keys import Keys
+from ops.cli.jobs import add_enqueue_arguments, enqueue
+from schemas.store.keys import Keys
 from tests.helpers import make_settings, sandbox_portal
 
 BASE = ["--line", "reg1332", "--to", "+79111234567", "--text", "Hi"]

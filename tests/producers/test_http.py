@@ -22,10 +22,10 @@ from referencing.jsonschema import DRAFT202012
 from structlog.testing import capture_logs
 
 from ops.sandbox import Fault, Sandbox, SandboxHandle
-from producers.http import NoTokensError, PublicNoAuthError, create_app, serve
-from producers.http_guards import GUARD
+from producers.http.app import NoTokensError, PublicNoAuthError, create_app, serve
+from producers.http.guards import GUARD
 from schemas.config import ApiToken, ConfigError, Settings
-from schemas.keys import Keys
+from schemas.store.keys import Keys
 from tests.helpers import (
     make_settings,
     read_outcomes,
@@ -286,8 +286,8 @@ async def test_delete_cancels_a_scheduled_job_which_is_never_called(
         view = await resp.json()
     assert (view["status"], view["outcome"]["status"]) == ("cancelled", "cancelled")
     keys = Keys(settings.key_prefix)
-    assert await redis.exists(keys.arq_job(scheduled["job_id"])) == 0
-    assert await redis.zscore(keys.queue, keys.arq_job_id(scheduled["job_id"])) is None
+    assert await redis.exists(keys.jobs.job(scheduled["job_id"])) == 0
+    assert await redis.zscore(keys.queue, keys.jobs.member(scheduled["job_id"])) is None
     async with running_worker(settings):
         await post_job(client, {**JOB, "to_number": "+79110000000"})
         outcomes = await wait_outcomes(redis, settings.key_prefix, 2)
@@ -470,7 +470,7 @@ async def test_requests_are_logged_without_token_or_number(client: Client) -> No
         ("POST", "/v1/callbacks", 202),
         ("GET", "/v1/callbacks/{id}", 404),
         ("GET", "/v2/79***67", 404),
-        ("GET", "/v2/+7 91***5-67/x", 404),
+        ("GET", "/v2/+7911***4567/x", 404),
     ]
     assert requests[0]["job_id"] == submitted["job_id"]
     assert all(isinstance(r["duration_ms"], float) for r in requests)

@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 from redis.asyncio import Redis
 
 from ops.sandbox import SandboxHandle
-from producers.http import serve
-from producers.http_server import ConnectionTimeouts
-from schemas.job import JOB_FIELDS
+from producers.http.app import serve
+from producers.http.server import ConnectionTimeouts
+from schemas.wire.job import JOB_FIELDS
 from tests.helpers import make_settings, sandbox_portal
 
 TOKEN = "t0k-0123456789abcdef"

@@ -19,8 +19,8 @@ from redis.asyncio import Redis
 from structlog.testing import capture_logs
 
 from ops.sandbox import SandboxHandle
-from producers.http import serve
-from producers.http_server import DEFAULT_TIMEOUTS, ConnectionTimeouts, ProblemAppRunner
+from producers.http.app import serve
+from producers.http.server import DEFAULT_TIMEOUTS, ConnectionTimeouts, ProblemAppRunner
 from schemas.config import Settings
 from tests.helpers import make_settings, sandbox_portal, wait_for
 
@@ -266,7 +266,7 @@ async def test_a_kept_alive_connection_serves_a_second_request(redis: Redis, set
 
 
 def test_the_aiohttp_internals_it_relies_on_are_there() -> None:
-    """An aiohttp upgrade that changes them must fail here (producers/http_server.py names each)."""
+    """An aiohttp upgrade that changes them must fail here (producers/http/server.py names each)."""
     assert list(inspect.signature(RequestHandler.handle_error).parameters) == [
         "self", "request", "status", "exc", "message"
     ]  # fmt: skip

@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from structlog.testing import capture_logs
 
 from ops.sandbox import SandboxHandle
-from producers.http import create_app
+from producers.http.app import create_app
 from schemas.config import ApiToken, Settings, token_fingerprint
 from tests.helpers import make_settings, read_outcomes, sandbox_portal
 

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from producers.timeparse import TimeParseError, parse_at, parse_duration
+from ops.cli.timeparse import TimeParseError, parse_at, parse_duration
 
 MSK = ZoneInfo("Europe/Moscow")
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)  # 15:00 in Moscow

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
+from typing import Any
 
 import pytest
 
@@ -134,3 +135,30 @@ def test_dates_beyond_the_horizon_are_rejected(field: str, ahead: timedelta, acc
         assert [(e.field, e.message) for e in result.errors] == [
             (field, "is more than 366 days ahead; callq holds a callback at most that long")
         ]
+
+
+@pytest.mark.parametrize(
+    ("entry", "field", "says"),
+    [
+        ({"89111234567": "x"}, "89***67", "unknown field (allowed: from_line,"),
+        ({"portal": "79111234567"}, "portal", 'unknown portal "79***67" (configured: default)'),
+        (
+            {"from_line": "+79111234567", "text_to_pronounce": None},
+            "text_to_pronounce",
+            "required: line '+7911***4567'",
+        ),
+    ],
+)
+def test_errors_say_what_is_wrong_without_echoing_a_number(
+    entry: dict[str, Any], field: str, says: str
+) -> None:
+    """A number used as a field name, portal or line is masked in the errors, which still name the problem."""
+    job = {"from_line": "l", "to_number": "+79112223344", "text_to_pronounce": "t", **entry}
+    result = validate_job(
+        {k: v for k, v in job.items() if v is not None}, settings=SETTINGS, now=NOW, job_id="j"
+    )
+    assert isinstance(result, Invalid)
+    [error] = [e.to_dict() for e in result.errors]
+    assert error["field"] == field and error["message"].startswith(says)
+    shown = json.dumps([error, result.description, result.echo])
+    assert "9111234567" not in shown and "9112223344" not in shown

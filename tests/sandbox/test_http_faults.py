@@ -68,6 +68,18 @@ async def test_raw_fault(env: Env) -> None:
     assert env.sandbox.calls()[0].executed is False
 
 
+async def test_fault_echoes_the_request_through_placeholders(env: Env) -> None:
+    """{TO_NUMBER} and {WEBHOOK} in a fault are answered with what the request sent, as a real portal echoes them."""
+    echo_error = Fault.error(400, "ERROR_CORE", "Phone number {TO_NUMBER} is not correct (webhook {WEBHOOK})")
+    echo_page = Fault.raw(502, "<html>{TO_NUMBER} at /rest/1/{WEBHOOK}/ auth={AUTH}</html>", executed=False)
+    env.sandbox.add_faults([echo_error, echo_page])
+    answer = await post_json(env.session, env.url(), CALLBACK_PARAMS)
+    description = "Phone number +79111234567 is not correct (webhook sandboxsecret)"
+    assert answer == (400, {"error": "ERROR_CORE", "error_description": description})
+    async with env.session.post(env.url(), json=CALLBACK_PARAMS) as response:
+        assert await response.text() == "<html>+79111234567 at /rest/1/sandboxsecret/ auth=</html>"
+
+
 async def test_delay_fault(env: Env) -> None:
     """A delay fault answers the normal result, only later."""
     env.sandbox.add_faults([Fault.delay(0.2)])

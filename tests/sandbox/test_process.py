@@ -1,4 +1,4 @@
-"""`python -m ops.sandbox` as a separate OS process."""
+"""`callq sandbox` as a separate OS process."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from ops.sandbox.__main__ import parse_portals
+from ops.sandbox.cli import parse_portals
 from tests.sandbox import CALLBACK_PARAMS, post_json
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -18,11 +18,13 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.slow
 async def test_module_prints_its_url_serves_and_exits_on_sigterm() -> None:
-    """The process prints one SANDBOX_URL line, answers a webhook call and exits 0 on SIGTERM."""
+    """The process prints its SANDBOX_URL line, then each portal's webhook URL, answers a webhook call and
+    exits 0 on SIGTERM."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "ops.sandbox",
+        "ops.cli",
+        "sandbox",
         "--host",
         "127.0.0.1",
         "--port",
@@ -58,7 +60,10 @@ async def test_module_prints_its_url_serves_and_exits_on_sigterm() -> None:
             process.kill()
             await process.wait()
     assert process.returncode == 0, stderr.decode()
-    assert stdout == b""
+    assert stdout.decode().splitlines() == [
+        f"sandbox portal 'default' listening; use CALLQ_WEBHOOK_URL={base_url}/rest/1/sandboxsecret/",
+        f"sandbox portal 'acme' listening; use CALLQ_WEBHOOK_URL={base_url}/rest/2/acmesecret/",
+    ]
     logs = stderr.decode()
     assert "sandbox.listening" in logs
     assert "sandboxsecret" not in logs and "79111234567" not in logs

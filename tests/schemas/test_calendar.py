@@ -1,4 +1,4 @@
-"""Tests for schemas.calendar: parsing hours, opening times, holidays, DST and run decisions."""
+"""Tests for schemas.policy.calendar: parsing hours, opening times, holidays, DST and run decisions."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.calendar import (
+from schemas.policy.calendar import (
     DAY_KEYS,
     DEFAULT_HOURS,
     Calendar,

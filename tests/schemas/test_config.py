@@ -9,7 +9,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from schemas.calendar import DEFAULT_HOURS, next_open
 from schemas.config import (
     DEFAULT_TOKEN_URL,
     ConfigError,
@@ -21,6 +20,7 @@ from schemas.config import (
     load_settings,
     redact_webhook_url,
 )
+from schemas.policy.calendar import DEFAULT_HOURS, next_open
 
 SECRET = "s3cr3t0kenvalue"
 WEBHOOK = f"https://acme.bitrix24.ru/rest/1/{SECRET}/"

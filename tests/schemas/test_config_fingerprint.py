@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from schemas.config import LineConfig, OAuthConfig, PortalConfig, Settings
-from schemas.config_fingerprint import differences, fingerprint
+from schemas.config.fingerprint import differences, fingerprint
 
 CODE = "webhookc0de"
 KEY = b"k" * 32

@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 from pydantic import ValidationError
 
-from schemas.job import PHONE_PATTERN, CallbackJobIn
+from schemas.wire.job import PHONE_PATTERN, CallbackJobIn
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "schemas" / "callback_job.schema.json").read_text())
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
@@ -89,7 +89,7 @@ def test_python_only_rules(job: dict[str, Any]) -> None:
 
 
 def test_the_number_pattern_is_the_models() -> None:
-    """The schema's to_number pattern is the one the model checks (schemas.job.PHONE_PATTERN), and the
+    """The schema's to_number pattern is the one the model checks (schemas.wire.job.PHONE_PATTERN), and the
     model strips the whitespace the pattern allows around a number."""
     assert SCHEMA["properties"]["to_number"]["pattern"] == PHONE_PATTERN
     assert (

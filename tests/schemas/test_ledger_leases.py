@@ -10,10 +10,10 @@ import pytest
 from redis.asyncio import Redis
 
 from producers.api import Producer
-from schemas.keys import Keys
-from schemas.ledger import Ledger
-from schemas.outcome import ErrorCode, OutcomeError, Status, outcome_for
-from schemas.records import to_ms
+from schemas.store.keys import Keys
+from schemas.store.ledger import Ledger
+from schemas.store.records import to_ms
+from schemas.wire.outcome import ErrorCode, OutcomeError, Status, outcome_for
 from tests.helpers import make_settings, sandbox_portal
 
 NUMBER = "+79111234567"
@@ -59,7 +59,7 @@ async def test_start_takes_a_lease_and_a_second_start_finds_it_busy(
     assert lease is not None and 4000 < lease - await redis_ms(redis) <= 5000
     second = await ledger.start_attempt(job_id, portal="default", now=datetime.now(UTC), info={}, lease_s=5)
     assert (second.verdict, second.attempt) == ("busy", 1)
-    assert await redis.zscore(keys.queue, keys.arq_job_id(job_id)) == lease
+    assert await redis.zscore(keys.queue, keys.jobs.member(job_id)) == lease
 
 
 async def test_a_lapsed_lease_is_interrupted(
@@ -111,8 +111,8 @@ async def test_an_orphan_guard_writes_only_while_the_lease_is_lapsed(
     done = await ledger.finalize(outcome, job=record.job, orphan_seen_ms=await redis_ms(redis))
     assert done.written
     assert await redis.zscore(keys.running, job_id) is None
-    assert await redis.zscore(keys.queue, keys.arq_job_id(job_id)) is None, "its arq run is given up"
-    assert not await redis.exists(keys.arq_job(job_id))
+    assert await redis.zscore(keys.queue, keys.jobs.member(job_id)) is None, "its arq run is given up"
+    assert not await redis.exists(keys.jobs.job(job_id))
 
 
 async def test_a_put_back_owns_the_queue_score_and_restores_the_arq_job(
@@ -122,13 +122,13 @@ async def test_a_put_back_owns_the_queue_score_and_restores_the_arq_job(
     job_id = await new_job(redis, redis_url, prefix)
     keys = Keys(prefix)
     assert await start(ledger, job_id) == "started"
-    await redis.delete(keys.arq_job(job_id))
-    await redis.zrem(keys.queue, keys.arq_job_id(job_id))
+    await redis.delete(keys.jobs.job(job_id))
+    await redis.zrem(keys.queue, keys.jobs.member(job_id))
     run_at = datetime.now(UTC) + timedelta(minutes=5)
     result = await ledger.reschedule(job_id, state=Status.RETRYING, run_at=run_at, allowed="running")
     assert result == "ok"
-    assert await redis.zscore(keys.queue, keys.arq_job_id(job_id)) == to_ms(run_at)
-    assert await redis.exists(keys.arq_job(job_id))
+    assert await redis.zscore(keys.queue, keys.jobs.member(job_id)) == to_ms(run_at)
+    assert await redis.exists(keys.jobs.job(job_id))
     assert await redis.zscore(keys.running, job_id) is None
 
 
@@ -149,8 +149,8 @@ async def test_resume_wakes_the_jobs_held_by_a_halt(
     lifted, woken = await ledger.resume("default")
     assert (lifted, woken) == (True, 1)
     assert not await redis.exists(keys.portal_halt("default"), keys.held("default"))
-    assert await redis.zscore(keys.queue, keys.arq_job_id(held)) <= await redis_ms(redis)
-    assert await redis.zscore(keys.queue, keys.arq_job_id(other)) == to_ms(hour)
+    assert await redis.zscore(keys.queue, keys.jobs.member(held)) <= await redis_ms(redis)
+    assert await redis.zscore(keys.queue, keys.jobs.member(other)) == to_ms(hour)
     record = await ledger.read(held)
     assert record is not None and record.run_at is not None and record.run_at < hour
 
@@ -182,7 +182,7 @@ async def test_a_put_back_for_a_halt_already_lifted_runs_now(
     )
     assert result == "ok"
     keys = Keys(prefix)
-    assert await redis.zscore(keys.queue, keys.arq_job_id(job_id)) <= await redis_ms(redis)
+    assert await redis.zscore(keys.queue, keys.jobs.member(job_id)) <= await redis_ms(redis)
     assert not await redis.exists(keys.held("default"))
 
 
@@ -193,7 +193,7 @@ async def test_a_start_sent_twice_finds_its_own_attempt(
     job_id = await new_job(redis, redis_url, prefix)
     k = Keys(prefix)
     keys = [k.job(job_id), k.portal_halt("default"), k.portal_pause("default"), k.running, k.queue]
-    args: list[str | int] = [job_id, "{}", 5000, k.arq_job_id(job_id), "token-1"]
+    args: list[str | int] = [job_id, "{}", 5000, k.jobs.member(job_id), "token-1"]
     first = await ledger._start(keys=keys, args=args)
     again = await ledger._start(keys=keys, args=args)
     other = await ledger._start(keys=keys, args=[*args[:4], "token-2"])
@@ -210,12 +210,12 @@ async def test_callq_list_shows_an_attempt_in_flight_whose_arq_job_is_gone(
     import io
     import json
 
-    from producers import cli as producer_cli
+    from ops.cli import jobs as producer_cli
 
     job_id = await new_job(redis, redis_url, prefix)
     assert await start(ledger, job_id) == "started"
     keys = Keys(prefix)
-    await redis.zrem(keys.queue, keys.arq_job_id(job_id))
+    await redis.zrem(keys.queue, keys.jobs.member(job_id))
     settings = make_settings(redis_url, prefix, {"default": sandbox_portal("http://127.0.0.1:9/rest/1/x/")})
     out = io.StringIO()
     args = argparse.Namespace(scheduled=False, portal=None, line=None, limit=10, json=True)

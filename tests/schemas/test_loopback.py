@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from schemas.loopback import is_loopback_host
+from schemas.config.loopback import is_loopback_host
 
 
 @pytest.mark.parametrize(

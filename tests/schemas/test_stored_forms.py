@@ -8,10 +8,9 @@ from datetime import UTC, datetime, timedelta, timezone
 
 from arq.jobs import deserialize_job_raw
 
-from schemas.job import CallbackJob, format_utc, intake_job_id, legacy_intake_job_id
-from schemas.keys import ARQ_FUNCTION
-from schemas.ledger import arq_payload
-from worker.app import dumps, loads
+from schemas.jobqueue.names import FUNCTION as ARQ_FUNCTION
+from schemas.jobqueue.payload import dumps, loads, stored_job
+from schemas.wire.job import CallbackJob, format_utc, intake_job_id, legacy_intake_job_id
 
 JOB = CallbackJob(
     job_id=intake_job_id("1795293408289-334", b"k" * 32),
@@ -44,7 +43,7 @@ def test_an_intake_job_id_is_stable_unguessable_and_short() -> None:
     assert intake_job_id(entry, b"k" * 32) == JOB.job_id
     assert intake_job_id(entry, b"j" * 32) != JOB.job_id
     assert entry not in JOB.job_id and len(JOB.job_id) == 17 and JOB.job_id.startswith("s")
-    assert len(arq_payload(JOB.job_id, 1795293408447)) <= 44
+    assert len(stored_job(JOB.job_id, 1795293408447)) <= 44
 
 
 def test_a_record_0_2_stored_still_reads() -> None:
@@ -87,7 +86,7 @@ def test_times_are_written_short_in_utc() -> None:
 
 
 def test_the_short_arq_job_reads_as_arqs_own() -> None:
-    raw = arq_payload("s1795293408289-334", 1795293408447).encode()
+    raw = stored_job("s1795293408289-334", 1795293408447).encode()
     # 44 bytes or fewer: Redis keeps the value inside its object (embstr), one allocation less
     assert len(raw) <= 44
     function, args, kwargs, job_try, enqueue_ms = deserialize_job_raw(raw, deserializer=loads)

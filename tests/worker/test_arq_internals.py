@@ -1,9 +1,9 @@
 """arq's internals that callq's worker relies on, each exercised on arq's own ``Worker``.
 
-:mod:`worker.dispatch` subclasses arq's ``Worker`` and :mod:`worker.process` drives it; what they
-assume of arq beyond its documented API is run here, so that an arq release that changes one fails
-here rather than in production. The other side (callq's worker keeps arq's semantics) is arq's own
-test suite run against it: ``make test-arq``.
+:mod:`schemas.jobqueue.worker` subclasses arq's ``Worker`` and :mod:`schemas.jobqueue.runner` drives
+it; what they assume of arq beyond its documented API is run here, so that an arq release that
+changes one fails here rather than in production. The other side (callq's worker keeps arq's
+semantics) is arq's own test suite run against it: ``make test-arq``.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ class Recorder(Worker):
         incr_score: int | None,
         keep_in_progress: float | None,
     ) -> None:
-        """The parameters :class:`worker.dispatch.BatchClaimWorker` overrides it with."""
+        """The parameters :class:`schemas.jobqueue.worker.BatchClaimWorker` overrides it with."""
         self.finish_entered.set()
         await self.finish_released.wait()
         noted = {"finish": finish, "result_data": result_data, "incr_score": incr_score}
@@ -276,40 +276,40 @@ async def test_arqs_own_claim_leaves_a_job_whose_in_progress_key_holds_a_token_a
     assert await pool.zscore(queue, job_id) is None
 
 
-async def test_a_graceful_stop_stops_picking_jobs_then_cancels_main_task(
+async def test_a_graceful_stop_stops_picking_jobs_then_ends_async_run(
     arq_pool: tuple[ArqRedis, str], prefix: str
 ) -> None:
-    """worker/process.py sets ``main_task``, and its first signal calls ``handle_sig_wait_for_completion``."""
+    """The runner's graceful stop: ``handle_sig_wait_for_completion`` stops picking, waits, then ends ``async_run``."""
     pool, queue = arq_pool
     release = asyncio.Event()
     for n in range(2):
         await _enqueue(pool, queue, "held", f"{prefix}:{n}")
     worker = _held_worker(pool, queue, release, job_completion_wait=30)
-    worker.main_task = asyncio.create_task(worker.main())
+    running = asyncio.create_task(worker.async_run())
     await _until(lambda: len(worker.tasks) == 1)
     worker.handle_sig_wait_for_completion(signal.SIGTERM)
     assert worker.allow_pick_jobs is False
     release.set()
     with pytest.raises(asyncio.CancelledError):
-        await asyncio.wait_for(worker.main_task, timeout=10)
+        await asyncio.wait_for(running, timeout=10)
     assert worker.jobs_complete == 1  # the job running finished, the other was never picked
     assert await pool.zcard(queue) == 1
 
 
-async def test_an_immediate_stop_cancels_the_jobs_and_main_task(
+async def test_an_immediate_stop_cancels_the_jobs_and_ends_async_run(
     arq_pool: tuple[ArqRedis, str], prefix: str
 ) -> None:
-    """worker/process.py's second signal calls ``handle_sig``: jobs cancelled (and left queued), ``main`` ends."""
+    """The runner's immediate stop: ``handle_sig`` cancels the jobs (arq leaves them queued) and ends ``async_run``."""
     pool, queue = arq_pool
     job_id = f"{prefix}:1"
     await _enqueue(pool, queue, "held", job_id)
     worker = _held_worker(pool, queue, asyncio.Event())
-    worker.main_task = asyncio.create_task(worker.main())
+    running = asyncio.create_task(worker.async_run())
     await _until(lambda: len(worker.job_tasks) == 1)
     jobs = list(worker.job_tasks.values())
-    worker.handle_sig(signal.SIGINT)
+    worker.handle_sig(signal.SIGTERM)
     with pytest.raises(asyncio.CancelledError):
-        await asyncio.wait_for(worker.main_task, timeout=10)
+        await asyncio.wait_for(running, timeout=10)
     await asyncio.wait(list(worker.tasks.values()))
     assert all(t.cancelled() for t in jobs)
     assert worker.jobs_retried == 1  # arq puts a cancelled job back

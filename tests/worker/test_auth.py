@@ -16,9 +16,11 @@ from structlog.testing import capture_logs
 
 from ops.sandbox import Sandbox, SandboxHandle, SandboxPortal, TokenRequest, running_sandbox
 from schemas.config import OAuthConfig, PortalConfig
-from schemas.keys import Keys
+from schemas.store.keys import Keys
 from tests.sandbox import CALLBACK_PARAMS
-from worker.auth import (
+from worker.bitrix.client import call_method
+from worker.bitrix.errors import BitrixApiError
+from worker.bitrix.oauth import (
     AuthRefused,
     AuthUnavailable,
     Credentials,
@@ -31,8 +33,6 @@ from worker.auth import (
     parse_token_response,
     send_with_refresh,
 )
-from worker.bitrix import call_method
-from worker.errors import BitrixApiError
 
 CALLBACK = "voximplant.callback.start"
 CLIENT_ID = "local.app.1"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker.backoff import backoff_delay_s
+from worker.policy.backoff import backoff_delay_s
 
 
 @pytest.mark.parametrize(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from worker.classify import Verdict, classify
-from worker.errors import BitrixApiError, BitrixCallError, BitrixHttpError, TransportError
+from worker.bitrix.errors import BitrixApiError, BitrixCallError, BitrixHttpError, TransportError
+from worker.policy.classify import Verdict, classify
 
 
 @pytest.mark.parametrize(

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from worker.errors import BitrixApiError, BitrixCallError, BitrixHttpError, TransportError
-from worker.failures import unknown_result_description
-from worker.settle import error_of
+from worker.bitrix.errors import BitrixApiError, BitrixCallError, BitrixHttpError, TransportError
+from worker.jobs.failures import unknown_result_description
+from worker.jobs.settle import error_of
 
 BASE = "the request may have started the callback"
 

@@ -1,4 +1,4 @@
-"""The batched claim (:mod:`worker.dispatch`): arq's semantics, one round trip per batch.
+"""The batched claim (:mod:`schemas.jobqueue.worker`): arq's semantics, one round trip per batch.
 
 Run with plain arq jobs (not callq's), so that what is checked is the dispatch alone: every job
 runs once however many workers race for it, never more at a time than ``max_jobs``, and a worker
@@ -22,8 +22,8 @@ from arq.worker import Worker, func
 from redis.asyncio import Redis
 
 from ops.redis_server import RedisServer
+from schemas.jobqueue.worker import CLAIM, BatchClaimWorker
 from tests.helpers import wait_for
-from worker.dispatch import CLAIM, BatchClaimWorker
 
 
 async def test_the_claim_takes_due_free_jobs_in_order_up_to_the_limit(redis: Redis, prefix: str) -> None:
@@ -293,7 +293,7 @@ async def test_with_cron_jobs_they_are_enqueued_while_every_slot_is_busy(
         await worker.close()
 
 
-def test_its_signature_is_arqs_with_its_own_options() -> None:
+async def test_its_signature_is_arqs_with_its_own_options() -> None:
     """arq's ``create_worker`` passes a settings class only what the worker's signature names."""
     parameters = inspect.signature(BatchClaimWorker).parameters
     assert list(parameters) == [*inspect.signature(Worker).parameters, "gate", "lease_s"]

@@ -1,4 +1,4 @@
-"""The lease heartbeat and its health gate (:mod:`worker.leases`): a process judges others' attempts
+"""The lease heartbeat and its health gate (:mod:`worker.jobs.leases`): a process judges others' attempts
 only after its own Redis writes have gone through promptly for the grace period."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ import pytest
 from redis.asyncio import Redis
 
 from ops.redis_server import free_port
-from schemas.keys import Keys
-from schemas.ledger import Ledger
-from worker.leases import AttemptLeases, LeaseTiming
+from schemas.store.keys import Keys
+from schemas.store.ledger import Ledger
+from worker.jobs.leases import AttemptLeases, LeaseTiming
 
 TIMING = LeaseTiming(lease_s=10, heartbeat_s=2, grace_s=6, slow_s=1, reconcile_every_s=2)
 

@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 
 from ops.redis_server import free_port
 from ops.sandbox import Fault, Sandbox, SandboxHandle
-from schemas.keys import Keys
+from schemas.store.keys import Keys
 from tests.helpers import wait_for, wait_outcomes
 from tests.processes import WorkerProcess, write_config
 

@@ -8,9 +8,9 @@ import itertools
 import pytest
 from redis.asyncio import Redis
 
-from schemas.bucket import Bucket
-from schemas.keys import Keys
-from worker.ratelimit import RateLimiter
+from schemas.policy.bucket import Bucket
+from schemas.store.keys import Keys
+from worker.jobs.ratelimit import RateLimiter
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The write gate (:mod:`worker.redis_full`): one log line per fullness, a shared backoff, writes kept
+"""The write gate (:mod:`schemas.store.writegate`): one log line per fullness, a shared backoff, writes kept
 until Redis takes them. No Redis: a refusal is redis-py's ``OutOfMemoryError``, raised by the test."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError, ResponseError
 from structlog.testing import capture_logs
 
-from schemas.redis_errors import REDIS_FULL, describe_redis_error
-from worker.redis_full import WriteGate
+from schemas.store.errors import REDIS_FULL, describe_redis_error
+from schemas.store.writegate import WriteGate
 
 
 class Clock:

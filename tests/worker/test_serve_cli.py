@@ -17,8 +17,8 @@ from redis.asyncio import Redis
 
 from ops.redis_server import free_port
 from ops.sandbox import SandboxHandle
-from schemas.config_registry import ConfigRegistry
-from schemas.keys import Keys
+from schemas.config.registry import ConfigRegistry
+from schemas.store.keys import Keys
 from tests.helpers import read_outcomes, run_callq, wait_for
 
 
@@ -32,7 +32,7 @@ async def test_serve_accepts_a_job_exposes_metrics_and_stops(
     env.update(CALLQ_REDIS_URL=redis_url, CALLQ_KEY_PREFIX=prefix, CALLQ_WEBHOOK_URL=portal.webhook_url("default"),
                CALLQ_API_TOKENS="s3cret-token-0123456789")  # fmt: skip
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "worker.cli", "--log-format", "json", "serve", "--port", str(port),
+        sys.executable, "-m", "ops.cli", "--log-format", "json", "serve", "--port", str(port),
         env=env, cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
@@ -133,7 +133,7 @@ async def test_serve_prints_the_real_bound_address(
     env = serve_env(redis_url, prefix, portal)
     args = [
         "-m",
-        "worker.cli",
+        "ops.cli",
         "--log-format",
         "json",
         "serve",

@@ -1,0 +1,62 @@
+"""``callq check``: validate the configuration and probe each portal; a table (or JSON), exit 1 on any problem."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+from typing import TextIO
+
+import aiohttp
+
+from ops.cli.verb import Verb
+from schemas.config import Settings
+from worker.bitrix.client import DEFAULT_TIMEOUT, USER_AGENT
+from worker.bitrix.preflight import CheckRow, check_portal, drift_row
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``callq check``."""
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+async def run(args: argparse.Namespace, settings: Settings) -> int:
+    """Check the configuration and every portal; 0 if everything passed, else 1."""
+    return await run_check(settings, as_json=args.json, out=sys.stdout)
+
+
+async def run_check(settings: Settings, *, as_json: bool, out: TextIO) -> int:
+    """Check every portal; print the table (or JSON); 0 if everything passed, else 1."""
+    where = str(settings.config_path or "no file (environment only)")
+    rows: list[CheckRow] = [CheckRow("-", "configuration", True, where)]
+    if not settings.portals:
+        rows.append(CheckRow("-", "portals", False, "none configured (CALLQ_WEBHOOK_URL or [portals.NAME])"))
+    rows.append(await drift_row(settings))
+    async with aiohttp.ClientSession(timeout=DEFAULT_TIMEOUT, headers={"User-Agent": USER_AGENT}) as session:
+        for portal in settings.portals.values():
+            rows += await check_portal(session, portal)
+    print_rows(rows, as_json=as_json, out=out)
+    return 0 if all(row.ok for row in rows) else 1
+
+
+def print_rows(rows: list[CheckRow], *, as_json: bool, out: TextIO) -> None:
+    """One row per check, aligned (or one JSON list)."""
+    if as_json:
+        print(json.dumps([asdict(row) for row in rows], ensure_ascii=False), file=out)
+        return
+    table: list[tuple[str, ...]] = [("PORTAL", "CHECK", "RESULT", "DETAIL")]
+    table += [(r.portal, r.check, "ok" if r.ok else "FAIL", r.detail) for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(3)]
+    for row in table:
+        cells = "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
+        print(f"{cells}  {row[3]}", file=out)
+
+
+VERB = Verb(
+    name="check",
+    help="validate the configuration and probe each portal's webhook and lines",
+    add_arguments=add_arguments,
+    run=run,
+    needs_redis=False,
+)

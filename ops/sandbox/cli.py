@@ -1,0 +1,98 @@
+"""``callq sandbox``: the sandbox portal as its own process (the one entry point: ``callq sandbox``).
+
+Once it listens it prints, for each portal, the webhook URL to point callq at, and with
+``--print-url`` first one line ``SANDBOX_URL=http://HOST:PORT``; logs go to stderr. It serves until
+SIGTERM or SIGINT, then exits with status 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+import structlog
+
+from ops.sandbox.portal import DEFAULT_CODE, DEFAULT_USER_ID, SandboxPortal
+from ops.sandbox.server import SandboxHandle, serve_forever
+from ops.sandbox.state import Sandbox
+
+
+def parse_portals(specs: Sequence[str], rate: float, burst: int) -> list[SandboxPortal]:
+    """Build portals from `NAME:USER_ID:CODE[:RATE:BURST]` options.
+
+    Several options with the same NAME add webhooks to one portal.
+
+    Args:
+        specs: The `--portal` values; empty means `default:1:sandboxsecret`.
+        rate: Drain rate for portals that do not name their own.
+        burst: Bucket size for portals that do not name their own.
+
+    Returns:
+        The portals, in the order first named.
+
+    Raises:
+        ValueError: If a spec is malformed.
+    """
+    portals: dict[str, SandboxPortal] = {}
+    for spec in specs or [f"default:{DEFAULT_USER_ID}:{DEFAULT_CODE}"]:
+        parts = spec.split(":")
+        if len(parts) not in (3, 5) or not all(parts):
+            raise ValueError(f"--portal wants NAME:USER_ID:CODE[:RATE:BURST], got {spec!r}")
+        name, user_id, code = parts[0], int(parts[1]), parts[2]
+        portal_rate, portal_burst = (float(parts[3]), int(parts[4])) if len(parts) == 5 else (rate, burst)
+        if name in portals:
+            portals[name].webhooks.add((user_id, code))
+        else:
+            portals[name] = SandboxPortal(
+                name=name, webhooks={(user_id, code)}, rate=portal_rate, burst=portal_burst
+            )
+    return list(portals.values())
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``callq sandbox``."""
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8024, help="0 picks a free port")
+    parser.add_argument(
+        "--portal",
+        action="append",
+        default=[],
+        metavar="NAME:USER_ID:CODE[:RATE:BURST]",
+        help=f"a portal and one of its webhooks, repeatable (default default:{DEFAULT_USER_ID}:{DEFAULT_CODE})",
+    )
+    parser.add_argument("--rate", type=float, default=2.0, help="leaky-bucket drain rate per second")
+    parser.add_argument("--burst", type=int, default=50, help="leaky-bucket size")
+    parser.add_argument("--print-url", action="store_true", help="print SANDBOX_URL=... once listening")
+    parser.add_argument("--quiet", action="store_true", help="log warnings only, not every request")
+
+
+async def run(args: argparse.Namespace) -> int:
+    """Serve the portals until SIGTERM or SIGINT; 0 after a clean shutdown, 2 for a bad ``--portal``."""
+    try:
+        portals = parse_portals(args.portal, args.rate, args.burst)
+    except ValueError as exc:
+        print(f"callq sandbox: {exc}", file=sys.stderr)
+        return 2
+    if args.quiet:
+        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+
+    def announce(handle: SandboxHandle) -> None:
+        if args.print_url:
+            print(f"SANDBOX_URL={handle.base_url}", flush=True)
+        for portal in portals:
+            # the sandbox's own code, not a real secret: the person needs it to point callq here
+            print(
+                f"sandbox portal {portal.name!r} listening; use CALLQ_WEBHOOK_URL={handle.webhook_url(portal.name)}",
+                flush=True,
+            )
+
+    await serve_forever(Sandbox(portals), args.host, args.port, on_ready=announce, stop=stop)
+    return 0

@@ -1,0 +1,62 @@
+"""How a job record is shown to people and clients: ``callq status --json`` and ``GET /v1/callbacks/{id}``.
+
+Numbers are masked; the portal's halt, while one lasts, is read alongside.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from redis.asyncio import Redis
+
+from schemas.config import Settings
+from schemas.policy.redact import mask_number
+from schemas.store.keys import Keys
+from schemas.store.records import JobRecord
+
+
+def record_view(record: JobRecord, *, settings: Settings) -> dict[str, Any]:
+    """A job record as shown by ``status --json`` (numbers masked)."""
+    portal = settings.portals.get(record.job.portal)
+    tz = portal.timezone if portal else UTC
+    return {
+        "job_id": record.job_id,
+        "status": str(record.state),
+        "run_at": iso_utc(record.run_at),
+        "run_at_local": iso_utc(record.run_at.astimezone(tz)) if record.run_at else None,
+        "timezone": str(tz),
+        "portal": record.job.portal or None,
+        "from_line": record.job.from_line or None,
+        "to_number": mask_number(record.job.to_number) if record.job.to_number else None,
+        "idempotency_key": record.job.idempotency_key,
+        "metadata": record.job.metadata,
+        "deadline": record.job.deadline,
+        "attempts": record.attempts,
+        "attempt_log": record.attempt_log,
+        "outcome": record.outcome,
+    }
+
+
+async def portal_halt(redis: Redis, settings: Settings, portal: str) -> dict[str, Any] | None:
+    """Why and until when a portal is halted (credentials refused, manual block), or None."""
+    key = Keys(settings.key_prefix).portal_halt(portal)
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.get(key)
+        pipe.pttl(key)
+        raw, ttl_ms = await pipe.execute()
+    if raw is None:
+        return None
+    reason: dict[str, Any] = json.loads(raw)
+    reason["until"] = (datetime.now(UTC) + timedelta(milliseconds=max(int(ttl_ms), 0))).isoformat()
+    return reason
+
+
+def iso_utc(moment: datetime | None) -> str | None:
+    """RFC 3339 text of ``moment`` (None stays None)."""
+    return (
+        moment.astimezone(UTC).isoformat()
+        if moment and moment.tzinfo is UTC
+        else (moment.isoformat() if moment else None)
+    )

@@ -1,0 +1,270 @@
+"""Masking of phone numbers and secrets in anything callq prints, logs or stores for others to read.
+
+One module, used by every printer and writer: the log processor (:mod:`ops.cli.logs`), the CLI's
+output streams, and the places where text from outside enters callq's data (Bitrix24 error
+descriptions, exception text, validation messages), before it is stored in an outcome, an attempt
+entry or a halt reason. Pure functions over text; what counts as a secret or a number is in
+:mod:`schemas.policy.redact_patterns`.
+
+Two kinds of masking, both always on:
+
+- **by shape**: webhook codes, token parameters and members, ``Authorization``/``Bearer``
+  credentials, URL passwords, and phone-like digit runs (:mod:`schemas.policy.redact_patterns`);
+- **by value**: the secrets the process is configured with (:func:`known_secrets`: webhook codes,
+  OAuth client secrets and refresh tokens, API tokens, the Redis password), wherever they occur,
+  and the number of the job at hand in each of its spellings (:func:`number_spellings`).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+import phonenumbers
+
+from schemas.policy.redact_patterns import DIGIT, NUMBERS, SECRETS, is_ip_address, may_hold_secret
+
+if TYPE_CHECKING:
+    from schemas.config.settings import Settings
+
+MASK = "***"
+
+_REST_PATH = re.compile(r"(?P<head>.*/rest/[^/]+/)(?P<code>[^/]+)(?P<tail>/.*)?")
+
+MIN_KNOWN_SECRET_CHARS = 6
+"""A configured secret shorter than this is masked only in the shapes of :mod:`schemas.policy.redact_patterns`,
+not wherever its characters occur (a 3-letter password would blank every word containing it)."""
+
+_MIN_NUMBER_DIGITS = 7  # a subscriber number without its area code: less is a count, not a number
+_MIN_BARE_DIGITS = 10  # a number without country code or trunk prefix, in most plans
+_MAX_BARE_DIGITS = 15  # E.164's longest; a longer bare run is an id
+_MIN_SPELLING_DIGITS = 6  # a job's number in a spelling this short would match too much by chance
+_MAX_MEMO = 4096  # distinct mapping keys remembered; log events use a few dozen
+_LARGE_INT = 10**9  # an int of 10 digits or more may be a number written without a +
+
+
+def mask_number(number: str | None) -> str | None:
+    """Keep a number recognisable for support without revealing it.
+
+    Args:
+        number: a phone number in any spelling.
+
+    Returns:
+        The first five and last four characters with stars between (``+7911***4567``); short
+        inputs keep fewer characters so that at least half is hidden.
+    """
+    if number is None:
+        return None
+    text = number.strip()
+    if len(text) >= 12:
+        return f"{text[:5]}***{text[-4:]}"
+    keep = max(len(text) // 4, 0)
+    return f"{text[:keep]}***{text[len(text) - keep :] if keep else ''}"
+
+
+@functools.lru_cache(maxsize=1024)
+def number_spellings(number: str, region: str | None = None) -> tuple[str, ...]:
+    """The ways a number may be written, longest first: E.164, its digits, the national form with
+    the trunk prefix, the national significant number (``+79111234567``, ``79111234567``,
+    ``89111234567``, ``9111234567``).
+
+    Args:
+        number: the number, E.164 or as a person wrote it.
+        region: the region for a number written without ``+country code``.
+
+    Returns:
+        The spellings (digits, and the E.164 form with ``+``); only the digits of ``number`` when
+        it cannot be parsed; none shorter than 6 digits.
+    """
+    digits = "".join(c for c in number if c.isdigit())
+    try:
+        parsed = phonenumbers.parse(number, region)
+    except phonenumbers.NumberParseException:
+        parsed = None
+    if parsed is None or parsed.country_code is None:
+        return (digits,) if len(digits) >= _MIN_SPELLING_DIGITS else ()
+    national = phonenumbers.national_significant_number(parsed)
+    full = f"{parsed.country_code}{national}"
+    forms = {f"+{full}", full, national, digits}
+    main_region = phonenumbers.region_code_for_country_code(parsed.country_code)
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(main_region)
+    if metadata is not None and metadata.national_prefix:
+        forms.add(f"{metadata.national_prefix}{national}")
+    kept = (form for form in forms if sum(c.isdigit() for c in form) >= _MIN_SPELLING_DIGITS)
+    return tuple(sorted(kept, key=len, reverse=True))
+
+
+class Redactor:
+    """Masks phone numbers and secrets in text and in nested data.
+
+    Built once per process with the secrets it is configured with (:func:`known_secrets`); a
+    redactor without secrets masks by shape only. Callers that know a job's number pass its
+    :func:`number_spellings`.
+
+    Args:
+        secrets: exact values to mask wherever they occur.
+    """
+
+    __slots__ = ("_keys", "_secrets")
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        kept = {secret for secret in secrets if len(secret) >= MIN_KNOWN_SECRET_CHARS}
+        self._secrets = tuple(sorted(kept, key=len, reverse=True))  # a secret inside another goes last
+        self._keys: dict[str, str] = {}  # mapping keys repeat on every log line: remember them
+
+    def __repr__(self) -> str:
+        return "Redactor(<secrets hidden>)"
+
+    def text(self, text: str, numbers: Sequence[str] = ()) -> str:
+        """``text`` with numbers and secrets masked.
+
+        Args:
+            text: any text: a message, an error description, a traceback, a URL.
+            numbers: spellings of numbers known to be in play (the job's); masked exactly.
+        """
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, MASK)
+        if numbers:
+            text = _mask_spellings(text, numbers)
+        if may_hold_secret(text):
+            text = SECRETS.sub(_replace_secret, text)
+        if DIGIT.search(text):
+            text = NUMBERS.sub(_replace_number, text)
+        return text
+
+    def value(self, value: Any, numbers: Sequence[str] = ()) -> Any:
+        """``value`` with every string in it masked: nested dicts, lists and tuples, dict keys too.
+
+        Large ints (10 digits or more) become masked strings; other scalars stay as they are.
+        """
+        if isinstance(value, str):
+            return self.text(value, numbers)
+        if isinstance(value, dict):
+            return {self.key(k, numbers): self.value(v, numbers) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.value(item, numbers) for item in value]
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= _LARGE_INT:
+            return self.text(str(value), numbers)
+        return value
+
+    def key(self, key: Any, numbers: Sequence[str] = ()) -> Any:
+        """A mapping key, masked (remembered, since the same few keys come back on every line)."""
+        if not isinstance(key, str):
+            return self.value(key, numbers)
+        done = self._keys.get(key)
+        if done is None:
+            if len(self._keys) >= _MAX_MEMO:
+                self._keys.clear()
+            done = self._keys[key] = self.text(key)
+        return _mask_spellings(done, numbers) if numbers else done
+
+
+def _mask_spellings(text: str, numbers: Sequence[str]) -> str:
+    for spelling in numbers:
+        if spelling in text:
+            text = text.replace(spelling, mask_number(spelling) or MASK)
+    return text
+
+
+def _replace_secret(match: re.Match[str]) -> str:
+    kind = match.lastgroup
+    return f"{match.group(kind)}{MASK}" if kind else MASK
+
+
+def _replace_number(match: re.Match[str]) -> str:
+    kind = match.lastgroup
+    text = match.group()
+    if kind == "run" and text.isdigit():  # the common case: one bare run of digits
+        return mask_number(text) or MASK if _MIN_BARE_DIGITS <= len(text) <= _MAX_BARE_DIGITS else text
+    if kind in _KEPT_KINDS or (kind == "ip" and is_ip_address(match.group("ip"))):
+        return text
+    plus = text.startswith("+") or text[:3].upper() == "%2B"
+    digits = "".join(filter(str.isdigit, text[3:] if text.startswith("%") else text))
+    if len(digits) < _MIN_NUMBER_DIGITS:
+        return text
+    return mask_number(f"+{digits}" if plus else digits) or MASK
+
+
+_KEPT_KINDS = frozenset({"iso", "entry", "decimal"})
+
+
+SHAPES = Redactor()
+"""A redactor that masks by shape only, for code that knows no configured secret."""
+
+
+def redact_text(text: str, *, numbers: Sequence[str] = (), redactor: Redactor = SHAPES) -> str:
+    """``text`` with numbers and secrets masked (by shape, plus ``numbers`` and ``redactor``'s secrets)."""
+    return redactor.text(text, numbers)
+
+
+def redact_value(value: Any, *, numbers: Sequence[str] = (), redactor: Redactor = SHAPES) -> Any:
+    """``value`` (JSON-like data) with every string in it, keys included, masked."""
+    return redactor.value(value, numbers)
+
+
+def redact_webhook_url(url: str) -> str:
+    """Hide the secret code of a Bitrix24 webhook URL.
+
+    Args:
+        url: For example `https://acme.bitrix24.ru/rest/1/s3cr3t/`.
+
+    Returns:
+        `https://acme.bitrix24.ru/rest/1/***/`; a path not shaped `/rest/<user>/<code>/` is hidden
+        whole, and so are credentials and a query.
+    """
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return "***"
+    if not parts.scheme or not parts.netloc:
+        return "***"
+    match = _REST_PATH.fullmatch(parts.path)
+    if match:
+        path = f"{match['head']}***{match['tail'] or ''}"
+    else:
+        path = parts.path if parts.path in ("", "/") else "/***"
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, path, "***" if parts.query else "", ""))
+
+
+def redact_redis_url(url: str) -> str:
+    """Hide the password (and any query) of a Redis URL, e.g. `redis://:***@cache:6379/0`."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "***"
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if at:
+        user, colon, _ = userinfo.partition(":")
+        host = f"{user}:***@{host}" if colon else f"***@{host}"
+    return urlunsplit((parts.scheme, host, parts.path, "***" if parts.query else "", ""))
+
+
+def known_secrets(settings: Settings) -> tuple[str, ...]:
+    """Every secret in the configuration: webhook codes, OAuth client secrets and refresh tokens,
+    API tokens (plain and named) and the Redis password (plain or Sentinel URL)."""
+    found: list[str] = [*settings.api_tokens, *(named.token for named in settings.named_tokens)]
+    for portal in settings.portals.values():
+        if portal.webhook_url:
+            found.append(webhook_code(portal.webhook_url) or "")
+        if portal.oauth is not None:
+            found += [portal.oauth.client_secret, portal.oauth.refresh_token]
+    found += _url_password(settings.redis_url)
+    return tuple(secret for secret in found if secret)
+
+
+def webhook_code(url: str) -> str | None:
+    """The secret code of a webhook URL ``https://portal/rest/<user>/<code>/``, or None."""
+    parts = [p for p in urlsplit(url).path.split("/") if p]
+    codes = [parts[i + 2] for i in range(len(parts) - 2) if parts[i] == "rest"]
+    return codes[0] if codes else None
+
+
+def _url_password(url: str) -> list[str]:
+    userinfo, at, _ = url.partition("://")[2].rpartition("@")
+    password = userinfo.partition(":")[2] if at else ""
+    return [password, unquote(password)] if password else []

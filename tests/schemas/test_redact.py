@@ -1,0 +1,220 @@
+"""Redaction of numbers and secrets in free text: what is masked, what is kept. Pure, no Redis."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from schemas.config import ApiToken, PortalConfig, Settings
+from schemas.policy.redact import (
+    Redactor,
+    known_secrets,
+    mask_number,
+    number_spellings,
+    redact_text,
+    redact_value,
+)
+
+NUMBER_FORMS = ("+79111234567", "79111234567", "89111234567", "9111234567")
+
+
+@pytest.mark.parametrize(
+    ("number", "masked"),
+    [
+        ("+79111234567", "+7911***4567"),
+        ("+4930123456789", "+4930***6789"),
+        ("12345678", "12***78"),
+        ("", "***"),
+    ],
+)
+def test_mask_number(number: str, masked: str) -> None:
+    """A number keeps its head and tail; at least half of a short one is hidden."""
+    assert mask_number(number) == masked
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # numbers, every spelling
+        ("Phone number +79111234567 is not correct", "Phone number +7911***4567 is not correct"),
+        ("+7 911 123-45-67", "+7911***4567"),
+        ("+7 (911) 123-45-67, call back", "+7911***4567, call back"),
+        ("8 (911) 123-45-67", "89***67"),
+        ("911 123 45 67", "91***67"),
+        ("911.123.45.67", "91***67"),
+        ("79111234567", "79***67"),
+        ("89111234567", "89***67"),
+        ("9111234567", "91***67"),
+        ("123-45-67", "1***7"),
+        ('{"to_number":"+79111234567"}', '{"to_number":"+7911***4567"}'),
+        ("callq:claim:default:reg1332:+79111234567", "callq:claim:default:reg1332:+7911***4567"),
+        ("unknown field '79111234567'", "unknown field '79***67'"),
+        ("(fields: 79111234567)", "(fields: 79***67)"),
+        ("(79111234567, 8 (911) 123-45-67)", "(79***67, 89***67)"),
+        ("номер79111234567", "номер79***67"),
+        ("?to=%2B79111234567&x=1", "?to=+7911***4567&x=1"),
+        ('"text":"Call me\\n79111234567\\u043079112223344"', '"text":"Call me\\n79***67\\u043079***44"'),
+        ("79111234567 89111234567", "79111***4567"),
+        ("+79111234567\n2026-11-30", "+7911***4567\n2026-11-30"),
+        # secrets
+        (
+            "POST https://a.bitrix24.ru/rest/1/s3cr3tc0de/voximplant.callback.start.json?auth=tok123&x=1",
+            "POST https://a.bitrix24.ru/rest/1/***/voximplant.callback.start.json?auth=***&x=1",
+        ),
+        (
+            "grant_type=refresh_token&client_secret=cs3cret&refresh_token=rt0ken",
+            "grant_type=refresh_token&client_secret=***&refresh_token=***",
+        ),
+        ('{"access_token": "at0ken", "expires": 3600}', '{"access_token": "***", "expires": 3600}'),
+        ("{'refresh_token': 'rt0ken'}", "{'refresh_token': '***'}"),
+        ("b'Authorization: Bearer s3cret\\x7f-token'", "b'Authorization: Bearer ***'"),
+        ("authorization=Basic dXNlcjpwYXNz", "authorization=Basic ***"),
+        ("sent Bearer abc.def-ghi to it", "sent Bearer *** to it"),
+        (
+            "no Redis answers at redis://:pa55word@cache:6379/0",
+            "no Redis answers at redis://:***@cache:6379/0",
+        ),
+        ("rediss://callq:pa55word@cache:6380/1", "rediss://callq:***@cache:6380/1"),
+        (
+            "redis+sentinel://:pa55word@h1:26379,h2:26379/callq/0",
+            "redis+sentinel://:***@h1:26379,h2:26379/callq/0",
+        ),
+    ],
+)
+def test_masked(text: str, expected: str) -> None:
+    """Numbers in any spelling and secrets in any of their shapes are masked, the text around them kept."""
+    assert redact_text(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-11-30T05:55:29.123+00:00",
+        "2026-11-30T05:55:29.123456Z",
+        "2026-11-22 10:00:00 UTC (2026-11-22 13:00:00 MSK Europe/Moscow)",
+        "next opening 2026-11-30T09:00:00+03:00, deadline 2026-12-01T09:00:00+03:00",
+        "e3f09d60044a431d9f57",
+        "1234567890abcdef1234",
+        "s1764482129000-0",
+        "intake 1764482129000-0 and 1764482129000-12",
+        "callback.1bba8e19a7db2f637b2b9f68d5f676e9.1795287427",
+        "http://127.0.0.1:8080/v1/callbacks",
+        "Error 111 connecting to 10.0.0.12:6379. Connection refused.",
+        "redis://cache:6379/0",
+        "redis://callq@cache:6379/0",
+        "took 1234.5 ms, 0.30000000000000004, 1764482129.123456",
+        "HTTP 503 (QUERY_LIMIT_EXCEEDED), attempt 3 of 5, retry in 45 s",
+        "body over 65536 bytes; 1048576 bytes; pid 4123456",
+        "python3.11, aiohttp 3.14.5, reg1332, sip7",
+        "tue = 09:00-13:00,14:00-18:00",
+        "+00:00",
+        "Could not find line reg1332",
+        "12345678901234567890",
+        "the bearer-less request",
+        "callq serve needs at least one bearer token (CALLQ_API_TOKENS, or api_tokens in the TOML file)",
+        "bearer authentication, Bearer tokens",
+    ],
+)
+def test_kept(text: str) -> None:
+    """Timestamps, ids, entry ids, addresses, decimals, versions and short counts are not mangled."""
+    assert redact_text(text) == text
+
+
+def test_known_secrets_masked_wherever_they_occur() -> None:
+    """A configured secret is masked in any format, even where no shape gives it away."""
+    redactor = Redactor(["s3cr3tc0de", "tok"])
+    assert (
+        redactor.text("ERROR: webhook s3cr3tc0de is wrong; tok stays")
+        == "ERROR: webhook *** is wrong; tok stays"
+    )
+
+
+def test_known_numbers_in_every_spelling() -> None:
+    """The job's own number is masked in each spelling, a short national number too."""
+    spellings = number_spellings("+3725123456")  # an Estonian mobile: 7 national digits
+    assert "5123456" in spellings
+    out = redact_text("Number 5123456 (+3725123456, 3725123456) rejected", numbers=spellings)
+    assert "5123456" not in out
+    assert set(number_spellings("+79111234567")) == set(NUMBER_FORMS)
+    assert number_spellings("8 (911) 123-45-67", "RU")[0] == "+79111234567"
+
+
+def test_redact_value_masks_nested_data_and_keys() -> None:
+    """Dict keys, nested lists and large ints are masked; small scalars stay as they are."""
+    data = {"fields": [{"+79111234567": "x"}], "lead": 79111234567, "count": 3, "ok": True, "x": None}
+    assert redact_value(data) == {
+        "fields": [{"+7911***4567": "x"}],
+        "lead": "79***67",
+        "count": 3,
+        "ok": True,
+        "x": None,
+    }
+
+
+def test_known_secrets_of_the_settings() -> None:
+    """Webhook codes, API tokens and the Redis password are what the configuration holds secret."""
+    portal = PortalConfig(name="default", webhook_url="https://a.bitrix24.ru/rest/1/c0de77/")
+    named = ApiToken(name="shop", token="sh0p-t0ken")
+    settings = Settings(
+        redis_url="redis://:pa55word@cache:6379/0",
+        api_tokens=("api-t0ken",),
+        named_tokens=(named,),
+        portals={"default": portal},
+    )
+    assert set(known_secrets(settings)) == {"c0de77", "api-t0ken", "sh0p-t0ken", "pa55word"}
+    sentinel = Settings(redis_url="redis+sentinel://:pw%40x@h1:26379/callq/0")
+    assert set(known_secrets(sentinel)) == {"pw%40x", "pw@x"}
+
+
+def test_redactor_repr_shows_no_secret() -> None:
+    """A redactor can be printed without printing what it hides."""
+    assert "s3cr3tc0de" not in repr(Redactor(["s3cr3tc0de"]))
+
+
+def _spelled(nsn: str, form: str, sep: str) -> str:
+    groups = [nsn[:3], nsn[3:6], nsn[6:8], nsn[8:]]
+    return {
+        "e164": f"+7{nsn}",
+        "digits": f"7{nsn}",
+        "national": f"8{nsn}",
+        "nsn": nsn,
+        "grouped": f"+7 ({groups[0]}) {sep.join(groups[1:])}",
+        "national grouped": f"8 ({groups[0]}) {sep.join(groups[1:])}",
+        "spaced": sep.join(["+7", *groups]),
+    }[form]
+
+
+WORDS = st.text(alphabet=st.sampled_from("abcxyzабв ,;:/\"'"), max_size=12)
+
+
+@given(
+    nsn=st.integers(9_000_000_000, 9_999_999_999).map(str),
+    form=st.sampled_from(["e164", "digits", "national", "nsn", "grouped", "national grouped", "spaced"]),
+    sep=st.sampled_from([" ", "-", ".", "\u00a0"]),
+    wrap=st.sampled_from([" ", '"', "'", "(", ":", "=", "\n", "[", ",", "/"]),
+    before=WORDS,
+    after=WORDS,
+)
+def test_no_spelling_of_a_number_survives(
+    nsn: str, form: str, sep: str, wrap: str, before: str, after: str
+) -> None:
+    """A number in any spelling, set off by anything but a letter or digit, leaves no full spelling behind."""
+    out = redact_text(f"{before}{wrap}{_spelled(nsn, form, sep)}{wrap}{after}")
+    assert nsn not in out and "".join(c for c in out if c.isdigit()).count(nsn) == 0
+
+
+@given(
+    moment=st.datetimes(
+        min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
+    ),
+    entry_ms=st.integers(10**12, 10**13 - 1),
+    sequence=st.integers(0, 99_999),
+    job_id=st.binary(min_size=10, max_size=10).map(bytes.hex),
+)
+def test_timestamps_and_ids_survive(moment: datetime, entry_ms: int, sequence: int, job_id: str) -> None:
+    """ISO timestamps, stream entry ids and hex job ids come out as they went in."""
+    text = f"at {moment.isoformat()} ({moment:%Y-%m-%d %H:%M:%S}), job {job_id}, intake {entry_ms}-{sequence} s{entry_ms}-{sequence}"
+    assert redact_text(text) == text

@@ -1,0 +1,1 @@
+"""Running one callback job: slots, the attempt and its lease, what a failure leads to, the outcome."""

@@ -1,0 +1,65 @@
+"""What a job needs from the outside world, built once per worker process (no globals)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import aiohttp
+
+from schemas.config import Settings
+from schemas.store.ledger import Ledger
+from schemas.store.writegate import WriteGate
+from worker.bitrix.client import DEFAULT_TIMEOUT
+from worker.bitrix.oauth import PortalAuth
+from worker.jobs.leases import AttemptLeases
+from worker.jobs.ratelimit import RateLimiter
+from worker.service.metrics import Metrics
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    """The wall clock, in UTC."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Deps:
+    """Collaborators of the job runner.
+
+    Attributes:
+        settings: configuration.
+        ledger: job records.
+        session: the one aiohttp session of this process.
+        limiter: the shared rate-limit buckets.
+        auth: each portal's credentials (webhook, or OAuth tokens refreshed once for all workers).
+        leases: the attempts in flight in this process, whose leases its heartbeat keeps alive.
+        metrics: where counters go.
+        clock: current time.
+        jitter: draws a number in [0, 1) for backoff jitter.
+        client_timeout: HTTP timeouts for Bitrix24 requests.
+        rate_limit: take rate-limit slots (off only in benchmarks measuring their cost).
+        retry_base_s: backoff ceiling after the first failure (tests pass a small one).
+        pause_s: how long a portal halts after Bitrix24 refused its credentials (then a job probes again).
+        block_s: how long a portal halts after ``OVERLOAD_LIMIT`` (a manual block only support lifts).
+        gate: whether Redis takes writes (Redis full); the ledger and limiter wait on it.
+    """
+
+    settings: Settings
+    ledger: Ledger
+    session: aiohttp.ClientSession
+    limiter: RateLimiter
+    auth: PortalAuth
+    leases: AttemptLeases
+    metrics: Metrics = field(default_factory=Metrics)
+    clock: Clock = utcnow
+    jitter: Callable[[], float] = random.random
+    client_timeout: aiohttp.ClientTimeout = field(default=DEFAULT_TIMEOUT)
+    rate_limit: bool = True
+    retry_base_s: float = 5.0
+    pause_s: float = 60.0
+    block_s: float = 3600.0
+    gate: WriteGate = field(default_factory=WriteGate)

@@ -1,0 +1,253 @@
+"""Runs one callback job: decide, take a slot, record the attempt, call Bitrix24, record the end.
+
+Pure policies decide (:mod:`schemas.policy.calendar`, :mod:`worker.policy.classify`, :mod:`worker.policy.backoff`);
+this module only reads the record, asks them and writes what they said. It returns how long to
+wait before the job runs again, or None when there is nothing more to do; the arq glue in
+:mod:`worker.service.app` turns a delay into ``Retry``. A failed attempt is acted on in
+:mod:`worker.jobs.failures`; every path ends through :mod:`worker.jobs.settle` (final outcome or put back).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from redis.exceptions import OutOfMemoryError
+
+from schemas.config import PortalConfig
+from schemas.policy.calendar import Expired, earliest_run
+from schemas.policy.log_redaction import bind_job_number
+from schemas.store.ledger import Start
+from schemas.store.records import JobRecord
+from schemas.wire.outcome import FINAL_STATUSES, ErrorCode, Status
+from worker.bitrix.client import CallbackStarted, start_callback
+from worker.bitrix.errors import AuthRefused, AuthUnavailable, BitrixCallError, TransportError
+from worker.bitrix.oauth import send_with_refresh
+from worker.bitrix.oauth_tokens import Credentials
+from worker.jobs.deps import Deps
+from worker.jobs.failures import auth_error, handle_failure, handle_interrupted, handle_unknown
+from worker.jobs.pacing import take_slots
+from worker.jobs.settle import defer_busy, durably, end_job, put_back, retry_at
+from worker.policy.classify import Verdict, classify
+
+log = structlog.get_logger("callq.worker")
+
+EVENT_RESULT_UNWRITTEN = "job.result_unwritten"
+RESULT_UNWRITTEN_HINT = (
+    "the worker stopped after sending this job's request and before recording its result; the "
+    "reconciler ends it OUTCOME_UNKNOWN once its lease lapses: check the portal's call history before "
+    "replaying it"
+)
+
+EARLY_TOLERANCE = timedelta(milliseconds=500)
+"""A job woken this close to its time runs now rather than being put back for a blink."""
+
+
+async def run_job(deps: Deps, job_id: str) -> float | None:
+    """Run one job. Returns seconds until it should run again (already put back in the queue at its
+    time), or None when done."""
+    record = await deps.ledger.read(job_id)
+    if record is None:
+        log.warning("job.missing", job_id=job_id)
+        return None
+    if record.state in FINAL_STATUSES:
+        return None
+    job = record.job
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(job_id=job_id, portal=job.portal, line=job.from_line)
+    bind_job_number(job.to_number)  # masked in every line of this run, whatever text echoes it
+    portal = deps.settings.portals.get(job.portal)
+    if portal is None:
+        return await end_job(
+            deps, record, Status.DEAD, error=("PORTAL_NOT_CONFIGURED", f"no portal {job.portal!r}")
+        )
+    now = deps.clock()
+    if record.state == Status.RUNNING:
+        # an attempt in flight: its worker's, while its lease lives; else perhaps nobody's
+        start = await deps.ledger.start_attempt(
+            job_id, portal=portal.name, now=now, info={}, lease_s=deps.leases.timing.lease_s
+        )
+        return await _not_started(deps, record, portal, start, now=now)
+    calendar = portal.calendar_for(job.from_line)
+    decision = earliest_run(calendar, now=now, not_before=job.not_before_at, deadline=job.deadline_at)
+    if isinstance(decision, Expired):
+        return await end_job(deps, record, Status.EXPIRED, error=(ErrorCode.DEADLINE_PASSED, decision.reason))
+    if decision.at > now + EARLY_TOLERANCE:
+        return await put_back(deps, record, state=record.state, run_at=decision.at, now=now)
+    hold = await take_slots(deps.limiter, record, portal, now=now) if deps.rate_limit else None
+    if hold is not None:
+        # a slot past the deadline: wake at the deadline, and expire then
+        wake = min(hold.wake, job.deadline_at) if job.deadline_at else hold.wake
+        deps.metrics.rate_limit_waits.labels(portal=portal.name).inc()
+        return await put_back(
+            deps, record, state=record.state, run_at=wake, now=now, fields={"slots": hold.slots_json}
+        )
+    spent = _spent_attempts(record)
+    start = await deps.ledger.start_attempt(
+        job_id, portal=portal.name, now=now, info={"spent_before": spent}, lease_s=deps.leases.timing.lease_s
+    )
+    if start.verdict != "started":
+        return await _not_started(deps, record, portal, start, now=now)
+    with deps.leases.holding(job_id):
+        try:
+            return await _attempt(deps, record, portal, attempt=start.attempt, spent=spent, started_at=now)
+        except asyncio.CancelledError:
+            # an immediate stop, or a graceful one that ran out of time while Redis was away
+            log.error(EVENT_RESULT_UNWRITTEN, attempt=start.attempt, hint=RESULT_UNWRITTEN_HINT)
+            raise
+
+
+async def _not_started(
+    deps: Deps, record: JobRecord, portal: PortalConfig, start: Start, *, now: datetime
+) -> float | None:
+    """What a START that did not start an attempt leads to."""
+    if start.verdict == "halted":
+        # credentials refused or a manual block: wait for the halt (spread out, so one job probes
+        # first); `callq resume` wakes it at once
+        halt_s = start.halted_ms / 1000
+        wake = now + timedelta(seconds=halt_s + 2 * deps.jitter())
+        return await put_back(
+            deps, record, state=record.state, run_at=wake, now=now, held_by=portal.name, held_s=halt_s
+        )
+    if start.verdict == "busy":
+        return deps.leases.timing.lease_s  # START moved it to when the lease would lapse
+    if start.verdict == "interrupted":
+        if not deps.leases.may_judge():
+            # this process's Redis was away: give the attempt's owner time to renew its lease first
+            return await defer_busy(deps, record.job_id)
+        return await handle_interrupted(deps, record, portal, attempt=start.attempt, seen_ms=start.seen_ms)
+    return None  # cancelled or finished elsewhere in the meantime
+
+
+async def _attempt(
+    deps: Deps, record: JobRecord, portal: PortalConfig, *, attempt: int, spent: int, started_at: datetime
+) -> float | None:
+    job = record.job
+    began = time.monotonic()
+    latency = deps.metrics.bitrix_request_seconds.labels(
+        portal=portal.name, method="voximplant.callback.start"
+    )
+
+    async def send(creds: Credentials) -> CallbackStarted:
+        return await start_callback(
+            deps.session,
+            creds.base_url,
+            from_line=job.from_line,
+            to_number=job.to_number,
+            text_to_pronounce=job.text_to_pronounce,
+            voice=job.voice,
+            access_token=creds.access_token,
+            client_timeout=deps.client_timeout,
+        )
+
+    try:
+        # an OAuth token that expired is refreshed once for all workers and the request repeated:
+        # Bitrix24 refuses an expired token before running the method, so this cannot ring twice
+        started = await send_with_refresh(deps.auth, portal, send)
+    except (AuthRefused, AuthUnavailable) as exc:
+        error = auth_error(exc)
+        verdict = classify(error)
+        entry = _attempt_entry(deps, began, started_at, error=error, verdict=verdict)
+        return await durably(
+            "auth_failure",
+            lambda: _failed(deps, record, portal, error, verdict, attempt=attempt, spent=spent, entry=entry),
+        )
+    except OutOfMemoryError:
+        # Redis refused a write of the OAuth refresh (its lock) before anything was sent: not spent
+        deps.gate.refused("oauth refresh")
+        not_sent = TransportError(
+            phase="connect", description="not sent: Redis is full (OAuth token refresh)"
+        )
+        entry = _attempt_entry(deps, began, started_at, error=not_sent, verdict=Verdict.PAUSE_PORTAL)
+        return await durably(
+            "not_sent", lambda: _not_sent(deps, record, not_sent, attempt=attempt, entry=entry)
+        )
+    except BitrixCallError as error:
+        latency.observe(time.monotonic() - began)
+        verdict = classify(error)
+        deps.metrics.attempts.labels(portal=portal.name, result=str(verdict)).inc()
+        entry = _attempt_entry(deps, began, started_at, error=error, verdict=verdict)
+        return await durably(
+            "failure",
+            lambda: _failed(
+                deps, record, portal, error, verdict, attempt=attempt, spent=spent + 1, entry=entry
+            ),
+        )
+    except Exception as exc:
+        # A bug after the attempt was recorded: the request may have gone out.
+        log.exception("job.attempt_crashed")
+        lost = BitrixCallError(f"{type(exc).__name__} during the request")
+        return await durably("crash", lambda: handle_unknown(deps, record, portal, lost, attempt=attempt))
+    latency.observe(time.monotonic() - began)
+    deps.metrics.attempts.labels(portal=portal.name, result="success").inc()
+    entry = _attempt_entry(deps, began, started_at, started=started)
+    return await durably(
+        "success",
+        lambda: end_job(
+            deps,
+            record,
+            Status.SUCCEEDED,
+            attempts=attempt,
+            call_id=started.call_id,
+            dedupe_window_s=portal.dedupe_window_s,
+            attempt_entry=(attempt, entry),
+        ),
+    )
+
+
+async def _not_sent(
+    deps: Deps, record: JobRecord, error: BitrixCallError, *, attempt: int, entry: dict[str, Any]
+) -> float | None:
+    """Record an attempt whose request was never sent, and try again once Redis takes writes."""
+    await deps.ledger.finish_attempt(record.job_id, attempt, entry)
+    now = deps.clock()
+    wake = now + timedelta(seconds=max(deps.gate.wait_s(), 1.0))
+    return await retry_at(deps, record, wake, now=now, error=error, attempts=attempt)
+
+
+async def _failed(
+    deps: Deps,
+    record: JobRecord,
+    portal: PortalConfig,
+    error: BitrixCallError,
+    verdict: Verdict,
+    *,
+    attempt: int,
+    spent: int,
+    entry: dict[str, Any],
+) -> float | None:
+    """Record how a failed attempt ended, then act on its verdict."""
+    await deps.ledger.finish_attempt(record.job_id, attempt, entry, job=record.job)
+    return await handle_failure(deps, record, portal, error, verdict=verdict, attempt=attempt, spent=spent)
+
+
+def _spent_attempts(record: JobRecord) -> int:
+    """Attempts that count against ``max_attempts``: not the ones the portal's rate limit refused."""
+    return sum(1 for entry in record.attempt_log if entry.get("counts", True))
+
+
+def _attempt_entry(
+    deps: Deps,
+    began: float,
+    started_at: datetime,
+    *,
+    started: CallbackStarted | None = None,
+    error: BitrixCallError | None = None,
+    verdict: Verdict | None = None,
+) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "started_at": started_at.isoformat(),
+        "ended_at": deps.clock().isoformat(),
+        "duration_ms": round((time.monotonic() - began) * 1000),
+    }
+    if started is not None:
+        entry.update(http_status=started.http_status, call_id=started.call_id)
+    if error is not None:
+        entry.update(http_status=error.http_status, code=error.code, description=error.description[:500],
+                     verdict=str(verdict))  # fmt: skip
+        if verdict in (Verdict.PAUSE_PORTAL, Verdict.PAUSE_METHOD, Verdict.AUTH_BROKEN, Verdict.BLOCKED):
+            entry["counts"] = False
+    return entry

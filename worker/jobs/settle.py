@@ -1,0 +1,271 @@
+"""How a job run ends: the final outcome written once, or the job put back to wait.
+
+Every path of :mod:`worker.jobs.run` and :mod:`worker.jobs.failures` ends in one of these: :func:`end_job`
+(a final outcome), :func:`put_back` (wait until an instant) or :func:`retry_at` (the next try,
+inside business hours and before the deadline, else expired). Each returns what the job function
+returns: seconds until the job runs again, or None.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+import structlog
+from redis.exceptions import BusyLoadingError, OutOfMemoryError, ReadOnlyError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from schemas.policy.calendar import Expired, earliest_run
+from schemas.store.records import JobRecord
+from schemas.wire.job import CallbackJob
+from schemas.wire.outcome import ErrorCode, OutcomeError, Status, outcome_for
+from worker.bitrix.errors import BitrixApiError, BitrixCallError, BitrixHttpError
+from worker.jobs.deps import Deps
+
+log = structlog.get_logger("callq.worker")
+
+WAITING = "scheduled,retrying"
+
+EVENT_BOOKKEEPING_RETRY = "job.bookkeeping_retry"
+T = TypeVar("T")
+
+HELD_MARGIN_S = 600.0
+"""A portal's set of jobs waiting out its halt outlives the halt by this much (then it is moot)."""
+
+
+REDIS_TROUBLE = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    OutOfMemoryError,
+    BusyLoadingError,
+    ReadOnlyError,
+    OSError,
+)
+"""What a Redis that stalls, restarts, fails over or fills up raises: wait for it, then write."""
+
+
+async def durably(what: str, step: Callable[[], Awaitable[T]], *, max_wait_s: float = 5.0) -> T:
+    """Run ``step`` (one step of bookkeeping after a request, safe to repeat) until Redis takes it.
+
+    A request's result is never thrown away because Redis was slow, restarting, failing over or
+    full while it was being written: every step after a request is an atomic script that finds its
+    own earlier run (a repeated FINALIZE finds the job final), so it is retried, with backoff, for
+    as long as this process lives. Only a stop of the process can cut it off; the attempt is then
+    ended by the reconciler (:mod:`worker.jobs.orphans`) as an unknown result.
+    """
+    delay_s, waited_s = 0.2, 0.0
+    while True:
+        try:
+            return await step()
+        except REDIS_TROUBLE as exc:
+            log.warning(
+                EVENT_BOOKKEEPING_RETRY, step=what, error=type(exc).__name__, waited_s=round(waited_s, 1)
+            )
+        await asyncio.sleep(delay_s)
+        waited_s += delay_s
+        delay_s = min(delay_s * 2, max_wait_s)
+
+
+async def defer_busy(deps: Deps, job_id: str) -> float:
+    """The job's attempt is in flight in another worker (its lease lives): look again later."""
+    delay_s = deps.leases.timing.lease_s
+    await deps.ledger.defer(job_id, delay_s=delay_s)
+    log.info("job.attempt_busy", retry_in_s=delay_s)
+    return delay_s
+
+
+async def retry_at(
+    deps: Deps,
+    record: JobRecord,
+    wanted: datetime,
+    *,
+    now: datetime,
+    error: BitrixCallError,
+    attempts: int | None = None,
+    allowed: str = "running",
+    held_by: str | None = None,
+    held_s: float = 0.0,
+    fields: dict[str, str] | None = None,
+    orphan_seen_ms: int | None = None,
+) -> float | None:
+    """Schedule the next try inside business hours and before the deadline, or expire.
+
+    Args:
+        deps: The worker's collaborators.
+        record: The job's record.
+        wanted: The earliest instant the next try should be.
+        now: The current time.
+        error: The error that made this attempt fail (named in the outcome if the job expires).
+        attempts: The attempt count to store if the job ends; None keeps the record's.
+        allowed: The state the job must be in to be put back (the ledger's ``allowed``).
+        held_by: The portal whose halt or pause the job waits out (``callq resume`` wakes it).
+        held_s: How long that halt or pause lasts.
+        fields: More record fields to write in the same step (a closed attempt entry).
+        orphan_seen_ms: Act only if the job's attempt is orphaned (:mod:`worker.jobs.orphans`).
+
+    Returns:
+        Seconds until the next try, or None if the job ended or was cancelled meanwhile.
+    """
+    portal = deps.settings.portals[record.job.portal]
+    job = record.job
+    decision = earliest_run(
+        portal.calendar_for(job.from_line), now=wanted, not_before=job.not_before_at, deadline=job.deadline_at
+    )
+    if isinstance(decision, Expired):
+        last = error_of(error)[1]
+        attempt = attempt_of(fields)
+        return await end_job(
+            deps,
+            record,
+            Status.EXPIRED,
+            attempts=attempts,
+            error=(ErrorCode.DEADLINE_PASSED, f"{decision.reason}; last error: {last}"),
+            attempt_entry=attempt,
+            orphan_seen_ms=orphan_seen_ms,
+        )
+    deps.metrics.retries.labels(portal=job.portal, code=error_of(error)[0]).inc()
+    return await put_back(
+        deps,
+        record,
+        state=Status.RETRYING,
+        run_at=decision.at,
+        now=now,
+        allowed=allowed,
+        held_by=held_by,
+        held_s=held_s,
+        fields=fields,
+        orphan_seen_ms=orphan_seen_ms,
+    )
+
+
+def attempt_of(fields: dict[str, str] | None) -> tuple[int, dict[str, Any]] | None:
+    """The closed attempt entry among ``fields`` (``attempt:N``), for an outcome written instead."""
+    for name, value in (fields or {}).items():
+        if name.startswith("attempt:"):
+            return int(name.split(":", 1)[1]), json.loads(value)
+    return None
+
+
+async def put_back(
+    deps: Deps,
+    record: JobRecord,
+    *,
+    state: Status,
+    run_at: datetime,
+    now: datetime,
+    allowed: str = WAITING,
+    fields: dict[str, str] | None = None,
+    held_by: str | None = None,
+    held_s: float = 0.0,
+    orphan_seen_ms: int | None = None,
+) -> float | None:
+    """Put the job back to wait until ``run_at`` in state ``state`` (its place in the queue too).
+
+    Args:
+        deps: The worker's collaborators.
+        record: The job's record.
+        state: The state it waits in (``scheduled`` or ``retrying``).
+        run_at: When it runs again.
+        now: The current time.
+        allowed: The states it may be put back from (a comma list).
+        fields: More record fields to set: the rate-limit slots held, a closed attempt entry.
+        held_by: The portal whose halt or rate pause it waits out, so ``callq resume`` wakes it.
+        held_s: How long that halt or pause lasts.
+        orphan_seen_ms: Only if the job's attempt is orphaned (:mod:`worker.jobs.orphans`).
+
+    Returns:
+        Seconds until ``run_at`` (at least 0), or None if the job was cancelled meanwhile.
+    """
+    result = await deps.ledger.reschedule(
+        record.job_id,
+        state=state,
+        run_at=run_at,
+        allowed=allowed,
+        fields=fields,
+        held_by=held_by,
+        held_ttl_s=held_s + HELD_MARGIN_S,
+        orphan_seen_ms=orphan_seen_ms,
+    )
+    if result == "busy":
+        return await defer_busy(deps, record.job_id)
+    if result != "ok":
+        return None  # cancelled meanwhile
+    log.info("job.deferred", state=str(state), run_at=run_at.isoformat())
+    return max((run_at - now).total_seconds(), 0.0)
+
+
+async def end_job(
+    deps: Deps,
+    record: JobRecord,
+    status: Status,
+    *,
+    attempts: int | None = None,
+    call_id: str | None = None,
+    error: tuple[str, str] | None = None,
+    dedupe_window_s: float = 0.0,
+    attempt_entry: tuple[int, dict[str, Any]] | None = None,
+    orphan_seen_ms: int | None = None,
+) -> float | None:
+    """Write the job's final outcome (once: a job already final is left as it is).
+
+    Args:
+        deps: The worker's collaborators.
+        record: The job's record.
+        status: The final status.
+        attempts: The attempt count to store; None keeps the record's.
+        call_id: Bitrix24's CALL_ID, for a success.
+        error: (code, description) for a failure.
+        dedupe_window_s: After success, how long the line + number stays claimed.
+        attempt_entry: (number, entry) of the attempt that ended it, written in the same step.
+        orphan_seen_ms: Only if the job's attempt is orphaned (:mod:`worker.jobs.orphans`).
+
+    Returns:
+        None: nothing is left to run (or, when the orphan's lease came alive again, the delay
+        before it is looked at again).
+    """
+    job: CallbackJob = record.job
+    outcome = outcome_for(
+        job,
+        status,
+        at=deps.clock(),
+        attempts=record.attempts if attempts is None else attempts,
+        call_id=call_id,
+        error=OutcomeError(code=str(error[0]), description=error[1]) if error else None,
+    )
+    result = await deps.ledger.finalize(
+        outcome,
+        job=job,
+        dedupe_window_s=dedupe_window_s,
+        attempt=attempt_entry,
+        orphan_seen_ms=orphan_seen_ms,
+    )
+    if result.busy and orphan_seen_ms is not None:
+        return await defer_busy(deps, job.job_id)
+    if result.written:
+        deps.metrics.jobs_finished.labels(portal=job.portal, status=str(status)).inc()
+        log.info("job.finished", status=str(status), attempts=outcome.attempts, call_id=call_id,
+                 error_code=error[0] if error else None)  # fmt: skip
+    return None  # a final outcome: nothing left to run
+
+
+def error_of(error: BitrixCallError, lead: str = "") -> tuple[str, str]:
+    """The (code, description) an outcome stores for ``error``; the description after ``lead: ``.
+
+    Pure. A part that is blank is left out with its separator: never a doubled space or an empty
+    ``()``.
+    """
+    text = error.description.strip()
+    if isinstance(error, BitrixApiError):
+        code = (error.code or "").strip() or "BITRIX_ERROR"
+        status = f"HTTP {error.http_status}"
+        text = f"{text} ({status})" if text else status
+    elif isinstance(error, BitrixHttpError):
+        code = f"HTTP_{error.http_status}"
+    else:
+        code = "TRANSPORT_ERROR"
+    lead = lead.strip()
+    return code, f"{lead}: {text}" if lead and text else lead or text

@@ -1,0 +1,1 @@
+"""The worker process: arq's settings and hooks, running until stopped, metrics."""

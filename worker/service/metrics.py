@@ -1,0 +1,154 @@
+"""Prometheus metrics of a worker process (and of ``callq serve``), in a registry passed around.
+
+Counters and the latency histogram are updated where things happen (the job runner, the intake).
+Gauges that describe Redis (queue depth, scheduled jobs, dead letters, intake lag, paused portals)
+are refreshed by :func:`refresh_gauges` every few seconds, so a scrape never waits on Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Iterable
+
+import structlog
+from aiohttp import web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from schemas.store.keys import Keys
+
+log = structlog.get_logger("callq.metrics")
+
+LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+
+
+class Metrics:
+    """Every metric callq exports, registered in ``registry`` (a fresh one by default)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None, *, worker: bool = True) -> None:
+        """``worker=False`` (``callq serve``) leaves out ``callq_worker_up``: alerts count workers by it."""
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.jobs_finished = Counter("callq_jobs_finished", "Jobs that reached a final outcome",
+                                     ["portal", "status"], registry=r)  # fmt: skip
+        self.attempts = Counter("callq_attempts", "Requests to voximplant.callback.start, by result",
+                                ["portal", "result"], registry=r)  # fmt: skip
+        self.retries = Counter("callq_retries", "Jobs put back to try again, by error code",
+                               ["portal", "code"], registry=r)  # fmt: skip
+        self.rate_limit_waits = Counter("callq_rate_limit_waits", "Jobs put back to wait for a rate-limit slot",
+                                        ["portal"], registry=r)  # fmt: skip
+        self.bitrix_request_seconds = Histogram("callq_bitrix_request_seconds", "Bitrix24 request latency",
+                                                ["portal", "method"], buckets=LATENCY_BUCKETS_S, registry=r)  # fmt: skip
+        self.intake_entries = Counter("callq_intake_entries", "Intake stream entries admitted, by result",
+                                      ["result"], registry=r)  # fmt: skip
+        self.orphans_ended = Counter(
+            "callq_orphaned_attempts",
+            "Attempts ended by the reconciler: their worker stopped working on them (lease lapsed)",
+            ["portal"],
+            registry=r,
+        )
+        self.running_attempts = Gauge(
+            "callq_running_attempts", "Attempts in flight (requests sent or about to be)", registry=r
+        )
+        self.queue_depth = Gauge("callq_queue_depth", "Jobs in arq's queue (due or waiting)", registry=r)
+        self.scheduled_jobs = Gauge("callq_scheduled_jobs", "Jobs waiting for a later run time", registry=r)
+        self.dead_letters = Gauge("callq_dead_letters", "Jobs in the dead-letter store", registry=r)
+        self.intake_lag_seconds = Gauge("callq_intake_lag_seconds", "Age of the oldest unprocessed intake entry",
+                                        registry=r)  # fmt: skip
+        self.portal_paused = Gauge("callq_portal_paused", "1 while a portal is paused or halted",
+                                   ["portal", "reason"], registry=r)  # fmt: skip
+        self.config_mismatch = Gauge(
+            "callq_config_mismatch",
+            "1 while this process's configuration differs from another live process's",
+            registry=r,
+        )
+        self.worker_up = Gauge("callq_worker_up", "1 while this worker process runs",
+                               registry=r if worker else CollectorRegistry())  # fmt: skip
+        self.redis_full = Gauge(
+            "callq_redis_full",
+            "1 while Redis refuses this worker's writes (maxmemory reached under noeviction)",
+            registry=r if worker else CollectorRegistry(),
+        )
+
+    def set_config_mismatch(self, differs: bool) -> None:
+        """``callq_config_mismatch``: 1 while this process's configuration differs from another's."""
+        self.config_mismatch.set(1 if differs else 0)
+
+    def render(self) -> bytes:
+        """The text exposition format."""
+        return generate_latest(self.registry)
+
+
+async def refresh_gauges(metrics: Metrics, redis: Redis, keys: Keys, portals: Iterable[str]) -> None:
+    """Read the Redis-side gauges once."""
+    now_ms = time.time() * 1000
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.zcard(keys.queue)
+        pipe.zcount(keys.queue, f"({now_ms}", "+inf")
+        pipe.zcard(keys.dead)
+        pipe.xrange(keys.intake, count=1)
+        pipe.zcard(keys.running)
+        names = list(portals)
+        for portal in names:
+            pipe.pttl(keys.portal_pause(portal))
+            pipe.pttl(keys.portal_halt(portal))
+        replies = await pipe.execute()
+    depth, waiting, dead, first, running = replies[:5]
+    metrics.running_attempts.set(running)
+    metrics.queue_depth.set(depth)
+    metrics.scheduled_jobs.set(waiting)
+    metrics.dead_letters.set(dead)
+    # acknowledged entries are deleted, so the first one left is the oldest not yet admitted
+    oldest_ms = int(first[0][0].decode().split("-")[0]) if first else now_ms
+    metrics.intake_lag_seconds.set(max(now_ms - oldest_ms, 0) / 1000)
+    for n, portal in enumerate(names):
+        pause_ttl, halt_ttl = replies[5 + 2 * n], replies[6 + 2 * n]
+        metrics.portal_paused.labels(portal=portal, reason="rate_limit").set(1 if pause_ttl > 0 else 0)
+        metrics.portal_paused.labels(portal=portal, reason="halted").set(1 if halt_ttl > 0 else 0)
+
+
+async def keep_gauges_fresh(
+    metrics: Metrics, redis: Redis, keys: Keys, portals: Iterable[str], *, every_s: float = 5.0
+) -> None:
+    """Refresh the Redis gauges forever (cancel to stop); a Redis error is logged, not fatal."""
+    names = list(portals)
+    while True:
+        try:
+            await refresh_gauges(metrics, redis, keys, names)
+        except RedisError as exc:
+            log.warning("metrics.refresh_failed", error=str(exc))
+        await asyncio.sleep(every_s)
+
+
+def metrics_routes(metrics: Metrics) -> list[web.RouteDef]:
+    """``GET /metrics`` for an aiohttp app."""
+
+    async def handler(_request: web.Request) -> web.Response:
+        return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    return [web.get("/metrics", handler)]
+
+
+@contextlib.asynccontextmanager
+async def metrics_server(metrics: Metrics, *, host: str, port: int) -> AsyncIterator[web.AppRunner]:
+    """Serve ``/metrics`` on ``host:port`` while the block runs."""
+    app = web.Application()
+    app.add_routes(metrics_routes(metrics))
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    try:
+        yield runner
+    finally:
+        await runner.cleanup()
