@@ -57,9 +57,24 @@ class RedisServer:
         """Start and wait until it answers PING."""
         binary = shutil.which("redis-server")
         assert binary, "redis-server is not installed"
-        args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir),
-                "--save", "", "--logfile", "redis.log", "--appendonly", "yes" if self.appendonly else "no",
-                "--appendfsync", "everysec", *self.extra_args]  # fmt: skip
+        args = [
+            binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.workdir),
+            "--save",
+            "",
+            "--logfile",
+            "redis.log",
+            "--appendonly",
+            "yes" if self.appendonly else "no",
+            "--appendfsync",
+            "everysec",
+            *self.extra_args,
+        ]
         if self.password:
             args += ["--requirepass", self.password]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

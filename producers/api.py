@@ -21,16 +21,19 @@ from redis.asyncio import Redis
 from producers import finals
 from producers.idempotency import differences
 from producers.lookup import find_record
-from producers.results import AmbiguousKeyError, PortalNotAllowed, Submitted
+from producers.results import AmbiguousKeyError, PortalNotAllowed, ReplayRefused, Submitted
 from producers.validation import Invalid, Valid, decode_entry, validate_job
 from schemas.config import Settings
 from schemas.policy.bucket import pacing_bucket
 from schemas.policy.redact import mask_number
+from schemas.states import Status, Step
 from schemas.store.keys import Keys
-from schemas.store.ledger import Admission, AdmitRequest, Ledger
+from schemas.store.ledger import AdmitRequest, Ledger
 from schemas.store.records import JobRecord
+from schemas.store.replies import Admission, AdmitVerdict
+from schemas.wire.codes import ErrorCode
 from schemas.wire.job import CallbackJob
-from schemas.wire.outcome import ErrorCode, OutcomeError, Status, outcome_for
+from schemas.wire.outcome import OutcomeError, outcome_for
 
 __all__ = ["AmbiguousKeyError", "PortalNotAllowed", "Producer", "Submitted", "new_job_id", "utcnow"]
 
@@ -200,21 +203,19 @@ class Producer:
         *,
         run_at: datetime,
         now: datetime,
-        take_key: bool = False,
         deadline_sent: bool = True,
     ) -> Submitted:
-        """Store a validated job (dedupe, schedule); ``take_key`` for a replay of a dead job.
+        """Store a validated job (dedupe, schedule); a job that replays a dead one
+        (``job.replay_of``) marks it replayed and takes its idempotency key over, in the same step.
 
         ``deadline_sent``: whether the producer gave the deadline (a repeat of a known key is
         compared on it only then, :mod:`producers.idempotency`).
         """
-        request = self._request(job, run_at=run_at, now=now, take_key=take_key)
+        request = self._request(job, run_at=run_at, now=now)
         admission = await self.ledger.admit(request, now=now)
         return await self._settle(job, admission, run_at=run_at, now=now, deadline_sent=deadline_sent)
 
-    def _request(
-        self, job: CallbackJob, *, run_at: datetime, now: datetime, take_key: bool = False
-    ) -> AdmitRequest:
+    def _request(self, job: CallbackJob, *, run_at: datetime, now: datetime) -> AdmitRequest:
         deadline = job.deadline_at or run_at
         pending_ttl = (max(deadline, run_at) - now + PENDING_MARGIN).total_seconds()
         portal = self.settings.portals[job.portal]
@@ -222,18 +223,21 @@ class Producer:
         # slot first, in the worker.
         paced = portal.line(job.from_line).min_interval_s > 0
         bucket = None if paced or not self.dedupe_and_pacing else pacing_bucket(portal.rate, portal.burst)
-        return AdmitRequest(job=job, run_at=run_at, pending_ttl_s=pending_ttl, bucket=bucket,
-                            claim=self.dedupe_and_pacing, take_key=take_key)  # fmt: skip
+        return AdmitRequest(
+            job=job, run_at=run_at, pending_ttl_s=pending_ttl, bucket=bucket, claim=self.dedupe_and_pacing
+        )
 
     async def _settle(
         self, job: CallbackJob, admission: Admission, *, run_at: datetime, now: datetime, deadline_sent: bool
     ) -> Submitted:
         """What an admission means for the producer (and the outcome a non-new one needs)."""
         bound = log.bind(job_id=job.job_id, portal=job.portal, line=job.from_line)
-        if admission.verdict == "new":
+        if admission.verdict is AdmitVerdict.REFUSED:
+            raise ReplayRefused(admission.job_id)
+        if admission.verdict is AdmitVerdict.NEW:
             bound.info("job.scheduled", run_at=run_at.isoformat(), to_number=mask_number(job.to_number))
             return Submitted(job_id=job.job_id, status=Status.SCHEDULED, new=True, run_at=run_at)
-        if admission.verdict == "duplicate":
+        if admission.verdict is AdmitVerdict.DUPLICATE:
             return await finals.duplicate(self.ledger, job, holder=admission.job_id, now=now)
         # idempotent: the key's holder, or this very job (a redelivered intake entry)
         record = await self.ledger.read(admission.job_id)
@@ -299,7 +303,7 @@ class Producer:
         now = self.clock()
         error = OutcomeError(code=ErrorCode.CANCELLED, description="cancelled before it started")
         outcome = outcome_for(record.job, Status.CANCELLED, at=now, attempts=record.attempts, error=error)
-        result = await self.ledger.finalize(outcome, job=record.job, allowed="scheduled,retrying")
+        result = await self.ledger.finalize(outcome, job=record.job, step=Step.CANCEL)
         if result.written:
             log.info(
                 "job.cancelled", job_id=record.job_id, portal=record.job.portal, line=record.job.from_line

@@ -11,17 +11,16 @@ any finished record.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import cast
 
 from redis.asyncio import Redis
 
 from producers.api import Producer, Submitted
+from producers.results import ReplayRefused
 from producers.validation import Invalid, validate_job
+from schemas.states import Status
 from schemas.store.records import JobRecord, to_ms
-from schemas.wire.outcome import Status
 
 
 @dataclass(frozen=True)
@@ -86,54 +85,46 @@ class DeadLetters:
         return record if record is not None and record.state == Status.DEAD else None
 
     async def replay(self, job_id: str) -> Replayed:
-        """Replay one dead job as a fresh job."""
+        """Replay one dead job as a fresh job (the dead one is marked replayed in the same script
+        that admits the new one, or records its outcome if it cannot run)."""
         record = await self.ledger.read(job_id)
         if record is None or record.state != Status.DEAD:
             return Replayed(original=job_id, submitted=None, error="not a dead job")
-        if await cast(Awaitable[bool], self.redis.hexists(self.keys.job(job_id), "replayed_by")):
-            return Replayed(original=job_id, submitted=None, error="already replayed")
         old = record.job
-        fields = {"portal": old.portal, "from_line": old.from_line, "to_number": old.to_number,
-                  "text_to_pronounce": old.text_to_pronounce, "voice": old.voice,
-                  "idempotency_key": old.idempotency_key, "metadata": old.metadata}  # fmt: skip
+        fields = {
+            "portal": old.portal,
+            "from_line": old.from_line,
+            "to_number": old.to_number,
+            "text_to_pronounce": old.text_to_pronounce,
+            "voice": old.voice,
+            "idempotency_key": old.idempotency_key,
+            "metadata": old.metadata,
+        }
         now = self.producer.clock()
-        new_id = self.producer.id_factory()
-        result = validate_job({k: v for k, v in fields.items() if v is not None}, settings=self.producer.settings,
-                              now=now, job_id=new_id)  # fmt: skip
+        job_fields = {k: v for k, v in fields.items() if v is not None}
+        result = validate_job(
+            job_fields, settings=self.producer.settings, now=now, job_id=self.producer.id_factory()
+        )
         if isinstance(result, Invalid):
             return Replayed(original=job_id, submitted=None, error=result.description)
         job = dataclasses.replace(result.job, replay_of=job_id)
-        if result.run_at is None:
-            submitted = await self.producer.expire_on_arrival(job, reason=result.expired_reason, now=now)
-        else:
-            submitted = await self.producer.admit(job, run_at=result.run_at, now=now, take_key=True)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self.keys.job(job_id), "replayed_by", new_id)
-            pipe.zrem(self.keys.dead, job_id)
-            pipe.pexpire(self.keys.job(job_id), self.ledger.retention_ms)
-            await pipe.execute()
+        try:
+            if result.run_at is None:
+                submitted = await self.producer.expire_on_arrival(job, reason=result.expired_reason, now=now)
+            else:
+                submitted = await self.producer.admit(job, run_at=result.run_at, now=now)
+        except ReplayRefused as refused:  # already replayed (or purged) by someone else
+            return Replayed(original=job_id, submitted=None, error=refused.reason)
         return Replayed(original=job_id, submitted=submitted)
 
     async def purge(self, *, older_than: timedelta | None = None, now: datetime) -> int:
-        """Delete dead jobs (that died more than ``older_than`` ago). Returns how many."""
+        """Delete dead jobs (that died more than ``older_than`` ago), each in one script. Returns how many."""
         high = to_ms(now - older_than) if older_than else "+inf"
         ids = [_s(m) for m in await self.redis.zrangebyscore(self.keys.dead, "-inf", high)]
+        purged = 0
         for start in range(0, len(ids), 500):
-            batch = ids[start : start + 500]
-            records = [await self.ledger.read(job_id) for job_id in batch]
-            async with self.redis.pipeline(transaction=True) as pipe:
-                for job_id, record in zip(batch, records, strict=True):
-                    pipe.delete(self.keys.job(job_id))
-                    if record is not None and record.job.idempotency_key:
-                        # the key goes with the job unless a replay took it over
-                        idem = self.keys.idempotency(record.job.portal, record.job.idempotency_key)
-                        pipe.eval(_DEL_IF_EQUAL, 1, idem, job_id)
-                pipe.zrem(self.keys.dead, *batch)
-                await pipe.execute()
-        return len(ids)
-
-
-_DEL_IF_EQUAL = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+            purged += await self.ledger.purge(ids[start : start + 500])
+        return purged
 
 
 def _code_matches(record: JobRecord, code: str | None) -> bool:

@@ -12,12 +12,15 @@ from datetime import UTC, datetime
 
 import structlog
 
-from producers.results import Submitted
+from producers.results import ReplayRefused, Submitted
 from producers.validation import FieldError, Invalid
 from schemas.policy.redact import mask_number
+from schemas.states import Status
 from schemas.store.ledger import Ledger
+from schemas.store.replies import FinalizeResult, FinalizeVerdict
+from schemas.wire.codes import ErrorCode
 from schemas.wire.job import CallbackJob
-from schemas.wire.outcome import ErrorCode, Outcome, OutcomeError, Status, outcome_for
+from schemas.wire.outcome import Outcome, OutcomeError, outcome_for
 
 log = structlog.get_logger("callq.producers")
 
@@ -54,7 +57,7 @@ async def expire(ledger: Ledger, job: CallbackJob, *, reason: str | None, now: d
     """Record a valid job that can never run before its deadline as ``expired``."""
     error = OutcomeError(code=ErrorCode.DEADLINE_PASSED, description=reason or "deadline passed")
     outcome = outcome_for(job, Status.EXPIRED, at=now, error=error)
-    await ledger.record_final(outcome, job=job)
+    _refused_replay(await ledger.record_final(outcome, job=job))
     log.info("job.expired", job_id=job.job_id, portal=job.portal, reason=error.description)
     return Submitted(job_id=job.job_id, status=Status.EXPIRED, new=False, error=error)
 
@@ -63,7 +66,7 @@ async def duplicate(ledger: Ledger, job: CallbackJob, *, holder: str, now: datet
     """Record a job whose line + number (or, through the stream, key) ``holder`` has: ``duplicate``."""
     outcome = outcome_for(job, Status.DUPLICATE, at=now, duplicate_of=holder)
     key = (job.portal, job.idempotency_key) if job.idempotency_key else None
-    await ledger.record_final(outcome, job=job, idempotency_key=key)
+    _refused_replay(await ledger.record_final(outcome, job=job, idempotency_key=key))
     bound = log.bind(job_id=job.job_id, portal=job.portal, line=job.from_line)
     bound.info("job.duplicate", duplicate_of=holder, to_number=mask_number(job.to_number))
     return Submitted(job_id=job.job_id, status=Status.DUPLICATE, new=False, duplicate_of=holder)
@@ -88,3 +91,9 @@ async def key_reused(
     return Submitted(
         job_id=job.job_id, status=Status.REJECTED, new=False, error=error, existing_job_id=holder
     )
+
+
+def _refused_replay(result: FinalizeResult) -> None:
+    """A replay's outcome the store refused: the dead job was replayed (or purged) meanwhile."""
+    if result.verdict is FinalizeVerdict.REFUSED:
+        raise ReplayRefused(result.state)

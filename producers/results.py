@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from schemas.wire.outcome import OutcomeError, Status
+from schemas.states import Status
+from schemas.wire.outcome import OutcomeError
 
 
 class PortalNotAllowed(PermissionError):
@@ -36,6 +37,18 @@ class AmbiguousKeyError(LookupError):
         super().__init__(
             f"this idempotency key names jobs on several portals ({', '.join(self.portals)}); name one"
         )
+
+
+class ReplayRefused(Exception):
+    """A dead job could not be replayed: someone replayed (or purged) it meanwhile.
+
+    Attributes:
+        reason: why, as the store said.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"cannot replay: {reason}")
 
 
 @dataclass(frozen=True)

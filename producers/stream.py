@@ -166,8 +166,9 @@ class IntakeConsumer:
             if payload is None:
                 names = ", ".join(sorted(_text(k) for k in fields)) or "none"
                 problem = FieldError("job", f"the entry has no 'job' field (fields: {names})"[:500])
-                rejected = await self.producer.reject(job_ids[entry_id], Invalid(errors=(problem,), echo={}),
-                                                      intake_id=entry_id)  # fmt: skip
+                rejected = await self.producer.reject(
+                    job_ids[entry_id], Invalid(errors=(problem,), echo={}), intake_id=entry_id
+                )
                 statuses.append(str(rejected.status))
             else:
                 batch.append((payload, job_ids[entry_id], entry_id))

@@ -51,8 +51,13 @@ def make_settings(
 
 def sandbox_portal(webhook_url: str, name: str = "default", **changes: Any) -> PortalConfig:
     """A portal pointing at the sandbox, open around the clock unless ``hours`` is given."""
-    fields: dict[str, Any] = {"name": name, "webhook_url": webhook_url, "oauth": None, "default_region": "RU",
-                              "hours": ALWAYS_OPEN}  # fmt: skip
+    fields: dict[str, Any] = {
+        "name": name,
+        "webhook_url": webhook_url,
+        "oauth": None,
+        "default_region": "RU",
+        "hours": ALWAYS_OPEN,
+    }
     fields.update(changes)
     return PortalConfig(**fields)
 
@@ -117,8 +122,14 @@ async def run_callq(args: list[str], env: dict[str, str], *, timeout_s: float = 
     import sys
 
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "ops.cli", *args, env=env, cwd=NEUTRAL_CWD,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "ops.cli",
+        *args,
+        env=env,
+        cwd=NEUTRAL_CWD,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(proc.communicate(), timeout=timeout_s)
     return proc.returncode or 0, out.decode(), err.decode()

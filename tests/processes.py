@@ -76,8 +76,7 @@ class WorkerProcess:
     def start(self) -> None:
         """Start the process (it is ready once it logs worker.started)."""
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(self.args, env=self.env, stdout=log, stderr=log,
-                                            cwd=NEUTRAL_CWD)  # fmt: skip
+            self.process = subprocess.Popen(self.args, env=self.env, stdout=log, stderr=log, cwd=NEUTRAL_CWD)
 
     def signal(self, signum: int) -> None:
         """Send a signal."""

@@ -39,8 +39,17 @@ async def test_chaos_every_entry_ends_once_and_no_number_rings_twice(
     redis_url: str, prefix: str, redis: Redis, sandbox: Sandbox, portal: SandboxHandle, tmp_path: Path
 ) -> None:
     """500 intake jobs, 20% faults, one of two workers SIGKILLed every 3 s: one outcome each, no double call."""
-    config = write_config(tmp_path / "callq.toml", {"default": {
-        "webhook_url": portal.webhook_url("default"), "default_region": "RU", "rate": 100.0, "burst": 50}})  # fmt: skip
+    config = write_config(
+        tmp_path / "callq.toml",
+        {
+            "default": {
+                "webhook_url": portal.webhook_url("default"),
+                "default_region": "RU",
+                "rate": 100.0,
+                "burst": 50,
+            }
+        },
+    )
     sandbox.set_random_faults(0.2, RANDOM_FAULTS, seed=7)
     async with redis.pipeline(transaction=False) as pipe:
         for n in range(JOBS):
@@ -67,8 +76,10 @@ async def test_chaos_every_entry_ends_once_and_no_number_rings_twice(
     distribution = Counter(f"{o['status']}/{(o['error'] or {}).get('code', '-')}" for o in outcomes)
     interrupted = sum("interrupted" in (o["error"] or {}).get("description", "") for o in outcomes)
     faults = Counter(c.fault for c in sandbox.calls())
-    print(f"chaos: {took_s:.1f}s, {len(victims)} kills, {len(sandbox.calls())} requests {dict(faults)}, "
-          f"outcomes {dict(distribution)}, {interrupted} interrupted by a kill")  # fmt: skip
+    print(
+        f"chaos: {took_s:.1f}s, {len(victims)} kills, {len(sandbox.calls())} requests {dict(faults)}, "
+        f"outcomes {dict(distribution)}, {interrupted} interrupted by a kill"
+    )
     assert steady_alive
     assert interrupted > 0, "some kills cut a request in flight"
     assert Counter(Counter(o["job_id"] for o in outcomes).values()) == {1: JOBS}, "one outcome per job"
@@ -91,6 +102,9 @@ async def test_a_rate_pause_also_holds_back_jobs_that_already_hold_a_slot(
         await wait_outcomes(redis, prefix, 8, timeout_s=20)
     refused, *others = sandbox.calls()
     assert refused.status == 503
-    during = [round(c.received_monotonic - refused.received_monotonic, 2) for c in others
-              if c.received_monotonic - refused.received_monotonic < 0.95]  # fmt: skip
+    during = [
+        round(c.received_monotonic - refused.received_monotonic, 2)
+        for c in others
+        if c.received_monotonic - refused.received_monotonic < 0.95
+    ]
     assert during == [], f"requests sent during the 1 s pause, seconds after the refusal: {during}"

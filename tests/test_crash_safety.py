@@ -26,8 +26,8 @@ from ops.redis_server import RedisServer
 from ops.sandbox import Fault, Sandbox, SandboxHandle, SandboxPortal, running_sandbox
 from producers.api import Producer
 from producers.stream import entry_job_id
+from schemas.states import Status
 from schemas.store.keys import Keys
-from schemas.wire.outcome import Status
 from tests.helpers import make_settings, read_outcomes, running_worker, sandbox_portal, wait_for
 from tests.processes import WorkerProcess, write_config
 
@@ -43,11 +43,13 @@ def job_json(number: str, **extra: Any) -> str:
     return json.dumps({"from_line": "reg1332", "to_number": number, "text_to_pronounce": TEXT, **extra})
 
 
-def new_worker(tmp_path: Path, config: Path, redis_url: str, prefix: str, name: str,
-               *extra: str) -> WorkerProcess:  # fmt: skip
+def new_worker(
+    tmp_path: Path, config: Path, redis_url: str, prefix: str, name: str, *extra: str
+) -> WorkerProcess:
     """A worker process logging to ``tmp_path/<name>.log`` (not started)."""
-    return WorkerProcess(config=config, redis_url=redis_url, prefix=prefix, log_path=tmp_path / f"{name}.log",
-                         extra_args=extra)  # fmt: skip
+    return WorkerProcess(
+        config=config, redis_url=redis_url, prefix=prefix, log_path=tmp_path / f"{name}.log", extra_args=extra
+    )
 
 
 async def until_logged(worker: WorkerProcess, event: str, *, timeout_s: float = 20) -> None:
@@ -121,13 +123,20 @@ async def _called(sandbox: Sandbox) -> bool:
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("retry_unknown", [False, True], ids=["default", "retry_unknown"])
 async def test_sigkill_mid_request_never_rings_twice_unless_told_to(
-    retry_unknown: bool, redis_url: str, prefix: str, redis: Redis, sandbox: Sandbox, portal: SandboxHandle,
+    retry_unknown: bool,
+    redis_url: str,
+    prefix: str,
+    redis: Redis,
+    sandbox: Sandbox,
+    portal: SandboxHandle,
     tmp_path: Path,
-) -> None:  # fmt: skip
+) -> None:
     """A worker SIGKILLed mid-request: the job ends dead/OUTCOME_UNKNOWN after one call (re-sent once with retry_unknown)."""
     url = portal.webhook_url("default")
-    config = write_config(tmp_path / "callq.toml", {"default": {"webhook_url": url, "default_region": "RU",
-                                                               "retry_unknown": retry_unknown}})  # fmt: skip
+    config = write_config(
+        tmp_path / "callq.toml",
+        {"default": {"webhook_url": url, "default_region": "RU", "retry_unknown": retry_unknown}},
+    )
     producer = Producer(redis, settings=make_settings(redis_url, prefix, {"default": sandbox_portal(url)}))
     sandbox.add_faults([Fault.hang()])
     job = await producer.enqueue(from_line="reg1332", to_number=NUMBER, text_to_pronounce=TEXT)
@@ -235,11 +244,23 @@ async def test_worker_rides_out_a_redis_restart(prefix: str, tmp_path: Path) -> 
     jobs = 50
     sandbox = Sandbox([SandboxPortal(name="default", webhooks={(1, "code")}, rate=10.0, burst=5)])
     with RedisServer(tmp_path, appendonly=True) as server:
-        redis = Redis.from_url(server.url, retry=Retry(ExponentialBackoff(cap=1.0), retries=20),
-                               retry_on_error=[RedisConnectionError])  # fmt: skip
+        redis = Redis.from_url(
+            server.url,
+            retry=Retry(ExponentialBackoff(cap=1.0), retries=20),
+            retry_on_error=[RedisConnectionError],
+        )
         async with running_sandbox(sandbox) as handle:
-            config = write_config(tmp_path / "callq.toml", {"default": {
-                "webhook_url": handle.webhook_url("default"), "default_region": "RU", "rate": 10.0, "burst": 5}})  # fmt: skip
+            config = write_config(
+                tmp_path / "callq.toml",
+                {
+                    "default": {
+                        "webhook_url": handle.webhook_url("default"),
+                        "default_region": "RU",
+                        "rate": 10.0,
+                        "burst": 5,
+                    }
+                },
+            )
             worker = new_worker(tmp_path, config, server.url, prefix, "worker")
             try:
                 worker.start()
@@ -323,8 +344,10 @@ async def test_malformed_flood_is_rejected_entry_by_entry(
     for number in valid_numbers:
         entries.insert(rng.randrange(len(entries) + 1), ("valid", {"job": job_json(number)}))
     url = portal.webhook_url("default")
-    config = write_config(tmp_path / "callq.toml", {"default": {"webhook_url": url, "default_region": "RU",
-                                                               "rate": 200.0, "burst": 100}})  # fmt: skip
+    config = write_config(
+        tmp_path / "callq.toml",
+        {"default": {"webhook_url": url, "default_region": "RU", "rate": 200.0, "burst": 100}},
+    )
     worker = new_worker(tmp_path, config, redis_url, prefix, "worker")
     kind_of: dict[str, str] = {}
     try:
@@ -345,20 +368,26 @@ async def test_malformed_flood_is_rejected_entry_by_entry(
         alive = worker.process.poll() is None
     finally:
         await stop_all(worker)
-    print(f"malformed flood: worker RSS {rss_before_kb // 1024} MB before, {rss_after_kb // 1024} MB after, "
-          f"peak {peak_kb // 1024} MB; kinds {sorted(Counter(kind_of.values()).items())}")  # fmt: skip
+    print(
+        f"malformed flood: worker RSS {rss_before_kb // 1024} MB before, {rss_after_kb // 1024} MB after, "
+        f"peak {peak_kb // 1024} MB; kinds {sorted(Counter(kind_of.values()).items())}"
+    )
     assert alive, "the worker survived the flood"
     per_entry = Counter(o.get("intake_id") for o in outcomes)
     assert set(per_entry) == set(kind_of) and set(per_entry.values()) == {1}, "one outcome per entry"
-    wrong = [(kind_of[o["intake_id"]], o["status"]) for o in outcomes
-             if o["status"] != ("succeeded" if kind_of[o["intake_id"]] == "valid" else "rejected")]  # fmt: skip
+    wrong = [
+        (kind_of[o["intake_id"]], o["status"])
+        for o in outcomes
+        if o["status"] != ("succeeded" if kind_of[o["intake_id"]] == "valid" else "rejected")
+    ]
     assert wrong == [], Counter(wrong)
     assert sorted(called_numbers(sandbox)) == valid_numbers
     assert peak_kb < 300 * 1024, f"peak RSS {peak_kb // 1024} MB"
 
 
-async def _intake_survives(redis_url: str, prefix: str, redis: Redis, portal: SandboxHandle,
-                           poison: dict[bytes | str, bytes | str]) -> list[dict[str, Any]]:  # fmt: skip
+async def _intake_survives(
+    redis_url: str, prefix: str, redis: Redis, portal: SandboxHandle, poison: dict[bytes | str, bytes | str]
+) -> list[dict[str, Any]]:
     """Push ``poison`` then a valid entry to an in-process worker; the outcomes, in entry order."""
     settings = make_settings(redis_url, prefix, {"default": sandbox_portal(portal.webhook_url("default"))})
     first = await redis.xadd(Keys(prefix).intake, poison)  # type: ignore[arg-type]

@@ -72,8 +72,13 @@ async def test_idempotency_key_returns_the_first_job(
     makes no job; with a different request it is rejected IDEMPOTENCY_KEY_REUSED naming what differs."""
     settings = make_settings(redis_url, prefix, {"default": sandbox_portal(portal.webhook_url("default"))})
     producer = Producer(redis, settings=settings)
-    first = await producer.enqueue(from_line="reg1332", to_number="+79111234567", text_to_pronounce=TEXT,
-                                   idempotency_key="k", not_before=LATER)  # fmt: skip
+    first = await producer.enqueue(
+        from_line="reg1332",
+        to_number="+79111234567",
+        text_to_pronounce=TEXT,
+        idempotency_key="k",
+        not_before=LATER,
+    )
     same: dict[str, Any] = {"from_line": "reg1332", "text_to_pronounce": TEXT, "idempotency_key": "k"}
     again = await producer.enqueue(**same, to_number="8 911 123 45 67", not_before=LATER_MSK)
     assert first.new and not again.new
@@ -92,8 +97,9 @@ async def test_a_released_claim_lets_a_new_request_through(
     """A cancelled job gives its line + number back: the next request for it is a new job."""
     settings = make_settings(redis_url, prefix, {"default": sandbox_portal(portal.webhook_url("default"))})
     producer = Producer(redis, settings=settings)
-    first = await producer.enqueue(from_line="reg1332", to_number="+79111234567", text_to_pronounce=TEXT,
-                                   not_before=LATER)  # fmt: skip
+    first = await producer.enqueue(
+        from_line="reg1332", to_number="+79111234567", text_to_pronounce=TEXT, not_before=LATER
+    )
     assert (
         await producer.enqueue(from_line="reg1332", to_number="+79111234567", text_to_pronounce=TEXT)
     ).status == "duplicate"
@@ -133,10 +139,20 @@ async def test_two_worker_processes_racing_never_call_twice(
     redis_url: str, prefix: str, redis: Redis, sandbox: Sandbox, portal: SandboxHandle, tmp_path: Path
 ) -> None:
     """Pairs of entries for one number pushed ms apart to two worker processes give one call each."""
-    config = write_config(tmp_path / "callq.toml", {"default": {"webhook_url": portal.webhook_url("default"),
-                                                               "default_region": "RU"}})  # fmt: skip
-    workers = [WorkerProcess(config=config, redis_url=redis_url, prefix=prefix, log_path=tmp_path / f"w{i}.log",
-                             extra_args=("--concurrency", "10")) for i in range(2)]  # fmt: skip
+    config = write_config(
+        tmp_path / "callq.toml",
+        {"default": {"webhook_url": portal.webhook_url("default"), "default_region": "RU"}},
+    )
+    workers = [
+        WorkerProcess(
+            config=config,
+            redis_url=redis_url,
+            prefix=prefix,
+            log_path=tmp_path / f"w{i}.log",
+            extra_args=("--concurrency", "10"),
+        )
+        for i in range(2)
+    ]
     pairs = 40
     for w in workers:
         w.start()

@@ -115,15 +115,18 @@ async def test_refused_credentials_halt_the_portal_without_burning_attempts(
     )
     sandbox.add_faults([Fault.error(401, "NO_AUTH_FOUND", "Wrong authorization data")])
     producer = Producer(redis, settings=settings)
-    jobs = [await producer.enqueue(from_line="reg1332", to_number=f"+7911123456{n}", text_to_pronounce=TEXT)
-            for n in range(3)]  # fmt: skip
+    jobs = [
+        await producer.enqueue(from_line="reg1332", to_number=f"+7911123456{n}", text_to_pronounce=TEXT)
+        for n in range(3)
+    ]
     async with running_worker(settings, dataclasses.replace(FAST, pause_s=1.5)):
         from schemas.store.keys import Keys
 
         await wait_for(lambda: redis.exists(Keys(prefix).portal_halt("default")), what="the portal's halt")
         out = io.StringIO()
-        await producer_cli.status(argparse.Namespace(id=jobs[2].job_id, json=True), settings=settings, redis=redis,
-                                  out=out)  # fmt: skip
+        await producer_cli.status(
+            argparse.Namespace(id=jobs[2].job_id, json=True), settings=settings, redis=redis, out=out
+        )
         halted = json.loads(out.getvalue())["portal_halted"]
         assert halted["code"] == "NO_AUTH_FOUND"
         outcomes = await wait_outcomes(redis, prefix, 3, timeout_s=15)

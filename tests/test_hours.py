@@ -19,7 +19,8 @@ from producers.api import Producer
 from schemas.config import LineConfig
 from schemas.policy.calendar import DAY_KEYS, WeeklyHours, parse_hours
 from schemas.store.keys import Keys
-from schemas.store.ledger import JobRecord, Ledger
+from schemas.store.ledger import Ledger
+from schemas.store.records import JobRecord
 from tests.helpers import ALWAYS_OPEN, make_settings, running_worker, sandbox_portal, wait_for
 from worker.bitrix.oauth import PortalAuth
 from worker.jobs.deps import Deps
@@ -69,8 +70,12 @@ async def test_closed_now_runs_at_tomorrows_opening(
     assert datetime.fromisoformat(view["run_at"]) == opening
     assert view["timezone"] == "Asia/Tokyo"
     out = io.StringIO()
-    await producer_cli.list_jobs(argparse.Namespace(scheduled=True, portal="default", line="reg1332", limit=10,
-                                                    json=True), settings=settings, redis=redis, out=out)  # fmt: skip
+    await producer_cli.list_jobs(
+        argparse.Namespace(scheduled=True, portal="default", line="reg1332", limit=10, json=True),
+        settings=settings,
+        redis=redis,
+        out=out,
+    )
     assert [v["job_id"] for v in json.loads(out.getvalue())] == [record.job_id]
     # arq's job key has no TTL: however long the workers are away, the job is still run (and,
     # past its deadline, written `expired`) rather than dropped by arq without an outcome
@@ -83,8 +88,15 @@ async def test_line_hours_override_the_portals(
     """A line with its own hours waits for them while another line of an open portal is called."""
     hours, opening = only_tomorrow(TOKYO)
     lines = {"reg1333": LineConfig(line_id="reg1333", hours=hours)}
-    settings = make_settings(redis_url, prefix, {"default": sandbox_portal(
-        portal.webhook_url("default"), timezone=TOKYO, hours=ALWAYS_OPEN, lines=lines)})  # fmt: skip
+    settings = make_settings(
+        redis_url,
+        prefix,
+        {
+            "default": sandbox_portal(
+                portal.webhook_url("default"), timezone=TOKYO, hours=ALWAYS_OPEN, lines=lines
+            )
+        },
+    )
     producer = Producer(redis, settings=settings)
     waiting = await producer.enqueue(from_line="reg1333", to_number="+79111234567", text_to_pronounce=TEXT)
     await producer.enqueue(from_line="reg1332", to_number="+79111234567", text_to_pronounce=TEXT)
@@ -104,8 +116,11 @@ async def test_public_holidays_from_the_country_code_are_closed(
     """On 1 January with `holidays = "RU"` the job waits for the first working day after the holidays."""
     now = datetime(2027, 1, 1, 10, 0, tzinfo=MSK)
     daily = parse_hours(dict.fromkeys(DAY_KEYS, "09:00-18:00"), where="test")
-    settings = make_settings(redis_url, prefix, {"default": sandbox_portal(
-        "http://127.0.0.1:9/rest/1/x/", timezone=MSK, hours=daily, holidays="RU")})  # fmt: skip
+    settings = make_settings(
+        redis_url,
+        prefix,
+        {"default": sandbox_portal("http://127.0.0.1:9/rest/1/x/", timezone=MSK, hours=daily, holidays="RU")},
+    )
     submitted = await Producer(redis, settings=settings, clock=lambda: now).enqueue(
         from_line="reg1332", to_number="+79111234567", text_to_pronounce=TEXT
     )
@@ -121,8 +136,11 @@ async def test_deadline_before_next_opening_expires_at_once(
     """A deadline earlier than the line's next opening ends the job `expired` on arrival, saying why."""
     now = datetime(2026, 11, 21, 20, 0, tzinfo=MSK)  # a Saturday evening
     weekdays = parse_hours(dict.fromkeys(DAY_KEYS[:5], "09:00-18:00"), where="test")
-    settings = make_settings(redis_url, prefix, {"default": sandbox_portal(
-        "http://127.0.0.1:9/rest/1/x/", timezone=MSK, hours=weekdays)})  # fmt: skip
+    settings = make_settings(
+        redis_url,
+        prefix,
+        {"default": sandbox_portal("http://127.0.0.1:9/rest/1/x/", timezone=MSK, hours=weekdays)},
+    )
     submitted = await Producer(redis, settings=settings, clock=lambda: now).enqueue(
         from_line="reg1332",
         to_number="+79111234567",
@@ -142,8 +160,11 @@ async def test_default_deadline_counts_from_the_first_opening(
     """A Friday-evening request is still callable on Monday: its deadline counts from Monday's opening."""
     now = datetime(2026, 11, 20, 19, 0, tzinfo=MSK)  # Friday, after hours
     weekdays = parse_hours(dict.fromkeys(DAY_KEYS[:5], "09:00-18:00"), where="test")
-    settings = make_settings(redis_url, prefix, {"default": sandbox_portal(
-        "http://127.0.0.1:9/rest/1/x/", timezone=MSK, hours=weekdays)})  # fmt: skip
+    settings = make_settings(
+        redis_url,
+        prefix,
+        {"default": sandbox_portal("http://127.0.0.1:9/rest/1/x/", timezone=MSK, hours=weekdays)},
+    )
     submitted = await Producer(redis, settings=settings, clock=lambda: now).enqueue(
         from_line="reg1332", to_number="+79111234567", text_to_pronounce=TEXT
     )
@@ -160,13 +181,23 @@ async def retry_once(redis: Redis, prefix: str, *, deadline: str | None) -> tupl
     url = f"http://127.0.0.1:{free_port()}/rest/1/x/"
     settings = make_settings("unused", prefix, {"default": sandbox_portal(url, timezone=MSK, hours=weekdays)})
     producer = Producer(redis, settings=settings, clock=lambda: now)
-    submitted = await producer.enqueue(from_line="reg1332", to_number="+79111234567", text_to_pronounce=TEXT,
-                                       deadline=deadline)  # fmt: skip
+    submitted = await producer.enqueue(
+        from_line="reg1332", to_number="+79111234567", text_to_pronounce=TEXT, deadline=deadline
+    )
     ledger = Ledger(redis, keys=Keys(prefix), retention_s=60, outcomes_maxlen=100)
     async with aiohttp.ClientSession() as session:
-        deps = Deps(settings=settings, ledger=ledger, session=session, limiter=RateLimiter(redis, keys=Keys(prefix)),
-                    auth=PortalAuth(redis, prefix=prefix, session=session),
-                    leases=AttemptLeases(ledger, timing=LeaseTiming()), clock=lambda: now, jitter=lambda: 1.0, retry_base_s=60.0, rate_limit=False)  # fmt: skip
+        deps = Deps(
+            settings=settings,
+            ledger=ledger,
+            session=session,
+            limiter=RateLimiter(redis, keys=Keys(prefix)),
+            auth=PortalAuth(redis, prefix=prefix, session=session),
+            leases=AttemptLeases(ledger, timing=LeaseTiming()),
+            clock=lambda: now,
+            jitter=lambda: 1.0,
+            retry_base_s=60.0,
+            rate_limit=False,
+        )
         delay = await run_job(deps, submitted.job_id)
     record = await ledger.read(submitted.job_id)
     assert record is not None

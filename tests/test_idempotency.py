@@ -10,7 +10,8 @@ from redis.asyncio import Redis
 from ops.sandbox import SandboxHandle
 from producers.api import Producer
 from producers.deadletters import DeadLetters
-from schemas.wire.outcome import Status, outcome_for
+from schemas.states import Status
+from schemas.wire.outcome import outcome_for
 from tests.helpers import make_settings, read_outcomes, run_callq, sandbox_portal
 from tests.test_spine import cli_env
 

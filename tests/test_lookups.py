@@ -13,7 +13,8 @@ from redis.asyncio import Redis
 from ops.sandbox import SandboxHandle
 from producers.api import AmbiguousKeyError, Producer, Submitted
 from schemas.config import Settings
-from schemas.wire.outcome import Status, outcome_for
+from schemas.states import Status
+from schemas.wire.outcome import outcome_for
 from tests.helpers import make_settings, run_callq, sandbox_portal
 from tests.processes import write_config
 

@@ -22,16 +22,34 @@ async def test_expired_token_is_refreshed_once_by_four_racing_workers(
     redis_url: str, prefix: str, redis: Redis, tmp_path: Path
 ) -> None:
     """Tokens expire mid-run: one refresh for four workers, every job succeeds, each number called once."""
-    sandbox = Sandbox([SandboxPortal(name="default", webhooks={(1, "unused")}, oauth_clients={"app": "app-secret"},
-                                     rate=20.0, burst=5)])  # fmt: skip
+    sandbox = Sandbox(
+        [
+            SandboxPortal(
+                name="default",
+                webhooks={(1, "unused")},
+                oauth_clients={"app": "app-secret"},
+                rate=20.0,
+                burst=5,
+            )
+        ]
+    )
     async with running_sandbox(sandbox) as handle:
         refresh_token = sandbox.issue_refresh_token("default", "app")
-        oauth = {"client_id": "app", "client_secret": "app-secret", "refresh_token": refresh_token,
-                 "domain": "127.0.0.1", "token_url": f"{handle.base_url}/oauth/token/"}  # fmt: skip
-        config = write_config(tmp_path / "callq.toml",
-                              {"default": {"oauth": oauth, "default_region": "RU", "rate": 20.0, "burst": 5}})  # fmt: skip
-        workers = [WorkerProcess(config=config, redis_url=redis_url, prefix=prefix, log_path=tmp_path / f"w{i}.log")
-                   for i in range(4)]  # fmt: skip
+        oauth = {
+            "client_id": "app",
+            "client_secret": "app-secret",
+            "refresh_token": refresh_token,
+            "domain": "127.0.0.1",
+            "token_url": f"{handle.base_url}/oauth/token/",
+        }
+        config = write_config(
+            tmp_path / "callq.toml",
+            {"default": {"oauth": oauth, "default_region": "RU", "rate": 20.0, "burst": 5}},
+        )
+        workers = [
+            WorkerProcess(config=config, redis_url=redis_url, prefix=prefix, log_path=tmp_path / f"w{i}.log")
+            for i in range(4)
+        ]
         try:
             for w in workers:
                 w.start()

@@ -28,7 +28,7 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from ops.cli.main import build_parser
 from schemas.config import load_settings
-from schemas.wire.outcome import Status
+from schemas.states import Status
 from worker.policy.classify import Verdict
 from worker.service.metrics import Metrics
 
@@ -401,8 +401,13 @@ def test_units_run_unprivileged_with_the_env_file(name: str) -> None:
     assert service["ExecStart"].startswith("/opt/callq/.venv/bin/callq ")
     assert service["EnvironmentFile"] == "/etc/callq/callq.env"
     assert service["User"] == "callq" and service["Group"] == "callq"
-    for key, value in {"NoNewPrivileges": "yes", "ProtectSystem": "strict", "PrivateTmp": "yes",
-                       "ProtectHome": "yes", "CapabilityBoundingSet": ""}.items():  # fmt: skip
+    for key, value in {
+        "NoNewPrivileges": "yes",
+        "ProtectSystem": "strict",
+        "PrivateTmp": "yes",
+        "ProtectHome": "yes",
+        "CapabilityBoundingSet": "",
+    }.items():
         assert service[key] == value, key
     assert "MemoryDenyWriteExecute" not in service  # breaks libffi closures in Python
 
@@ -461,8 +466,14 @@ def readme_variables() -> set[str]:
 def test_env_example_documents_every_variable() -> None:
     """callq.env.example names every variable of the README's table, each under a comment."""
     text = (DEPLOY / "systemd" / "callq.env.example").read_text(encoding="utf-8")
-    expected = readme_variables() | {"CALLQ_REDIS_URL", "CALLQ_KEY_PREFIX", "CALLQ_CONFIG", "CALLQ_WEBHOOK_URL",
-                                     "CALLQ_PORTAL_<NAME>_WEBHOOK_URL", "CALLQ_API_TOKENS"}  # fmt: skip
+    expected = readme_variables() | {
+        "CALLQ_REDIS_URL",
+        "CALLQ_KEY_PREFIX",
+        "CALLQ_CONFIG",
+        "CALLQ_WEBHOOK_URL",
+        "CALLQ_PORTAL_<NAME>_WEBHOOK_URL",
+        "CALLQ_API_TOKENS",
+    }
     missing = sorted(name for name in expected if name not in text)
     assert not missing, f"not in callq.env.example: {missing}"
     previous = ""
@@ -697,8 +708,11 @@ def run_redis(argv: list[str]) -> Iterator[sync_redis.Redis]:
     if binary is None:
         pytest.skip("redis-server is not installed")
     port = free_port()
-    process = subprocess.Popen([binary, *argv, "--port", str(port), "--bind", "127.0.0.1"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    process = subprocess.Popen(
+        [binary, *argv, "--port", str(port), "--bind", "127.0.0.1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     client = sync_redis.Redis(port=port, socket_connect_timeout=1, decode_responses=True)
     try:
         deadline = time.monotonic() + 10
@@ -778,8 +792,13 @@ def test_alerts_are_complete(rules: list[dict[str, Any]]) -> None:
 def test_alerts_use_only_exported_metrics_and_labels(rules: list[dict[str, Any]]) -> None:
     """Every callq_* metric in an expression is known and exported, with labels and values it has."""
     exported = exported_metrics()
-    values = {"status": {str(s) for s in Status}, "result": {str(v) for v in Verdict} | {"success"},
-              "reason": set(re.findall(r'reason="(\w+)"', (ROOT / "worker" / "service" / "metrics.py").read_text()))}  # fmt: skip
+    values = {
+        "status": {str(s) for s in Status},
+        "result": {str(v) for v in Verdict} | {"success"},
+        "reason": set(
+            re.findall(r'reason="(\w+)"', (ROOT / "worker" / "service" / "metrics.py").read_text())
+        ),
+    }
     for rule in rules:
         expr = rule["expr"]
         for name in re.findall(r"\bcallq_\w+", expr):
@@ -838,6 +857,12 @@ def test_promtool_checks_config_and_rule_tests() -> None:
     if promtool is None:
         pytest.skip("promtool is not installed (Debian: apt-get install prometheus)")
     for args in (["check", "config", "prometheus.yml"], ["test", "rules", "alerts_test.yml"]):
-        done = subprocess.run([promtool, *args], cwd=DEPLOY / "prometheus", capture_output=True, text=True,
-                              timeout=60, check=False)  # fmt: skip
+        done = subprocess.run(
+            [promtool, *args],
+            cwd=DEPLOY / "prometheus",
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         assert done.returncode == 0, done.stdout + done.stderr

@@ -26,14 +26,18 @@ async def test_three_processes_share_the_bucket(
     sandbox = Sandbox([SandboxPortal(name="default", webhooks={(1, "code")}, rate=2.0, burst=5)])
     async with running_sandbox(sandbox) as handle:
         url = handle.webhook_url("default")
-        config = write_config(tmp_path / "callq.toml",
-                              {"default": {"webhook_url": url, "default_region": "RU", "rate": 2.0, "burst": 5}})  # fmt: skip
+        config = write_config(
+            tmp_path / "callq.toml",
+            {"default": {"webhook_url": url, "default_region": "RU", "rate": 2.0, "burst": 5}},
+        )
         settings = make_settings(redis_url, prefix, {"default": sandbox_portal(url, rate=2.0, burst=5)})
         producer = Producer(redis, settings=settings)
         for n in range(30):
             await producer.enqueue(from_line="reg1332", to_number=f"+7911{n:07d}", text_to_pronounce=TEXT)
-        workers = [WorkerProcess(config=config, redis_url=redis_url, prefix=prefix, log_path=tmp_path / f"w{i}.log")
-                   for i in range(3)]  # fmt: skip
+        workers = [
+            WorkerProcess(config=config, redis_url=redis_url, prefix=prefix, log_path=tmp_path / f"w{i}.log")
+            for i in range(3)
+        ]
         try:
             for w in workers:
                 w.start()
@@ -54,10 +58,12 @@ async def test_three_processes_share_the_bucket(
 @pytest.mark.slow
 async def test_a_busy_portal_does_not_delay_another(redis_url: str, prefix: str, redis: Redis) -> None:
     """1,000 jobs queued for a 2/s portal; a lone job on another portal is called within a second."""
-    sandbox = Sandbox([
-        SandboxPortal(name="busy", webhooks={(1, "busy")}, rate=2.0, burst=50),
-        SandboxPortal(name="lone", webhooks={(1, "lone")}, rate=2.0, burst=50),
-    ])  # fmt: skip
+    sandbox = Sandbox(
+        [
+            SandboxPortal(name="busy", webhooks={(1, "busy")}, rate=2.0, burst=50),
+            SandboxPortal(name="lone", webhooks={(1, "lone")}, rate=2.0, burst=50),
+        ]
+    )
     async with running_sandbox(sandbox) as handle:
         portals = {name: sandbox_portal(handle.webhook_url(name), name=name) for name in ("busy", "lone")}
         settings = make_settings(redis_url, prefix, portals)
@@ -83,8 +89,9 @@ async def _called(sandbox: Sandbox, portal: str) -> bool:
     return bool(sandbox.calls(portal=portal))
 
 
-async def test_min_interval_paces_one_line_only(redis_url: str, prefix: str, redis: Redis, sandbox: Sandbox,
-                                                portal: object) -> None:  # fmt: skip
+async def test_min_interval_paces_one_line_only(
+    redis_url: str, prefix: str, redis: Redis, sandbox: Sandbox, portal: object
+) -> None:
     """Callbacks on a line with `min_interval` start that far apart; another line is not held."""
     from schemas.config import LineConfig
 

@@ -60,8 +60,9 @@ def sentinel_setup(tmp_path: Path) -> Iterator[tuple[RedisServer, RedisServer, i
         f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\nsentinel monitor callq 127.0.0.1 {master.port} 1\n"
         "sentinel down-after-milliseconds callq 1000\nsentinel failover-timeout callq 5000\n"
     )
-    sentinel = subprocess.Popen(["redis-server", str(conf), "--sentinel"], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)  # fmt: skip
+    sentinel = subprocess.Popen(
+        ["redis-server", str(conf), "--sentinel"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         client = sync_redis.Redis(port=port, socket_connect_timeout=0.2)
         deadline = time.monotonic() + 10
@@ -94,8 +95,10 @@ async def test_worker_survives_a_sentinel_failover(
     master, replica, sentinel_port = sentinel_setup
     url = f"redis+sentinel://127.0.0.1:{sentinel_port}/callq/0"
     prefix = "sentinel-test"
-    config = write_config(tmp_path / "callq.toml",
-                          {"default": {"webhook_url": portal.webhook_url("default"), "default_region": "RU"}})  # fmt: skip
+    config = write_config(
+        tmp_path / "callq.toml",
+        {"default": {"webhook_url": portal.webhook_url("default"), "default_region": "RU"}},
+    )
     redis = redis_client(url)
     keys = Keys(prefix)
 

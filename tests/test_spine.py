@@ -43,8 +43,9 @@ def cli_env(redis_url: str, prefix: str, webhook_url: str) -> dict[str, str]:
     The portal comes from a config file open around the clock: with CALLQ_WEBHOOK_URL alone it
     would have the default hours (09:00-21:00 UTC), and the tests would depend on the time of day.
     """
-    config = write_config(Path(tempfile.mkdtemp(prefix="callq-test-")) / "callq.toml",
-                          {"default": {"webhook_url": webhook_url}})  # fmt: skip
+    config = write_config(
+        Path(tempfile.mkdtemp(prefix="callq-test-")) / "callq.toml", {"default": {"webhook_url": webhook_url}}
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALLQ_")}
     env.update(CALLQ_REDIS_URL=redis_url, CALLQ_KEY_PREFIX=prefix, CALLQ_CONFIG=str(config))
     return env
@@ -54,8 +55,13 @@ def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess
     """Run the `callq` command (as ops would, from a directory without callq.toml) and capture its output."""
     return subprocess.run(
         [sys.executable, "-m", "ops.cli", *args],
-        env=env, cwd=NEUTRAL_CWD, capture_output=True, text=True, timeout=30, check=False,
-    )  # fmt: skip
+        env=env,
+        cwd=NEUTRAL_CWD,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
 
 
 async def test_stream_job_from_a_non_python_process_is_called_once(
@@ -68,9 +74,18 @@ async def test_stream_job_from_a_non_python_process_is_called_once(
     host_port = redis_url.removeprefix("redis://").split("/")[0].split(":")
     async with running_worker(settings):
         proc = await asyncio.create_subprocess_exec(
-            redis_cli, "-h", host_port[0], "-p", host_port[1], "XADD", Keys(prefix).intake, "*", "job",
-            json.dumps(JOB, ensure_ascii=False), stdout=asyncio.subprocess.PIPE,
-        )  # fmt: skip
+            redis_cli,
+            "-h",
+            host_port[0],
+            "-p",
+            host_port[1],
+            "XADD",
+            Keys(prefix).intake,
+            "*",
+            "job",
+            json.dumps(JOB, ensure_ascii=False),
+            stdout=asyncio.subprocess.PIPE,
+        )
         entry_id = (await proc.communicate())[0].decode().strip()
         (outcome,) = await wait_outcomes(redis, prefix, 1)
     calls = sandbox.calls(portal="default")

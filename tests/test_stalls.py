@@ -50,10 +50,15 @@ def workers(tmp_path: Path, url: str, redis_url: str, prefix: str, *names: str) 
     """Worker processes (not started) for the sandbox portal at ``url``."""
     config = write_config(tmp_path / "callq.toml", {"default": {"webhook_url": url, "default_region": "RU"}})
     return [
-        WorkerProcess(config=config, redis_url=redis_url, prefix=prefix, log_path=tmp_path / f"{name}.log",
-                      extra_args=WORKER_ARGS)
+        WorkerProcess(
+            config=config,
+            redis_url=redis_url,
+            prefix=prefix,
+            log_path=tmp_path / f"{name}.log",
+            extra_args=WORKER_ARGS,
+        )
         for name in names
-    ]  # fmt: skip
+    ]
 
 
 async def calls_seen(sandbox: Sandbox, count: int) -> None:

@@ -28,8 +28,13 @@ async def run(*, quick: bool) -> dict[str, Any]:
             for mode in ("with", "without"):
                 prefix = f"bench-dedupe-{next(counter)}"
                 await push_intake(redis, prefix, callback_jobs(n))
-                worker = start_worker(env, prefix, portals=["default"], limits=mode == "with",
-                                      rates={"default": (100_000.0, 100_000)})  # fmt: skip
+                worker = start_worker(
+                    env,
+                    prefix,
+                    portals=["default"],
+                    limits=mode == "with",
+                    rates={"default": (100_000.0, 100_000)},
+                )
                 try:
                     started = await wait_outcomes(redis, prefix, 1, timeout_s=60)
                     done = await wait_outcomes(redis, prefix, n, timeout_s=300)
@@ -38,5 +43,10 @@ async def run(*, quick: bool) -> dict[str, Any]:
                 rates[mode].append((n - 1) / (done - started))
         await redis.aclose()
     with_, without = median(rates["with"]), median(rates["without"])
-    return {"jobs": n, "rounds": rounds, "jobs_per_s_with": with_, "jobs_per_s_without": without,
-            "ratio": with_ / without}  # fmt: skip
+    return {
+        "jobs": n,
+        "rounds": rounds,
+        "jobs_per_s_with": with_,
+        "jobs_per_s_without": without,
+        "ratio": with_ / without,
+    }

@@ -39,26 +39,62 @@ def bench_env(portals: dict[str, tuple[float, int]]) -> Iterator[Env]:
         with RedisServer(workdir) as redis:
             specs = [f"--portal={name}:1:{name}:{rate}:{burst}" for name, (rate, burst) in portals.items()]
             sandbox = subprocess.Popen(
-                [sys.executable, "-m", "ops.cli", "sandbox", "--host", "127.0.0.1", "--port", "0", "--print-url",
-                 "--quiet", *specs],
-                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-            )  # fmt: skip
+                [
+                    sys.executable,
+                    "-m",
+                    "ops.cli",
+                    "sandbox",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    "0",
+                    "--print-url",
+                    "--quiet",
+                    *specs,
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
             try:
                 assert sandbox.stdout is not None
                 line = sandbox.stdout.readline().strip()
                 assert line.startswith("SANDBOX_URL="), line
-                yield Env(redis_url=redis.url, sandbox_url=line.removeprefix("SANDBOX_URL="), workdir=workdir,
-                          redis_pid=redis.process.pid if redis.process else 0, sandbox_pid=sandbox.pid)  # fmt: skip
+                yield Env(
+                    redis_url=redis.url,
+                    sandbox_url=line.removeprefix("SANDBOX_URL="),
+                    workdir=workdir,
+                    redis_pid=redis.process.pid if redis.process else 0,
+                    sandbox_pid=sandbox.pid,
+                )
             finally:
                 sandbox.send_signal(signal.SIGTERM)
                 sandbox.wait(timeout=10)
 
 
-def start_worker(env: Env, prefix: str, *, portals: list[str], limits: bool = True, concurrency: int = 20,
-                 rates: dict[str, tuple[float, int]] | None = None) -> subprocess.Popen[bytes]:  # fmt: skip
+def start_worker(
+    env: Env,
+    prefix: str,
+    *,
+    portals: list[str],
+    limits: bool = True,
+    concurrency: int = 20,
+    rates: dict[str, tuple[float, int]] | None = None,
+) -> subprocess.Popen[bytes]:
     """Start ``python -m ops.bench.worker_proc`` (a callq worker built from arguments)."""
-    args = [sys.executable, "-m", "ops.bench.worker_proc", "--redis-url", env.redis_url, "--prefix", prefix,
-            "--sandbox-url", env.sandbox_url, "--concurrency", str(concurrency)]  # fmt: skip
+    args = [
+        sys.executable,
+        "-m",
+        "ops.bench.worker_proc",
+        "--redis-url",
+        env.redis_url,
+        "--prefix",
+        prefix,
+        "--sandbox-url",
+        env.sandbox_url,
+        "--concurrency",
+        str(concurrency),
+    ]
     for name in portals:
         rate, burst = (rates or {}).get(name, (10_000.0, 10_000))
         args += ["--portal", f"{name}:{rate}:{burst}"]
@@ -89,8 +125,19 @@ def start_plain_arq(
 ) -> subprocess.Popen[bytes]:
     """Start a bare arq worker (:mod:`ops.bench.plain_arq`) on ``queue``."""
     log = (env.workdir / f"arq-{queue}.log").open("ab")
-    args = [sys.executable, "-m", "ops.bench.plain_arq", "--redis-url", env.redis_url, "--queue", queue,
-            "--mode", mode, "--concurrency", str(concurrency)] + (["--batched"] if batched else [])  # fmt: skip
+    args = [
+        sys.executable,
+        "-m",
+        "ops.bench.plain_arq",
+        "--redis-url",
+        env.redis_url,
+        "--queue",
+        queue,
+        "--mode",
+        mode,
+        "--concurrency",
+        str(concurrency),
+    ] + (["--batched"] if batched else [])
     return subprocess.Popen(args, stdout=log, stderr=log)
 
 

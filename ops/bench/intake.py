@@ -41,8 +41,13 @@ async def run(*, quick: bool) -> dict[str, Any]:
             rates["enqueue_job"].append(await enqueue_loop(env.redis_url, f"eq{next(counter)}", n))
         await redis.aclose()
     callq, baseline = median(rates["callq"]), median(rates["enqueue_job"])
-    return {"entries": n, "rounds": rounds, "callq_entries_per_s": round(callq, 1),
-            "enqueue_job_loop_per_s": round(baseline, 1), "ratio": round(callq / baseline, 3)}  # fmt: skip
+    return {
+        "entries": n,
+        "rounds": rounds,
+        "callq_entries_per_s": round(callq, 1),
+        "enqueue_job_loop_per_s": round(baseline, 1),
+        "ratio": round(callq / baseline, 3),
+    }
 
 
 async def callq_intake(redis_url: str, sandbox_url: str, redis: Redis, prefix: str, n: int) -> float:
@@ -52,8 +57,9 @@ async def callq_intake(redis_url: str, sandbox_url: str, redis: Redis, prefix: s
     ]
     await push_intake(redis, prefix, jobs)
     settings = settings_for(redis_url, prefix, sandbox_url, dict.fromkeys(PORTALS, (2.0, 50)))
-    consumer = IntakeConsumer(redis, producer=Producer(redis, settings=settings), keys=Keys(prefix), batch=500,
-                              block_ms=10)  # fmt: skip
+    consumer = IntakeConsumer(
+        redis, producer=Producer(redis, settings=settings), keys=Keys(prefix), batch=500, block_ms=10
+    )
     await consumer.ensure_group()
     started = time.monotonic()
     while consumer.processed < len(jobs):
@@ -65,8 +71,12 @@ async def callq_intake(redis_url: str, sandbox_url: str, redis: Redis, prefix: s
 
 async def enqueue_loop(redis_url: str, queue: str, n: int) -> float:
     """Jobs/s of sequential ``enqueue_job`` calls (what a producer using arq directly does)."""
-    pool = await create_pool(RedisSettings.from_dsn(redis_url), job_serializer=dumps, job_deserializer=loads,
-                             default_queue_name=queue)  # fmt: skip
+    pool = await create_pool(
+        RedisSettings.from_dsn(redis_url),
+        job_serializer=dumps,
+        job_deserializer=loads,
+        default_queue_name=queue,
+    )
     started = time.monotonic()
     for i in range(n):
         await pool.enqueue_job(

@@ -33,14 +33,17 @@ async def run(*, quick: bool) -> dict[str, Any]:
         start = datetime.now(UTC) + timedelta(seconds=8)
         due: dict[str, float] = {}
         jobs = []
-        for k, job in enumerate(j for i, p in enumerate(PORTALS) for j in callback_jobs(n // len(PORTALS), portal=p,
-                                                                                          offset=i * n)):  # fmt: skip
+        for k, job in enumerate(
+            j for i, p in enumerate(PORTALS) for j in callback_jobs(n // len(PORTALS), portal=p, offset=i * n)
+        ):
             at = start + timedelta(seconds=WINDOW_S * k / n)
             due[job["to_number"]] = at.timestamp()
             jobs.append({**job, "not_before": at.isoformat()})
         await push_intake(redis, "late", jobs)
-        procs = [start_worker(env, "late", portals=PORTALS, rates=dict.fromkeys(PORTALS, HIGH))
-                 for _ in range(workers_n)]  # fmt: skip
+        procs = [
+            start_worker(env, "late", portals=PORTALS, rates=dict.fromkeys(PORTALS, HIGH))
+            for _ in range(workers_n)
+        ]
         try:
             await asyncio.sleep(max(start.timestamp() - time.time(), 0))
             await wait_outcomes(redis, "late", n, timeout_s=300)
@@ -51,6 +54,12 @@ async def run(*, quick: bool) -> dict[str, Any]:
         await redis.aclose()
     delays = sorted(c["received_wall"] - due[c["params"]["TO_NUMBER"]] for c in calls)
     early = sum(1 for d in delays if d < 0)
-    return {"jobs": n, "window_s": WINDOW_S, "workers": workers_n,
-            "p50_s": round(statistics.median(delays), 3), "p99_s": round(delays[int(len(delays) * 0.99) - 1], 3),
-            "max_s": round(delays[-1], 3), "called_before_due": early}  # fmt: skip
+    return {
+        "jobs": n,
+        "window_s": WINDOW_S,
+        "workers": workers_n,
+        "p50_s": round(statistics.median(delays), 3),
+        "p99_s": round(delays[int(len(delays) * 0.99) - 1], 3),
+        "max_s": round(delays[-1], 3),
+        "called_before_due": early,
+    }

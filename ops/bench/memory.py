@@ -32,8 +32,10 @@ async def run(*, quick: bool) -> dict[str, Any]:
     with bench_env(dict.fromkeys(PORTALS, HIGH)) as env:
         redis = Redis.from_url(env.redis_url)
         tomorrow = (datetime.now(UTC) + timedelta(days=1)).isoformat()
-        jobs = [{**job, "not_before": tomorrow, "idempotency_key": f"lead-{n}"}
-                for n, job in enumerate(_jobs(scheduled_n))]  # fmt: skip
+        jobs = [
+            {**job, "not_before": tomorrow, "idempotency_key": f"lead-{n}"}
+            for n, job in enumerate(_jobs(scheduled_n))
+        ]
         before = await _used(redis)
         await _admit(redis, env.redis_url, env.sandbox_url, "mem-s", jobs)
         scheduled_default = (await _used(redis) - before) / scheduled_n
@@ -60,9 +62,13 @@ async def run(*, quick: bool) -> dict[str, Any]:
             stop(worker)
         finished = (await _used(redis) - before) / finished_n
         await redis.aclose()
-    return {"scheduled_jobs": scheduled_n, "bytes_per_scheduled_job_redis_defaults": round(scheduled_default),
-            "bytes_per_scheduled_job": round(scheduled),
-            "finished_jobs": finished_n, "bytes_per_finished_job": round(finished)}  # fmt: skip
+    return {
+        "scheduled_jobs": scheduled_n,
+        "bytes_per_scheduled_job_redis_defaults": round(scheduled_default),
+        "bytes_per_scheduled_job": round(scheduled),
+        "finished_jobs": finished_n,
+        "bytes_per_finished_job": round(finished),
+    }
 
 
 def _jobs(n: int, offset: int = 0) -> list[dict[str, Any]]:
@@ -78,8 +84,9 @@ async def _admit(
 ) -> None:
     await push_intake(redis, prefix, jobs)
     settings = settings_for(redis_url, prefix, sandbox_url, dict.fromkeys(PORTALS, HIGH))
-    consumer = IntakeConsumer(redis, producer=Producer(redis, settings=settings), keys=Keys(prefix), batch=1000,
-                              block_ms=10)  # fmt: skip
+    consumer = IntakeConsumer(
+        redis, producer=Producer(redis, settings=settings), keys=Keys(prefix), batch=1000, block_ms=10
+    )
     await consumer.ensure_group()
     while consumer.processed < len(jobs):
         await consumer.step()

@@ -52,8 +52,12 @@ async def noop(ctx: dict[str, Any], url: str, number: str) -> None:
 
 
 async def main(args: argparse.Namespace) -> None:
-    pool = await create_pool(RedisSettings.from_dsn(args.redis_url), job_serializer=dumps,
-                             job_deserializer=loads, default_queue_name=args.queue)  # fmt: skip
+    pool = await create_pool(
+        RedisSettings.from_dsn(args.redis_url),
+        job_serializer=dumps,
+        job_deserializer=loads,
+        default_queue_name=args.queue,
+    )
 
     async def startup(ctx: dict[str, Any]) -> None:
         ctx["session"] = aiohttp.ClientSession()
@@ -64,10 +68,18 @@ async def main(args: argparse.Namespace) -> None:
 
     worker = (BatchClaimWorker if args.batched else Worker)(
         functions=[func(post if args.mode == "post" else noop, name="job")],
-        redis_pool=pool, queue_name=args.queue, job_serializer=dumps, job_deserializer=loads,
-        max_jobs=args.concurrency, poll_delay=0.25, keep_result=0, on_startup=startup, on_shutdown=shutdown,
-        handle_signals=True, queue_read_limit=QUEUE_READ_LIMIT if args.batched else None,
-    )  # fmt: skip
+        redis_pool=pool,
+        queue_name=args.queue,
+        job_serializer=dumps,
+        job_deserializer=loads,
+        max_jobs=args.concurrency,
+        poll_delay=0.25,
+        keep_result=0,
+        on_startup=startup,
+        on_shutdown=shutdown,
+        handle_signals=True,
+        queue_read_limit=QUEUE_READ_LIMIT if args.batched else None,
+    )
     await run_until_stopped(worker)
 
 

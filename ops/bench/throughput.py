@@ -55,14 +55,18 @@ async def run(*, quick: bool) -> dict[str, Any]:
         await redis.aclose()
     callq, post, noop, batched = (median(rates[k]) for k in ("callq", "post", "noop", "post_batched"))
     return {
-        "jobs": n, "rounds": rounds,
-        "callq_jobs_per_s": round(callq, 1), "plain_arq_post_jobs_per_s": round(post, 1),
+        "jobs": n,
+        "rounds": rounds,
+        "callq_jobs_per_s": round(callq, 1),
+        "plain_arq_post_jobs_per_s": round(post, 1),
         "bare_arq_noop_jobs_per_s": round(noop, 1),
-        "ratio_vs_plain_arq_post": round(callq / post, 3), "ratio_vs_bare_arq_noop": round(callq / noop, 3),
+        "ratio_vs_plain_arq_post": round(callq / post, 3),
+        "ratio_vs_bare_arq_noop": round(callq / noop, 3),
         "plain_post_batched_jobs_per_s": round(batched, 1),
         "ratio_vs_plain_post_batched": round(callq / batched, 3),
-        "cpu_s_last_round": cpu, "scale": scale,
-    }  # fmt: skip
+        "cpu_s_last_round": cpu,
+        "scale": scale,
+    }
 
 
 async def callq_rate(
@@ -92,8 +96,12 @@ async def arq_rate(
     env: Env, redis: Redis, queue: str, n: int, *, mode: str
 ) -> tuple[float, dict[str, float]]:
     """Jobs/s of one bare arq worker process over ``n`` jobs (``post``, ``noop`` or ``post_batched``)."""
-    pool = await create_pool(RedisSettings.from_dsn(env.redis_url), job_serializer=dumps, job_deserializer=loads,
-                             default_queue_name=queue)  # fmt: skip
+    pool = await create_pool(
+        RedisSettings.from_dsn(env.redis_url),
+        job_serializer=dumps,
+        job_deserializer=loads,
+        default_queue_name=queue,
+    )
     for i in range(n):
         portal = PORTALS[i % len(PORTALS)]
         await pool.enqueue_job(
@@ -126,8 +134,12 @@ async def _wait(probe: Any, target: int, timeout_s: float = 600) -> float:
 
 
 def _cpu(env: Env, procs: list[Any]) -> dict[str, float]:
-    return {"workers": sum(cpu_seconds(p.pid) for p in procs), "redis": cpu_seconds(env.redis_pid),
-            "sandbox": cpu_seconds(env.sandbox_pid), "wall": time.monotonic()}  # fmt: skip
+    return {
+        "workers": sum(cpu_seconds(p.pid) for p in procs),
+        "redis": cpu_seconds(env.redis_pid),
+        "sandbox": cpu_seconds(env.sandbox_pid),
+        "wall": time.monotonic(),
+    }
 
 
 def _delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:

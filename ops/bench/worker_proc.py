@@ -25,12 +25,20 @@ def settings_for(
     return Settings(
         redis_url=redis_url,
         key_prefix=prefix,
-        portals=MappingProxyType({
-            name: PortalConfig(name=name, webhook_url=f"{sandbox_url}/rest/1/{name}/", default_region="RU",
-                               hours=ALWAYS_OPEN, rate=rate, burst=burst)
-            for name, (rate, burst) in portals.items()
-        }),
-    )  # fmt: skip
+        portals=MappingProxyType(
+            {
+                name: PortalConfig(
+                    name=name,
+                    webhook_url=f"{sandbox_url}/rest/1/{name}/",
+                    default_region="RU",
+                    hours=ALWAYS_OPEN,
+                    rate=rate,
+                    burst=burst,
+                )
+                for name, (rate, burst) in portals.items()
+            }
+        ),
+    )
 
 
 async def main(args: argparse.Namespace) -> None:

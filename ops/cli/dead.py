@@ -16,8 +16,8 @@ from producers.deadletters import DeadLetters
 from producers.views import record_view
 from schemas.config import Settings
 from schemas.policy.redact import mask_number
+from schemas.states import Status
 from schemas.store.records import JobRecord
-from schemas.wire.outcome import Status
 
 
 def add_dead_arguments(parser: argparse.ArgumentParser) -> None:
@@ -106,19 +106,31 @@ async def _replay(
         done = await store.replay(job_id)
         failed = failed or done.submitted is None
         sub = done.submitted
-        rows.append({"replayed": job_id, "job_id": sub.job_id if sub else None,
-                     "status": str(sub.status) if sub else None, "run_at": sub.run_at.isoformat() if sub and sub.run_at
-                     else None, "error": done.error})  # fmt: skip
+        rows.append(
+            {
+                "replayed": job_id,
+                "job_id": sub.job_id if sub else None,
+                "status": str(sub.status) if sub else None,
+                "run_at": sub.run_at.isoformat() if sub and sub.run_at else None,
+                "error": done.error,
+            }
+        )
     _emit(rows, args.json, out, empty="no dead jobs to replay")
     return 1 if failed else 0
 
 
 def _summary(record: JobRecord) -> dict[str, Any]:
     error = (record.outcome or {}).get("error") or {}
-    return {"job_id": record.job_id, "portal": record.job.portal, "from_line": record.job.from_line,
-            "to_number": mask_number(record.job.to_number), "code": error.get("code"),
-            "description": error.get("description"), "attempts": record.attempts,
-            "died_at": (record.outcome or {}).get("finished_at")}  # fmt: skip
+    return {
+        "job_id": record.job_id,
+        "portal": record.job.portal,
+        "from_line": record.job.from_line,
+        "to_number": mask_number(record.job.to_number),
+        "code": error.get("code"),
+        "description": error.get("description"),
+        "attempts": record.attempts,
+        "died_at": (record.outcome or {}).get("finished_at"),
+    }
 
 
 def _emit(

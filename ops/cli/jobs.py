@@ -21,8 +21,8 @@ from producers.api import AmbiguousKeyError, Producer, Submitted
 from producers.views import iso_utc, portal_halt, record_view
 from schemas.config import PortalConfig, Settings, UnknownPortalError
 from schemas.policy.redact import mask_number, redact_value
+from schemas.states import FINAL_STATUSES, Status
 from schemas.store.records import JobRecord
-from schemas.wire.outcome import FINAL_STATUSES, Status
 
 T = TypeVar("T")
 
@@ -248,8 +248,11 @@ async def list_jobs(
     for r in found:
         tz = settings.portals[r.job.portal].timezone if r.job.portal in settings.portals else UTC
         when = _when(r.run_at, tz) if r.run_at else "-"
-        print(f"{r.job_id}  {r.state:<9}  {when}  {r.job.portal}/{r.job.from_line}  "
-              f"{mask_number(r.job.to_number)}  attempts {r.attempts}", file=out)  # fmt: skip
+        print(
+            f"{r.job_id}  {r.state:<9}  {when}  {r.job.portal}/{r.job.from_line}  "
+            f"{mask_number(r.job.to_number)}  attempts {r.attempts}",
+            file=out,
+        )
     if not found:
         print("no jobs", file=out)
     return 0
@@ -276,11 +279,16 @@ def _print_record(
     if record.run_at:
         head += f", runs at {_when(record.run_at, tz)}"
     print(head, file=out)
-    print(f"  portal {view['portal']}  line {view['from_line']}  to {view['to_number']}  attempts {record.attempts}",
-          file=out)  # fmt: skip
+    print(
+        f"  portal {view['portal']}  line {view['from_line']}  to {view['to_number']}  attempts {record.attempts}",
+        file=out,
+    )
     if halt is not None:
-        print(f"  PORTAL HALTED: {halt['code']}: {halt['description']} (since {halt['since']}, until {halt['until']});"
-              f" no call starts until it lifts or `callq resume {record.job.portal}`", file=out)  # fmt: skip
+        print(
+            f"  PORTAL HALTED: {halt['code']}: {halt['description']} (since {halt['since']}, until {halt['until']});"
+            f" no call starts until it lifts or `callq resume {record.job.portal}`",
+            file=out,
+        )
     if record.outcome:
         o = record.outcome
         extra = f"  call_id {o['call_id']}" if o.get("call_id") else ""

@@ -71,9 +71,20 @@ async def ensure_redis(settings: Settings, *, allow_throwaway: bool) -> AsyncIte
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="callq-redis-") as workdir:
         process = await asyncio.create_subprocess_exec(
-            binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-            "--dir", workdir, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-        )  # fmt: skip
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            workdir,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
         url = f"redis://127.0.0.1:{port}/0"
         try:
             for _ in range(100):
@@ -82,8 +93,12 @@ async def ensure_redis(settings: Settings, *, allow_throwaway: bool) -> AsyncIte
                 await asyncio.sleep(0.05)
             else:
                 raise RedisUnavailable(f"no Redis at {shown}, and a throwaway redis-server did not start")
-            log.warning("redis.throwaway_started", configured=shown, url=url,
-                        hint="nothing answered at the configured URL; this Redis is gone when callq stops")  # fmt: skip
+            log.warning(
+                "redis.throwaway_started",
+                configured=shown,
+                url=url,
+                hint="nothing answered at the configured URL; this Redis is gone when callq stops",
+            )
             yield dataclasses.replace(settings, redis_url=url)
         finally:
             process.terminate()

@@ -24,8 +24,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``callq serve``."""
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 for every interface)")
     parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
-                        help="a browser origin allowed to call the API (repeatable), e.g. https://shop.example")  # fmt: skip
+    parser.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="a browser origin allowed to call the API (repeatable), e.g. https://shop.example",
+    )
     parser.add_argument("--max-body-bytes", type=int, default=64 * 1024)
     parser.add_argument(
         "--no-auth",

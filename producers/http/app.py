@@ -66,9 +66,9 @@ from producers.http.server import DEFAULT_TIMEOUTS, ConnectionTimeouts, ProblemA
 from producers.views import portal_halt, record_view
 from schemas.config import ConfigError, Settings, check_api_tokens
 from schemas.config.loopback import is_loopback_host
+from schemas.states import FINAL_STATUSES, Status
 from schemas.store.keys import Keys
 from schemas.store.records import JobRecord, from_ms, to_ms
-from schemas.wire.outcome import FINAL_STATUSES, Status
 
 log = structlog.get_logger("callq.http")
 

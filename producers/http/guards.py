@@ -243,15 +243,23 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         return await handler(request)
     header = request.headers.get(hdrs.AUTHORIZATION)
     if header is None:
-        raise HttpProblem(401, "UNAUTHORIZED", "a bearer token is required (Authorization: Bearer <token>)",
-                          headers={hdrs.WWW_AUTHENTICATE: CHALLENGE})  # fmt: skip
+        raise HttpProblem(
+            401,
+            "UNAUTHORIZED",
+            "a bearer token is required (Authorization: Bearer <token>)",
+            headers={hdrs.WWW_AUTHENTICATE: CHALLENGE},
+        )
     scheme, _, token = header.strip().partition(" ")
     # Headers arrive decoded as UTF-8 with surrogateescape; encoding back gives the bytes sent.
     given = token.strip().encode("utf-8", "surrogateescape")
     caller = match_token(given, guard.tokens) if scheme.lower() == "bearer" and given else None
     if caller is None:
-        raise HttpProblem(401, "UNAUTHORIZED", "the bearer token is missing or not accepted",
-                          headers={hdrs.WWW_AUTHENTICATE: f'{CHALLENGE}, error="invalid_token"'})  # fmt: skip
+        raise HttpProblem(
+            401,
+            "UNAUTHORIZED",
+            "the bearer token is missing or not accepted",
+            headers={hdrs.WWW_AUTHENTICATE: f'{CHALLENGE}, error="invalid_token"'},
+        )
     request[CALLER] = caller
     return await handler(request)
 

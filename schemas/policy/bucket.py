@@ -1,33 +1,13 @@
 """The leaky bucket as both producers and workers reserve from it: parameters and the GCRA step.
 
-``GCRA_RESERVE`` is a Lua fragment shared by the admission script (a job due on arrival takes
-its slot there, in the same round trip) and by the worker's limiter (:mod:`worker.jobs.ratelimit`).
+The GCRA step itself is Lua (``schemas/store/lua/_gcra.lua``), shared by the admission script (a job
+due on arrival takes its slot there, in the same round trip) and by the worker's limiter
+(:mod:`worker.jobs.ratelimit`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-GCRA_RESERVE = """
--- reserve(bucket_key, pause_key, interval_ms, tolerance_ms) -> ms from now until the slot,
--- on Redis's clock so that workers with skewed clocks still share one bucket
-local function reserve(bucket_key, pause_key, interval, tolerance)
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  local earliest = now
-  local pause = redis.call('PTTL', pause_key)
-  if pause > 0 then earliest = now + pause end
-  local tat = tonumber(redis.call('GET', bucket_key) or '0')
-  local slot = tat - tolerance
-  if slot < earliest then slot = earliest end
-  local base = tat
-  if base < slot then base = slot end
-  local new_tat = base + interval
-  -- the key outlives the moment the bucket is empty again, then vanishes by itself
-  redis.call('SET', bucket_key, tostring(new_tat), 'PX', math.floor(math.max(new_tat - now + 1000, 1000)))
-  return slot - now
-end
-"""
 
 
 @dataclass(frozen=True)

@@ -113,7 +113,12 @@ class Keys:
 
     def idempotency(self, portal: str, key: str) -> str:
         """String: idempotency key -> job id. Same lifetime as the job record it points to."""
-        return f"{self.prefix}:idem:{portal}:{key}"
+        return f"{self.idempotency_prefix}{portal}:{key}"
+
+    @property
+    def idempotency_prefix(self) -> str:
+        """What every idempotency key starts with (``{p}:idem:``; then ``{portal}:{key}``)."""
+        return f"{self.prefix}:idem:"
 
     def claim(self, portal: str, line: str, e164: str) -> str:
         """String: the job that holds portal + line + number.

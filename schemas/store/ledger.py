@@ -1,42 +1,39 @@
-"""The job record in Redis, shared by every producer and the worker.
+"""The job record in Redis, shared by every producer and the worker: each state change of a job.
 
 A job lives in one hash, ``{p}:job:{id}``: its normalised JSON, its state, ``run_at`` while it
-waits, an ``attempt:N`` entry per request made and, once final, its outcome. Every change of
-state is one Lua script (:mod:`schemas.store.scripts`), so a job is written final exactly once and
-its outcome is appended to ``{p}:outcomes`` in the same step.
+waits, an ``attempt:N`` entry per request made and, once final, its outcome. Every change of state
+is one script (:mod:`schemas.store.scripts`) checked against the state machine
+(:mod:`schemas.states`), so a job is written final exactly once and its outcome is appended to
+``{p}:outcomes`` in the same step. Reading is :class:`schemas.store.reads.RecordReader`'s.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, Protocol, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from redis.asyncio import Redis
 
 from schemas.jobqueue.payload import stored_job
 from schemas.policy.bucket import EARLY_WAKE_S, PRECISE_WAIT_S, Bucket
-from schemas.store import scripts as ledger_lua
+from schemas.states import Status, Step
 from schemas.store.keys import Keys
-from schemas.store.records import JobRecord, decode_record, decode_text, from_ms, to_ms
+from schemas.store.reads import RecordReader
+from schemas.store.records import to_ms
+from schemas.store.replies import Admission, FinalizeResult, Rescheduled, Start
+from schemas.store.scripts import Scripts
 from schemas.wire.job import CallbackJob
-from schemas.wire.outcome import Outcome, Status, stored_attempt_entry, stored_outcome
-
-__all__ = [  # with the names now in schemas.store.records, still importable from here
-    "Admission",
-    "FinalizeResult",
-    "JobRecord",
-    "Ledger",
-    "Start",
-    "from_ms",
-    "to_ms",
-]
-
+from schemas.wire.outcome import Outcome, stored_attempt_entry, stored_outcome
 
 T = TypeVar("T")
+
+STALE_MS = 2000
+"""An orphan verdict is acted on only if Redis answered within this long since the lease was seen
+lapsed: a command that waited out a stalled Redis may be overtaken by the owner's own writes."""
 
 
 class WriteRetry(Protocol):
@@ -67,7 +64,9 @@ class AdmitRequest:
         claim: dedupe on portal + line + number (off only to measure what it costs).
         bucket: for a job due now, the portal's bucket: the job's first run is spread by a *plan*
             bucket kept alongside the real one (the worker takes the real slot when it runs).
-        take_key: a replay takes the idempotency key over from the dead job it replays.
+
+    A job that replays a dead one (``job.replay_of``) marks it replayed in the same step, and takes
+    its idempotency key over.
     """
 
     job: CallbackJob
@@ -75,54 +74,13 @@ class AdmitRequest:
     pending_ttl_s: float
     claim: bool = True
     bucket: Bucket | None = None
-    take_key: bool = False
 
 
-@dataclass(frozen=True)
-class Admission:
-    """What :meth:`Ledger.admit` did: made a new job, or found the job that already holds it."""
-
-    verdict: Literal["new", "idempotent", "duplicate"]
-    job_id: str  # the new job, or the holder of the idempotency key / line + number
+def _csv(states: Collection[str]) -> str:
+    return ",".join(sorted(states))
 
 
-STALE_MS = 2000
-"""An orphan verdict is acted on only if Redis answered within this long since the lease was seen
-lapsed: a command that waited out a stalled Redis may be overtaken by the owner's own writes."""
-
-
-@dataclass(frozen=True)
-class Start:
-    """What :meth:`Ledger.start_attempt` found.
-
-    ``started``: this worker owns attempt ``attempt`` (its lease is taken); ``busy``: an attempt is
-    in flight and its worker keeps its lease alive (the queue entry was moved to when the lease
-    would lapse); ``interrupted``: an attempt is in flight but its lease lapsed at ``seen_ms``
-    (Redis time): nobody may be working on it any more, see :mod:`worker.jobs.orphans`;
-    ``halted``: the portal is halted or paused for ``halted_ms``; ``final``/``missing``: nothing to do.
-    """
-
-    verdict: Literal["started", "busy", "interrupted", "final", "missing", "halted"]
-    attempt: int
-    state: str | None = None
-    halted_ms: int = 0
-    seen_ms: int = 0
-
-
-@dataclass(frozen=True)
-class FinalizeResult:
-    """``written`` when this call made the outcome; otherwise the state that prevented it.
-
-    ``busy``: the job was still pending but in a state not allowed, or (with an orphan guard) its
-    attempt's lease is alive again.
-    """
-
-    written: bool
-    state: str
-    busy: bool = False
-
-
-class Ledger:
+class Ledger(RecordReader):
     """Reads and moves job records. Takes a Redis client; owns no connection.
 
     Args:
@@ -143,21 +101,11 @@ class Ledger:
         outcomes_maxlen: int,
         retry: WriteRetry = send_once,
     ) -> None:
-        self.redis = redis
+        super().__init__(redis, keys=keys)
         self.retry = retry
-        self.keys = keys
         self.retention_ms = int(retention_s * 1000)
         self.outcomes_maxlen = outcomes_maxlen
-        self._admit = redis.register_script(ledger_lua.ADMIT)
-        self._finalize = redis.register_script(ledger_lua.FINALIZE)
-        self._start = redis.register_script(ledger_lua.START)
-        self._reschedule = redis.register_script(ledger_lua.RESCHEDULE)
-        self._release = redis.register_script(ledger_lua.RELEASE_UNSTARTED)
-        self._defer = redis.register_script(ledger_lua.DEFER)
-        self._heartbeat = redis.register_script(ledger_lua.HEARTBEAT)
-        self._orphans = redis.register_script(ledger_lua.ORPHANS)
-        self._forget_running = redis.register_script(ledger_lua.FORGET_RUNNING)
-        self._resume = redis.register_script(ledger_lua.RESUME)
+        self.scripts = Scripts(redis)
 
     async def admit(self, request: AdmitRequest, *, now: datetime) -> Admission:
         """Store a new job and schedule it, unless its idempotency key or line + number is taken."""
@@ -165,37 +113,51 @@ class Ledger:
         return admission
 
     async def admit_many(self, requests: Sequence[AdmitRequest], *, now: datetime) -> list[Admission]:
-        """Admit several jobs in one round trip (one ADMIT script each, pipelined, not a transaction:
-        each job is still admitted atomically on its own)."""
-        k = self.keys
+        """Admit several jobs in one round trip (one admission script each, pipelined, not a
+        transaction: each job is still admitted atomically on its own)."""
         async with self.redis.pipeline(transaction=False) as pipe:
-            for r in requests:
-                job = r.job
-                idem = k.idempotency(job.portal, job.idempotency_key) if job.idempotency_key else ""
-                ttl_ms = max(int(r.pending_ttl_s * 1000), 1000)
-                deadline = job.deadline_at
-                bucket = r.bucket if r.run_at <= now else None
-                await self._admit(
-                    keys=[k.job(job.job_id), idem, k.claim(job.portal, job.from_line, job.to_number) if r.claim else "",
-                          k.jobs.job(job.job_id), k.queue, k.plan_bucket(job.portal) if bucket else "",
-                          k.portal_pause(job.portal)],
-                    args=[job.job_id, job.to_json(), to_ms(r.run_at), stored_job(job.job_id, to_ms(now)), ttl_ms,
-                          k.jobs.member(job.job_id), to_ms(now),
-                          bucket.interval_ms if bucket else 0, bucket.tolerance_ms if bucket else 0,
-                          int(PRECISE_WAIT_S * 1000), int(EARLY_WAKE_S * 1000),
-                          to_ms(deadline) if deadline else to_ms(now) + ttl_ms, "1" if r.take_key else "0"],
-                    client=pipe,
-                )  # fmt: skip
+            for request in requests:
+                keys, args = self._admission(request, now=now)
+                await self.scripts.admit(keys=keys, args=args, client=pipe)
             replies = await pipe.execute()
-        return [
-            Admission(verdict=decode_text(verdict), job_id=decode_text(holder))  # type: ignore[arg-type]
-            for verdict, holder in replies
+        return [Admission.parse(reply) for reply in replies]
+
+    def _admission(
+        self, request: AdmitRequest, *, now: datetime
+    ) -> tuple[list[str], list[str | int | float]]:
+        k, job = self.keys, request.job
+        ttl_ms = max(int(request.pending_ttl_s * 1000), 1000)
+        deadline = job.deadline_at
+        bucket = request.bucket if request.run_at <= now else None
+        keys = [
+            k.job(job.job_id),
+            k.idempotency(job.portal, job.idempotency_key) if job.idempotency_key else "",
+            k.claim(job.portal, job.from_line, job.to_number) if request.claim else "",
+            k.jobs.job(job.job_id),
+            k.queue,
+            k.plan_bucket(job.portal) if bucket else "",
+            k.portal_pause(job.portal),
+            k.job(job.replay_of) if job.replay_of else "",
+            k.dead,
         ]
+        args: list[str | int | float] = [job.job_id, job.to_json(), to_ms(request.run_at)]
+        args += [stored_job(job.job_id, to_ms(now)), ttl_ms, k.jobs.member(job.job_id), to_ms(now)]
+        args += [bucket.interval_ms if bucket else 0, bucket.tolerance_ms if bucket else 0]
+        args += [int(PRECISE_WAIT_S * 1000), int(EARLY_WAKE_S * 1000)]
+        args += [to_ms(deadline) if deadline else to_ms(now) + ttl_ms, "1" if job.replay_of else "0"]
+        args += [job.replay_of or "", self.retention_ms]
+        return keys, args
 
     async def record_final(
-        self, outcome: Outcome, *, job: CallbackJob | None, idempotency_key: tuple[str, str] | None = None
+        self,
+        outcome: Outcome,
+        *,
+        job: CallbackJob | None,
+        idempotency_key: tuple[str, str] | None = None,
     ) -> FinalizeResult:
         """Create a record that is final from the start (rejected, duplicate, expired on arrival).
+
+        A job that replays a dead one (``job.replay_of``) marks it replayed in the same step.
 
         Args:
             outcome: the outcome to store and append.
@@ -203,17 +165,21 @@ class Ledger:
             idempotency_key: (portal, key) to point at this record, for a duplicate.
         """
         k = self.keys
-        idem = k.idempotency(*idempotency_key) if idempotency_key else ""
-        job_json = job.to_json() if job else "null"
-        outcome = stored_outcome(outcome, job)
-        return await self._run_finalize(outcome, claim="", idem=idem, allowed="new", job_json=job_json)
+        return await self._finalize(
+            stored_outcome(outcome, job),
+            step=Step.RECORD,
+            keys=["", k.idempotency(*idempotency_key) if idempotency_key else "", ""],
+            job_json=job.to_json() if job else "null",
+            replay_of=job.replay_of if job else None,
+        )
 
     async def finalize(
         self,
         outcome: Outcome,
         *,
         job: CallbackJob,
-        allowed: str = "*",
+        step: Step = Step.FINISH,
+        expect: Collection[Status] = (),
         dedupe_window_s: float = 0,
         attempt: tuple[int, dict[str, Any]] | None = None,
         orphan_seen_ms: int | None = None,
@@ -223,82 +189,62 @@ class Ledger:
         Args:
             outcome: the final outcome.
             job: the job, for its claim and idempotency keys.
-            allowed: ``*`` from any pending state, or a comma list (cancel passes
-                ``scheduled,retrying`` so a running job cannot be cancelled).
+            step: ``finish``, or ``cancel`` (which the state machine allows only before a start).
+            expect: the states the job must be in (any the step allows, if empty).
             dedupe_window_s: after success, how long the line + number stays claimed.
             attempt: (number, entry) of the attempt that ended the job, stored in the same step.
             orphan_seen_ms: only if the job's attempt is orphaned: its lease lapsed, seen at this
                 Redis time (:mod:`worker.jobs.orphans`); otherwise nothing is written (``busy``).
         """
         k = self.keys
-        idem = k.idempotency(job.portal, job.idempotency_key) if job.idempotency_key else ""
-        claim = k.claim(job.portal, job.from_line, job.to_number)
-        # a success ends a run of rate refusals on the portal (the pause doubles only within one)
-        strikes = k.portal_strikes(job.portal) if outcome.status == "succeeded" else ""
+        succeeded = outcome.status == Status.SUCCEEDED
+        keys = [
+            k.claim(job.portal, job.from_line, job.to_number),
+            k.idempotency(job.portal, job.idempotency_key) if job.idempotency_key else "",
+            # a success ends a run of rate refusals on the portal (the pause doubles only within one)
+            k.portal_strikes(job.portal) if succeeded else "",
+        ]
         if attempt is not None:
             attempt = (attempt[0], stored_attempt_entry(attempt[1], job))
-        return await self._run_finalize(
+        return await self._finalize(
             stored_outcome(outcome, job),
-            claim=claim,
-            idem=idem,
-            allowed=allowed,
+            step=step,
+            keys=keys,
+            expect=_csv(expect),
             dedupe_window_s=dedupe_window_s,
             attempt=attempt,
-            strikes=strikes,
             orphan_seen_ms=orphan_seen_ms,
         )
 
-    async def _run_finalize(
+    async def _finalize(
         self,
         outcome: Outcome,
         *,
-        claim: str,
-        idem: str,
-        allowed: str,
+        step: Step,
+        keys: list[str],
+        expect: str = "",
         job_json: str = "",
         dedupe_window_s: float = 0,
         attempt: tuple[int, dict[str, Any]] | None = None,
-        strikes: str = "",
         orphan_seen_ms: int | None = None,
+        replay_of: str | None = None,
     ) -> FinalizeResult:
-        k = self.keys
-        now_ms = to_ms(datetime.fromisoformat(outcome.finished_at))
+        k, job_id = self.keys, outcome.job_id
+        claim, idem, strikes = keys
         field, entry = (
             (f"attempt:{attempt[0]}", json.dumps(attempt[1], separators=(",", ":"))) if attempt else ("", "")
         )
         # a cancelled job leaves arq's queue with it; so does an orphan (its arq run was given up)
         drop_arq = outcome.status == Status.CANCELLED or orphan_seen_ms is not None
-        keys = [
-            k.job(outcome.job_id),
-            claim,
-            idem,
-            k.outcomes,
-            k.dead,
-            k.jobs.job(outcome.job_id),
-            k.queue,
-            strikes,
-            k.running,
-        ]
-        args: list[str | int] = [outcome.job_id, str(outcome.status), outcome.to_json(), self.retention_ms]
-        args += [self.outcomes_maxlen, int(dedupe_window_s * 1000), now_ms, k.jobs.member(outcome.job_id)]
-        args += [allowed, job_json, outcome.attempts, field, entry, "1" if drop_arq else "0"]
-        args += ["" if orphan_seen_ms is None else orphan_seen_ms, STALE_MS]
-        verdict, state = await self.retry(lambda: self._finalize(keys=keys, args=args), where="finalize")
-        v = decode_text(verdict)
-        return FinalizeResult(written=v == "written", state=decode_text(state), busy=v == "busy")
-
-    async def release_unstarted(self, job_ids: Sequence[str]) -> int:
-        """Free arq's in-progress marker of jobs a lost worker instance held but never started.
-
-        A job whose record still says scheduled or retrying sent nothing, so any worker may take it
-        at once instead of after arq's in-progress timeout; a ``running`` one keeps its marker and
-        goes the unknown-result way. Returns how many were released.
-        """
-        released = 0
-        for job_id in job_ids:
-            keys = [self.keys.job(job_id), self.keys.jobs.in_progress(job_id)]
-            released += int(await self._release(keys=keys, args=[]))
-        return released
+        script_keys = [k.job(job_id), claim, idem, k.outcomes, k.dead, k.jobs.job(job_id), k.queue, strikes]
+        script_keys += [k.running, k.job(replay_of) if replay_of else ""]
+        now_ms = to_ms(datetime.fromisoformat(outcome.finished_at))
+        args: list[str | int] = [job_id, str(outcome.status), outcome.to_json(), self.retention_ms]
+        args += [self.outcomes_maxlen, int(dedupe_window_s * 1000), now_ms, k.jobs.member(job_id)]
+        args += [str(step), expect, job_json, outcome.attempts, field, entry, "1" if drop_arq else "0"]
+        args += ["" if orphan_seen_ms is None else orphan_seen_ms, STALE_MS, replay_of or ""]
+        reply = await self.retry(lambda: self.scripts.finalize(keys=script_keys, args=args), where="finalize")
+        return FinalizeResult.parse(reply)
 
     async def start_attempt(
         self, job_id: str, *, portal: str, now: datetime, info: dict[str, Any], lease_s: float
@@ -315,22 +261,10 @@ class Ledger:
         entry = json.dumps({"started_at": now.isoformat(), **info}, separators=(",", ":"))
         keys = [k.job(job_id), k.portal_halt(portal), k.portal_pause(portal), k.running, k.queue]
         # one token per call: a START redis-py re-sends after a lost reply finds its own attempt
-        args: list[str | int] = [
-            job_id,
-            entry,
-            int(lease_s * 1000),
-            k.jobs.member(job_id),
-            secrets.token_hex(8),
-        ]
-        reply = await self.retry(lambda: self._start(keys=keys, args=args), where="start")
-        v, value = decode_text(reply[0]), decode_text(reply[1])
-        if v == "halted":
-            return Start(verdict="halted", attempt=0, halted_ms=int(value))
-        if v == "started":
-            return Start(verdict="started", attempt=int(value))
-        if v in ("busy", "interrupted"):
-            return Start(verdict=v, attempt=int(value), seen_ms=int(decode_text(reply[2])))  # type: ignore[arg-type]
-        return Start(verdict=v, attempt=0, state=value)  # type: ignore[arg-type]
+        token = secrets.token_hex(8)
+        args: list[str | int] = [job_id, entry, int(lease_s * 1000), k.jobs.member(job_id), token]
+        reply = await self.retry(lambda: self.scripts.start(keys=keys, args=args), where="start")
+        return Start.parse(reply)
 
     async def finish_attempt(
         self, job_id: str, attempt: int, entry: dict[str, Any], *, job: CallbackJob | None = None
@@ -352,13 +286,13 @@ class Ledger:
         *,
         state: Status,
         run_at: datetime,
-        allowed: str,
+        expect: Collection[Status],
         fields: dict[str, str] | None = None,
         held_by: str | None = None,
         held_ttl_s: float = 0.0,
         orphan_seen_ms: int | None = None,
-    ) -> str:
-        """Put a job back to wait until ``run_at`` (``ok``, or the state that prevented it).
+    ) -> Rescheduled:
+        """Put a job back to wait until ``run_at`` (step ``put_back``).
 
         The job's place in arq's queue is set here, in the same step (the arq job is told to retry
         without a delay of its own).
@@ -367,7 +301,7 @@ class Ledger:
             job_id: the job.
             state: the state it waits in (``scheduled`` or ``retrying``).
             run_at: when it runs again.
-            allowed: the states it may be put back from (a comma list).
+            expect: the states it may be put back from.
             fields: more record fields to set (the rate-limit slots held, a closed attempt entry).
             held_by: the portal whose halt or rate pause it waits out, so ``callq resume`` wakes it
                 (if the halt was lifted since the job saw it, it runs now instead).
@@ -379,19 +313,30 @@ class Ledger:
         pairs = [item for pair in (fields or {}).items() for item in pair]
         held = [k.held(held_by), k.portal_halt(held_by), k.portal_pause(held_by)] if held_by else ["", "", ""]
         keys = [k.job(job_id), k.running, k.queue, k.jobs.job(job_id), *held]
-        args: list[str | int] = [job_id, str(state), to_ms(run_at), allowed, k.jobs.member(job_id)]
+        args: list[str | int] = [job_id, str(state), to_ms(run_at), _csv(expect), k.jobs.member(job_id)]
         args += [stored_job(job_id, to_ms(run_at)), max(int(held_ttl_s * 1000), 1000)]
         args += ["" if orphan_seen_ms is None else orphan_seen_ms, STALE_MS, *pairs]
-        result = await self.retry(lambda: self._reschedule(keys=keys, args=args), where="reschedule")
-        return decode_text(result)
+        reply = await self.retry(lambda: self.scripts.reschedule(keys=keys, args=args), where="reschedule")
+        return Rescheduled.parse(reply)
+
+    async def release_unstarted(self, job_ids: Sequence[str]) -> int:
+        """Free the claim of jobs a lost worker instance held but never started.
+
+        A job whose record still says scheduled or retrying sent nothing, so any worker may take it
+        at once instead of after its claim's lease; a ``running`` one keeps its claim and goes the
+        unknown-result way. Returns how many were released.
+        """
+        released = 0
+        for job_id in job_ids:
+            keys = [self.keys.job(job_id), self.keys.jobs.in_progress(job_id)]
+            released += int(await self.scripts.release_unstarted(keys=keys, args=[]))
+        return released
 
     async def defer(self, job_id: str, *, delay_s: float) -> bool:
         """Look at a job whose attempt is (or may be) in flight elsewhere again in ``delay_s``."""
         k = self.keys
-        moved = await self._defer(
-            keys=[k.job(job_id), k.queue], args=[k.jobs.member(job_id), int(delay_s * 1000)]
-        )
-        return bool(moved)
+        keys = [k.job(job_id), k.queue]
+        return bool(await self.scripts.defer(keys=keys, args=[k.jobs.member(job_id), int(delay_s * 1000)]))
 
     async def heartbeat(
         self, job_ids: Sequence[str], *, worker_id: str, lease_s: float, liveness_s: float
@@ -402,21 +347,23 @@ class Ledger:
             Redis's time (unix ms).
         """
         k = self.keys
-        now_ms, _renewed = await self._heartbeat(
-            keys=[k.running, k.worker(worker_id)],
-            args=[int(lease_s * 1000), int(liveness_s * 1000), *job_ids],
+        keys = [k.running, k.worker(worker_id)]
+        reply = await self.scripts.heartbeat(
+            keys=keys, args=[int(lease_s * 1000), int(liveness_s * 1000), *job_ids]
         )
-        return int(now_ms)
+        return int(reply[0])
 
     async def orphan_candidates(self, *, limit: int) -> tuple[int, list[str]]:
         """Jobs whose attempt lease lapsed, and the Redis time (unix ms) they were seen at."""
-        reply = await self._orphans(keys=[self.keys.running], args=[limit])
-        return int(decode_text(reply[0])), [decode_text(job_id) for job_id in reply[1:]]
+        reply = await self.scripts.orphans(keys=[self.keys.running], args=[limit])
+        return int(reply[0]), [
+            job_id.decode() if isinstance(job_id, bytes) else job_id for job_id in reply[1:]
+        ]
 
     async def forget_running(self, job_id: str) -> bool:
         """Drop ``job_id`` from the running index unless it is running (an entry left behind)."""
-        removed = await self._forget_running(keys=[self.keys.job(job_id), self.keys.running], args=[job_id])
-        return bool(removed)
+        keys = [self.keys.job(job_id), self.keys.running]
+        return bool(await self.scripts.forget_running(keys=keys, args=[job_id]))
 
     async def resume(self, portal: str) -> tuple[bool, int]:
         """Lift a portal's halt and rate pause and wake the jobs put back to wait them out.
@@ -425,53 +372,17 @@ class Ledger:
             (whether there was a halt or pause, how many jobs were woken).
         """
         k = self.keys
-        lifted, woken = await self._resume(
-            keys=[k.portal_halt(portal), k.portal_pause(portal), k.held(portal), k.queue],
-            args=[k.job(""), k.jobs.member("")],
-        )
+        keys = [k.portal_halt(portal), k.portal_pause(portal), k.held(portal), k.queue]
+        lifted, woken = await self.scripts.resume(keys=keys, args=[k.job(""), k.jobs.member("")])
         return int(lifted) > 0, int(woken)
 
-    async def read(self, job_id: str) -> JobRecord | None:
-        """The record of ``job_id``, or None."""
-        raw = await cast(Awaitable[dict[Any, Any]], self.redis.hgetall(self.keys.job(job_id)))
-        return decode_record(job_id, raw)
-
-    async def queued(self, *, start: int, count: int) -> list[JobRecord]:
-        """Records of jobs in arq's queue (pending jobs), in order of ``run_at``, one page."""
-        members = await self.redis.zrange(self.keys.queue, start, start + count - 1)
-        ids = [self.keys.jobs.job_id(decode_text(m)) for m in members]
+    async def purge(self, job_ids: Sequence[str]) -> int:
+        """Delete dead jobs for good (step ``purge``), each in one script with its idempotency key
+        unless a replay took it over. Returns how many were deleted."""
+        k = self.keys
         async with self.redis.pipeline(transaction=False) as pipe:
-            for job_id in ids:
-                pipe.hgetall(self.keys.job(job_id))
-            raws = await pipe.execute()
-        return [rec for job_id, raw in zip(ids, raws, strict=True) if (rec := decode_record(job_id, raw))]
-
-    async def in_flight(self) -> list[JobRecord]:
-        """Records of the jobs whose attempt is in flight (``{p}:running``), oldest lease first.
-
-        A running job whose arq job was given up is in arq's queue no more; this finds it anyway.
-        """
-        ids = [decode_text(m) for m in await self.redis.zrange(self.keys.running, 0, -1)]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for job_id in ids:
-                pipe.hgetall(self.keys.job(job_id))
-            raws = await pipe.execute()
-        return [rec for job_id, raw in zip(ids, raws, strict=True) if (rec := decode_record(job_id, raw))]
-
-    async def key_holders(self, key: str, *, portals: Sequence[str]) -> dict[str, str]:
-        """The job holding idempotency key ``key`` on each of ``portals`` that has one (one round trip).
-
-        A key is the same job only on the same portal, so a key may name a job on several portals:
-        callers decide what several holders mean (an ambiguity, never the first match).
-        """
-        if not portals:
-            return {}
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for portal in portals:
-                pipe.get(self.keys.idempotency(portal, key))
-            holders = await pipe.execute()
-        return {
-            portal: decode_text(holder)
-            for portal, holder in zip(portals, holders, strict=True)
-            if holder is not None
-        }
+            for job_id in job_ids:
+                keys, args = [k.job(job_id), k.dead], [job_id, k.idempotency_prefix]
+                await self.scripts.purge(keys=keys, args=args, client=pipe)
+            replies = await pipe.execute()
+        return sum(int(reply) for reply in replies)

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from schemas.states import Status
 from schemas.wire.job import CallbackJob, parse_rfc3339
-from schemas.wire.outcome import Status
 
 
 def to_ms(moment: datetime) -> int:

@@ -24,16 +24,9 @@ from redis.asyncio import Redis
 
 from schemas.store.keys import Keys
 from schemas.store.records import decode_text
+from schemas.store.scripts import source
 
 SECRET_BYTES = 32
-
-_GET_OR_SET = """
--- KEYS: secret; ARGV: the value to store if there is none
-local value = redis.call('GET', KEYS[1])
-if value then return value end
-redis.call('SET', KEYS[1], ARGV[1])
-return ARGV[1]
-"""
 
 
 async def deployment_secret(redis: Redis, keys: Keys, *, keep: bytes | None = None) -> bytes:
@@ -49,7 +42,7 @@ async def deployment_secret(redis: Redis, keys: Keys, *, keep: bytes | None = No
         The secret (hex text as bytes).
     """
     candidate = keep.decode() if keep else secrets.token_hex(SECRET_BYTES)
-    value = await redis.register_script(_GET_OR_SET)(keys=[keys.secret], args=[candidate])
+    value = await redis.register_script(source("deployment_secret"))(keys=[keys.secret], args=[candidate])
     return decode_text(value).encode()
 
 

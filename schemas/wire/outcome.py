@@ -1,4 +1,4 @@
-"""Job states and the final outcome record (contract §5)."""
+"""The final outcome record of a job (contract §5): appended to ``{p}:outcomes`` and kept in its record."""
 
 from __future__ import annotations
 
@@ -6,49 +6,11 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 from schemas.policy.redact import number_spellings, redact_text
+from schemas.states import Status
 from schemas.wire.job import CallbackJob
-
-
-class Status(StrEnum):
-    """Every state a job can be in. The first three are pending, the rest final."""
-
-    SCHEDULED = "scheduled"
-    RUNNING = "running"
-    RETRYING = "retrying"
-    SUCCEEDED = "succeeded"
-    DUPLICATE = "duplicate"
-    REJECTED = "rejected"
-    EXPIRED = "expired"
-    DEAD = "dead"
-    CANCELLED = "cancelled"
-
-
-PENDING_STATUSES = frozenset({Status.SCHEDULED, Status.RUNNING, Status.RETRYING})
-"""A job in one of these holds its line + number claim."""
-
-STARTABLE_STATUSES = frozenset({Status.SCHEDULED, Status.RETRYING})
-"""A job in one of these can still be cancelled: no request for it is in flight."""
-
-FINAL_STATUSES = frozenset(Status) - PENDING_STATUSES
-"""Exactly one of these is written per job, once, to ``{p}:outcomes``."""
-
-RELEASING_STATUSES = frozenset({Status.CANCELLED, Status.EXPIRED, Status.DEAD})
-"""Final states that give the line + number back, so a new request for it goes through."""
-
-
-class ErrorCode(StrEnum):
-    """callq's own error codes; Bitrix24's codes are used as they come where there is one."""
-
-    INVALID_JOB = "INVALID_JOB"
-    OUTCOME_UNKNOWN = "OUTCOME_UNKNOWN"
-    DEADLINE_PASSED = "DEADLINE_PASSED"
-    CANCELLED = "CANCELLED"
-    MAX_ATTEMPTS = "MAX_ATTEMPTS"
-    IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
 
 
 @dataclass(frozen=True)

@@ -80,8 +80,9 @@ async def post_job(client: Client, job: Any = JOB, **kwargs: Any) -> tuple[int, 
         return resp.status, await resp.json()
 
 
-async def test_valid_job_is_accepted_then_called(client: Client, settings: Settings, redis: Redis,
-                                                 sandbox: Sandbox) -> None:  # fmt: skip
+async def test_valid_job_is_accepted_then_called(
+    client: Client, settings: Settings, redis: Redis, sandbox: Sandbox
+) -> None:
     """A valid job is 202 scheduled with run_at in UTC, then the worker calls it and it succeeds."""
     async with running_worker(settings):
         async with client.post("/v1/callbacks", json=JOB, headers=AUTH) as resp:
@@ -95,8 +96,9 @@ async def test_valid_job_is_accepted_then_called(client: Client, settings: Setti
     assert [call.params["TO_NUMBER"] for call in sandbox.calls(portal="default")] == [NUMBER]
 
 
-async def test_bad_number_is_422_naming_the_field_and_recorded_rejected(client: Client, redis: Redis,
-                                                                        prefix: str) -> None:  # fmt: skip
+async def test_bad_number_is_422_naming_the_field_and_recorded_rejected(
+    client: Client, redis: Redis, prefix: str
+) -> None:
     """A number that does not parse is 422 with to_number named, and a rejected outcome is recorded."""
     status, body = await post_job(client, {**JOB, "to_number": "123", "metadata": {"lead": 1}})
     assert status == 422
@@ -119,13 +121,22 @@ UNSTORABLE = [
     pytest.param(b'{"from_line": "\\ud800", "to_number": "1"}', "from_line", "Unicode", id="surrogate"),
     pytest.param(b'{"from_line": "x", "metadata": {"\\udc00": 1}}', "metadata", "key", id="surrogate-key"),
     pytest.param(b'{"\\ud800": 1}', "", "field name", id="surrogate-field"),
-    pytest.param(json.dumps({**JOB, "metadata": DEEP_METADATA}).encode(), "metadata", "nested",
-                 id="deep-meta"),
-    pytest.param(json.dumps({**JOB, "not_before": "9999-12-31T23:59:59-23:59"}).encode(), "not_before",
-                 "days ahead", id="year-9999"),
-    pytest.param(json.dumps({**JOB, "deadline": "0001-01-01T00:00:00+23:59"}).encode(), "deadline",
-                 "range", id="year-1"),
-]  # fmt: skip
+    pytest.param(
+        json.dumps({**JOB, "metadata": DEEP_METADATA}).encode(), "metadata", "nested", id="deep-meta"
+    ),
+    pytest.param(
+        json.dumps({**JOB, "not_before": "9999-12-31T23:59:59-23:59"}).encode(),
+        "not_before",
+        "days ahead",
+        id="year-9999",
+    ),
+    pytest.param(
+        json.dumps({**JOB, "deadline": "0001-01-01T00:00:00+23:59"}).encode(),
+        "deadline",
+        "range",
+        id="year-1",
+    ),
+]
 
 
 @pytest.mark.parametrize(("raw", "field", "words"), UNSTORABLE)
@@ -215,8 +226,9 @@ async def test_exactly_the_limit_is_read(redis: Redis, settings: Settings) -> No
 async def test_only_json_bodies_are_read(client: Client, content_type: str | None, expected: int) -> None:
     """The body must be sent as application/json (a UTF-8 charset parameter is allowed)."""
     headers = {**AUTH, "Content-Type": content_type} if content_type else AUTH
-    status, body = await post_job(client, json.dumps(JOB).encode(), headers=headers,
-                                  skip_auto_headers=["Content-Type"])  # fmt: skip
+    status, body = await post_job(
+        client, json.dumps(JOB).encode(), headers=headers, skip_auto_headers=["Content-Type"]
+    )
     assert status == expected, body
 
 
@@ -266,8 +278,11 @@ async def test_get_by_job_id_and_by_idempotency_key(client: Client) -> None:
         async with client.get(f"/v1/callbacks/{ident}", headers=AUTH) as resp:
             assert resp.status == 200
             view = await resp.json()
-        assert (view["job_id"], view["status"], view["to_number"]) == (submitted["job_id"], "scheduled",
-                                                                        "+7911***4567")  # fmt: skip
+        assert (view["job_id"], view["status"], view["to_number"]) == (
+            submitted["job_id"],
+            "scheduled",
+            "+7911***4567",
+        )
         assert view["metadata"] == {"lead": 7} and view["run_at"] == submitted["run_at"]
     for ident in ("nope", "x" * 201, "%ED%A0%80"):
         for method in ("GET", "DELETE"):
@@ -326,8 +341,11 @@ async def test_delete_of_a_job_that_started_or_ended_is_409(
 
 async def test_cors_preflight_and_headers_only_for_allowed_origins(client: Client) -> None:
     """An allowed origin gets a 204 preflight and Allow-Origin; other origins get 403 and no CORS headers."""
-    preflight = {"Origin": ORIGIN, "Access-Control-Request-Method": "POST",
-                 "Access-Control-Request-Headers": "authorization, content-type"}  # fmt: skip
+    preflight = {
+        "Origin": ORIGIN,
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization, content-type",
+    }
     for path in ("/v1/callbacks", "/v1/callbacks/some-id"):
         async with client.options(path, headers=preflight) as resp:
             assert resp.status == 204
@@ -591,8 +609,11 @@ async def test_every_route_and_status_is_documented(
     status but 500 is answered by the app with a body that matches its documented schema."""
     app = client.app
     assert app is not None
-    routes = {(route.method.lower(), route.resource.canonical): route for route in app.router.routes()
-              if route.resource is not None}  # fmt: skip
+    routes = {
+        (route.method.lower(), route.resource.canonical): route
+        for route in app.router.routes()
+        if route.resource is not None
+    }
     assert routes.keys() == operations().keys()
     protected = app[GUARD].protected
     for key, op in operations().items():
@@ -601,8 +622,9 @@ async def test_every_route_and_status_is_documented(
     seen: dict[tuple[str, str], set[int]] = {key: set() for key in operations()}
     dead = Redis.from_url("redis://127.0.0.1:1/0")
 
-    async def expect(status: int, method: str, template: str, path: str | None = None,
-                     via: Client = client, **kwargs: Any) -> Any:  # fmt: skip
+    async def expect(
+        status: int, method: str, template: str, path: str | None = None, via: Client = client, **kwargs: Any
+    ) -> Any:
         async with via.request(method, path or template, **kwargs) as resp:
             body = await resp.read()
         assert resp.status == status, (method, path or template, body)

@@ -27,9 +27,11 @@ from tests.helpers import make_settings, sandbox_portal
 
 TOKEN = "t0k-0123456789abcdef"
 DOCUMENTED = {
-    int(code) for code in json.loads((Path(__file__).parents[2] / "schemas" / "openapi.json").read_text())[
-        "paths"]["/v1/callbacks"]["post"]["responses"]
-}  # fmt: skip
+    int(code)
+    for code in json.loads((Path(__file__).parents[2] / "schemas" / "openapi.json").read_text())["paths"][
+        "/v1/callbacks"
+    ]["post"]["responses"]
+}
 
 # A quarter of the text has a lone surrogate in it (JSON can carry one as a \u escape): text()
 # does not make them by default.
@@ -46,11 +48,25 @@ json_values = st.recursive(
     max_leaves=12,
 )
 # Values that get a job past its first checks, so later ones (numbers, dates, dedupe) are reached.
-plausible = st.sampled_from([
-    "+79111234567", "8 (911) 123-45-67", "+1 650 253 0000", "123", "reg1332", "default", "Hello",
-    "2026-11-21T10:00:00+03:00", "2020-01-01T00:00:00Z", "9999-12-31T23:59:59-23:59",
-    "0001-01-01T00:00:00+23:59", "2026-02-30T10:00:00+03:00", "", "\ud800", "x" * 2001,
-])  # fmt: skip
+plausible = st.sampled_from(
+    [
+        "+79111234567",
+        "8 (911) 123-45-67",
+        "+1 650 253 0000",
+        "123",
+        "reg1332",
+        "default",
+        "Hello",
+        "2026-11-21T10:00:00+03:00",
+        "2020-01-01T00:00:00Z",
+        "9999-12-31T23:59:59-23:59",
+        "0001-01-01T00:00:00+23:59",
+        "2026-02-30T10:00:00+03:00",
+        "",
+        "\ud800",
+        "x" * 2001,
+    ]
+)
 job_dicts = st.dictionaries(
     st.sampled_from([*JOB_FIELDS, "colour"]), plausible | json_values, min_size=1, max_size=len(JOB_FIELDS)
 )
@@ -84,9 +100,16 @@ compress = st.sampled_from([False, False, True])
 # Half the bodies are sent as JSON, so that most examples get past the Content-Type check.
 content_types = st.one_of(
     st.sampled_from(["application/json", "application/json; charset=utf-8", "Application/JSON"]),
-    st.sampled_from(["application/json; charset=latin-1", "text/plain", "application/octet-stream",
-                     "application/x-www-form-urlencoded", None]),
-)  # fmt: skip
+    st.sampled_from(
+        [
+            "application/json; charset=latin-1",
+            "text/plain",
+            "application/octet-stream",
+            "application/x-www-form-urlencoded",
+            None,
+        ]
+    ),
+)
 
 
 @pytest.fixture

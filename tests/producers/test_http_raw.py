@@ -44,9 +44,16 @@ async def serving(
     """``serve()`` on a free loopback port until the block ends; yields (host, port)."""
     stop, ready = asyncio.Event(), asyncio.Queue[Sequence[str]]()
     task = asyncio.create_task(
-        serve(redis=redis, settings=settings, host="127.0.0.1", port=0, on_ready=ready.put_nowait, stop=stop,
-              timeouts=timeouts)
-    )  # fmt: skip
+        serve(
+            redis=redis,
+            settings=settings,
+            host="127.0.0.1",
+            port=0,
+            on_ready=ready.put_nowait,
+            stop=stop,
+            timeouts=timeouts,
+        )
+    )
     (url,) = await asyncio.wait_for(ready.get(), 5)
     host, _, port = url.removeprefix("http://").rpartition(":")
     try:
@@ -87,9 +94,14 @@ def assert_problem(answer: bytes, status: int, code: str) -> None:
 
 def post(body: bytes, *extra: bytes, length: int | None = None) -> bytes:
     """A POST /v1/callbacks head (with the token) and ``body``."""
-    head = [b"POST /v1/callbacks HTTP/1.1", b"Host: x", f"Authorization: Bearer {TOKEN}".encode(),
-            b"Content-Type: application/json", b"Content-Length: %d" % (len(body) if length is None else length),
-            *extra]  # fmt: skip
+    head = [
+        b"POST /v1/callbacks HTTP/1.1",
+        b"Host: x",
+        f"Authorization: Bearer {TOKEN}".encode(),
+        b"Content-Type: application/json",
+        b"Content-Length: %d" % (len(body) if length is None else length),
+        *extra,
+    ]
     return b"\r\n".join(head) + b"\r\n\r\n" + body
 
 
@@ -268,11 +280,18 @@ async def test_a_kept_alive_connection_serves_a_second_request(redis: Redis, set
 def test_the_aiohttp_internals_it_relies_on_are_there() -> None:
     """An aiohttp upgrade that changes them must fail here (producers/http/server.py names each)."""
     assert list(inspect.signature(RequestHandler.handle_error).parameters) == [
-        "self", "request", "status", "exc", "message"
-    ]  # fmt: skip
+        "self",
+        "request",
+        "status",
+        "exc",
+        "message",
+    ]
     assert list(inspect.signature(RequestHandler.finish_response).parameters) == [
-        "self", "request", "resp", "start_time"
-    ]  # fmt: skip
+        "self",
+        "request",
+        "resp",
+        "start_time",
+    ]
     for name in ("connection_made", "data_received", "connection_lost", "log_exception", "force_close"):
         assert callable(getattr(RequestHandler, name))
     for slot in ("_request_count", "_waiter", "max_line_size", "max_field_size"):

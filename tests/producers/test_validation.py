@@ -14,19 +14,38 @@ from schemas.config import PortalConfig, Settings
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 ALWAYS = MappingProxyType({day: ((0, 1440),) for day in range(7)})
-SETTINGS = Settings(portals=MappingProxyType({"default": PortalConfig(
-    name="default", webhook_url="https://a.bitrix24.ru/rest/1/x/", default_region="RU", hours=ALWAYS)}))  # fmt: skip
+SETTINGS = Settings(
+    portals=MappingProxyType(
+        {
+            "default": PortalConfig(
+                name="default",
+                webhook_url="https://a.bitrix24.ru/rest/1/x/",
+                default_region="RU",
+                hours=ALWAYS,
+            )
+        }
+    )
+)
 
 
 @pytest.mark.parametrize(
     ("number", "e164"),
-    [("8 (911) 123-45-67", "+79111234567"), ("+7 911 123 45 67", "+79111234567"), ("89111234567", "+79111234567"),
-     ("+49 30 1234567", "+49301234567"), ("+1 (212) 555-0123", "+12125550123")],
-)  # fmt: skip
+    [
+        ("8 (911) 123-45-67", "+79111234567"),
+        ("+7 911 123 45 67", "+79111234567"),
+        ("89111234567", "+79111234567"),
+        ("+49 30 1234567", "+49301234567"),
+        ("+1 (212) 555-0123", "+12125550123"),
+    ],
+)
 def test_numbers_become_e164(number: str, e164: str) -> None:
     """Every spelling of a number in the portal's region, or with +code, becomes E.164."""
-    result = validate_job({"from_line": "l", "to_number": number, "text_to_pronounce": "t"},
-                          settings=SETTINGS, now=NOW, job_id="j")  # fmt: skip
+    result = validate_job(
+        {"from_line": "l", "to_number": number, "text_to_pronounce": "t"},
+        settings=SETTINGS,
+        now=NOW,
+        job_id="j",
+    )
     assert isinstance(result, Valid) and result.job.to_number == e164
 
 
@@ -78,17 +97,32 @@ def test_every_error_is_reported_at_once() -> None:
     ("raw", "field", "message"),
     [
         (b"[" * 5000 + b"]" * 5000, "", "nested more than"),
-        (b'{"from_line": "\\ud800", "to_number": "+79111234567", "text_to_pronounce": "t"}', "from_line",
-         "not Unicode text"),
-        (b'{"from_line": "l", "to_number": "+79111234567", "text_to_pronounce": "t", "metadata": {"x": NaN}}',
-         "", "NaN is not a JSON number"),
-        (b'{"from_line": "l", "to_number": "+79111234567", "text_to_pronounce": "t", "metadata": {"x": 1e999}}',
-         "", "out of range"),
-        ((b'{"from_line": "l", "to_number": "+79111234567", "text_to_pronounce": "t",'
-          b' "deadline": "9999-12-31T23:59:59-23:59"}'), "deadline", "days ahead"),
+        (
+            b'{"from_line": "\\ud800", "to_number": "+79111234567", "text_to_pronounce": "t"}',
+            "from_line",
+            "not Unicode text",
+        ),
+        (
+            b'{"from_line": "l", "to_number": "+79111234567", "text_to_pronounce": "t", "metadata": {"x": NaN}}',
+            "",
+            "NaN is not a JSON number",
+        ),
+        (
+            b'{"from_line": "l", "to_number": "+79111234567", "text_to_pronounce": "t", "metadata": {"x": 1e999}}',
+            "",
+            "out of range",
+        ),
+        (
+            (
+                b'{"from_line": "l", "to_number": "+79111234567", "text_to_pronounce": "t",'
+                b' "deadline": "9999-12-31T23:59:59-23:59"}'
+            ),
+            "deadline",
+            "days ahead",
+        ),
     ],
     ids=["deep", "lone-surrogate", "nan", "infinity", "year-9999"],
-)  # fmt: skip
+)
 def test_input_that_cannot_be_stored_is_rejected(raw: bytes, field: str, message: str) -> None:
     """Every way in gets strict JSON: input Redis or JSON cannot carry is rejected, never a crash."""
     result = validate_job(raw, settings=SETTINGS, now=NOW, job_id="j")

@@ -65,9 +65,18 @@ async def test_refresh_answers_a_new_pair_and_rotates_the_refresh_token(env: Env
     status, body = await env.token(first)
     assert status == 200
     assert set(body) == {
-        "access_token", "expires", "expires_in", "scope", "domain", "server_endpoint", "status",
-        "client_endpoint", "member_id", "user_id", "refresh_token",
-    }  # fmt: skip
+        "access_token",
+        "expires",
+        "expires_in",
+        "scope",
+        "domain",
+        "server_endpoint",
+        "status",
+        "client_endpoint",
+        "member_id",
+        "user_id",
+        "refresh_token",
+    }
     assert body["refresh_token"] != first
     assert (body["expires_in"], body["expires"]) == (3600, 1_750_003_600)
     assert body["client_endpoint"] == f"{env.handle.base_url}/rest/"

@@ -10,10 +10,12 @@ import pytest
 from redis.asyncio import Redis
 
 from producers.api import Producer
+from schemas.states import Status
 from schemas.store.keys import Keys
 from schemas.store.ledger import Ledger
 from schemas.store.records import to_ms
-from schemas.wire.outcome import ErrorCode, OutcomeError, Status, outcome_for
+from schemas.wire.codes import ErrorCode
+from schemas.wire.outcome import OutcomeError, outcome_for
 from tests.helpers import make_settings, sandbox_portal
 
 NUMBER = "+79111234567"
@@ -125,8 +127,8 @@ async def test_a_put_back_owns_the_queue_score_and_restores_the_arq_job(
     await redis.delete(keys.jobs.job(job_id))
     await redis.zrem(keys.queue, keys.jobs.member(job_id))
     run_at = datetime.now(UTC) + timedelta(minutes=5)
-    result = await ledger.reschedule(job_id, state=Status.RETRYING, run_at=run_at, allowed="running")
-    assert result == "ok"
+    result = await ledger.reschedule(job_id, state=Status.RETRYING, run_at=run_at, expect={Status.RUNNING})
+    assert result.verdict == "ok"
     assert await redis.zscore(keys.queue, keys.jobs.member(job_id)) == to_ms(run_at)
     assert await redis.exists(keys.jobs.job(job_id))
     assert await redis.zscore(keys.running, job_id) is None
@@ -143,9 +145,14 @@ async def test_resume_wakes_the_jobs_held_by_a_halt(
     hour = datetime.now(UTC) + timedelta(hours=1)
     for job_id, by in ((held, "default"), (other, None)):
         result = await ledger.reschedule(
-            job_id, state=Status.SCHEDULED, run_at=hour, allowed="scheduled", held_by=by, held_ttl_s=3600
+            job_id,
+            state=Status.SCHEDULED,
+            run_at=hour,
+            expect={Status.SCHEDULED},
+            held_by=by,
+            held_ttl_s=3600,
         )
-        assert result == "ok"
+        assert result.verdict == "ok"
     lifted, woken = await ledger.resume("default")
     assert (lifted, woken) == (True, 1)
     assert not await redis.exists(keys.portal_halt("default"), keys.held("default"))
@@ -178,9 +185,14 @@ async def test_a_put_back_for_a_halt_already_lifted_runs_now(
     job_id = await new_job(redis, redis_url, prefix)
     hour = datetime.now(UTC) + timedelta(hours=1)
     result = await ledger.reschedule(
-        job_id, state=Status.SCHEDULED, run_at=hour, allowed="scheduled", held_by="default", held_ttl_s=3600
+        job_id,
+        state=Status.SCHEDULED,
+        run_at=hour,
+        expect={Status.SCHEDULED},
+        held_by="default",
+        held_ttl_s=3600,
     )
-    assert result == "ok"
+    assert result.verdict == "ok"
     keys = Keys(prefix)
     assert await redis.zscore(keys.queue, keys.jobs.member(job_id)) <= await redis_ms(redis)
     assert not await redis.exists(keys.held("default"))
@@ -194,9 +206,9 @@ async def test_a_start_sent_twice_finds_its_own_attempt(
     k = Keys(prefix)
     keys = [k.job(job_id), k.portal_halt("default"), k.portal_pause("default"), k.running, k.queue]
     args: list[str | int] = [job_id, "{}", 5000, k.jobs.member(job_id), "token-1"]
-    first = await ledger._start(keys=keys, args=args)
-    again = await ledger._start(keys=keys, args=args)
-    other = await ledger._start(keys=keys, args=[*args[:4], "token-2"])
+    first = await ledger.scripts.start(keys=keys, args=args)
+    again = await ledger.scripts.start(keys=keys, args=args)
+    other = await ledger.scripts.start(keys=keys, args=[*args[:4], "token-2"])
     assert [v.decode() for v in first] == ["started", "1"]
     assert [v.decode() for v in again] == ["started", "1"]
     assert other[0] == b"busy"

@@ -23,13 +23,23 @@ async def test_a_good_portal_passes(
     portal: SandboxHandle, tmp_path: Path, redis_url: str, prefix: str
 ) -> None:
     """Working credentials, existing lines and an offered voice: exit 0, every row ok."""
-    config = write_config(tmp_path / "callq.toml", {"default": {
-        "webhook_url": portal.webhook_url("default"),
-        "lines": {"reg1332": {"voice": "ruinternalfemale"}, "reg1333": {"min_interval": 5}}}})  # fmt: skip
+    config = write_config(
+        tmp_path / "callq.toml",
+        {
+            "default": {
+                "webhook_url": portal.webhook_url("default"),
+                "lines": {"reg1332": {"voice": "ruinternalfemale"}, "reg1333": {"min_interval": 5}},
+            }
+        },
+    )
     code, rows = await check(config, redis_url, prefix)
     assert code == 0, rows
-    assert {row["check"] for row in rows} >= {"credentials (voximplant.line.get)", "line reg1332", "line reg1333",
-                                              "voice ruinternalfemale"}  # fmt: skip
+    assert {row["check"] for row in rows} >= {
+        "credentials (voximplant.line.get)",
+        "line reg1332",
+        "line reg1333",
+        "voice ruinternalfemale",
+    }
     assert all(row["ok"] for row in rows)
     assert "sandboxsecret" not in json.dumps(rows), "the webhook code is never printed"
 
@@ -38,9 +48,13 @@ async def test_a_missing_line_and_wrong_credentials_fail(
     portal: SandboxHandle, tmp_path: Path, redis_url: str, prefix: str
 ) -> None:
     """A line that is not on the portal and a portal with a wrong webhook code: exit 1, each named."""
-    config = write_config(tmp_path / "callq.toml", {
-        "good": {"webhook_url": portal.webhook_url("default"), "lines": {"reg9999": {"min_interval": 1}}},
-        "bad": {"webhook_url": portal.base_url + "/rest/1/wrongcode/"}})  # fmt: skip
+    config = write_config(
+        tmp_path / "callq.toml",
+        {
+            "good": {"webhook_url": portal.webhook_url("default"), "lines": {"reg9999": {"min_interval": 1}}},
+            "bad": {"webhook_url": portal.base_url + "/rest/1/wrongcode/"},
+        },
+    )
     code, rows = await check(config, redis_url, prefix)
     assert code == 1
     failed = {(row["portal"], row["check"]) for row in rows if not row["ok"]}

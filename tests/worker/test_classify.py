@@ -44,4 +44,4 @@ from worker.policy.classify import Verdict, classify
 )
 def test_classify(error: BitrixCallError, verdict: Verdict) -> None:
     """Codes decide (case-insensitively) before statuses; only refusals before execution are retried."""
-    assert classify(error) == verdict
+    assert classify(error).verdict == verdict

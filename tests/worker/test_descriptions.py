@@ -6,8 +6,7 @@ from __future__ import annotations
 import pytest
 
 from worker.bitrix.errors import BitrixApiError, BitrixCallError, BitrixHttpError, TransportError
-from worker.jobs.failures import unknown_result_description
-from worker.jobs.settle import error_of
+from worker.policy.classify import error_of, unknown_result_description
 
 BASE = "the request may have started the callback"
 

@@ -30,8 +30,17 @@ async def test_the_claim_takes_due_free_jobs_in_order_up_to_the_limit(redis: Red
     queue = f"{prefix}:queue"
     now = timestamp_ms()
     ids = [f"{prefix}:{n}" for n in range(6)]
-    await redis.zadd(queue, {ids[0]: now - 5, ids[1]: now - 4, ids[2]: now + 60_000, ids[3]: now - 3,
-                             ids[4]: now - 2, ids[5]: now - 1})  # fmt: skip
+    await redis.zadd(
+        queue,
+        {
+            ids[0]: now - 5,
+            ids[1]: now - 4,
+            ids[2]: now + 60_000,
+            ids[3]: now - 3,
+            ids[4]: now - 2,
+            ids[5]: now - 1,
+        },
+    )
     await redis.set(in_progress_key_prefix + ids[1], "1")  # held by another worker
     claim = redis.register_script(CLAIM)
     missing = f"{prefix}:gone"  # finished and removed from the queue since it was read
@@ -76,9 +85,16 @@ def _worker(
     pool: ArqRedis, queue: str, job: Any, *, max_jobs: int = 3, poll_delay: float, **options: Any
 ) -> BatchClaimWorker:
     return BatchClaimWorker(
-        functions=[func(job, name="job")], redis_pool=pool, queue_name=queue, max_jobs=max_jobs,
-        poll_delay=poll_delay, handle_signals=False, keep_result=0, health_check_key=f"{queue}:health", **options,
-    )  # fmt: skip
+        functions=[func(job, name="job")],
+        redis_pool=pool,
+        queue_name=queue,
+        max_jobs=max_jobs,
+        poll_delay=poll_delay,
+        handle_signals=False,
+        keep_result=0,
+        health_check_key=f"{queue}:health",
+        **options,
+    )
 
 
 async def _enqueue(pool: ArqRedis, prefix: str, queue: str, n: int) -> list[str]:

@@ -6,8 +6,9 @@ import json
 
 import pytest
 
+from schemas.states import Status
 from schemas.wire.job import CallbackJob
-from schemas.wire.outcome import Outcome, OutcomeError, Status, stored_attempt_entry, stored_outcome
+from schemas.wire.outcome import Outcome, OutcomeError, stored_attempt_entry, stored_outcome
 from worker.bitrix.client import parse_body, request_masker
 from worker.bitrix.errors import AuthRefused, BitrixApiError, BitrixCallError, BitrixHttpError, TransportError
 

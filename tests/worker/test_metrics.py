@@ -33,19 +33,30 @@ async def test_metrics_after_a_scripted_run(
     redis_url: str, prefix: str, redis: Redis, sandbox: Sandbox, portal: SandboxHandle, tmp_path: Path
 ) -> None:
     """Two successes (one after a QUERY_LIMIT_EXCEEDED), one dead, one rejected: counters and gauges say so."""
-    config = write_config(tmp_path / "callq.toml",
-                          {"default": {"webhook_url": portal.webhook_url("default"), "default_region": "RU"}})  # fmt: skip
+    config = write_config(
+        tmp_path / "callq.toml",
+        {"default": {"webhook_url": portal.webhook_url("default"), "default_region": "RU"}},
+    )
     port = free_port()
-    sandbox.add_faults([Fault.error(503, "QUERY_LIMIT_EXCEEDED", "Too many requests"),
-                        Fault.error(400, "ERROR_CORE", "Could not find config for number reg1332")])  # fmt: skip
+    sandbox.add_faults(
+        [
+            Fault.error(503, "QUERY_LIMIT_EXCEEDED", "Too many requests"),
+            Fault.error(400, "ERROR_CORE", "Could not find config for number reg1332"),
+        ]
+    )
     entries = [
         {"from_line": "reg1332", "to_number": "+79111230001", "text_to_pronounce": TEXT},
         {"from_line": "reg1332", "to_number": "+79111230002", "text_to_pronounce": TEXT},
         {"from_line": "reg1332", "to_number": "+79111230003", "text_to_pronounce": TEXT},
         {"from_line": "reg1332"},
     ]
-    with WorkerProcess(config=config, redis_url=redis_url, prefix=prefix, log_path=tmp_path / "w.log",
-                       extra_args=("--metrics-port", str(port), "--concurrency", "1")):  # fmt: skip
+    with WorkerProcess(
+        config=config,
+        redis_url=redis_url,
+        prefix=prefix,
+        log_path=tmp_path / "w.log",
+        extra_args=("--metrics-port", str(port), "--concurrency", "1"),
+    ):
         for entry in entries:
             await redis.xadd(Keys(prefix).intake, {"job": json.dumps(entry)})
         await wait_outcomes(redis, prefix, 4, timeout_s=20)

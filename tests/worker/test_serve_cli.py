@@ -29,12 +29,26 @@ async def test_serve_accepts_a_job_exposes_metrics_and_stops(
     configuration while it runs; SIGTERM exits 0."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALLQ_")}
-    env.update(CALLQ_REDIS_URL=redis_url, CALLQ_KEY_PREFIX=prefix, CALLQ_WEBHOOK_URL=portal.webhook_url("default"),
-               CALLQ_API_TOKENS="s3cret-token-0123456789")  # fmt: skip
+    env.update(
+        CALLQ_REDIS_URL=redis_url,
+        CALLQ_KEY_PREFIX=prefix,
+        CALLQ_WEBHOOK_URL=portal.webhook_url("default"),
+        CALLQ_API_TOKENS="s3cret-token-0123456789",
+    )
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "ops.cli", "--log-format", "json", "serve", "--port", str(port),
-        env=env, cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "ops.cli",
+        "--log-format",
+        "json",
+        "serve",
+        "--port",
+        str(port),
+        env=env,
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         async with aiohttp.ClientSession() as session:
@@ -47,8 +61,12 @@ async def test_serve_accepts_a_job_exposes_metrics_and_stops(
                     return False
 
             await wait_for(up, timeout_s=15, what="callq serve to listen")
-            job = {"from_line": "reg1332", "to_number": "+79111234567", "text_to_pronounce": "Hi",
-                   "not_before": (datetime.now(UTC) + timedelta(days=30)).isoformat()}  # fmt: skip
+            job = {
+                "from_line": "reg1332",
+                "to_number": "+79111234567",
+                "text_to_pronounce": "Hi",
+                "not_before": (datetime.now(UTC) + timedelta(days=30)).isoformat(),
+            }
             async with session.post(f"{base}/v1/callbacks", json=job) as resp:
                 assert resp.status == 401
             headers = {"Authorization": "Bearer s3cret-token-0123456789"}

@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 
 from schemas.policy.redact import Redactor, number_spellings, redact_text, webhook_code
+from schemas.wire.codes import ErrorCode
 from worker.bitrix.errors import BitrixApiError, BitrixHttpError, TransportError
 
 USER_AGENT = "callq/0.1 (+https://github.com/callq)"
@@ -156,7 +157,7 @@ async def start_callback(
         # The method answers RESULT: true when the callback started; anything else is a refusal.
         raise BitrixApiError(
             http_status=status,
-            code="CALLBACK_NOT_STARTED",
+            code=ErrorCode.CALLBACK_NOT_STARTED,
             description=request_masker(base_url, params)(f"unexpected result: {result!r}")[:300],
         )
     call_id = result.get("CALL_ID")

@@ -37,6 +37,7 @@ from schemas.config import OAuthConfig, PortalConfig
 from schemas.policy.redact import Redactor
 from schemas.store.ledger import WriteRetry, send_once
 from worker.bitrix.client import USER_AGENT
+from worker.bitrix.codes import BitrixCode
 from worker.bitrix.errors import AuthRefused, AuthUnavailable, BitrixApiError
 from worker.bitrix.oauth_tokens import (
     Credentials,
@@ -49,7 +50,6 @@ from worker.bitrix.oauth_tokens import (
     parse_token_response,
     seed_of,
 )
-from worker.policy.classify import EXPIRED_TOKEN_CODES
 
 __all__ = [  # with the names now in worker.bitrix.errors and worker.bitrix.oauth_tokens, still importable from here
     "AuthRefused",
@@ -231,17 +231,32 @@ class PortalAuth:
             current = await self._stored(name, oauth)
             if current is not None and current.refresh_token != refresh_token:
                 return current.credentials()  # rotated by a holder whose lock we outlived: not a refusal
-            memo = {"refresh_fp": fingerprint(refresh_token), "code": refused.code,
-                    "description": refused.description, "http_status": refused.http_status}  # fmt: skip
+            memo = {
+                "refresh_fp": fingerprint(refresh_token),
+                "code": refused.code,
+                "description": refused.description,
+                "http_status": refused.http_status,
+            }
             await self.redis.set(
                 self.keys.refused(name), json.dumps(memo), px=int(self.lock_timeout_s * 1000)
             )
-            log.error("oauth.refresh_failed", portal=name, code=refused.code, description=refused.description,
-                      http_status=refused.http_status, refused=True)  # fmt: skip
+            log.error(
+                "oauth.refresh_failed",
+                portal=name,
+                code=refused.code,
+                description=refused.description,
+                http_status=refused.http_status,
+                refused=True,
+            )
             raise
         except AuthUnavailable as unavailable:
-            log.warning("oauth.refresh_failed", portal=name, description=unavailable.description,
-                        http_status=unavailable.http_status, refused=False)  # fmt: skip
+            log.warning(
+                "oauth.refresh_failed",
+                portal=name,
+                description=unavailable.description,
+                http_status=unavailable.http_status,
+                refused=False,
+            )
             raise
         # One HSET: the new access and refresh tokens land together, never half a rotation.
         # Kept until Redis takes it: the old refresh token stopped working when this one was issued.
@@ -253,8 +268,12 @@ class PortalAuth:
         return tokens.credentials()
 
     async def _request(self, name: str, oauth: OAuthConfig, refresh_token: str) -> tuple[int, str]:
-        params = {"grant_type": "refresh_token", "client_id": oauth.client_id,
-                  "client_secret": oauth.client_secret, "refresh_token": refresh_token}  # fmt: skip
+        params = {
+            "grant_type": "refresh_token",
+            "client_id": oauth.client_id,
+            "client_secret": oauth.client_secret,
+            "refresh_token": refresh_token,
+        }
         headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
         try:
             async with self.session.get(
@@ -272,8 +291,12 @@ class PortalAuth:
         return _of_config(TokenSet.from_hash(raw), oauth)
 
     def _due(self, stored: TokenSet, now_s: float) -> bool:
-        return needs_refresh(now_s=now_s, expires_at_s=stored.expires_at, lifetime_s=stored.lifetime_s,
-                             margin_s=self.refresh_margin_s)  # fmt: skip
+        return needs_refresh(
+            now_s=now_s,
+            expires_at_s=stored.expires_at,
+            lifetime_s=stored.lifetime_s,
+            margin_s=self.refresh_margin_s,
+        )
 
 
 async def send_with_refresh(
@@ -291,6 +314,6 @@ async def send_with_refresh(
     try:
         return await send(creds)
     except BitrixApiError as error:
-        if creds.access_token is None or (error.code or "").lower() not in EXPIRED_TOKEN_CODES:
+        if creds.access_token is None or BitrixCode.of(error.code) is not BitrixCode.EXPIRED_TOKEN:
             raise
     return await send(await auth.refresh(portal, stale_access_token=creds.access_token))

@@ -19,10 +19,19 @@ from schemas.store.keys import Keys
 from worker.bitrix.errors import AuthRefused, AuthUnavailable
 
 DEFAULT_LIFETIME_S = 3600.0  # bitrix24.md §5: `expires_in` is 3600
-REFUSAL_CODES = frozenset({
-    "invalid_request", "invalid_client", "invalid_grant", "invalid_scope", "insufficient_scope",
-    "unauthorized_client", "unsupported_grant_type", "payment_required", "access_denied",
-})  # fmt: skip
+REFUSAL_CODES = frozenset(
+    {
+        "invalid_request",
+        "invalid_client",
+        "invalid_grant",
+        "invalid_scope",
+        "insufficient_scope",
+        "unauthorized_client",
+        "unsupported_grant_type",
+        "payment_required",
+        "access_denied",
+    }
+)
 TRANSIENT_CODES = frozenset({"query_limit_exceeded", "server_error", "temporarily_unavailable"})
 
 
@@ -90,17 +99,28 @@ class TokenSet:
 
     def to_hash(self) -> dict[str, str]:
         """The fields of the Redis hash."""
-        return {"access_token": self.access_token, "refresh_token": self.refresh_token,
-                "expires_at": repr(self.expires_at), "lifetime_s": repr(self.lifetime_s),
-                "client_endpoint": self.client_endpoint, "seed": self.seed}  # fmt: skip
+        return {
+            "access_token": self.access_token,
+            "refresh_token": self.refresh_token,
+            "expires_at": repr(self.expires_at),
+            "lifetime_s": repr(self.lifetime_s),
+            "client_endpoint": self.client_endpoint,
+            "seed": self.seed,
+        }
 
     @classmethod
     def from_hash(cls, raw: Mapping[bytes, bytes] | Mapping[str, str]) -> TokenSet | None:
         """Read the hash back; None if it is empty or incomplete."""
         text = {_text(key): _text(value) for key, value in raw.items()}
         try:
-            return cls(text["access_token"], text["refresh_token"], float(text["expires_at"]),
-                       float(text["lifetime_s"]), text["client_endpoint"], text["seed"])  # fmt: skip
+            return cls(
+                text["access_token"],
+                text["refresh_token"],
+                float(text["expires_at"]),
+                float(text["lifetime_s"]),
+                text["client_endpoint"],
+                text["seed"],
+            )
         except (KeyError, ValueError):
             return None
 
@@ -173,8 +193,14 @@ def parse_token_response(
         lifetime = 0.0
     lifetime = lifetime if lifetime > 0 else DEFAULT_LIFETIME_S
     endpoint = str(body.get("client_endpoint") or default_endpoint)
-    return TokenSet(str(body["access_token"]), str(body["refresh_token"]), now_s + lifetime, lifetime,
-                    endpoint if endpoint.endswith("/") else f"{endpoint}/", seed)  # fmt: skip
+    return TokenSet(
+        str(body["access_token"]),
+        str(body["refresh_token"]),
+        now_s + lifetime,
+        lifetime,
+        endpoint if endpoint.endswith("/") else f"{endpoint}/",
+        seed,
+    )
 
 
 def _text(value: bytes | str) -> str:

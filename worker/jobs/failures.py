@@ -1,8 +1,8 @@
-"""What a failed attempt leads to: the classifier's verdict acted on (retry, pause, halt or end).
+"""What a failed attempt leads to: the one place a classified :class:`~worker.policy.classify.Failure`
+is acted on (retry, pause or halt the portal, or end the job).
 
-:func:`handle_failure` takes the verdict of :func:`worker.policy.classify.classify` and pauses or halts
-the portal, retries with backoff or ends the job; a result that may have started the callback
-(:func:`handle_unknown`, :func:`handle_interrupted`) is retried only where the portal allows it.
+A result that may have started the callback (:func:`handle_unknown`, :func:`handle_interrupted`)
+is retried only where the portal allows it (``retry_unknown``).
 """
 
 from __future__ import annotations
@@ -13,98 +13,86 @@ from datetime import timedelta
 import structlog
 
 from schemas.config import PortalConfig
+from schemas.states import Status
 from schemas.store.records import JobRecord
-from schemas.wire.outcome import ErrorCode, Status
+from schemas.wire.codes import ErrorCode
 from worker.bitrix.errors import AuthRefused, AuthUnavailable, BitrixApiError, BitrixCallError
 from worker.jobs.deps import Deps
 from worker.jobs.pacing import effective_bucket
-from worker.jobs.settle import attempt_of, end_job, error_of, retry_at
+from worker.jobs.settle import attempt_of, end_job, retry_at
 from worker.policy.backoff import backoff_delay_s
-from worker.policy.classify import Verdict, is_recognised
+from worker.policy.classify import Failure, Verdict
 
 log = structlog.get_logger("callq.worker")
 
-UNKNOWN_RESULT = "the request may have started the callback"
-
 
 async def handle_failure(
-    deps: Deps,
-    record: JobRecord,
-    portal: PortalConfig,
-    error: BitrixCallError,
-    *,
-    verdict: Verdict,
-    attempt: int,
-    spent: int,
+    deps: Deps, record: JobRecord, portal: PortalConfig, failure: Failure, *, attempt: int, spent: int
 ) -> float | None:
-    """Act on a failed attempt's verdict: end the job, pause or halt the portal, or retry with backoff.
+    """Act on a failed attempt: end the job, pause or halt the portal, or retry with backoff.
 
     Args:
         deps: The worker's collaborators.
         record: The job's record.
         portal: The job's portal.
-        error: What went wrong.
-        verdict: The classification of ``error``.
+        failure: What went wrong, classified (:func:`worker.policy.classify.classify`).
         attempt: The number of the attempt that failed.
-        spent: Attempts spent against ``max_attempts``, this one included when its request was sent.
+        spent: Attempts spent against ``max_attempts``, this one included if it spends one.
 
     Returns:
         Seconds until the job runs again, or None when it ended.
     """
     now = deps.clock()
-    log.warning("job.attempt_failed", attempt=attempt, verdict=str(verdict), code=error.code,
-                http_status=error.http_status, description=error.description)  # fmt: skip
-    if verdict == Verdict.PERMANENT:
-        if isinstance(error, BitrixApiError) and not is_recognised(error.code):
+    error, verdict = failure.error, failure.verdict
+    log.warning(
+        "job.attempt_failed",
+        attempt=attempt,
+        verdict=str(verdict),
+        code=error.code,
+        http_status=error.http_status,
+        description=error.description,
+    )
+    if verdict is Verdict.PERMANENT:
+        if not failure.recognised and isinstance(error, BitrixApiError):
             log.error(
                 "bitrix.unrecognised_error", code=error.code, http_status=error.http_status, body=error.body
             )
-        return await end_job(deps, record, Status.DEAD, attempts=attempt, error=error_of(error))
-    if verdict == Verdict.UNKNOWN:
-        return await handle_unknown(deps, record, portal, error, attempt=attempt)
-    if verdict in (Verdict.PAUSE_PORTAL, Verdict.PAUSE_METHOD):
+        return await end_job(deps, record, Status.DEAD, attempts=attempt, error=failure.outcome_error())
+    if verdict is Verdict.UNKNOWN:
+        return await handle_unknown(deps, record, portal, failure, attempt=attempt)
+    if failure.pauses_portal:
         # Refused before execution: the whole portal waits, and the attempt is not spent.
-        method_block = verdict == Verdict.PAUSE_METHOD
+        method_block = verdict is Verdict.PAUSE_METHOD
         pause_s = await deps.limiter.pause(portal.name, effective_bucket(portal), method_block=method_block)
         log.warning("portal.paused", reason=error.code, pause_s=round(pause_s, 3))
+        wanted = now + timedelta(seconds=pause_s)
         return await retry_at(
-            deps,
-            record,
-            now + timedelta(seconds=pause_s),
-            now=now,
-            error=error,
-            held_by=portal.name,
-            held_s=pause_s,
+            deps, record, wanted, now=now, failure=failure, held_by=portal.name, held_s=pause_s
         )
-    if verdict in (Verdict.AUTH_BROKEN, Verdict.BLOCKED, Verdict.REFRESH_AUTH):
+    if failure.halts_portal:
         # No job burns its attempts against wrong credentials: the portal halts for every worker.
-        blocked = verdict == Verdict.BLOCKED
+        blocked = verdict is Verdict.BLOCKED
         halt_s = deps.block_s if blocked else deps.pause_s
         await deps.limiter.halt(
             portal.name, code=error.code or "", description=error.description, seconds=halt_s
         )
-        log.error("portal.halted", code=error.code, description=error.description, halt_s=halt_s,
-                  hint=_halt_hint(portal, blocked=blocked))  # fmt: skip
+        log.error(
+            "portal.halted",
+            code=error.code,
+            description=error.description,
+            halt_s=halt_s,
+            hint=_halt_hint(portal, blocked=blocked),
+        )
+        wanted = now + timedelta(seconds=halt_s)
         return await retry_at(
-            deps,
-            record,
-            now + timedelta(seconds=halt_s),
-            now=now,
-            error=error,
-            held_by=portal.name,
-            held_s=halt_s,
+            deps, record, wanted, now=now, failure=failure, held_by=portal.name, held_s=halt_s
         )
     if spent >= portal.max_attempts:
-        return await end_job(
-            deps,
-            record,
-            Status.DEAD,
-            attempts=attempt,
-            error=error_of(error, f"gave up after {spent} attempts"),
-        )
+        error_pair = failure.outcome_error(f"gave up after {spent} attempts")
+        return await end_job(deps, record, Status.DEAD, attempts=attempt, error=error_pair)
     delay = backoff_delay_s(spent, base_s=deps.retry_base_s, jitter=deps.jitter())
     return await retry_at(
-        deps, record, now + timedelta(seconds=delay), now=now, error=error, attempts=attempt
+        deps, record, now + timedelta(seconds=delay), now=now, failure=failure, attempts=attempt
     )
 
 
@@ -112,7 +100,7 @@ async def handle_unknown(
     deps: Deps,
     record: JobRecord,
     portal: PortalConfig,
-    error: BitrixCallError,
+    failure: Failure,
     *,
     attempt: int,
     closed: dict[str, str] | None = None,
@@ -125,7 +113,7 @@ async def handle_unknown(
         deps: The worker's collaborators.
         record: The job's record.
         portal: The job's portal.
-        error: What went wrong.
+        failure: What went wrong.
         attempt: The attempt whose result is unknown.
         closed: The closed attempt entry (``{"attempt:N": json}``) to write in the same step.
         orphan_seen_ms: Only if the attempt is orphaned (:mod:`worker.jobs.orphans`).
@@ -136,17 +124,14 @@ async def handle_unknown(
     now = deps.clock()
     if portal.retry_unknown:
         log.warning("job.unknown_result_retried", attempt=attempt)
-        delay = (
-            0.0
-            if closed
-            else backoff_delay_s(max(attempt, 1), base_s=deps.retry_base_s, jitter=deps.jitter())
-        )
+        backoff = backoff_delay_s(max(attempt, 1), base_s=deps.retry_base_s, jitter=deps.jitter())
+        delay = 0.0 if closed else backoff
         return await retry_at(
             deps,
             record,
             now + timedelta(seconds=delay),
             now=now,
-            error=error,
+            failure=failure,
             attempts=attempt,
             fields=closed,
             orphan_seen_ms=orphan_seen_ms,
@@ -156,26 +141,10 @@ async def handle_unknown(
         record,
         Status.DEAD,
         attempts=attempt,
-        error=(
-            ErrorCode.OUTCOME_UNKNOWN,
-            unknown_result_description(error.http_status, error.code, error.description),
-        ),
+        error=(ErrorCode.OUTCOME_UNKNOWN, failure.unknown_description()),
         attempt_entry=attempt_of(closed),
         orphan_seen_ms=orphan_seen_ms,
     )
-
-
-def unknown_result_description(http_status: int | None, code: str | None, description: str | None) -> str:
-    """The ``OUTCOME_UNKNOWN`` description: what is known of the answer, in brackets. Pure.
-
-    ``(HTTP 500, INTERNAL_SERVER_ERROR: text)``; each part that is absent (or blank) is left out
-    with its separator, and the brackets too when nothing is known.
-    """
-    known = [f"HTTP {http_status}" if http_status else "", (code or "").strip()]
-    head = ", ".join(part for part in known if part)
-    text = (description or "").strip()
-    detail = f"{head}: {text}" if head and text else head or text
-    return f"{UNKNOWN_RESULT} ({detail})" if detail else UNKNOWN_RESULT
 
 
 async def handle_interrupted(
@@ -197,8 +166,9 @@ async def handle_interrupted(
     started = record.attempt_log[attempt - 1] if 0 < attempt <= len(record.attempt_log) else {}
     entry = {**started, "ended_at": deps.clock().isoformat(), "interrupted": True}
     closed = {f"attempt:{attempt}": json.dumps(entry, separators=(",", ":"))}
+    failure = Failure(Verdict.UNKNOWN, error)
     return await handle_unknown(
-        deps, record, portal, error, attempt=attempt, closed=closed, orphan_seen_ms=seen_ms
+        deps, record, portal, failure, attempt=attempt, closed=closed, orphan_seen_ms=seen_ms
     )
 
 
@@ -225,5 +195,5 @@ def auth_error(exc: AuthRefused | AuthUnavailable) -> BitrixApiError:
     if isinstance(exc, AuthRefused):
         return BitrixApiError(http_status=exc.http_status or 401, code=exc.code, description=exc.description)
     return BitrixApiError(
-        http_status=exc.http_status or 503, code="OAUTH_UNAVAILABLE", description=exc.description
+        http_status=exc.http_status or 503, code=ErrorCode.OAUTH_UNAVAILABLE, description=exc.description
     )

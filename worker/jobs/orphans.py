@@ -24,7 +24,8 @@ import structlog
 from redis.exceptions import RedisError
 
 from schemas.policy.log_redaction import KNOWN_NUMBERS, bind_job_number
-from schemas.wire.outcome import ErrorCode, Status
+from schemas.states import Status
+from schemas.wire.codes import ErrorCode
 from worker.jobs.deps import Deps
 from worker.jobs.failures import handle_interrupted
 from worker.jobs.settle import end_job

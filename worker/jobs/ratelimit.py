@@ -19,37 +19,11 @@ from datetime import UTC, datetime
 
 from redis.asyncio import Redis
 
-from schemas.policy.bucket import GCRA_RESERVE, Bucket
+from schemas.policy.bucket import Bucket
 from schemas.policy.redact import redact_text
 from schemas.store.keys import Keys
 from schemas.store.ledger import WriteRetry, send_once
-
-RESERVE = (
-    GCRA_RESERVE
-    + """
--- KEYS: bucket, pause; ARGV: interval_ms, tolerance_ms
-return reserve(KEYS[1], KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2]))
-"""
-)
-
-PAUSE = """
--- KEYS: bucket (tat), pause, strikes
--- ARGV: tolerance_ms, base_pause_ms, max_pause_ms
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local current = redis.call('PTTL', KEYS[2])
--- requests sent before the pause began come back refused during it: one strike per pause
-if current > 0 then return current end
-local strikes = redis.call('INCR', KEYS[3])
-local pause = math.min(tonumber(ARGV[2]) * 2 ^ (strikes - 1), tonumber(ARGV[3]))
-redis.call('PEXPIRE', KEYS[3], math.floor(pause * 4 + 60000))
-redis.call('SET', KEYS[2], '1', 'PX', math.floor(pause))
--- after the pause assume Bitrix24's bucket is full: the steady rate, no burst
-local tat = now + pause + tonumber(ARGV[1])
-local old = tonumber(redis.call('GET', KEYS[1]) or '0')
-if old < tat then redis.call('SET', KEYS[1], tostring(tat), 'PX', math.floor(tat - now + 1000)) end
-return math.floor(pause)
-"""
+from schemas.store.scripts import Scripts
 
 
 class RateLimiter:
@@ -80,8 +54,7 @@ class RateLimiter:
         self.method_pause_ms = method_pause_s * 1000
         self.base_pause_ms = base_pause_s * 1000
         self.max_pause_ms = max_pause_s * 1000
-        self._reserve = redis.register_script(RESERVE)
-        self._pause = redis.register_script(PAUSE)
+        self.scripts = Scripts(redis)
 
     async def halt(self, portal: str, *, code: str, description: str, seconds: float) -> None:
         """Halt every request to ``portal`` for ``seconds`` (credentials refused, manual block).
@@ -100,14 +73,14 @@ class RateLimiter:
         """Reserve the portal's next request slot; returns seconds until it (0 if now)."""
         keys = [self.keys.rate_bucket(portal), self.keys.portal_pause(portal)]
         args = [bucket.interval_ms, bucket.tolerance_ms]
-        delay_ms = await self.retry(lambda: self._reserve(keys=keys, args=args), where="rate slot")
+        delay_ms = await self.retry(lambda: self.scripts.reserve(keys=keys, args=args), where="rate slot")
         return max(float(delay_ms), 0.0) / 1000
 
     async def reserve_line(self, portal: str, line: str, min_interval_s: float) -> float:
         """Reserve the line's next start (one per ``min_interval_s``); returns seconds until it."""
         keys = [self.keys.line_pacing(portal, line), self.keys.portal_pause(portal)]
         args = [min_interval_s * 1000, 0]
-        delay_ms = await self.retry(lambda: self._reserve(keys=keys, args=args), where="line slot")
+        delay_ms = await self.retry(lambda: self.scripts.reserve(keys=keys, args=args), where="line slot")
         return max(float(delay_ms), 0.0) / 1000
 
     async def pause(self, portal: str, bucket: Bucket, *, method_block: bool = False) -> float:
@@ -129,5 +102,5 @@ class RateLimiter:
             base_ms = max(base_ms, self.method_pause_ms)
         keys = [k.rate_bucket(portal), k.portal_pause(portal), k.portal_strikes(portal)]
         args = [bucket.tolerance_ms, base_ms, max(self.max_pause_ms, base_ms)]
-        pause_ms = await self.retry(lambda: self._pause(keys=keys, args=args), where="portal pause")
+        pause_ms = await self.retry(lambda: self.scripts.pause(keys=keys, args=args), where="portal pause")
         return float(pause_ms) / 1000

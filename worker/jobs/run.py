@@ -20,9 +20,10 @@ from redis.exceptions import OutOfMemoryError
 from schemas.config import PortalConfig
 from schemas.policy.calendar import Expired, earliest_run
 from schemas.policy.log_redaction import bind_job_number
-from schemas.store.ledger import Start
+from schemas.states import FINAL_STATUSES, Status
 from schemas.store.records import JobRecord
-from schemas.wire.outcome import FINAL_STATUSES, ErrorCode, Status
+from schemas.store.replies import Start, StartVerdict
+from schemas.wire.codes import ErrorCode
 from worker.bitrix.client import CallbackStarted, start_callback
 from worker.bitrix.errors import AuthRefused, AuthUnavailable, BitrixCallError, TransportError
 from worker.bitrix.oauth import send_with_refresh
@@ -31,7 +32,7 @@ from worker.jobs.deps import Deps
 from worker.jobs.failures import auth_error, handle_failure, handle_interrupted, handle_unknown
 from worker.jobs.pacing import take_slots
 from worker.jobs.settle import defer_busy, durably, end_job, put_back, retry_at
-from worker.policy.classify import Verdict, classify
+from worker.policy.classify import Failure, Verdict, classify
 
 log = structlog.get_logger("callq.worker")
 
@@ -62,7 +63,7 @@ async def run_job(deps: Deps, job_id: str) -> float | None:
     portal = deps.settings.portals.get(job.portal)
     if portal is None:
         return await end_job(
-            deps, record, Status.DEAD, error=("PORTAL_NOT_CONFIGURED", f"no portal {job.portal!r}")
+            deps, record, Status.DEAD, error=(ErrorCode.PORTAL_NOT_CONFIGURED, f"no portal {job.portal!r}")
         )
     now = deps.clock()
     if record.state == Status.RUNNING:
@@ -89,7 +90,7 @@ async def run_job(deps: Deps, job_id: str) -> float | None:
     start = await deps.ledger.start_attempt(
         job_id, portal=portal.name, now=now, info={"spent_before": spent}, lease_s=deps.leases.timing.lease_s
     )
-    if start.verdict != "started":
+    if start.verdict is not StartVerdict.STARTED:
         return await _not_started(deps, record, portal, start, now=now)
     with deps.leases.holding(job_id):
         try:
@@ -104,7 +105,7 @@ async def _not_started(
     deps: Deps, record: JobRecord, portal: PortalConfig, start: Start, *, now: datetime
 ) -> float | None:
     """What a START that did not start an attempt leads to."""
-    if start.verdict == "halted":
+    if start.verdict is StartVerdict.HALTED:
         # credentials refused or a manual block: wait for the halt (spread out, so one job probes
         # first); `callq resume` wakes it at once
         halt_s = start.halted_ms / 1000
@@ -112,9 +113,9 @@ async def _not_started(
         return await put_back(
             deps, record, state=record.state, run_at=wake, now=now, held_by=portal.name, held_s=halt_s
         )
-    if start.verdict == "busy":
+    if start.verdict is StartVerdict.BUSY:
         return deps.leases.timing.lease_s  # START moved it to when the lease would lapse
-    if start.verdict == "interrupted":
+    if start.verdict is StartVerdict.INTERRUPTED:
         if not deps.leases.may_judge():
             # this process's Redis was away: give the attempt's owner time to renew its lease first
             return await defer_busy(deps, record.job_id)
@@ -143,44 +144,40 @@ async def _attempt(
             client_timeout=deps.client_timeout,
         )
 
+    failure: Failure | None = None
     try:
         # an OAuth token that expired is refreshed once for all workers and the request repeated:
         # Bitrix24 refuses an expired token before running the method, so this cannot ring twice
         started = await send_with_refresh(deps.auth, portal, send)
     except (AuthRefused, AuthUnavailable) as exc:
-        error = auth_error(exc)
-        verdict = classify(error)
-        entry = _attempt_entry(deps, began, started_at, error=error, verdict=verdict)
-        return await durably(
-            "auth_failure",
-            lambda: _failed(deps, record, portal, error, verdict, attempt=attempt, spent=spent, entry=entry),
-        )
+        # the refresh failed: nothing was sent
+        failure = classify(auth_error(exc))
     except OutOfMemoryError:
         # Redis refused a write of the OAuth refresh (its lock) before anything was sent: not spent
         deps.gate.refused("oauth refresh")
         not_sent = TransportError(
             phase="connect", description="not sent: Redis is full (OAuth token refresh)"
         )
-        entry = _attempt_entry(deps, began, started_at, error=not_sent, verdict=Verdict.PAUSE_PORTAL)
+        entry = _attempt_entry(deps, began, started_at, failure=Failure(Verdict.PAUSE_PORTAL, not_sent))
         return await durably(
             "not_sent", lambda: _not_sent(deps, record, not_sent, attempt=attempt, entry=entry)
         )
     except BitrixCallError as error:
         latency.observe(time.monotonic() - began)
-        verdict = classify(error)
-        deps.metrics.attempts.labels(portal=portal.name, result=str(verdict)).inc()
-        entry = _attempt_entry(deps, began, started_at, error=error, verdict=verdict)
-        return await durably(
-            "failure",
-            lambda: _failed(
-                deps, record, portal, error, verdict, attempt=attempt, spent=spent + 1, entry=entry
-            ),
-        )
+        failure = classify(error)
+        deps.metrics.attempts.labels(portal=portal.name, result=str(failure.verdict)).inc()
     except Exception as exc:
         # A bug after the attempt was recorded: the request may have gone out.
         log.exception("job.attempt_crashed")
-        lost = BitrixCallError(f"{type(exc).__name__} during the request")
+        lost = Failure(Verdict.UNKNOWN, BitrixCallError(f"{type(exc).__name__} during the request"))
         return await durably("crash", lambda: handle_unknown(deps, record, portal, lost, attempt=attempt))
+    if failure is not None:
+        entry = _attempt_entry(deps, began, started_at, failure=failure)
+        spent_now = spent + 1 if failure.spends_attempt else spent
+        return await durably(
+            "failure",
+            lambda: _failed(deps, record, portal, failure, attempt=attempt, spent=spent_now, entry=entry),
+        )
     latency.observe(time.monotonic() - began)
     deps.metrics.attempts.labels(portal=portal.name, result="success").inc()
     entry = _attempt_entry(deps, began, started_at, started=started)
@@ -205,23 +202,23 @@ async def _not_sent(
     await deps.ledger.finish_attempt(record.job_id, attempt, entry)
     now = deps.clock()
     wake = now + timedelta(seconds=max(deps.gate.wait_s(), 1.0))
-    return await retry_at(deps, record, wake, now=now, error=error, attempts=attempt)
+    failure = Failure(Verdict.PAUSE_PORTAL, error)
+    return await retry_at(deps, record, wake, now=now, failure=failure, attempts=attempt)
 
 
 async def _failed(
     deps: Deps,
     record: JobRecord,
     portal: PortalConfig,
-    error: BitrixCallError,
-    verdict: Verdict,
+    failure: Failure,
     *,
     attempt: int,
     spent: int,
     entry: dict[str, Any],
 ) -> float | None:
-    """Record how a failed attempt ended, then act on its verdict."""
+    """Record how a failed attempt ended, then act on its classification."""
     await deps.ledger.finish_attempt(record.job_id, attempt, entry, job=record.job)
-    return await handle_failure(deps, record, portal, error, verdict=verdict, attempt=attempt, spent=spent)
+    return await handle_failure(deps, record, portal, failure, attempt=attempt, spent=spent)
 
 
 def _spent_attempts(record: JobRecord) -> int:
@@ -235,8 +232,7 @@ def _attempt_entry(
     started_at: datetime,
     *,
     started: CallbackStarted | None = None,
-    error: BitrixCallError | None = None,
-    verdict: Verdict | None = None,
+    failure: Failure | None = None,
 ) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "started_at": started_at.isoformat(),
@@ -245,9 +241,14 @@ def _attempt_entry(
     }
     if started is not None:
         entry.update(http_status=started.http_status, call_id=started.call_id)
-    if error is not None:
-        entry.update(http_status=error.http_status, code=error.code, description=error.description[:500],
-                     verdict=str(verdict))  # fmt: skip
-        if verdict in (Verdict.PAUSE_PORTAL, Verdict.PAUSE_METHOD, Verdict.AUTH_BROKEN, Verdict.BLOCKED):
+    if failure is not None:
+        error = failure.error
+        entry.update(
+            http_status=error.http_status,
+            code=error.code,
+            description=error.description[:500],
+            verdict=str(failure.verdict),
+        )
+        if not failure.spends_attempt:
             entry["counts"] = False
     return entry

@@ -20,15 +20,22 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from schemas.policy.calendar import Expired, earliest_run
+from schemas.states import Status
 from schemas.store.records import JobRecord
+from schemas.store.replies import RescheduleVerdict
+from schemas.wire.codes import ErrorCode
 from schemas.wire.job import CallbackJob
-from schemas.wire.outcome import ErrorCode, OutcomeError, Status, outcome_for
-from worker.bitrix.errors import BitrixApiError, BitrixCallError, BitrixHttpError
+from schemas.wire.outcome import OutcomeError, outcome_for
 from worker.jobs.deps import Deps
+from worker.policy.classify import Failure
 
 log = structlog.get_logger("callq.worker")
 
-WAITING = "scheduled,retrying"
+WAITING = frozenset({Status.SCHEDULED, Status.RETRYING})
+"""The states a job waits in: put back from one of these, it is not running anywhere."""
+
+RUNNING = frozenset({Status.RUNNING})
+"""A job whose attempt failed is put back from ``running`` (by the worker that ran it)."""
 
 EVENT_BOOKKEEPING_RETRY = "job.bookkeeping_retry"
 T = TypeVar("T")
@@ -84,9 +91,9 @@ async def retry_at(
     wanted: datetime,
     *,
     now: datetime,
-    error: BitrixCallError,
+    failure: Failure,
     attempts: int | None = None,
-    allowed: str = "running",
+    expect: frozenset[Status] = RUNNING,
     held_by: str | None = None,
     held_s: float = 0.0,
     fields: dict[str, str] | None = None,
@@ -99,9 +106,9 @@ async def retry_at(
         record: The job's record.
         wanted: The earliest instant the next try should be.
         now: The current time.
-        error: The error that made this attempt fail (named in the outcome if the job expires).
+        failure: What made this attempt fail (named in the outcome if the job expires).
         attempts: The attempt count to store if the job ends; None keeps the record's.
-        allowed: The state the job must be in to be put back (the ledger's ``allowed``).
+        expect: The states the job must be in to be put back.
         held_by: The portal whose halt or pause the job waits out (``callq resume`` wakes it).
         held_s: How long that halt or pause lasts.
         fields: More record fields to write in the same step (a closed attempt entry).
@@ -116,7 +123,7 @@ async def retry_at(
         portal.calendar_for(job.from_line), now=wanted, not_before=job.not_before_at, deadline=job.deadline_at
     )
     if isinstance(decision, Expired):
-        last = error_of(error)[1]
+        last = failure.outcome_error()[1]
         attempt = attempt_of(fields)
         return await end_job(
             deps,
@@ -127,14 +134,14 @@ async def retry_at(
             attempt_entry=attempt,
             orphan_seen_ms=orphan_seen_ms,
         )
-    deps.metrics.retries.labels(portal=job.portal, code=error_of(error)[0]).inc()
+    deps.metrics.retries.labels(portal=job.portal, code=failure.outcome_error()[0]).inc()
     return await put_back(
         deps,
         record,
         state=Status.RETRYING,
         run_at=decision.at,
         now=now,
-        allowed=allowed,
+        expect=expect,
         held_by=held_by,
         held_s=held_s,
         fields=fields,
@@ -157,7 +164,7 @@ async def put_back(
     state: Status,
     run_at: datetime,
     now: datetime,
-    allowed: str = WAITING,
+    expect: frozenset[Status] = WAITING,
     fields: dict[str, str] | None = None,
     held_by: str | None = None,
     held_s: float = 0.0,
@@ -171,7 +178,7 @@ async def put_back(
         state: The state it waits in (``scheduled`` or ``retrying``).
         run_at: When it runs again.
         now: The current time.
-        allowed: The states it may be put back from (a comma list).
+        expect: The states it may be put back from.
         fields: More record fields to set: the rate-limit slots held, a closed attempt entry.
         held_by: The portal whose halt or rate pause it waits out, so ``callq resume`` wakes it.
         held_s: How long that halt or pause lasts.
@@ -184,16 +191,16 @@ async def put_back(
         record.job_id,
         state=state,
         run_at=run_at,
-        allowed=allowed,
+        expect=expect,
         fields=fields,
         held_by=held_by,
         held_ttl_s=held_s + HELD_MARGIN_S,
         orphan_seen_ms=orphan_seen_ms,
     )
-    if result == "busy":
+    if result.verdict is RescheduleVerdict.BUSY:
         return await defer_busy(deps, record.job_id)
-    if result != "ok":
-        return None  # cancelled meanwhile
+    if result.verdict is not RescheduleVerdict.OK:
+        return None  # cancelled, or finished, meanwhile
     log.info("job.deferred", state=str(state), run_at=run_at.isoformat())
     return max((run_at - now).total_seconds(), 0.0)
 
@@ -247,25 +254,11 @@ async def end_job(
         return await defer_busy(deps, job.job_id)
     if result.written:
         deps.metrics.jobs_finished.labels(portal=job.portal, status=str(status)).inc()
-        log.info("job.finished", status=str(status), attempts=outcome.attempts, call_id=call_id,
-                 error_code=error[0] if error else None)  # fmt: skip
+        log.info(
+            "job.finished",
+            status=str(status),
+            attempts=outcome.attempts,
+            call_id=call_id,
+            error_code=error[0] if error else None,
+        )
     return None  # a final outcome: nothing left to run
-
-
-def error_of(error: BitrixCallError, lead: str = "") -> tuple[str, str]:
-    """The (code, description) an outcome stores for ``error``; the description after ``lead: ``.
-
-    Pure. A part that is blank is left out with its separator: never a doubled space or an empty
-    ``()``.
-    """
-    text = error.description.strip()
-    if isinstance(error, BitrixApiError):
-        code = (error.code or "").strip() or "BITRIX_ERROR"
-        status = f"HTTP {error.http_status}"
-        text = f"{text} ({status})" if text else status
-    elif isinstance(error, BitrixHttpError):
-        code = f"HTTP_{error.http_status}"
-    else:
-        code = "TRANSPORT_ERROR"
-    lead = lead.strip()
-    return code, f"{lead}: {text}" if lead and text else lead or text

@@ -39,21 +39,34 @@ class Metrics:
         """``worker=False`` (``callq serve``) leaves out ``callq_worker_up``: alerts count workers by it."""
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.jobs_finished = Counter("callq_jobs_finished", "Jobs that reached a final outcome",
-                                     ["portal", "status"], registry=r)  # fmt: skip
-        self.attempts = Counter("callq_attempts", "Requests to voximplant.callback.start, by result",
-                                ["portal", "result"], registry=r)  # fmt: skip
-        self.retries = Counter("callq_retries", "Jobs put back to try again, by error code",
-                               ["portal", "code"], registry=r)  # fmt: skip
-        self.rate_limit_waits = Counter("callq_rate_limit_waits", "Jobs put back to wait for a rate-limit slot",
-                                        ["portal"], registry=r)  # fmt: skip
-        self.bitrix_request_seconds = Histogram("callq_bitrix_request_seconds", "Bitrix24 request latency",
-                                                ["portal", "method"], buckets=LATENCY_BUCKETS_S, registry=r)  # fmt: skip
-        self.intake_entries = Counter("callq_intake_entries", "Intake stream entries admitted, by result",
-                                      ["result"], registry=r)  # fmt: skip
+        self.jobs_finished = Counter(
+            "callq_jobs_finished", "Jobs that reached a final outcome", ["portal", "status"], registry=r
+        )
+        self.attempts = Counter(
+            "callq_attempts",
+            "Requests to voximplant.callback.start, by result",
+            ["portal", "result"],
+            registry=r,
+        )
+        self.retries = Counter(
+            "callq_retries", "Jobs put back to try again, by error code", ["portal", "code"], registry=r
+        )
+        self.rate_limit_waits = Counter(
+            "callq_rate_limit_waits", "Jobs put back to wait for a rate-limit slot", ["portal"], registry=r
+        )
+        self.bitrix_request_seconds = Histogram(
+            "callq_bitrix_request_seconds",
+            "Bitrix24 request latency",
+            ["portal", "method"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.intake_entries = Counter(
+            "callq_intake_entries", "Intake stream entries admitted, by result", ["result"], registry=r
+        )
         self.orphans_ended = Counter(
             "callq_orphaned_attempts",
-            "Attempts ended by the reconciler: their worker stopped working on them (lease lapsed)",
+            "Attempts found with their lease lapsed (their worker stopped working on them)",
             ["portal"],
             registry=r,
         )
@@ -63,17 +76,22 @@ class Metrics:
         self.queue_depth = Gauge("callq_queue_depth", "Jobs in arq's queue (due or waiting)", registry=r)
         self.scheduled_jobs = Gauge("callq_scheduled_jobs", "Jobs waiting for a later run time", registry=r)
         self.dead_letters = Gauge("callq_dead_letters", "Jobs in the dead-letter store", registry=r)
-        self.intake_lag_seconds = Gauge("callq_intake_lag_seconds", "Age of the oldest unprocessed intake entry",
-                                        registry=r)  # fmt: skip
-        self.portal_paused = Gauge("callq_portal_paused", "1 while a portal is paused or halted",
-                                   ["portal", "reason"], registry=r)  # fmt: skip
+        self.intake_lag_seconds = Gauge(
+            "callq_intake_lag_seconds", "Age of the oldest unprocessed intake entry", registry=r
+        )
+        self.portal_paused = Gauge(
+            "callq_portal_paused", "1 while a portal is paused or halted", ["portal", "reason"], registry=r
+        )
         self.config_mismatch = Gauge(
             "callq_config_mismatch",
             "1 while this process's configuration differs from another live process's",
             registry=r,
         )
-        self.worker_up = Gauge("callq_worker_up", "1 while this worker process runs",
-                               registry=r if worker else CollectorRegistry())  # fmt: skip
+        self.worker_up = Gauge(
+            "callq_worker_up",
+            "1 while this worker process runs",
+            registry=r if worker else CollectorRegistry(),
+        )
         self.redis_full = Gauge(
             "callq_redis_full",
             "1 while Redis refuses this worker's writes (maxmemory reached under noeviction)",

@@ -1,0 +1,67 @@
+-- uses: _orphaned, _replayed
+-- FINALIZE (steps record, finish, cancel): write a job's final outcome, exactly once, and append it
+-- to the outcome stream in the same step. ``record``: a submission final on arrival (no record yet:
+-- rejected, duplicate, expired; a replay that expired at once marks the dead job it replays).
+-- KEYS: record, claim (''), idem (''), outcomes, dead index, arq job, arq queue,
+--       portal's rate-refusal strikes ('': none; a success ends a run of refusals), running index,
+--       replayed record ('' unless a replay)
+-- ARGV: job_id, status, outcome_json, retention_ms, outcomes_maxlen, dedupe_window_ms, now_ms,
+--       queue member, step, expected states (csv; '' any the step allows), job_json (record),
+--       attempts (record), attempt field (''), attempt entry, drop_arq ('1': remove the arq job and
+--       its queue entry), orphan guard ('': none, else the Redis ms the caller saw the lease lapse),
+--       stale_ms, replayed job id
+-- Returns {verdict, state}: 'written', or what prevented it: 'exists' / 'missing' / 'final' /
+-- 'busy' (not in an expected state, or the orphan's lease came alive again) / 'refused' (the
+-- transition is not in the state machine, or the replayed job cannot be replayed).
+local state = redis.call('HGET', KEYS[1], 'state')
+local step, status = ARGV[9], ARGV[2]
+if step == 'record' then
+  if state then return {'exists', state} end
+  if KEYS[10] ~= '' then
+    local why = replay_refused(KEYS[10])
+    if why then return {'refused', why} end
+  end
+else
+  if not state then return {'missing', ''} end
+  if FINAL[state] then return {'final', state} end
+  if ARGV[10] ~= '' and not in_csv(ARGV[10], state) then return {'busy', state} end
+  if ARGV[16] ~= '' and not orphaned(KEYS[9], ARGV[1], ARGV[16], ARGV[17]) then
+    return {'busy', state}
+  end
+end
+if not can(step, state or S.NEW, status) then return {'refused', state or S.NEW} end
+if step == 'record' then
+  redis.call('HSET', KEYS[1], 'job', ARGV[11], 'attempts', ARGV[12], 'created_at', ARGV[7])
+  if KEYS[10] ~= '' then mark_replayed(KEYS[10], KEYS[5], ARGV[18], ARGV[1], ARGV[4]) end
+end
+redis.call('HSET', KEYS[1], 'state', status, 'outcome', ARGV[3], 'finished_at', ARGV[7])
+if ARGV[13] ~= '' then redis.call('HSET', KEYS[1], ARGV[13], ARGV[14]) end
+if status == S.SUCCEEDED and KEYS[8] ~= '' then redis.call('DEL', KEYS[8]) end
+redis.call('HDEL', KEYS[1], 'run_at', 'lease')
+if KEYS[9] ~= '' then redis.call('ZREM', KEYS[9], ARGV[1]) end
+if status == S.DEAD then
+  -- dead letters stay until replayed or purged
+  redis.call('PERSIST', KEYS[1])
+  redis.call('ZADD', KEYS[5], ARGV[7], ARGV[1])
+else
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+end
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', 'outcome', ARGV[3])
+if KEYS[2] ~= '' and redis.call('GET', KEYS[2]) == ARGV[1] then
+  if status == S.SUCCEEDED and tonumber(ARGV[6]) > 0 then
+    redis.call('PEXPIRE', KEYS[2], ARGV[6])
+  else
+    redis.call('DEL', KEYS[2])
+  end
+end
+if KEYS[3] ~= '' then
+  if step == 'record' then redis.call('SET', KEYS[3], ARGV[1], 'NX') end
+  if redis.call('GET', KEYS[3]) == ARGV[1] then
+    if status == S.DEAD then redis.call('PERSIST', KEYS[3]) else redis.call('PEXPIRE', KEYS[3], ARGV[4]) end
+  end
+end
+if ARGV[15] == '1' then
+  redis.call('ZREM', KEYS[7], ARGV[8])
+  redis.call('DEL', KEYS[6])
+end
+return {'written', status}

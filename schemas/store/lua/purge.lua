@@ -1,0 +1,19 @@
+-- PURGE (step purge): delete a dead job for good, with its idempotency key unless a replay took the
+-- key over. A job that is no longer dead (replayed meanwhile) only leaves the dead index.
+-- KEYS: record, dead index; ARGV: job_id, idempotency key prefix ('{p}:idem:').
+-- Returns 1 if the job was deleted.
+local state = redis.call('HGET', KEYS[1], 'state')
+redis.call('ZREM', KEYS[2], ARGV[1])
+if not state or not can('purge', state, 'gone') or redis.call('HEXISTS', KEYS[1], 'replayed_by') == 1 then
+  return 0
+end
+local raw = redis.call('HGET', KEYS[1], 'job')
+if raw and raw ~= 'null' then
+  local job = cjson.decode(raw)
+  if type(job.portal) == 'string' and type(job.idempotency_key) == 'string' then
+    local idem = ARGV[2] .. job.portal .. ':' .. job.idempotency_key
+    if redis.call('GET', idem) == ARGV[1] then redis.call('DEL', idem) end
+  end
+end
+redis.call('DEL', KEYS[1])
+return 1
