@@ -4,8 +4,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+ARQ_WORKER ?= batched
 
-.PHONY: help install run sandbox format lint mypy pytest test testcov bench bench-quick all clean
+.PHONY: help install run sandbox format lint mypy pytest test-arq test testcov bench bench-quick all clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -38,7 +39,10 @@ mypy: install  ## mypy --strict over code and tests
 pytest: install  ## the tests alone
 	$(BIN)/pytest
 
-test: lint mypy pytest bench-quick  ## everything CI runs: lint, types, all tests, the benchmarks' smoke run
+test-arq: install  ## arq's own tests (its sdist, fetched from PyPI once) on callq's worker; ARQ_WORKER=arq: on arq's
+	$(BIN)/python -m tests.arq_suite.run --worker $(ARQ_WORKER)
+
+test: lint mypy pytest test-arq bench-quick  ## everything CI runs: lint, types, all tests, arq's tests, the benchmarks' smoke run
 
 bench: install  ## the benchmarks (minutes), figures printed
 	$(BIN)/python -m ops.bench

@@ -11,16 +11,17 @@ import asyncio
 import contextlib
 import inspect
 from collections import Counter
-from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
-import pytest
 from arq.connections import ArqRedis, RedisSettings, create_pool
-from arq.constants import in_progress_key_prefix
+from arq.constants import abort_jobs_ss, in_progress_key_prefix
+from arq.cron import cron
 from arq.utils import timestamp_ms
 from arq.worker import Worker, func
 from redis.asyncio import Redis
 
+from ops.redis_server import RedisServer
 from schemas.jobqueue.worker import CLAIM, BatchClaimWorker
 from tests.helpers import wait_for
 
@@ -64,40 +65,6 @@ async def test_the_claim_takes_due_free_jobs_in_order_up_to_the_limit(redis: Red
     assert other == [2]
 
 
-def test_the_arq_internals_it_relies_on_are_there() -> None:
-    """An arq upgrade that changes them must fail here, not in production."""
-    assert "start_jobs" in Worker.__dict__
-    assert list(inspect.signature(Worker.start_jobs).parameters) == ["self", "job_ids"]
-    assert list(inspect.signature(Worker.run_job).parameters) == ["self", "job_id", "score"]
-    assert callable(Worker._release_sem_dec_counter_on_complete)
-    source = inspect.getsource(Worker.__init__)
-    assert "self.sem = asyncio.BoundedSemaphore(max_jobs + 1)" in source
-    for attribute in (
-        "self.job_counter",
-        "self.tasks",
-        "self.allow_pick_jobs",
-        "self.in_progress_timeout_s",
-        "self.poll_delay_s",
-        "self.health_check_interval",
-    ):
-        assert attribute in source
-    # the lease, the heartbeat as the Redis-full probe, and finish_job sent until Redis takes it
-    finish_job = ["self", "job_id", "finish", "result_data", "result_timeout_s", "keep_result_forever"]
-    assert list(inspect.signature(Worker.finish_job).parameters) == [
-        *finish_job,
-        "incr_score",
-        "keep_in_progress",
-    ]
-    assert list(inspect.signature(Worker.record_health).parameters) == ["self"]
-    assert "await self.record_health()" in inspect.getsource(Worker.heart_beat)
-    assert "await self.heart_beat()" in inspect.getsource(Worker._poll_iteration)
-    health = inspect.getsource(Worker.record_health)
-    assert "self._last_health_check = now_ts" in health and "self.pool.psetex(" in health
-    run_job = inspect.getsource(Worker.run_job)
-    assert "await asyncio.wait_for(task, timeout_s)" in run_job
-    assert "await asyncio.shield(\n            self.finish_job(" in run_job
-
-
 class Tally:
     """What the test jobs did: runs per job and the most running at once."""
 
@@ -112,15 +79,6 @@ class Tally:
         await asyncio.sleep(0.001 * (n % 5))
         self.runs[ctx["job_id"]] += 1
         self.running -= 1
-
-
-@pytest.fixture
-async def arq_pool(redis_url: str, prefix: str) -> AsyncIterator[tuple[ArqRedis, str]]:
-    """arq's pool, and a queue under the test's prefix."""
-    queue = f"{prefix}:queue"
-    pool = await create_pool(RedisSettings.from_dsn(redis_url), default_queue_name=queue)
-    yield pool, queue
-    await pool.aclose()
 
 
 def _worker(
@@ -271,3 +229,91 @@ async def _until(predicate: Any, timeout_s: float = 10.0) -> None:
     while not predicate():
         assert asyncio.get_running_loop().time() < deadline, "timed out"
         await asyncio.sleep(0.005)
+
+
+async def test_with_a_poll_delay_of_0_it_claims_and_runs_every_job(
+    arq_pool: tuple[ArqRedis, str], prefix: str
+) -> None:
+    """The first claim comes before the hand-back deadline, which a poll delay of 0 has already passed."""
+    pool, queue = arq_pool
+    ids = await _enqueue(pool, prefix, queue, 10)
+    tally = Tally()
+    worker = _worker(pool, queue, tally.job, poll_delay=0, burst=True)
+    await asyncio.wait_for(worker.main(), timeout=10)
+    await worker.close()
+    assert tally.runs == Counter(dict.fromkeys(ids, 1))
+
+
+async def test_with_aborts_an_abort_reaches_a_running_job_while_every_slot_is_busy(
+    tmp_path: Path, prefix: str
+) -> None:
+    """arq passes aborts on at every poll: a worker waiting for a slot hands back to it within a poll delay.
+
+    A private redis-server: arq's abort set (``arq:abort``) is one key for every queue."""
+    with RedisServer(tmp_path) as server:
+        queue = f"{prefix}:queue"
+        pool = await create_pool(RedisSettings.from_dsn(server.url), default_queue_name=queue)
+        first, second = await _enqueue(pool, prefix, queue, 2)
+        started: list[str] = []
+        cancelled: list[str] = []
+
+        async def held(ctx: dict[str, Any], n: int) -> None:
+            started.append(ctx["job_id"])
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                cancelled.append(ctx["job_id"])
+                raise
+
+        worker = _worker(pool, queue, held, max_jobs=1, poll_delay=0.05, allow_abort_jobs=True)
+        main = asyncio.create_task(worker.main())
+        try:
+            await _until(lambda: started == [first])
+            await pool.zadd(abort_jobs_ss, {first: timestamp_ms()})
+            await _until(lambda: cancelled == [first] and started == [first, second], timeout_s=5)
+        finally:
+            main.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await main
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker.close()  # it cancels the second job
+
+
+async def test_with_cron_jobs_they_are_enqueued_while_every_slot_is_busy(
+    arq_pool: tuple[ArqRedis, str], prefix: str
+) -> None:
+    """arq enqueues cron jobs at every poll: a worker waiting for a slot hands back to it within a poll delay."""
+    pool, queue = arq_pool
+    await _enqueue(pool, prefix, queue, 2)
+    release = asyncio.Event()
+
+    async def held(ctx: dict[str, Any], n: int = 0) -> None:
+        await release.wait()
+
+    cron_id = f"{prefix}:cron"
+    tick = cron(held, name="tick", run_at_startup=True, job_id=cron_id)
+    worker = _worker(pool, queue, held, max_jobs=1, poll_delay=0.05, cron_jobs=[tick])
+    main = asyncio.create_task(worker.main())
+    try:
+
+        async def cron_enqueued() -> bool:
+            return await pool.zscore(queue, cron_id) is not None
+
+        await wait_for(cron_enqueued, timeout_s=5, what="the cron job in the queue")
+        assert worker.job_counter == 1
+    finally:
+        release.set()
+        main.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await main
+        await worker.close()
+
+
+async def test_its_signature_is_arqs_with_its_own_options() -> None:
+    """arq's ``create_worker`` passes a settings class only what the worker's signature names."""
+    parameters = inspect.signature(BatchClaimWorker).parameters
+    assert list(parameters) == [*inspect.signature(Worker).parameters, "gate", "lease_s"]
+    job = func(Tally().job, name="job")
+    settings: dict[str, Any] = {"functions": [job], "max_jobs": 7, "lease_s": 3.0, "not_an_option": 1}
+    worker = BatchClaimWorker(**{k: v for k, v in settings.items() if k in parameters}, handle_signals=False)
+    assert (worker.max_jobs, worker.lease_ms) == (7, 3000)
