@@ -19,5 +19,7 @@ def test_every_import_keeps_to_the_layers() -> None:
     """import-linter finds every contract of pyproject.toml kept (in its own process: it reconfigures
     logging, which would disable the loggers other tests of this process rely on)."""
     lint = "from importlinter.cli import lint_imports; raise SystemExit(lint_imports(no_cache=True, no_logo=True))"
-    done = subprocess.run([sys.executable, "-c", lint], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", lint], check=False, cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stdout + done.stderr
