@@ -8,7 +8,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,8 +19,20 @@ from importlinter.cli import lint_imports
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture
+def loggers_kept() -> Iterator[None]:
+    """import-linter configures logging with ``dictConfig``, which disables every logger that exists
+    (``aiohttp.server``, ``redis.asyncio.client``…): enable them again afterwards, as they were, so
+    that later tests see their records."""
+    loggers = [item for item in logging.root.manager.loggerDict.values() if isinstance(item, logging.Logger)]
+    disabled = {logger.name: logger.disabled for logger in loggers}
+    yield
+    for logger in loggers:
+        logger.disabled = disabled[logger.name]
+
+
 def test_every_import_keeps_to_the_layers(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], loggers_kept: None
 ) -> None:
     """import-linter finds every contract of pyproject.toml kept."""
     monkeypatch.chdir(ROOT)
