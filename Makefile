@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 ARQ_WORKER ?= batched
 
-.PHONY: help install run sandbox format lint mypy pytest test-arq test testcov bench bench-quick all clean
+.PHONY: help install run sandbox format lint mypy docs pytest test-arq test testcov bench bench-quick all clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -36,13 +36,16 @@ lint: install  ## ruff
 mypy: install  ## mypy --strict over code and tests
 	$(BIN)/mypy
 
+docs: install  ## the documentation site in site/, built strictly (a warning or a broken link fails)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 pytest: install  ## the tests alone
 	$(BIN)/pytest
 
 test-arq: install  ## arq's own tests (its sdist, fetched from PyPI once) on callq's worker; ARQ_WORKER=arq: on arq's
 	$(BIN)/python -m tests.arq_suite.run --worker $(ARQ_WORKER)
 
-test: lint mypy pytest test-arq bench-quick  ## everything CI runs: lint, types, all tests, arq's tests, the benchmarks' smoke run
+test: lint mypy docs pytest test-arq bench-quick  ## everything CI runs: lint, types, the docs, all tests, arq's tests, the benchmarks' smoke run
 
 bench: install  ## the benchmarks (minutes), figures printed
 	$(BIN)/python -m ops.bench
@@ -53,4 +56,4 @@ bench-quick: install  ## the benchmarks in a minute, to check they work (no timi
 all: test
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis site
