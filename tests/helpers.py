@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from types import MappingProxyType
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 
@@ -55,6 +56,7 @@ def sandbox_portal(webhook_url: str, name: str = "default", **changes: Any) -> P
         "name": name,
         "webhook_url": webhook_url,
         "oauth": None,
+        "timezone": ZoneInfo("UTC"),
         "default_region": "RU",
         "hours": ALWAYS_OPEN,
     }

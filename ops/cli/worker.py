@@ -12,6 +12,7 @@ import secrets
 import sys
 from collections.abc import AsyncIterator
 from types import MappingProxyType
+from zoneinfo import ZoneInfo
 
 import structlog
 
@@ -46,6 +47,7 @@ async def sandbox_settings(settings: Settings) -> AsyncIterator[Settings]:
             name="default",
             webhook_url=handle.webhook_url("default"),
             oauth=None,
+            timezone=ZoneInfo("UTC"),  # open around the clock: the zone changes nothing
             default_region="RU",
             hours=ALWAYS_OPEN,
         )

@@ -33,6 +33,7 @@ async def test_serve_accepts_a_job_exposes_metrics_and_stops(
         CALLQ_REDIS_URL=redis_url,
         CALLQ_KEY_PREFIX=prefix,
         CALLQ_WEBHOOK_URL=portal.webhook_url("default"),
+        CALLQ_TIMEZONE="UTC",
         CALLQ_API_TOKENS="s3cret-token-0123456789",
     )
     proc = await asyncio.create_subprocess_exec(
@@ -96,6 +97,7 @@ def serve_env(redis_url: str, prefix: str, portal: SandboxHandle, **extra: str) 
         CALLQ_REDIS_URL=redis_url,
         CALLQ_KEY_PREFIX=prefix,
         CALLQ_WEBHOOK_URL=portal.webhook_url("default"),
+        CALLQ_TIMEZONE="UTC",
         **extra,
     )
     return env
