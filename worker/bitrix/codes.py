@@ -37,6 +37,8 @@ class BitrixCode(StrEnum):
     ACCESS_DENIED = "access_denied"
     ERROR_METHOD_NOT_FOUND = "error_method_not_found"
     INVALID_REQUEST = "invalid_request"
+    METHOD_CONFIRM_WAITING = "method_confirm_waiting"
+    METHOD_CONFIRM_DENIED = "method_confirm_denied"
     CALLBACK_NOT_STARTED = "callback_not_started"
     """callq's own: an answer whose result does not say the callback started."""
     OAUTH_UNAVAILABLE = "oauth_unavailable"

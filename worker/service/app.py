@@ -26,6 +26,7 @@ from schemas.store.keys import Keys
 from schemas.store.ledger import Ledger
 from schemas.store.secret import deployment_secret
 from schemas.store.writegate import WriteGate
+from worker.bitrix.address import PortalAddresses
 from worker.bitrix.client import DEFAULT_TIMEOUT, USER_AGENT
 from worker.bitrix.oauth import PortalAuth
 from worker.jobs.deps import Deps
@@ -66,6 +67,7 @@ class WorkerOptions:
     client_timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT
     retry_base_s: float = 5.0
     pause_s: float = 60.0
+    refused_s: float = 300.0
     block_s: float = 3600.0
     dedupe_and_rate_limit: bool = True  # off only in benchmarks that measure what they cost
     metrics_port: int | None = None
@@ -180,12 +182,19 @@ class CallbackWorker:
             session=session,
             limiter=RateLimiter(redis, keys=self.keys, retry=gate.until_written),
             auth=PortalAuth(redis, prefix=settings.key_prefix, session=session, retry=gate.until_written),
+            addresses=PortalAddresses(
+                redis,
+                self.keys,
+                retry=gate.until_written,
+                on_move=lambda portal: self.metrics.portal_moves.labels(portal=portal).inc(),
+            ),
             leases=leases,
             metrics=self.metrics,
             rate_limit=options.dedupe_and_rate_limit,
             client_timeout=options.client_timeout,
             retry_base_s=options.retry_base_s,
             pause_s=options.pause_s,
+            refused_s=options.refused_s,
             block_s=options.block_s,
             gate=gate,
         )
