@@ -31,7 +31,7 @@ JOB = {
     "from_line": "reg1332",
     "to_number": "8 (911) 123-45-67",
     "text_to_pronounce": "Callback request from the website, connecting you.",
-    "voice": "ruinternalfemale",
+    "voice": "usenglishfemale",
     "idempotency_key": "lead-4711",
     "metadata": {"lead": 4711, "form": "contact"},
 }
@@ -94,7 +94,7 @@ async def test_stream_job_from_a_non_python_process_is_called_once(
         "FROM_LINE": "reg1332",
         "TO_NUMBER": "+79111234567",
         "TEXT_TO_PRONOUNCE": JOB["text_to_pronounce"],
-        "VOICE": "ruinternalfemale",
+        "VOICE": "usenglishfemale",
     }
     assert outcome["status"] == "succeeded"
     assert outcome["call_id"].startswith("callback.")

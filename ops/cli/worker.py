@@ -33,7 +33,7 @@ ALWAYS_OPEN = MappingProxyType({day: ((0, 1440),) for day in range(7)})
 DEMO_JOB = {
     "from_line": "reg1332",
     "text_to_pronounce": "Callback request from the website, connecting you.",
-    "voice": "ruinternalfemale",
+    "voice": "usenglishfemale",
     "metadata": {"demo": True},
 }
 
