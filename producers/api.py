@@ -22,7 +22,7 @@ from producers import finals
 from producers.idempotency import differences
 from producers.lookup import find_record
 from producers.results import AmbiguousKeyError, PortalNotAllowed, ReplayRefused, Submitted
-from producers.validation import Invalid, Valid, decode_entry, validate_job
+from producers.validation import Invalid, Valid, decode_entry, unknown_voice, validate_job
 from schemas.config import Settings
 from schemas.policy.bucket import pacing_bucket
 from schemas.policy.redact import mask_number
@@ -31,6 +31,7 @@ from schemas.store.keys import Keys
 from schemas.store.ledger import AdmitRequest, Ledger
 from schemas.store.records import JobRecord
 from schemas.store.replies import Admission, AdmitVerdict
+from schemas.store.voices import offered_voices
 from schemas.wire.codes import ErrorCode
 from schemas.wire.job import CallbackJob
 from schemas.wire.outcome import OutcomeError, outcome_for
@@ -82,9 +83,10 @@ class Producer:
         self.clock = clock
         self.id_factory = id_factory
         self._scoped: dict[frozenset[str], Settings] = {}
+        self.redis, self.keys = redis, Keys(settings.key_prefix)
         self.ledger = Ledger(
             redis,
-            keys=Keys(settings.key_prefix),
+            keys=self.keys,
             retention_s=settings.outcome_retention_s,
             outcomes_maxlen=settings.outcomes_maxlen,
         )
@@ -145,12 +147,22 @@ class Producer:
         settings = self.settings
         if scope is not None:
             raw, settings = self._within(scope, raw)
-        result = validate_job(raw, settings=settings, now=now, job_id=job_id, intake_id=intake_id)
+        result = await self._with_voice(
+            validate_job(raw, settings=settings, now=now, job_id=job_id, intake_id=intake_id)
+        )
         if isinstance(result, Invalid):
             return await self.reject(job_id, result, intake_id=intake_id)
         if result.run_at is None:
             return await self.expire_on_arrival(result.job, reason=result.expired_reason, now=now)
         return await self.admit(result.job, run_at=result.run_at, now=now, deadline_sent=result.deadline_sent)
+
+    async def _with_voice(self, result: Valid | Invalid) -> Valid | Invalid:
+        """``result``, or a rejection when the job's own voice is not one its portal offers (a list
+        known in Redis; a job without a voice of its own costs no read)."""
+        if isinstance(result, Invalid) or not result.voice_sent:
+            return result
+        offered = await offered_voices(self.redis, self.keys, result.job.portal)
+        return unknown_voice(result, offered) or result
 
     def _within(
         self, scope: Collection[str], raw: str | bytes | dict[str, Any]
@@ -180,7 +192,9 @@ class Producer:
         results: list[Submitted | None] = []
         valid: list[tuple[int, Valid, datetime]] = []
         for raw, job_id, intake_id in entries:
-            result = validate_job(raw, settings=self.settings, now=now, job_id=job_id, intake_id=intake_id)
+            result = await self._with_voice(
+                validate_job(raw, settings=self.settings, now=now, job_id=job_id, intake_id=intake_id)
+            )
             if isinstance(result, Invalid):
                 results.append(await self.reject(job_id, result, intake_id=intake_id))
             elif result.run_at is None:

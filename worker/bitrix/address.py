@@ -37,19 +37,20 @@ class PortalAddresses:
     """The portals' addresses for one worker process; the moves are kept in Redis.
 
     Args:
-        redis: the deployment's Redis.
+        redis: the deployment's Redis; None follows a move within this process only (``callq check``
+            when Redis does not answer).
         keys: its key names.
         retry: what to do when Redis refuses to store a move for being full (the worker: keep trying).
-        on_move: called with the portal's name when a move is newly recorded (a metric).
+        on_move: called with the portal's name and the move when a move is newly seen (a metric).
     """
 
     def __init__(
         self,
-        redis: Redis,
+        redis: Redis | None,
         keys: Keys,
         *,
         retry: WriteRetry = send_once,
-        on_move: Callable[[str], None] = lambda _portal: None,
+        on_move: Callable[[str, PortalMove], None] = lambda _portal, _move: None,
     ) -> None:
         self.redis, self.keys, self.retry, self.on_move = redis, keys, retry, on_move
 
@@ -63,7 +64,7 @@ class PortalAddresses:
             PortalMoved: the new address redirected too (nothing was run; retried later).
             BitrixCallError: whatever ``send`` raises otherwise.
         """
-        move = await read_move(self.redis, self.keys, portal.name)
+        move = None if self.redis is None else await read_move(self.redis, self.keys, portal.name)
         try:
             return await send(self._at(creds, move))
         except PortalMoved as moved:
@@ -75,11 +76,13 @@ class PortalAddresses:
     async def record(self, portal: str, *, moved_from: str, moved_to: str) -> PortalMove:
         """Remember that ``portal`` moved; log it (and count it) the first time it is seen."""
         move = PortalMove(moved_from, moved_to, datetime.now(UTC).isoformat(timespec="seconds"))
-        key, value = self.keys.portal_moved(portal), move.to_json()
-        previous = await self.retry(lambda: self.redis.set(key, value, get=True), where="portal move")
-        before = PortalMove.from_json(previous)
+        key, value, redis = self.keys.portal_moved(portal), move.to_json(), self.redis
+        before = None
+        if redis is not None:
+            previous = await self.retry(lambda: redis.set(key, value, get=True), where="portal move")
+            before = PortalMove.from_json(previous)
         if before is None or (before.moved_from, before.moved_to) != (moved_from, moved_to):
-            self.on_move(portal)
+            self.on_move(portal, move)
             log.warning(
                 "portal.moved",
                 portal=portal,

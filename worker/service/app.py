@@ -34,6 +34,8 @@ from worker.jobs.leases import AttemptLeases, LeaseTiming
 from worker.jobs.orphans import keep_reconciling
 from worker.jobs.ratelimit import RateLimiter
 from worker.jobs.run import run_job
+from worker.jobs.voices import TICK_S as VOICES_TICK_S
+from worker.jobs.voices import keep_voices_fresh
 from worker.service.metrics import Metrics, keep_gauges_fresh
 
 log = structlog.get_logger("callq.worker")
@@ -70,6 +72,7 @@ class WorkerOptions:
     refused_s: float = 300.0
     block_s: float = 3600.0
     dedupe_and_rate_limit: bool = True  # off only in benchmarks that measure what they cost
+    voices_after_s: float | None = VOICES_TICK_S  # first look at the portals' voice lists; None: never
     metrics_port: int | None = None
     metrics_host: str = "0.0.0.0"
 
@@ -186,7 +189,7 @@ class CallbackWorker:
                 redis,
                 self.keys,
                 retry=gate.until_written,
-                on_move=lambda portal: self.metrics.portal_moves.labels(portal=portal).inc(),
+                on_move=lambda portal, _move: self.metrics.portal_moves.labels(portal=portal).inc(),
             ),
             leases=leases,
             metrics=self.metrics,
@@ -207,6 +210,9 @@ class CallbackWorker:
             asyncio.create_task(keep_reconciling(deps)),
             asyncio.create_task(self._watch_config()),
         ]
+        if options.voices_after_s is not None:
+            refresh = keep_voices_fresh(deps, redis, self.keys, first_after_s=options.voices_after_s)
+            self._tasks.append(asyncio.create_task(refresh))
         log.info(
             "worker.started",
             queue=self.keys.queue,
