@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from tests.processes import write_config
 from worker.service.metrics import Metrics, refresh_gauges
 
 TEXT = "Callback request"
+HOUR_LATER = datetime.now(UTC) + timedelta(hours=1)
 PATH = "/rest/1/sandboxsecret/voximplant.callback.start.json"
 
 
@@ -46,6 +48,9 @@ async def test_every_job_succeeds_at_the_new_address(
         portal = sandbox_portal(handle.webhook_url("default"))
         settings = make_settings(redis_url, prefix, {"default": portal})
         await enqueue(redis, settings, 30)
+        later = await Producer(redis, settings=settings).enqueue(
+            from_line="reg1332", to_number="+79111239999", text_to_pronounce=TEXT, not_before=HOUR_LATER
+        )
         async with running_worker(settings) as worker:
             outcomes = await wait_outcomes(redis, prefix, 30, timeout_s=30)
             moves = worker.callbacks.metrics.registry.get_sample_value(
@@ -54,6 +59,7 @@ async def test_every_job_succeeds_at_the_new_address(
         metrics = Metrics()
         await refresh_gauges(metrics, redis, Keys(prefix), settings.portals)
         code, rows = await check_rows(handle, tmp_path, redis_url, prefix)
+        status = await run_callq(["status", later.job_id], cli_env(handle, tmp_path, redis_url, prefix))
 
     assert {o["status"] for o in outcomes} == {"succeeded"}
     calls = sandbox.calls()
@@ -76,6 +82,7 @@ async def test_every_job_succeeds_at_the_new_address(
     detail = str(address["detail"])
     assert not address["ok"] and new in detail and "update webhook_url" in detail
     assert all(row["ok"] for row in rows if row["check"] != "address")
+    assert f"PORTAL MOVED: from {old} to {new}" in status[1], "a waiting job's status says where calls go"
 
 
 @pytest.mark.parametrize(
@@ -109,15 +116,19 @@ async def test_a_redirect_to_http_or_another_path_is_not_followed(
     assert await read_move(redis, Keys(prefix), "default") is None
 
 
+def cli_env(handle: SandboxHandle, tmp_path: Path, redis_url: str, prefix: str) -> dict[str, str]:
+    """The environment of a `callq` process configured with the sandbox's portal at its old address."""
+    portals = {"default": {"webhook_url": handle.webhook_url("default")}}
+    config = write_config(tmp_path / "callq.toml", portals)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLQ_")}
+    env.update(CALLQ_CONFIG=str(config), CALLQ_REDIS_URL=redis_url, CALLQ_KEY_PREFIX=prefix)
+    return env
+
+
 async def check_rows(
     handle: SandboxHandle, tmp_path: Path, redis_url: str, prefix: str
 ) -> tuple[int, list[dict[str, object]]]:
     """``callq check --json`` for the sandbox's portal at its configured (old) address."""
-    config = write_config(
-        tmp_path / "callq.toml", {"default": {"webhook_url": handle.webhook_url("default")}}
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLQ_")}
-    env.update(CALLQ_CONFIG=str(config), CALLQ_REDIS_URL=redis_url, CALLQ_KEY_PREFIX=prefix)
-    code, out, err = await run_callq(["check", "--json"], env)
+    code, out, err = await run_callq(["check", "--json"], cli_env(handle, tmp_path, redis_url, prefix))
     assert out, err
     return code, json.loads(out)
