@@ -52,7 +52,10 @@ async def main(args: argparse.Namespace) -> None:
     settings = settings_for(args.redis_url, args.prefix, args.sandbox_url, portals)
     pool = await open_pool(settings.redis_url, Keys(settings.key_prefix).jobs)
     options = dataclasses.replace(
-        WorkerOptions(), concurrency=args.concurrency, dedupe_and_rate_limit=not args.no_limits
+        WorkerOptions(),
+        concurrency=args.concurrency,
+        dedupe_and_rate_limit=not args.no_limits,
+        voices_after_s=None,  # measure the callbacks alone
     )
     worker = build_callq_worker(settings, pool, options)
     try:

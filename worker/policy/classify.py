@@ -71,6 +71,9 @@ BY_CODE: dict[BitrixCode, Verdict] = {
     BitrixCode.APPLICATION_NOT_FOUND: Verdict.AUTH_BROKEN,
     BitrixCode.INVALID_GRANT: Verdict.AUTH_BROKEN,
     BitrixCode.INVALID_CLIENT: Verdict.AUTH_BROKEN,
+    BitrixCode.INVALID_SCOPE: Verdict.AUTH_BROKEN,  # the token endpoint's refusals: re-authorize the app
+    BitrixCode.UNAUTHORIZED_CLIENT: Verdict.AUTH_BROKEN,
+    BitrixCode.UNSUPPORTED_GRANT_TYPE: Verdict.AUTH_BROKEN,
     # what the credentials may do on this portal: every job would be refused alike
     BitrixCode.INSUFFICIENT_SCOPE: Verdict.PORTAL_REFUSED,
     BitrixCode.ACCESS_DENIED: Verdict.PORTAL_REFUSED,
