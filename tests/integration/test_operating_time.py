@@ -38,19 +38,19 @@ async def enqueue(redis: Redis, settings: Settings, numbers: range) -> list[str]
 
 
 async def test_callq_paces_itself_under_the_budget(redis_url: str, prefix: str, redis: Redis) -> None:
-    """A portal whose callback.start may use 20 s per 3 s window, each call counted as 1 s: 50 jobs all
+    """A portal whose callback.start may use 20 s per 3 s window, each call counted as 1 s: 40 jobs all
     succeed with no OPERATION_TIME_LIMIT, because callq pauses at 90 % until the oldest part is released."""
     sandbox = portal_sandbox(operating_limit_s=20.0, operating_window_s=3.0, processing_s=1.0)
     async with running_sandbox(sandbox) as handle:
-        portal = sandbox_portal(handle.webhook_url("default"), rate=20.0, burst=5, operating_budget_s=20.0)
+        portal = sandbox_portal(handle.webhook_url("default"), rate=10.0, burst=2, operating_budget_s=20.0)
         settings = make_settings(redis_url, prefix, {"default": portal})
-        await enqueue(redis, settings, range(50))
+        await enqueue(redis, settings, range(40))
         with capture_logs() as logs:
             async with running_worker(settings):
-                outcomes = await wait_outcomes(redis, prefix, 50, timeout_s=60)
+                outcomes = await wait_outcomes(redis, prefix, 40, timeout_s=60)
     assert {o["status"] for o in outcomes} == {"succeeded"}
     statuses = [call.status for call in sandbox.calls()]
-    assert 429 not in statuses and len(statuses) == 50, "callq's own pacing: no refusal for execution time"
+    assert 429 not in statuses and len(statuses) == 40, "callq's own pacing: no refusal for execution time"
     paused = [e for e in logs if e["event"] == "portal.operating_paused"]
     assert len(paused) >= 2 and all(e["operating_s"] >= 18.0 for e in paused)
 
