@@ -155,7 +155,8 @@ async def run(args: argparse.Namespace) -> int:
         for portal in portals:
             # the sandbox's own code, not a real secret: the person needs it to point callq here
             print(
-                f"sandbox portal {portal.name!r} listening; use CALLQ_WEBHOOK_URL={handle.webhook_url(portal.name)}",
+                f"sandbox portal {portal.name!r} listening; use CALLQ_WEBHOOK_URL={handle.webhook_url(portal.name)}"
+                " CALLQ_TIMEZONE=UTC",
                 flush=True,
             )
 
