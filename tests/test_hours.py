@@ -226,3 +226,60 @@ async def test_a_retry_past_the_deadline_expires(redis_url: str, prefix: str, re
     assert record.state == "expired"
     assert record.outcome is not None
     assert "cannot connect" in record.outcome["error"]["description"]
+
+
+async def run_at_edge(
+    redis: Redis, prefix: str, url: str, readings: list[datetime]
+) -> tuple[str, JobRecord]:
+    """Run one job on weekdays 09:00-18:00 (MSK) with the clock reading ``readings`` in turn (the last
+    one repeats); return (the job id, its record afterwards)."""
+    weekdays = parse_hours(dict.fromkeys(DAY_KEYS[:5], "09:00-18:00"), where="test")
+    settings = make_settings("unused", prefix, {"default": sandbox_portal(url, timezone=MSK, hours=weekdays)})
+    opened = datetime(2026, 11, 23, 9, 0, tzinfo=MSK)
+    producer = Producer(redis, settings=settings, clock=lambda: opened)
+    submitted = await producer.enqueue(
+        from_line="reg1332", to_number="+79111234567", text_to_pronounce=TEXT, deadline="2026-11-27T18:00:00+03:00"
+    )
+    clock = iter(readings)
+    last = readings[-1]
+    ledger = Ledger(redis, keys=Keys(prefix), retention_s=60, outcomes_maxlen=100)
+    async with aiohttp.ClientSession() as session:
+        deps = Deps(
+            settings=settings,
+            ledger=ledger,
+            session=session,
+            limiter=RateLimiter(redis, keys=Keys(prefix)),
+            auth=PortalAuth(redis, prefix=prefix, session=session),
+            leases=AttemptLeases(ledger, timing=LeaseTiming()),
+            clock=lambda: next(clock, last),
+            rate_limit=False,
+        )
+        await run_job(deps, submitted.job_id)
+    record = await ledger.read(submitted.job_id)
+    assert record is not None
+    return submitted.job_id, record
+
+
+async def test_a_line_that_closes_while_the_job_waits_for_its_slot_is_not_called(
+    prefix: str, redis: Redis, sandbox: Sandbox, portal: SandboxHandle
+) -> None:
+    """Open when the job wakes (17:59:59.8), closed at the moment of START (18:00:00.2): put back to 09:00, no call."""
+    before = datetime(2026, 11, 23, 17, 59, 59, 800_000, tzinfo=MSK)  # Monday
+    after = datetime(2026, 11, 23, 18, 0, 0, 200_000, tzinfo=MSK)
+    _, record = await run_at_edge(redis, prefix, portal.webhook_url("default"), [before, after])
+    assert sandbox.calls() == []
+    assert (record.state, record.attempts) == ("scheduled", 0)
+    assert record.run_at == datetime(2026, 11, 24, 9, 0, tzinfo=MSK)
+
+
+async def test_a_job_woken_a_blink_before_opening_starts_at_the_opening(
+    prefix: str, redis: Redis, sandbox: Sandbox, portal: SandboxHandle
+) -> None:
+    """Woken at 08:59:59.8, the job waits for 09:00 before its attempt starts (never early), then calls."""
+    early = datetime(2026, 11, 23, 8, 59, 59, 800_000, tzinfo=MSK)
+    opened = datetime(2026, 11, 23, 9, 0, 0, 10_000, tzinfo=MSK)
+    _, record = await run_at_edge(redis, prefix, portal.webhook_url("default"), [early, opened])
+    assert record.state == "succeeded"
+    assert len(sandbox.calls()) == 1
+    started = datetime.fromisoformat(record.attempt_log[0]["started_at"])
+    assert started >= datetime(2026, 11, 23, 9, 0, tzinfo=MSK)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Awaitable, Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol, TypeVar, cast
 
@@ -183,6 +183,7 @@ class Ledger(RecordReader):
         dedupe_window_s: float = 0,
         attempt: tuple[int, dict[str, Any]] | None = None,
         orphan_seen_ms: int | None = None,
+        owner: str = "",
     ) -> FinalizeResult:
         """Move a pending job to its final outcome, once.
 
@@ -195,6 +196,8 @@ class Ledger(RecordReader):
             attempt: (number, entry) of the attempt that ended the job, stored in the same step.
             orphan_seen_ms: only if the job's attempt is orphaned: its lease lapsed, seen at this
                 Redis time (:mod:`worker.jobs.orphans`); otherwise nothing is written (``busy``).
+            owner: the lease token of the attempt whose worker writes (:attr:`Start.token`): only
+                while the record holds it (``superseded`` once another attempt started).
         """
         k = self.keys
         succeeded = outcome.status == Status.SUCCEEDED
@@ -214,6 +217,7 @@ class Ledger(RecordReader):
             dedupe_window_s=dedupe_window_s,
             attempt=attempt,
             orphan_seen_ms=orphan_seen_ms,
+            owner=owner,
         )
 
     async def _finalize(
@@ -228,6 +232,7 @@ class Ledger(RecordReader):
         attempt: tuple[int, dict[str, Any]] | None = None,
         orphan_seen_ms: int | None = None,
         replay_of: str | None = None,
+        owner: str = "",
     ) -> FinalizeResult:
         k, job_id = self.keys, outcome.job_id
         claim, idem, strikes = keys
@@ -242,12 +247,20 @@ class Ledger(RecordReader):
         args: list[str | int] = [job_id, str(outcome.status), outcome.to_json(), self.retention_ms]
         args += [self.outcomes_maxlen, int(dedupe_window_s * 1000), now_ms, k.jobs.member(job_id)]
         args += [str(step), expect, job_json, outcome.attempts, field, entry, "1" if drop_arq else "0"]
-        args += ["" if orphan_seen_ms is None else orphan_seen_ms, STALE_MS, replay_of or ""]
+        args += ["" if orphan_seen_ms is None else orphan_seen_ms, STALE_MS, replay_of or "", owner]
         reply = await self.retry(lambda: self.scripts.finalize(keys=script_keys, args=args), where="finalize")
         return FinalizeResult.parse(reply)
 
     async def start_attempt(
-        self, job_id: str, *, portal: str, now: datetime, info: dict[str, Any], lease_s: float
+        self,
+        job_id: str,
+        *,
+        portal: str,
+        now: datetime,
+        info: dict[str, Any],
+        lease_s: float,
+        replicas: int = 0,
+        replicas_timeout_s: float = 1.0,
     ) -> Start:
         """Record that a request is about to be sent; the record says ``running`` until it ends.
 
@@ -256,6 +269,9 @@ class Ledger(RecordReader):
         is ``busy`` while that lease lives and ``interrupted`` once it lapsed; nothing is changed.
         If the portal is halted (credentials refused, manual block) or paused (rate refusal), the
         verdict is ``halted`` with ``halted_ms`` left, and nothing is changed.
+
+        With ``replicas``, Redis waits (``WAIT``, on the same connection, up to ``replicas_timeout_s``)
+        until that many replicas have the START; :attr:`Start.replicated` says whether they did.
         """
         k = self.keys
         entry = json.dumps({"started_at": now.isoformat(), **info}, separators=(",", ":"))
@@ -263,8 +279,19 @@ class Ledger(RecordReader):
         # one token per call: a START redis-py re-sends after a lost reply finds its own attempt
         token = secrets.token_hex(8)
         args: list[str | int] = [job_id, entry, int(lease_s * 1000), k.jobs.member(job_id), token]
-        reply = await self.retry(lambda: self.scripts.start(keys=keys, args=args), where="start")
-        return Start.parse(reply)
+        if not replicas:
+            reply = await self.retry(lambda: self.scripts.start(keys=keys, args=args), where="start")
+            return Start.parse(reply, token=token)
+
+        async def start_and_wait() -> tuple[Any, int]:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                await self.scripts.start(keys=keys, args=args, client=pipe)
+                pipe.wait(replicas, max(int(replicas_timeout_s * 1000), 1))
+                reply, acked = await pipe.execute()
+            return reply, int(acked)
+
+        reply, acked = await self.retry(start_and_wait, where="start")
+        return replace(Start.parse(reply, token=token), replicated=acked >= replicas)
 
     async def finish_attempt(
         self, job_id: str, attempt: int, entry: dict[str, Any], *, job: CallbackJob | None = None
@@ -291,6 +318,7 @@ class Ledger(RecordReader):
         held_by: str | None = None,
         held_ttl_s: float = 0.0,
         orphan_seen_ms: int | None = None,
+        owner: str = "",
     ) -> Rescheduled:
         """Put a job back to wait until ``run_at`` (step ``put_back``).
 
@@ -308,6 +336,7 @@ class Ledger(RecordReader):
             held_ttl_s: how long that portal's held set is kept (a little over the halt).
             orphan_seen_ms: only if the job's attempt is orphaned (see :meth:`finalize`): ``busy``
                 otherwise.
+            owner: the lease token of the attempt whose worker puts it back (see :meth:`finalize`).
         """
         k = self.keys
         pairs = [item for pair in (fields or {}).items() for item in pair]
@@ -315,7 +344,7 @@ class Ledger(RecordReader):
         keys = [k.job(job_id), k.running, k.queue, k.jobs.job(job_id), *held]
         args: list[str | int] = [job_id, str(state), to_ms(run_at), _csv(expect), k.jobs.member(job_id)]
         args += [stored_job(job_id, to_ms(run_at)), max(int(held_ttl_s * 1000), 1000)]
-        args += ["" if orphan_seen_ms is None else orphan_seen_ms, STALE_MS, *pairs]
+        args += ["" if orphan_seen_ms is None else orphan_seen_ms, STALE_MS, owner, *pairs]
         reply = await self.retry(lambda: self.scripts.reschedule(keys=keys, args=args), where="reschedule")
         return Rescheduled.parse(reply)
 
@@ -340,18 +369,20 @@ class Ledger(RecordReader):
 
     async def heartbeat(
         self, job_ids: Sequence[str], *, worker_id: str, lease_s: float, liveness_s: float
-    ) -> int:
+    ) -> tuple[int, set[str]]:
         """Keep alive the leases of the attempts this worker runs, and its own liveness key.
 
         Returns:
-            Redis's time (unix ms).
+            Redis's time (unix ms), and the job ids whose lease was renewed (an attempt that left
+            the running index, judged orphaned or ended, is not renewed).
         """
         k = self.keys
         keys = [k.running, k.worker(worker_id)]
         reply = await self.scripts.heartbeat(
             keys=keys, args=[int(lease_s * 1000), int(liveness_s * 1000), *job_ids]
         )
-        return int(reply[0])
+        renewed = {job_id for job_id, flag in zip(job_ids, reply[1:], strict=True) if int(flag)}
+        return int(reply[0]), renewed
 
     async def orphan_candidates(self, *, limit: int) -> tuple[int, list[str]]:
         """Jobs whose attempt lease lapsed, and the Redis time (unix ms) they were seen at."""

@@ -84,7 +84,8 @@ async def test_heartbeat_renews_only_leases_still_held(
     """The heartbeat extends live leases and never re-adds one that left the index."""
     job_id = await new_job(redis, redis_url, prefix)
     assert await start(ledger, job_id, lease_s=1) == "started"
-    now_ms = await ledger.heartbeat([job_id, "gone"], worker_id="w1", lease_s=30, liveness_s=10)
+    now_ms, renewed = await ledger.heartbeat([job_id, "gone"], worker_id="w1", lease_s=30, liveness_s=10)
+    assert renewed == {job_id}
     keys = Keys(prefix)
     assert await redis.zscore(keys.running, job_id) == pytest.approx(now_ms + 30_000)
     assert await redis.zscore(keys.running, "gone") is None

@@ -46,6 +46,8 @@ class Deps:
         pause_s: how long a portal halts after Bitrix24 refused its credentials (then a job probes again).
         block_s: how long a portal halts after ``OVERLOAD_LIMIT`` (a manual block only support lifts).
         gate: whether Redis takes writes (Redis full); the ledger and limiter wait on it.
+        attempt_token: while an attempt runs, its lease token: what its worker writes at its end
+            lands only while the record still holds it (empty outside an attempt).
     """
 
     settings: Settings
@@ -63,3 +65,4 @@ class Deps:
     pause_s: float = 60.0
     block_s: float = 3600.0
     gate: WriteGate = field(default_factory=WriteGate)
+    attempt_token: str = ""
