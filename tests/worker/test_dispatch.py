@@ -224,6 +224,61 @@ async def test_a_running_jobs_in_progress_key_is_a_lease_renewed_until_it_ends(
         await worker.close()
 
 
+async def test_a_job_whose_key_lapsed_while_it_runs_here_is_not_claimed_here_again(
+    arq_pool: tuple[ArqRedis, str], prefix: str
+) -> None:
+    """Its in-progress key gone (Redis was away longer than the lease): the job is not started a
+    second time in the same worker (two tasks of one arq job make arq drop it), and the renewal
+    takes the key back."""
+    pool, queue = arq_pool
+    (job_id,) = await _enqueue(pool, prefix, queue, 1)
+    release, started = asyncio.Event(), asyncio.Event()
+    runs = 0
+
+    async def long(ctx: dict[str, Any], n: int) -> None:
+        nonlocal runs
+        runs += 1
+        started.set()
+        await release.wait()
+
+    worker = _worker(pool, queue, long, poll_delay=0.05, lease_s=0.6)
+    main = asyncio.create_task(worker.main())
+    try:
+        await asyncio.wait_for(started.wait(), 5)
+        key = in_progress_key_prefix + job_id
+        token = await pool.get(key)
+        await pool.delete(key)  # lapsed: the job is still due in the queue and held by no one
+
+        async def taken_back() -> bool:
+            return bool(await pool.get(key) == token)
+
+        polls = 0
+        poll_iteration = worker._poll_iteration
+
+        async def counted() -> None:
+            nonlocal polls
+            polls += 1
+            await poll_iteration()
+
+        worker._poll_iteration = counted  # type: ignore[method-assign]
+        await wait_for(taken_back, what="the renewal to take the key back")
+        await _until(lambda: polls >= 6)  # six polls, each of which would have claimed it again
+        assert runs == 1
+        release.set()
+
+        async def gone() -> bool:
+            return not await pool.exists(key) and not await pool.exists(f"arq:job:{job_id}")
+
+        await wait_for(gone, what="the job to finish")
+        assert runs == 1
+    finally:
+        release.set()
+        main.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await main
+        await worker.close()
+
+
 async def _until(predicate: Any, timeout_s: float = 10.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout_s
     while not predicate():
