@@ -41,6 +41,7 @@ from arq.worker import Worker
 from redis.commands.core import AsyncScript
 from redis.exceptions import OutOfMemoryError, RedisError
 
+from schemas.store.records import decode_text
 from schemas.store.writegate import WriteGate
 
 logger = logging.getLogger("callq.dispatch")
@@ -176,7 +177,7 @@ class BatchClaimWorker(Worker):
             if len(reply) > 1:
                 self.gate.accepted()  # it wrote an in-progress key
             for raw_id, raw_score in zip(reply[1::2], reply[2::2], strict=True):
-                job_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+                job_id = decode_text(raw_id)
                 self._tokens[job_id] = token
                 await self._start(job_id, int(float(raw_score)))
 
