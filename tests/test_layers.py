@@ -8,17 +8,32 @@
 
 from __future__ import annotations
 
+import logging
 import os
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 from importlinter.cli import lint_imports
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support.paths import ROOT
+
+
+@pytest.fixture
+def loggers_kept() -> Iterator[None]:
+    """Undo what import-linter's command does to logging (its dictConfig disables every logger that exists,
+    aiohttp's and redis-py's included, for every later test)."""
+    loggers = logging.root.manager.loggerDict
+    disabled = {
+        name: logger.disabled for name, logger in loggers.items() if isinstance(logger, logging.Logger)
+    }
+    yield
+    for name, logger in list(loggers.items()):
+        if isinstance(logger, logging.Logger):
+            logger.disabled = disabled.get(name, False)
 
 
 def test_every_import_keeps_to_the_layers(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], loggers_kept: None
 ) -> None:
     """import-linter finds every contract of pyproject.toml kept."""
     monkeypatch.chdir(ROOT)

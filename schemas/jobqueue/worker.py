@@ -23,7 +23,7 @@ is due and that no one holds), and the job then runs through arq's ``run_job``. 
 
 It relies on arq internals (``sem``, ``job_counter``, ``tasks``, ``run_job``, ``finish_job``,
 ``record_health``, ``_last_health_check``, ``allow_pick_jobs`` and a few settings), pinned by the ``arq`` version range in pyproject.toml
-and checked by ``tests/worker/test_dispatch.py``.
+and checked by ``tests/schemas/jobqueue/test_worker.py``.
 """
 
 from __future__ import annotations
