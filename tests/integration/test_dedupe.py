@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 from ops.sandbox import Sandbox, SandboxHandle
 from schemas.store.keys import Keys
 from tests.support.helpers import job_json, wait_outcomes
-from tests.support.processes import WorkerProcess, write_config
+from tests.support.processes import new_worker, write_config
 
 
 async def test_two_worker_processes_racing_never_call_twice(
@@ -22,14 +22,7 @@ async def test_two_worker_processes_racing_never_call_twice(
         {"default": {"webhook_url": portal.webhook_url("default"), "default_region": "RU"}},
     )
     workers = [
-        WorkerProcess(
-            config=config,
-            redis_url=redis_url,
-            prefix=prefix,
-            log_path=tmp_path / f"w{i}.log",
-            extra_args=("--concurrency", "10"),
-        )
-        for i in range(2)
+        new_worker(tmp_path, config, redis_url, prefix, f"w{i}", "--concurrency", "10") for i in range(2)
     ]
     pairs = 40
     for w in workers:

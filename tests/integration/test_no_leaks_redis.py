@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import signal
 from pathlib import Path
-from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -18,9 +17,9 @@ from redis.asyncio import Redis
 from ops.redis_server import RedisServer, free_port
 from ops.sandbox import SandboxHandle
 from schemas.store.keys import Keys
-from tests.support.helpers import TEXT, wait_for, wait_outcomes
+from tests.support.helpers import TEXT, wait_outcomes
 from tests.support.leaks import API_TOKEN, REDIS_PASSWORD, Written, job
-from tests.support.processes import WorkerProcess, callq_env, write_config
+from tests.support.processes import WorkerProcess, callq_env, until_logged, write_config
 
 
 @pytest.mark.timeout(150)
@@ -48,12 +47,12 @@ async def test_redis_refusals_leak_nothing_through_redis_py_errors(
         )
         try:
             with worker:
-                await wait_for(_logged(worker, "worker.started"), timeout_s=30, what="the worker to start")
+                await until_logged(worker, "worker.started", timeout_s=30)
                 # a claim key of the wrong type fails the ADMIT script: redis-py's error quotes its arguments
                 claim = keys.claim("default", "reg1332", poisoned)
                 await redis.lpush(claim, "not a claim")
                 await redis.xadd(keys.intake, {"job": job(poisoned)})
-                await wait_for(_logged(worker, "intake.failed"), timeout_s=30, what="the failed admission")
+                await until_logged(worker, "intake.failed", timeout_s=30)
                 assert (await written.cli([*enqueue, poisoned], env))[0] == 2
                 await redis.delete(claim)
                 worker.signal(signal.SIGSTOP)  # these entries must reach it only once Redis is full
@@ -63,7 +62,7 @@ async def test_redis_refusals_leak_nothing_through_redis_py_errors(
                 worker.signal(signal.SIGCONT)
                 code, _, err = await written.cli([*enqueue, enqueued], env)
                 assert code == 2 and "Redis is full" in err
-                await wait_for(_logged(worker, "redis.full"), timeout_s=30, what="the refused admissions")
+                await until_logged(worker, "redis.full", timeout_s=30)
                 await redis.config_set("maxmemory", 0)
                 await wait_outcomes(redis, prefix, 1 + len(full), timeout_s=60)  # nothing was lost meanwhile
         finally:
@@ -74,13 +73,6 @@ async def test_redis_refusals_leak_nothing_through_redis_py_errors(
     )
     leaks = written.leaks()
     assert not leaks, "\n".join(leaks)
-
-
-def _logged(worker: WorkerProcess, text: str) -> Any:
-    async def probe() -> bool:
-        return text in worker.log_text()
-
-    return probe
 
 
 @pytest.mark.timeout(180)

@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 from ops.sandbox import Sandbox, SandboxPortal, running_sandbox
 from schemas.store.keys import Keys
 from tests.support.helpers import wait_outcomes
-from tests.support.processes import WorkerProcess, write_config
+from tests.support.processes import new_worker, write_config
 
 TEXT = "Callback request"
 
@@ -45,10 +45,7 @@ async def test_expired_token_is_refreshed_once_by_four_racing_workers(
             tmp_path / "callq.toml",
             {"default": {"oauth": oauth, "default_region": "RU", "rate": 20.0, "burst": 5}},
         )
-        workers = [
-            WorkerProcess(config=config, redis_url=redis_url, prefix=prefix, log_path=tmp_path / f"w{i}.log")
-            for i in range(4)
-        ]
+        workers = [new_worker(tmp_path, config, redis_url, prefix, f"w{i}") for i in range(4)]
         try:
             for w in workers:
                 w.start()

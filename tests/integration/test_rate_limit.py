@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 from ops.sandbox import Sandbox, SandboxPortal, running_sandbox
 from producers.api import Producer
 from tests.support.helpers import TEXT, make_settings, sandbox_portal, wait_outcomes
-from tests.support.processes import WorkerProcess, write_config
+from tests.support.processes import new_worker, write_config
 
 
 @pytest.mark.timeout(90)
@@ -30,10 +30,7 @@ async def test_three_processes_share_the_bucket(
         producer = Producer(redis, settings=settings)
         for n in range(30):
             await producer.enqueue(from_line="reg1332", to_number=f"+7911{n:07d}", text_to_pronounce=TEXT)
-        workers = [
-            WorkerProcess(config=config, redis_url=redis_url, prefix=prefix, log_path=tmp_path / f"w{i}.log")
-            for i in range(3)
-        ]
+        workers = [new_worker(tmp_path, config, redis_url, prefix, f"w{i}") for i in range(3)]
         try:
             for w in workers:
                 w.start()

@@ -12,17 +12,8 @@ from redis.asyncio import Redis
 
 from ops.sandbox import Sandbox, SandboxHandle
 from schemas.store.keys import Keys
-from tests.support.helpers import make_settings, running_worker, sandbox_portal, wait_outcomes
+from tests.support.helpers import FULL_JOB, make_settings, running_worker, sandbox_portal, wait_outcomes
 from tests.support.processes import cli_env, run_callq
-
-JOB = {
-    "from_line": "reg1332",
-    "to_number": "8 (911) 123-45-67",
-    "text_to_pronounce": "Callback request from the website, connecting you.",
-    "voice": "ruinternalfemale",
-    "idempotency_key": "lead-4711",
-    "metadata": {"lead": 4711, "form": "contact"},
-}
 
 
 async def test_stream_job_from_a_non_python_process_is_called_once(
@@ -44,7 +35,7 @@ async def test_stream_job_from_a_non_python_process_is_called_once(
             Keys(prefix).intake,
             "*",
             "job",
-            json.dumps(JOB, ensure_ascii=False),
+            json.dumps(FULL_JOB, ensure_ascii=False),
             stdout=asyncio.subprocess.PIPE,
         )
         entry_id = (await proc.communicate())[0].decode().strip()
@@ -54,12 +45,12 @@ async def test_stream_job_from_a_non_python_process_is_called_once(
     assert calls[0].params == {
         "FROM_LINE": "reg1332",
         "TO_NUMBER": "+79111234567",
-        "TEXT_TO_PRONOUNCE": JOB["text_to_pronounce"],
+        "TEXT_TO_PRONOUNCE": FULL_JOB["text_to_pronounce"],
         "VOICE": "ruinternalfemale",
     }
     assert outcome["status"] == "succeeded"
     assert outcome["call_id"].startswith("callback.")
-    assert outcome["metadata"] == JOB["metadata"]
+    assert outcome["metadata"] == FULL_JOB["metadata"]
     assert outcome["idempotency_key"] == "lead-4711"
     assert outcome["attempts"] == 1
     assert outcome["intake_id"] == entry_id

@@ -21,7 +21,7 @@ from ops.sandbox import Fault, Sandbox, SandboxPortal, running_sandbox
 from producers.api import Producer
 from schemas.store.keys import Keys
 from tests.support.helpers import make_settings, sandbox_portal, wait_for, wait_outcomes
-from tests.support.processes import WorkerProcess, until_logged, write_config
+from tests.support.processes import WorkerProcess, new_worker, until_logged, write_config
 
 TEXT = "Callback request"
 WORKER_ARGS = ("--request-timeout", "10", "--lease", "3")
@@ -49,16 +49,7 @@ async def enqueue(redis: Redis, redis_url: str, prefix: str, url: str, count: in
 def workers(tmp_path: Path, url: str, redis_url: str, prefix: str, *names: str) -> list[WorkerProcess]:
     """Worker processes (not started) for the sandbox portal at ``url``."""
     config = write_config(tmp_path / "callq.toml", {"default": {"webhook_url": url, "default_region": "RU"}})
-    return [
-        WorkerProcess(
-            config=config,
-            redis_url=redis_url,
-            prefix=prefix,
-            log_path=tmp_path / f"{name}.log",
-            extra_args=WORKER_ARGS,
-        )
-        for name in names
-    ]
+    return [new_worker(tmp_path, config, redis_url, prefix, name, *WORKER_ARGS) for name in names]
 
 
 async def calls_seen(sandbox: Sandbox, count: int) -> None:

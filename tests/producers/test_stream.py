@@ -12,6 +12,7 @@ from ops.sandbox import Sandbox, SandboxHandle
 from producers.api import Producer
 from schemas.store.keys import Keys
 from tests.support.helpers import (
+    FULL_JOB,
     called_numbers,
     job_json,
     make_settings,
@@ -22,25 +23,17 @@ from tests.support.helpers import (
 )
 
 NUMBER = "+79111234567"
-JOB = {
-    "from_line": "reg1332",
-    "to_number": "8 (911) 123-45-67",
-    "text_to_pronounce": "Callback request from the website, connecting you.",
-    "voice": "ruinternalfemale",
-    "idempotency_key": "lead-4711",
-    "metadata": {"lead": 4711, "form": "contact"},
-}
 
 
 BAD_ENTRIES: list[tuple[bytes, str, str]] = [
     (b"{not json", "", "not JSON"),
     (b'"just a string"', "", "must be a JSON object"),
     (json.dumps({"to_number": "+79111234567", "text_to_pronounce": "x"}).encode(), "from_line", "required"),
-    (json.dumps({**JOB, "to_number": "+7 000"}).encode(), "to_number", "not a valid phone number"),
-    (json.dumps({**JOB, "colour": "red"}).encode(), "colour", "unknown field"),
-    (json.dumps({**JOB, "portal": "nope"}).encode(), "portal", "nope"),
-    (json.dumps({**JOB, "not_before": "tomorrow at ten"}).encode(), "not_before", "RFC 3339"),
-    (json.dumps({**JOB, "deadline": "2026-11-21T10:00:00"}).encode(), "deadline", "offset"),
+    (json.dumps({**FULL_JOB, "to_number": "+7 000"}).encode(), "to_number", "not a valid phone number"),
+    (json.dumps({**FULL_JOB, "colour": "red"}).encode(), "colour", "unknown field"),
+    (json.dumps({**FULL_JOB, "portal": "nope"}).encode(), "portal", "nope"),
+    (json.dumps({**FULL_JOB, "not_before": "tomorrow at ten"}).encode(), "not_before", "RFC 3339"),
+    (json.dumps({**FULL_JOB, "deadline": "2026-11-21T10:00:00"}).encode(), "deadline", "offset"),
     (b"\xff\xfe\x00garbage", "", "not UTF-8"),
 ]
 
@@ -53,7 +46,7 @@ async def test_bad_entries_are_rejected_and_the_worker_keeps_going(
     keys = Keys(prefix)
     ids = [await redis.xadd(keys.intake, {"job": raw}) for raw, _, _ in BAD_ENTRIES]
     ids.append(await redis.xadd(keys.intake, {"payload": b"{}"}))
-    good = {**JOB, "idempotency_key": None}
+    good = {**FULL_JOB, "idempotency_key": None}
     await redis.xadd(keys.intake, {"job": json.dumps(good)})
     async with running_worker(settings):
         outcomes = await wait_outcomes(redis, prefix, len(BAD_ENTRIES) + 2)
@@ -74,7 +67,7 @@ async def test_entry_added_while_no_worker_runs_is_processed_later(
 ) -> None:
     """An entry XADDed before any worker (or consumer group) existed is called once a worker starts."""
     settings = make_settings(redis_url, prefix, {"default": sandbox_portal(portal.webhook_url("default"))})
-    await redis.xadd(Keys(prefix).intake, {"job": json.dumps(JOB)})
+    await redis.xadd(Keys(prefix).intake, {"job": json.dumps(FULL_JOB)})
     assert await read_outcomes(redis, prefix) == []
     async with running_worker(settings):
         (outcome,) = await wait_outcomes(redis, prefix, 1)
@@ -91,12 +84,14 @@ async def test_redelivered_intake_entry_is_the_same_job(
     settings = make_settings(redis_url, prefix, {"default": sandbox_portal(portal.webhook_url("default"))})
     keys = Keys(prefix)
     producer = Producer(redis, settings=settings)
-    entry_id = (await redis.xadd(keys.intake, {"job": json.dumps({**JOB, "idempotency_key": None})})).decode()
+    entry_id = (
+        await redis.xadd(keys.intake, {"job": json.dumps({**FULL_JOB, "idempotency_key": None})})
+    ).decode()
     first = IntakeConsumer(redis, producer=producer, keys=keys, consumer="dies")
     await first.ensure_group()
     # the first consumer stores the job but "dies" before acknowledging: emulate by admitting by hand
     await producer.submit(
-        json.dumps(JOB), job_id=await entry_job_id(redis, keys, entry_id), intake_id=entry_id
+        json.dumps(FULL_JOB), job_id=await entry_job_id(redis, keys, entry_id), intake_id=entry_id
     )
     await redis.xreadgroup("callq", "dies", {keys.intake: ">"}, count=10)
     second = IntakeConsumer(redis, producer=producer, keys=keys, consumer="heir", claim_idle_ms=0)

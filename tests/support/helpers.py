@@ -27,6 +27,16 @@ from worker.service.app import BuiltWorker, WorkerOptions
 TEXT = "Callback request"
 """The text of the test jobs."""
 
+FULL_JOB = {
+    "from_line": "reg1332",
+    "to_number": "8 (911) 123-45-67",
+    "text_to_pronounce": "Callback request from the website, connecting you.",
+    "voice": "ruinternalfemale",
+    "idempotency_key": "lead-4711",
+    "metadata": {"lead": 4711, "form": "contact"},
+}
+"""A job with every field a producer usually sends, its number written as a person would."""
+
 ALWAYS_OPEN = MappingProxyType({day: ((0, 1440),) for day in range(7)})
 
 FAST = WorkerOptions(

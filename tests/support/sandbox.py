@@ -1,11 +1,16 @@
-"""What tests of and with the sandbox portal (`ops.sandbox`) share: a callback's params, a JSON POST as
-callq sends it, the fields of a success answer's `time` object."""
+"""What tests of and with the sandbox portal (`ops.sandbox`) share: the method and a callback's params, a
+JSON POST as callq sends it, the fields of a success answer's `time` object, a running sandbox's parts."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+
+from ops.sandbox import Sandbox, SandboxHandle
+
+CALLBACK = "voximplant.callback.start"
 
 CALLBACK_PARAMS: dict[str, Any] = {
     "FROM_LINE": "reg1332",
@@ -37,3 +42,12 @@ async def post_json(
         if response.content_type == "application/json":
             return response.status, await response.json()
         return response.status, await response.text()
+
+
+@dataclass
+class SandboxEnv:
+    """A sandbox running on a free port, and a client session: what a test of its HTTP side is given."""
+
+    sandbox: Sandbox
+    handle: SandboxHandle
+    session: aiohttp.ClientSession

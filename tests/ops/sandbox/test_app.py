@@ -9,18 +9,13 @@ from dataclasses import dataclass
 import aiohttp
 import pytest
 
-from ops.sandbox import Sandbox, SandboxHandle, SandboxPortal, running_sandbox
+from ops.sandbox import Sandbox, SandboxPortal, running_sandbox
 from tests.support.helpers import FakeClock
-from tests.support.sandbox import CALLBACK_PARAMS, TIME_FIELDS, post_json
-
-CALLBACK = "voximplant.callback.start"
+from tests.support.sandbox import CALLBACK, CALLBACK_PARAMS, TIME_FIELDS, SandboxEnv, post_json
 
 
 @dataclass
-class Env:
-    sandbox: Sandbox
-    handle: SandboxHandle
-    session: aiohttp.ClientSession
+class Env(SandboxEnv):
     clock: FakeClock
 
     @property

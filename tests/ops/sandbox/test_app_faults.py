@@ -9,18 +9,12 @@ from dataclasses import dataclass
 import aiohttp
 import pytest
 
-from ops.sandbox import Fault, Sandbox, SandboxHandle, SandboxPortal, running_sandbox
-from tests.support.sandbox import CALLBACK_PARAMS, post_json
-
-CALLBACK = "voximplant.callback.start"
+from ops.sandbox import Fault, Sandbox, SandboxPortal, running_sandbox
+from tests.support.sandbox import CALLBACK, CALLBACK_PARAMS, SandboxEnv, post_json
 
 
 @dataclass
-class Env:
-    sandbox: Sandbox
-    handle: SandboxHandle
-    session: aiohttp.ClientSession
-
+class Env(SandboxEnv):
     def url(self, portal: str = "default", method: str = CALLBACK) -> str:
         return self.handle.webhook_url(portal) + method
 

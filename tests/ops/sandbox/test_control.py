@@ -9,18 +9,12 @@ from typing import Any
 import aiohttp
 import pytest
 
-from ops.sandbox import Sandbox, SandboxHandle, SandboxPortal, running_sandbox
-from tests.support.sandbox import CALLBACK_PARAMS, post_json
-
-CALLBACK = "voximplant.callback.start"
+from ops.sandbox import Sandbox, SandboxPortal, running_sandbox
+from tests.support.sandbox import CALLBACK, CALLBACK_PARAMS, SandboxEnv, post_json
 
 
 @dataclass
-class Env:
-    sandbox: Sandbox
-    handle: SandboxHandle
-    session: aiohttp.ClientSession
-
+class Env(SandboxEnv):
     def control(self, path: str) -> str:
         return f"{self.handle.base_url}/_sandbox/{path}"
 

@@ -10,8 +10,7 @@ import pytest
 from ops.sandbox.methods import LINE_GET, VOICES_GET, normalize_phone, php_string, run_method
 from ops.sandbox.portal import SandboxPortal
 from ops.sandbox.redact import mask_phone, mask_url_secret
-
-CALLBACK = "voximplant.callback.start"
+from tests.support.sandbox import CALLBACK
 
 
 @pytest.mark.parametrize(

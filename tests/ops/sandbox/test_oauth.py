@@ -9,20 +9,16 @@ from typing import Any
 import aiohttp
 import pytest
 
-from ops.sandbox import Sandbox, SandboxHandle, SandboxPortal, running_sandbox
+from ops.sandbox import Sandbox, SandboxPortal, running_sandbox
 from tests.support.helpers import FakeClock
-from tests.support.sandbox import CALLBACK_PARAMS, post_json
+from tests.support.sandbox import CALLBACK, CALLBACK_PARAMS, SandboxEnv, post_json
 
-CALLBACK = "voximplant.callback.start"
 CLIENT_ID = "local.app.1"
 SECRET = "appsecret"
 
 
 @dataclass
-class Env:
-    sandbox: Sandbox
-    handle: SandboxHandle
-    session: aiohttp.ClientSession
+class Env(SandboxEnv):
     wall: FakeClock
 
     async def token(self, refresh_token: str, **overrides: str) -> tuple[int, dict[str, Any]]:

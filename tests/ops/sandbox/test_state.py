@@ -11,9 +11,7 @@ from structlog.testing import capture_logs
 from ops.sandbox import Fault, Sandbox, SandboxPortal
 from ops.sandbox.reply import ReplyAction
 from tests.support.helpers import FakeClock
-from tests.support.sandbox import CALLBACK_PARAMS, TIME_FIELDS
-
-CALLBACK = "voximplant.callback.start"
+from tests.support.sandbox import CALLBACK, CALLBACK_PARAMS, TIME_FIELDS
 
 
 @pytest.fixture(autouse=True)

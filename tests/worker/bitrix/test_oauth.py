@@ -14,10 +14,10 @@ import pytest
 from redis.asyncio import Redis
 from structlog.testing import capture_logs
 
-from ops.sandbox import Sandbox, SandboxHandle, SandboxPortal, TokenRequest, running_sandbox
+from ops.sandbox import Sandbox, SandboxPortal, TokenRequest, running_sandbox
 from schemas.config import OAuthConfig, PortalConfig
 from schemas.store.keys import Keys
-from tests.support.sandbox import CALLBACK_PARAMS
+from tests.support.sandbox import CALLBACK, CALLBACK_PARAMS, SandboxEnv
 from worker.bitrix.client import call_method
 from worker.bitrix.errors import BitrixApiError
 from worker.bitrix.oauth import (
@@ -34,7 +34,6 @@ from worker.bitrix.oauth import (
     send_with_refresh,
 )
 
-CALLBACK = "voximplant.callback.start"
 CLIENT_ID = "local.app.1"
 SECRET = "appsecret-xyz"
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -166,10 +165,7 @@ class Clock:
 
 
 @dataclass
-class Env:
-    sandbox: Sandbox
-    handle: SandboxHandle
-    session: aiohttp.ClientSession
+class Env(SandboxEnv):
     redis: Redis
     redis_url: str
     prefix: str
