@@ -4,8 +4,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+# every process measured by make testcov (the tests' subprocesses run elsewhere) writes its data here
+COVERAGE := COVERAGE_FILE=$(CURDIR)/.coverage $(BIN)/coverage
 
-.PHONY: help install run sandbox format lint mypy pytest test testcov bench bench-quick all clean
+.PHONY: help install run sandbox format lint mypy pytest test-fast test testcov bench bench-quick all clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -38,7 +40,17 @@ mypy: install  ## mypy --strict over code and tests
 pytest: install  ## the tests alone
 	$(BIN)/pytest
 
+test-fast: install  ## the pure and single-process tests (all but tests/integration/), in well under a minute
+	$(BIN)/pytest -m "not integration"
+
 test: lint mypy pytest bench-quick  ## everything CI runs: lint, types, all tests, the benchmarks' smoke run
+
+testcov: install  ## what `make test` runs, under branch coverage (subprocesses too); fails under the floor
+	rm -f .coverage .coverage.*
+	$(COVERAGE) run -m pytest
+	$(COVERAGE) run -m ops.bench --quick
+	$(COVERAGE) combine --quiet
+	$(COVERAGE) report
 
 bench: install  ## the benchmarks (minutes), figures printed
 	$(BIN)/python -m ops.bench
@@ -49,4 +61,4 @@ bench-quick: install  ## the benchmarks in a minute, to check they work (no timi
 all: test
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .coverage .coverage.* htmlcov
