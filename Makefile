@@ -4,10 +4,11 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+ARQ_WORKER ?= batched
 # every process measured by make testcov (the tests' subprocesses run elsewhere) writes its data here
 COVERAGE := COVERAGE_FILE=$(CURDIR)/.coverage $(BIN)/coverage
 
-.PHONY: help install run sandbox format lint mypy pytest test-fast test testcov bench bench-quick all clean
+.PHONY: help install run sandbox format lint mypy docs pytest test-fast test-arq test testcov bench bench-quick all clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -37,17 +38,24 @@ lint: install  ## ruff
 mypy: install  ## mypy --strict over code and tests
 	$(BIN)/mypy
 
+docs: install  ## the documentation site in site/, built strictly (a warning or a broken link fails)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 pytest: install  ## the tests alone
 	$(BIN)/pytest
 
 test-fast: install  ## the pure and single-process tests (all but tests/integration/), in well under a minute
 	$(BIN)/pytest -m "not integration"
 
-test: lint mypy pytest bench-quick  ## everything CI runs: lint, types, all tests, the benchmarks' smoke run
+test-arq: install  ## arq's own tests (its sdist, fetched from PyPI once) on callq's worker; ARQ_WORKER=arq: on arq's
+	$(BIN)/python -m tests.arq_suite.run --worker $(ARQ_WORKER)
 
-testcov: install  ## what `make test` runs, under branch coverage (subprocesses too); fails under the floor
+test: lint mypy docs pytest test-arq bench-quick  ## everything CI runs: lint, types, the docs, all tests, arq's tests, the benchmarks' smoke run
+
+testcov: install  ## the tests, arq's suite and the benchmarks' smoke run under branch coverage; fails under the floor
 	rm -f .coverage .coverage.*
 	$(COVERAGE) run -m pytest
+	$(COVERAGE) run -m tests.arq_suite.run --worker $(ARQ_WORKER)
 	$(COVERAGE) run -m ops.bench --quick
 	$(COVERAGE) combine --quiet
 	$(COVERAGE) report
@@ -61,4 +69,4 @@ bench-quick: install  ## the benchmarks in a minute, to check they work (no timi
 all: test
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .coverage .coverage.* htmlcov
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis site .coverage .coverage.* htmlcov

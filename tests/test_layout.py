@@ -10,8 +10,9 @@ import pytest
 from tests.support.paths import ROOT
 
 TESTS = ROOT / "tests"
-OWN = {"support", "integration"}
-"""Folders of tests/ that mirror no package: shared test code, and the tests that start processes."""
+OWN = {"support", "integration", "arq_suite"}
+"""Folders of tests/ that mirror no package: shared test code, the tests that start processes, and the
+runner of arq's own test suite (``make test-arq``)."""
 
 
 def test_every_test_folder_mirrors_a_folder_of_the_code() -> None:

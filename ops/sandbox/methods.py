@@ -1,8 +1,9 @@
 """The Bitrix24 REST methods the sandbox implements, as pure functions of portal and params.
 
-Behaviour follows Bitrix24's own module code (`vi_rest.php::startCallback`,
-`vi_outgoing.php::startCallBack`, `CVoxImplantPhone::Normalize`) as summarised in
-`/work/shared/bitrix24.md`: parameter names are case-sensitive (`FROM_LINE`, not `from_line`),
+Behaviour follows Bitrix24's REST documentation
+(https://apidocs.bitrix24.com/api-reference/telephony/voximplant/voximplant-callback-start.html) and
+its telephony module's code (`vi_rest.php::startCallback`, `vi_outgoing.php::startCallBack`,
+`CVoxImplantPhone::Normalize`): parameter names are case-sensitive (`FROM_LINE`, not `from_line`),
 an unknown line is checked before the number, a REST-app line skips the number check and
 answers `CALL_ID: null`, and method errors are HTTP 400 `ERROR_CORE`.
 """

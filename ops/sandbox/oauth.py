@@ -1,6 +1,7 @@
 """The sandbox's OAuth 2.0 side: a token endpoint and the access tokens REST calls carry.
 
-It behaves like Bitrix24's authorization server (`/work/shared/bitrix24.md` §5):
+It behaves like Bitrix24's authorization server
+(https://apidocs.bitrix24.com/settings/oauth/auto-renewal.html):
 `GET /oauth/token/?grant_type=refresh_token&client_id=&client_secret=&refresh_token=` answers a new
 access token *and a new refresh token*; the refresh token just used is invalid from then on
 (rotation). A REST call in the OAuth form, `/rest/METHOD` with the access token as `auth`, runs as
@@ -9,8 +10,9 @@ step, a human in a browser) is replaced by `OAuthServer.issue_refresh_token`.
 
 Errors: a wrong client is 401 `invalid_client`, an unknown or used refresh token 400 `invalid_grant`,
 a missing parameter or another grant type 400 `invalid_request`. A REST call with an expired token
-is 401 `expired_token`, with an unknown one `invalid_token` (401: bitrix24.md §3 notes that this
-status is not confirmed by Bitrix24's error list; PYSDK groups the code with the 401 errors).
+is 401 `expired_token`, with an unknown one `invalid_token` (401: Bitrix24's list of error codes,
+https://apidocs.bitrix24.com/error-codes.html, does not confirm this status; its Python SDK,
+b24pysdk, groups the code with the 401 errors).
 
 Pure state, no I/O: `ops.sandbox.state.Sandbox` owns one server and the aiohttp layer serves it.
 The sandbox's tokens are test data, not secrets, so requests are recorded with them.

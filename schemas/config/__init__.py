@@ -5,9 +5,11 @@ reads `os.environ` itself. Every problem raises one `ConfigError` naming the fil
 the key, for example `callq.toml: portals.acme.rate: must be a positive number, got "fast"`.
 Secrets (webhook codes, OAuth secrets, API tokens, Redis passwords) never appear in a message or repr.
 
-The work is split by concern: `config_types` holds the frozen objects and errors, `config_toml`
-reads and validates the TOML tables, `config_env` applies the CALLQ_* variables and precedence.
-Import from this module: everything public is re-exported here.
+The work is split by concern: `settings` holds the frozen objects and errors, `toml` reads and
+validates the TOML tables, `env` applies the CALLQ_* variables and precedence, `tokens` reads the
+serve tokens, `loopback` decides loopback hosts; `fingerprint`, `registry` and `drift` detect
+processes of one deployment that run different configurations. Import the settings from this
+module: everything public is re-exported here.
 """
 
 from __future__ import annotations

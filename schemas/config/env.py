@@ -3,7 +3,7 @@
 Locates the TOML file, picks each top-level setting by precedence, and builds every portal from its
 `[portals.NAME]` table plus the secrets the environment supplies (`CALLQ_WEBHOOK_URL`,
 `CALLQ_PORTAL_<NAME>_WEBHOOK_URL`, `CALLQ_PORTAL_<NAME>_OAUTH_*`). Single values are validated by
-the `config_toml` readers.
+the `schemas.config.toml` readers.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Configuration types: the frozen settings objects, their errors and defaults (URL masking: `schemas.policy.redact`).
 
 `schemas.config` re-exports everything public here; import from there. This module sits at the
-bottom of the configuration modules (`config_toml`, `config_env` and `config` import it, it imports
+bottom of the configuration modules (`toml`, `env` and the package import it, it imports
 none of them), so the readers can build these objects without an import cycle.
 """
 

@@ -2,7 +2,7 @@
 validators of single values (numbers, strings, URLs, time zone, region, holidays, closed dates, hours
 and `[portals.NAME.lines.LINE]` tables).
 
-Nothing here looks at the environment; `config_env` combines these readers with the CALLQ_*
+Nothing here looks at the environment; `schemas.config.env` combines these readers with the CALLQ_*
 variables. Secrets are never echoed: a bad secret is described by its type only.
 """
 

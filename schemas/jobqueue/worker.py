@@ -7,8 +7,8 @@ CPU, bounded a worker at 400-550 jobs/s with its CPU half idle, and kept two pro
 better than one (issue 7's throughput, lateness and scale benchmarks). Here one Lua script claims up to as many jobs as there
 are free slots, skipping those taken elsewhere: one round trip per batch, whatever the contention.
 
-The claim means exactly what arq's does (same keys, same in-progress TTL, only a job whose score
-is due and that no one holds), and the job then runs through arq's ``run_job``. Two more departures:
+The claim means exactly what arq's does (arq's in-progress key, set only for a job whose score is
+due and that no one holds), and the job then runs through arq's ``run_job``. Two more departures:
 
 - **The in-progress key is a lease.** arq sets it for the job timeout + 10 s and never renews it, so
   a job running longer is taken over by another worker. A callq job is never cut short (its result
@@ -21,15 +21,20 @@ is due and that no one holds), and the job then runs through arq's ``run_job``. 
   clears the gate); arq's bookkeeping refused before a job ran releases the job; arq's
   ``finish_job`` is sent until Redis takes it. Nothing crashes the worker.
 
-It relies on arq internals (``sem``, ``job_counter``, ``tasks``, ``run_job``, ``finish_job``,
-``record_health``, ``_last_health_check``, ``allow_pick_jobs`` and a few settings), pinned by the ``arq`` version range in pyproject.toml
-and checked by ``tests/schemas/jobqueue/test_worker.py``.
+It relies on arq internals: ``_poll_iteration`` calling ``start_jobs`` with the due ids, ``sem``,
+``job_counter``, ``_release_sem_dec_counter_on_complete``, ``tasks``, ``allow_pick_jobs``,
+``run_job`` and the ``finish_job`` it calls (shielded), ``record_health`` and its
+``_last_health_check``, and a few settings (``poll_delay_s``, ``health_check_interval``,
+``allow_abort_jobs``, ``cron_jobs``). They are pinned by the ``arq`` version range in
+pyproject.toml, each exercised by ``tests/schemas/jobqueue/test_arq_internals.py``, and arq's own test suite
+runs against this worker (``make test-arq``, ``tests/arq_suite/``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import itertools
 import logging
 import secrets
@@ -96,6 +101,17 @@ LOOKAHEAD = 4
 in the same round trip."""
 
 
+def _signature_with_options(base: inspect.Signature) -> inspect.Signature:
+    """arq's ``Worker`` signature plus this worker's two options. arq's ``create_worker`` (its CLI and
+    ``run_worker``) passes a settings class only the settings the worker's signature names."""
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    options = [
+        inspect.Parameter("gate", keyword, default=None, annotation="WriteGate | None"),
+        inspect.Parameter("lease_s", keyword, default=DEFAULT_LEASE_S, annotation="float"),
+    ]
+    return base.replace(parameters=[*base.parameters.values(), *options])
+
+
 class BatchClaimWorker(Worker):
     """arq's ``Worker`` whose ``start_jobs`` claims due jobs in batches (one round trip each), whose
     in-progress keys are leases renewed while their job runs, and which rides out a full Redis.
@@ -107,6 +123,7 @@ class BatchClaimWorker(Worker):
         kwargs: arq ``Worker`` keyword arguments.
     """
 
+    __signature__ = _signature_with_options(inspect.signature(Worker))
     _claim: AsyncScript | None = None
     _renew: AsyncScript | None = None
     _slot_freed: asyncio.Event | None = None
@@ -130,8 +147,10 @@ class BatchClaimWorker(Worker):
         After one poll delay it returns, but only with a slot free, so that arq reads the queue
         again at once (returning full would make arq skip the read and sleep a poll delay). Its
         heartbeat (the health-check key readiness checks read) thus runs at least every poll delay,
-        or every half health-check interval while every slot stays busy. It stops at once when arq
-        stops picking jobs (a graceful shutdown).
+        or every half health-check interval while every slot stays busy; with aborts or cron jobs
+        (work arq's loop does at every poll) it returns after one poll delay, full or not. The
+        first claim is made whatever the poll delay (with 0, the deadline has passed already). It
+        claims nothing more once arq stops picking jobs (a graceful shutdown).
         """
         if self._claim is None:
             self._claim = self.pool.register_script(CLAIM)
@@ -147,17 +166,19 @@ class BatchClaimWorker(Worker):
         ids = [job_id.decode() for job_id in job_ids]
         at = 0
         until = self.loop.time() + self.poll_delay_s
+        claimed_once = False
         while at < len(ids) and self.allow_pick_jobs:
             free = self.max_jobs - self.job_counter
             if free <= 0:
                 slot_freed.clear()
                 try:
-                    await asyncio.wait_for(slot_freed.wait(), timeout=self.health_check_interval / 2)
+                    await asyncio.wait_for(slot_freed.wait(), timeout=self._slot_wait_s(until))
                 except TimeoutError:
                     return
                 continue
-            if self.loop.time() >= until:
+            if claimed_once and self.loop.time() >= until:
                 return
+            claimed_once = True
             window = ids[at : at + free * LOOKAHEAD]
             token = f"{self._claimer}:{next(self._claims)}"  # one per call; a retry repeats it
             args: list[str | int] = [
@@ -180,6 +201,14 @@ class BatchClaimWorker(Worker):
                 job_id = decode_text(raw_id)
                 self._tokens[job_id] = token
                 await self._start(job_id, int(float(raw_score)))
+
+    def _slot_wait_s(self, until: float) -> float:
+        """How long to wait for a slot before handing back to arq's loop: half the health-check
+        interval (its heartbeat is due then), but only up to the hand-back deadline when that loop
+        has work at every poll (aborts to pass on to running jobs, cron jobs to enqueue)."""
+        if self.allow_abort_jobs or self.cron_jobs:
+            return max(until - self.loop.time(), 0.0)
+        return self.health_check_interval / 2
 
     async def _start(self, job_id: str, score: int) -> None:
         """What arq does with a job it claimed: a task running ``run_job``, holding a slot."""

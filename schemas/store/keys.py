@@ -86,7 +86,7 @@ class Keys:
 
         Created once, atomically, by the first worker or ``callq serve`` to need it; no TTL. It keys
         the job ids of intake entries (unguessable, yet the same on redelivery) and the digests of
-        credentials in the configuration fingerprint. Lost, a new one is made: see the README.
+        credentials in the configuration fingerprint. Lost, a new one is made: see docs/deployment.md.
         """
         return f"{self.prefix}:secret"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -121,10 +122,13 @@ async def read_outcomes(redis: Any, prefix: str) -> list[dict[str, Any]]:
 async def wait_for(
     probe: Callable[[], Any], *, timeout_s: float = 10.0, poll_s: float = 0.02, what: str = "condition"
 ) -> Any:
-    """Await ``probe()`` until it returns something truthy; fail after ``timeout_s``."""
+    """Call ``probe()`` (and await what it returns, if it is awaitable) until it gives something truthy;
+    fail after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while True:
-        value = await probe()
+        value = probe()
+        if inspect.isawaitable(value):
+            value = await value
         if value:
             return value
         if time.monotonic() > deadline:

@@ -1,4 +1,5 @@
-"""The Bitrix24 error codes callq knows (``../shared/bitrix24.md`` §3, §5).
+"""The Bitrix24 error codes callq knows: the REST API's (https://apidocs.bitrix24.com/error-codes.html)
+and its OAuth server's (https://apidocs.bitrix24.com/settings/oauth/error-codes.html).
 
 Bitrix24 sends codes in either case (``expired_token``, ``QUERY_LIMIT_EXCEEDED``): they are compared
 case-insensitively, through :meth:`BitrixCode.of`. A code callq does not know stays the text it was

@@ -1,9 +1,10 @@
 """A portal's credentials: its webhook, or its OAuth 2.0 access token, refreshed single-flight.
 
-Bitrix24 (``/work/shared/bitrix24.md`` §5) rotates refresh tokens: each refresh answers a new
-access token *and a new refresh token*, and the one just used stops working. So every worker
-process shares one token pair per portal in Redis, and only one of them refreshes at a time: two
-refreshes with the same refresh token would end in ``invalid_grant`` and a halted portal.
+Bitrix24 rotates refresh tokens (https://apidocs.bitrix24.com/settings/oauth/auto-renewal.html):
+each refresh answers a new access token *and a new refresh token*, and the one just used stops
+working. So every worker process shares one token pair per portal in Redis, and only one of them
+refreshes at a time: two refreshes with the same refresh token would end in ``invalid_grant`` and a
+halted portal.
 
 When to refresh: on ``expired_token`` (the caller calls :meth:`PortalAuth.refresh`, as Bitrix24
 advises), and lazily when a request is about to use a token whose known expiry (local clock) is

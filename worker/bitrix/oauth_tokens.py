@@ -19,7 +19,7 @@ from schemas.store.keys import Keys
 from schemas.store.records import decode_text
 from worker.bitrix.errors import AuthRefused, AuthUnavailable
 
-DEFAULT_LIFETIME_S = 3600.0  # bitrix24.md §5: `expires_in` is 3600
+DEFAULT_LIFETIME_S = 3600.0  # Bitrix24's token response: `expires_in` is 3600 (an access token lives 1 h)
 REFUSAL_CODES = frozenset(
     {
         "invalid_request",

@@ -254,16 +254,16 @@ def test_callq_commands_parse(where: str) -> None:
 
 
 def readme_variables() -> set[str]:
-    """The CALLQ_* variables of README.md's configuration table (`<NAME>` kept as written)."""
+    """The CALLQ_* variables of the configuration reference's table (`<NAME>` kept as written)."""
     names: set[str] = set()
-    for line in (ROOT / "README.md").read_text(encoding="utf-8").splitlines():
+    for line in (ROOT / "docs" / "reference" / "configuration.md").read_text(encoding="utf-8").splitlines():
         if line.startswith("| `CALLQ_"):
             names.update(re.findall(r"`(CALLQ_[A-Z_<>]+)`", line.split("|")[1]))
     return names
 
 
 def test_env_example_documents_every_variable() -> None:
-    """callq.env.example names every variable of the README's table, each under a comment."""
+    """callq.env.example names every variable of the configuration reference's table, each under a comment."""
     text = (DEPLOY / "systemd" / "callq.env.example").read_text(encoding="utf-8")
     expected = readme_variables() | {
         "CALLQ_REDIS_URL",
@@ -524,7 +524,7 @@ def test_alerts_are_complete(rules: list[dict[str, Any]]) -> None:
     for rule in rules:
         assert rule["labels"]["severity"] in ("critical", "warning", "info"), rule["alert"]
         assert {"summary", "description", "runbook"} <= set(rule["annotations"]), rule["alert"]
-        assert rule["annotations"]["runbook"] == f"README.md#{rule['alert'].lower()}"
+        assert rule["annotations"]["runbook"] == f"docs/runbook.md#{rule['alert'].lower()}"
         if "for" in rule:
             assert re.fullmatch(r"\d+[smhd]", rule["for"]), rule["alert"]
 
@@ -579,13 +579,25 @@ def markdown_anchors(path: Path) -> set[str]:
 
 
 def test_runbook_links_resolve(rules: list[dict[str, Any]]) -> None:
-    """Every README.md#anchor used by the deployment files is a heading of README.md or of the draft."""
-    anchors = markdown_anchors(ROOT / "README.md") | markdown_anchors(DEPLOY / "README.md")
-    links = {rule["annotations"]["runbook"].split("#", 1)[1] for rule in rules}
+    """Every docs page (and #anchor) the deployment files link to exists: the alerts' runbook links,
+    docs/….md#… in comments, and the links of ops/deploy/README.md."""
+    links = {
+        (ROOT / page, anchor)
+        for page, _, anchor in (r["annotations"]["runbook"].partition("#") for r in rules)
+    }
     for path in DEPLOY.rglob("*"):
         if path.is_file():
             text = path.read_text(encoding="utf-8")
-            links |= set(re.findall(r"README\.md#([\w-]+)", text))
+            links |= {
+                (ROOT / page, anchor) for page, anchor in re.findall(r"\b(docs/[\w/.-]+\.md)#?([\w-]*)", text)
+            }
             if path.suffix == ".md":
-                links |= set(re.findall(r"\]\(#([\w-]+)\)", text))
-    assert not sorted(links - anchors), f"no such heading: {sorted(links - anchors)}"
+                for target, anchor in re.findall(r"\]\(([^)#\s]*)#?([\w-]*)\)", text):
+                    links.add(((path.parent / target).resolve() if target else path, anchor))
+    assert any(page.name == "runbook.md" for page, _ in links)
+    broken = sorted(
+        f"{page}#{anchor}"
+        for page, anchor in links
+        if not page.is_file() or (anchor and anchor not in markdown_anchors(page))
+    )
+    assert not broken, f"no such page or heading: {broken}"

@@ -61,7 +61,7 @@ def test_a_record_0_2_stored_still_reads() -> None:
 
 
 def test_a_record_0_1_stored_still_reads() -> None:
-    """0.1 kept the job id and intake id in the JSON (README, upgrading from 0.1)."""
+    """0.1 kept the job id and intake id in the JSON (CHANGELOG.md, 0.2.0: upgrading from 0.1)."""
     old = json.dumps({**json.loads(LEGACY.to_json()), "job_id": LEGACY.job_id, "intake_id": LEGACY.intake_id})
     assert CallbackJob.from_json(old, LEGACY.job_id) == LEGACY
     old_arq = dumps({"t": None, "f": ARQ_FUNCTION, "a": [LEGACY.job_id], "k": {}, "et": 5})

@@ -11,17 +11,17 @@ import asyncio
 import contextlib
 import inspect
 from collections import Counter
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix
+from arq.cron import cron
 from arq.utils import timestamp_ms
 from arq.worker import Worker, func
 from redis.asyncio import Redis
 
 from schemas.jobqueue.worker import CLAIM, BatchClaimWorker
+from tests.support.arq_workers import Tally, claim_worker, enqueue_numbered
 from tests.support.helpers import wait_for
 
 
@@ -64,88 +64,6 @@ async def test_the_claim_takes_due_free_jobs_in_order_up_to_the_limit(redis: Red
     assert other == [2]
 
 
-def test_the_arq_internals_it_relies_on_are_there() -> None:
-    """An arq upgrade that changes them must fail here, not in production."""
-    assert "start_jobs" in Worker.__dict__
-    assert list(inspect.signature(Worker.start_jobs).parameters) == ["self", "job_ids"]
-    assert list(inspect.signature(Worker.run_job).parameters) == ["self", "job_id", "score"]
-    assert callable(Worker._release_sem_dec_counter_on_complete)
-    source = inspect.getsource(Worker.__init__)
-    assert "self.sem = asyncio.BoundedSemaphore(max_jobs + 1)" in source
-    for attribute in (
-        "self.job_counter",
-        "self.tasks",
-        "self.allow_pick_jobs",
-        "self.in_progress_timeout_s",
-        "self.poll_delay_s",
-        "self.health_check_interval",
-    ):
-        assert attribute in source
-    # the lease, the heartbeat as the Redis-full probe, and finish_job sent until Redis takes it
-    finish_job = ["self", "job_id", "finish", "result_data", "result_timeout_s", "keep_result_forever"]
-    assert list(inspect.signature(Worker.finish_job).parameters) == [
-        *finish_job,
-        "incr_score",
-        "keep_in_progress",
-    ]
-    assert list(inspect.signature(Worker.record_health).parameters) == ["self"]
-    assert "await self.record_health()" in inspect.getsource(Worker.heart_beat)
-    assert "await self.heart_beat()" in inspect.getsource(Worker._poll_iteration)
-    health = inspect.getsource(Worker.record_health)
-    assert "self._last_health_check = now_ts" in health and "self.pool.psetex(" in health
-    run_job = inspect.getsource(Worker.run_job)
-    assert "await asyncio.wait_for(task, timeout_s)" in run_job
-    assert "await asyncio.shield(\n            self.finish_job(" in run_job
-
-
-class Tally:
-    """What the test jobs did: runs per job and the most running at once."""
-
-    def __init__(self) -> None:
-        self.runs: Counter[str] = Counter()
-        self.running = 0
-        self.most = 0
-
-    async def job(self, ctx: dict[str, Any], n: int) -> None:
-        self.running += 1
-        self.most = max(self.most, self.running)
-        await asyncio.sleep(0.001 * (n % 5))
-        self.runs[ctx["job_id"]] += 1
-        self.running -= 1
-
-
-@pytest.fixture
-async def arq_pool(redis_url: str, prefix: str) -> AsyncIterator[tuple[ArqRedis, str]]:
-    """arq's pool, and a queue under the test's prefix."""
-    queue = f"{prefix}:queue"
-    pool = await create_pool(RedisSettings.from_dsn(redis_url), default_queue_name=queue)
-    yield pool, queue
-    await pool.aclose()
-
-
-def _worker(
-    pool: ArqRedis, queue: str, job: Any, *, max_jobs: int = 3, poll_delay: float, **options: Any
-) -> BatchClaimWorker:
-    return BatchClaimWorker(
-        functions=[func(job, name="job")],
-        redis_pool=pool,
-        queue_name=queue,
-        max_jobs=max_jobs,
-        poll_delay=poll_delay,
-        handle_signals=False,
-        keep_result=0,
-        health_check_key=f"{queue}:health",
-        **options,
-    )
-
-
-async def _enqueue(pool: ArqRedis, prefix: str, queue: str, n: int) -> list[str]:
-    ids = [f"{prefix}:{i}" for i in range(n)]
-    for i, job_id in enumerate(ids):
-        assert await pool.enqueue_job("job", i, _job_id=job_id, _queue_name=queue) is not None
-    return ids
-
-
 async def _finish(worker: BatchClaimWorker) -> None:
     await asyncio.gather(*worker.tasks.values())
     await worker.close()
@@ -155,9 +73,9 @@ async def test_racing_workers_run_each_job_once_within_their_slots(
     arq_pool: tuple[ArqRedis, str], prefix: str
 ) -> None:
     pool, queue = arq_pool
-    ids = await _enqueue(pool, prefix, queue, 300)
+    ids = await enqueue_numbered(pool, prefix, queue, 300)
     tallies = [Tally() for _ in range(3)]
-    workers = [_worker(pool, queue, t.job, max_jobs=4, poll_delay=0.01, burst=True) for t in tallies]
+    workers = [claim_worker(pool, queue, t.job, max_jobs=4, poll_delay=0.01, burst=True) for t in tallies]
     await asyncio.wait_for(asyncio.gather(*(w.main() for w in workers)), timeout=60)
     for w in workers:
         await w.close()
@@ -170,7 +88,7 @@ async def test_racing_workers_run_each_job_once_within_their_slots(
 
 async def test_a_worker_told_to_stop_claims_nothing_more(arq_pool: tuple[ArqRedis, str], prefix: str) -> None:
     pool, queue = arq_pool
-    ids = await _enqueue(pool, prefix, queue, 20)
+    ids = await enqueue_numbered(pool, prefix, queue, 20)
     gate = asyncio.Event()
     started: list[str] = []
 
@@ -178,9 +96,9 @@ async def test_a_worker_told_to_stop_claims_nothing_more(arq_pool: tuple[ArqRedi
         started.append(ctx["job_id"])
         await gate.wait()
 
-    worker = _worker(pool, queue, held, poll_delay=30)
+    worker = claim_worker(pool, queue, held, poll_delay=30)
     claiming = asyncio.create_task(worker.start_jobs([i.encode() for i in ids]))
-    await _until(lambda: len(started) == 3)
+    await wait_for(lambda: len(started) == 3, poll_s=0.005)
     assert not claiming.done()  # every slot busy: waiting for one, ids left
     worker.allow_pick_jobs = False
     gate.set()
@@ -196,13 +114,13 @@ async def test_a_worker_busy_for_long_returns_for_its_heartbeat(
 ) -> None:
     """Slots busy for long must not keep arq's poll loop from its heartbeat (the health-check key)."""
     pool, queue = arq_pool
-    ids = await _enqueue(pool, prefix, queue, 20)
+    ids = await enqueue_numbered(pool, prefix, queue, 20)
     gate = asyncio.Event()
 
     async def held(ctx: dict[str, Any], n: int) -> None:
         await gate.wait()
 
-    worker = _worker(pool, queue, held, poll_delay=0.2, health_check_interval=1)
+    worker = claim_worker(pool, queue, held, poll_delay=0.2, health_check_interval=1)
     await asyncio.wait_for(worker.start_jobs([i.encode() for i in ids]), timeout=5)
     assert worker.job_counter == 3
     gate.set()
@@ -214,12 +132,12 @@ async def test_after_a_poll_delay_it_returns_with_a_slot_free(
 ) -> None:
     """So that arq reads the queue again at once: returning full would make it sleep a poll delay."""
     pool, queue = arq_pool
-    ids = await _enqueue(pool, prefix, queue, 60)
+    ids = await enqueue_numbered(pool, prefix, queue, 60)
 
     async def slow(ctx: dict[str, Any], n: int) -> None:
         await asyncio.sleep(0.05)
 
-    worker = _worker(pool, queue, slow, poll_delay=0.2)
+    worker = claim_worker(pool, queue, slow, poll_delay=0.2)
     await asyncio.wait_for(worker.start_jobs([i.encode() for i in ids]), timeout=5)
     assert worker.job_counter < worker.max_jobs
     assert 3 < len(worker.tasks) < len(ids)  # it went on as slots freed, and stopped part-way
@@ -232,14 +150,14 @@ async def test_a_running_jobs_in_progress_key_is_a_lease_renewed_until_it_ends(
     """A job running three times its lease keeps its in-progress key (no other worker may take it over);
     the key goes when the job ends."""
     pool, queue = arq_pool
-    (job_id,) = await _enqueue(pool, prefix, queue, 1)
+    (job_id,) = await enqueue_numbered(pool, prefix, queue, 1)
     release, started = asyncio.Event(), asyncio.Event()
 
     async def long(ctx: dict[str, Any], n: int) -> None:
         started.set()
         await release.wait()
 
-    worker = _worker(pool, queue, long, poll_delay=0.05, lease_s=0.6)
+    worker = claim_worker(pool, queue, long, poll_delay=0.05, lease_s=0.6)
     main = asyncio.create_task(worker.main())
     try:
         await asyncio.wait_for(started.wait(), 5)
@@ -266,8 +184,54 @@ async def test_a_running_jobs_in_progress_key_is_a_lease_renewed_until_it_ends(
         await worker.close()
 
 
-async def _until(predicate: Any, timeout_s: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.005)
+async def test_with_a_poll_delay_of_0_it_claims_and_runs_every_job(
+    arq_pool: tuple[ArqRedis, str], prefix: str
+) -> None:
+    """The first claim comes before the hand-back deadline, which a poll delay of 0 has already passed."""
+    pool, queue = arq_pool
+    ids = await enqueue_numbered(pool, prefix, queue, 10)
+    tally = Tally()
+    worker = claim_worker(pool, queue, tally.job, poll_delay=0, burst=True)
+    await asyncio.wait_for(worker.main(), timeout=10)
+    await worker.close()
+    assert tally.runs == Counter(dict.fromkeys(ids, 1))
+
+
+async def test_with_cron_jobs_they_are_enqueued_while_every_slot_is_busy(
+    arq_pool: tuple[ArqRedis, str], prefix: str
+) -> None:
+    """arq enqueues cron jobs at every poll: a worker waiting for a slot hands back to it within a poll delay."""
+    pool, queue = arq_pool
+    await enqueue_numbered(pool, prefix, queue, 2)
+    release = asyncio.Event()
+
+    async def held(ctx: dict[str, Any], n: int = 0) -> None:
+        await release.wait()
+
+    cron_id = f"{prefix}:cron"
+    tick = cron(held, name="tick", run_at_startup=True, job_id=cron_id)
+    worker = claim_worker(pool, queue, held, max_jobs=1, poll_delay=0.05, cron_jobs=[tick])
+    main = asyncio.create_task(worker.main())
+    try:
+
+        async def cron_enqueued() -> bool:
+            return await pool.zscore(queue, cron_id) is not None
+
+        await wait_for(cron_enqueued, timeout_s=5, what="the cron job in the queue")
+        assert worker.job_counter == 1
+    finally:
+        release.set()
+        main.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await main
+        await worker.close()
+
+
+async def test_its_signature_is_arqs_with_its_own_options() -> None:
+    """arq's ``create_worker`` passes a settings class only what the worker's signature names."""
+    parameters = inspect.signature(BatchClaimWorker).parameters
+    assert list(parameters) == [*inspect.signature(Worker).parameters, "gate", "lease_s"]
+    job = func(Tally().job, name="job")
+    settings: dict[str, Any] = {"functions": [job], "max_jobs": 7, "lease_s": 3.0, "not_an_option": 1}
+    worker = BatchClaimWorker(**{k: v for k, v in settings.items() if k in parameters}, handle_signals=False)
+    assert (worker.max_jobs, worker.lease_ms) == (7, 3000)
