@@ -27,7 +27,7 @@ It relies on arq internals: ``_poll_iteration`` calling ``start_jobs`` with the 
 ``run_job`` and the ``finish_job`` it calls (shielded), ``record_health`` and its
 ``_last_health_check``, and a few settings (``poll_delay_s``, ``health_check_interval``,
 ``allow_abort_jobs``, ``cron_jobs``). They are pinned by the ``arq`` version range in
-pyproject.toml, each exercised by ``tests/worker/test_arq_internals.py``, and arq's own test suite
+pyproject.toml, each exercised by ``tests/schemas/jobqueue/test_arq_internals.py``, and arq's own test suite
 runs against this worker (``make test-arq``, ``tests/arq_suite/``).
 """
 
@@ -47,6 +47,7 @@ from arq.worker import Worker
 from redis.commands.core import AsyncScript
 from redis.exceptions import OutOfMemoryError, RedisError
 
+from schemas.store.records import decode_text
 from schemas.store.writegate import WriteGate
 
 logger = logging.getLogger("callq.dispatch")
@@ -206,7 +207,7 @@ class BatchClaimWorker(Worker):
             if len(reply) > 1:
                 self.gate.accepted()  # it wrote an in-progress key
             for raw_id, raw_score in zip(reply[1::2], reply[2::2], strict=True):
-                job_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+                job_id = decode_text(raw_id)
                 self._tokens[job_id] = token
                 await self._start(job_id, int(float(raw_score)))
 

@@ -14,7 +14,7 @@ import secrets
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from redis.asyncio import Redis
 
@@ -23,11 +23,14 @@ from schemas.policy.bucket import EARLY_WAKE_S, PRECISE_WAIT_S, Bucket
 from schemas.states import Status, Step
 from schemas.store.keys import Keys
 from schemas.store.reads import RecordReader
-from schemas.store.records import to_ms
+from schemas.store.records import decode_text, to_ms
 from schemas.store.replies import Admission, FinalizeResult, Rescheduled, Start
 from schemas.store.scripts import Scripts
 from schemas.wire.job import CallbackJob
 from schemas.wire.outcome import Outcome, stored_attempt_entry, stored_outcome
+
+if TYPE_CHECKING:
+    from schemas.config import Settings
 
 T = TypeVar("T")
 
@@ -106,6 +109,17 @@ class Ledger(RecordReader):
         self.retention_ms = int(retention_s * 1000)
         self.outcomes_maxlen = outcomes_maxlen
         self.scripts = Scripts(redis)
+
+    @classmethod
+    def for_settings(cls, redis: Redis, settings: Settings, *, retry: WriteRetry = send_once) -> Ledger:
+        """The deployment's ledger: key prefix, record retention and outcome stream cap from ``settings``."""
+        return cls(
+            redis,
+            keys=Keys(settings.key_prefix),
+            retention_s=settings.outcome_retention_s,
+            outcomes_maxlen=settings.outcomes_maxlen,
+            retry=retry,
+        )
 
     async def admit(self, request: AdmitRequest, *, now: datetime) -> Admission:
         """Store a new job and schedule it, unless its idempotency key or line + number is taken."""
@@ -387,9 +401,7 @@ class Ledger(RecordReader):
     async def orphan_candidates(self, *, limit: int) -> tuple[int, list[str]]:
         """Jobs whose attempt lease lapsed, and the Redis time (unix ms) they were seen at."""
         reply = await self.scripts.orphans(keys=[self.keys.running], args=[limit])
-        return int(reply[0]), [
-            job_id.decode() if isinstance(job_id, bytes) else job_id for job_id in reply[1:]
-        ]
+        return int(reply[0]), [decode_text(job_id) for job_id in reply[1:]]
 
     async def forget_running(self, job_id: str) -> bool:
         """Drop ``job_id`` from the running index unless it is running (an entry left behind)."""

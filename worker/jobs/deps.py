@@ -5,10 +5,10 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import aiohttp
 
+from schemas.clock import Clock, utcnow
 from schemas.config import Settings
 from schemas.store.ledger import Ledger
 from schemas.store.writegate import WriteGate
@@ -17,13 +17,6 @@ from worker.bitrix.oauth import PortalAuth
 from worker.jobs.leases import AttemptLeases
 from worker.jobs.ratelimit import RateLimiter
 from worker.service.metrics import Metrics
-
-Clock = Callable[[], datetime]
-
-
-def utcnow() -> datetime:
-    """The wall clock, in UTC."""
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
