@@ -8,7 +8,7 @@ ARQ_WORKER ?= batched
 # every process measured by make testcov (the tests' subprocesses run elsewhere) writes its data here
 COVERAGE := COVERAGE_FILE=$(CURDIR)/.coverage $(BIN)/coverage
 
-.PHONY: help install run sandbox format lint mypy docs pytest test-fast test-arq test testcov bench bench-quick all clean
+.PHONY: help system-deps install run sandbox format lint mypy docs pytest test-fast test-arq test testcov bench bench-quick all clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -20,6 +20,9 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*; touch $@
 
 install: $(STAMP)  ## create .venv with callq and the dev tools
+
+system-deps:  ## the system programs the tests need (redis-server, promtool), with apt where missing
+	./.ci/system-deps
 
 run: install  ## a worker against the built-in sandbox portal, with a sample callback
 	$(BIN)/callq worker --sandbox --demo
@@ -50,7 +53,7 @@ test-fast: install  ## the pure and single-process tests (all but tests/integrat
 test-arq: install  ## arq's own tests (its sdist, fetched from PyPI once) on callq's worker; ARQ_WORKER=arq: on arq's
 	$(BIN)/python -m tests.arq_suite.run --worker $(ARQ_WORKER)
 
-test: lint mypy docs pytest test-arq bench-quick  ## everything CI runs: lint, types, the docs, all tests, arq's tests, the benchmarks' smoke run
+test: system-deps lint mypy docs pytest test-arq bench-quick  ## everything CI runs: system programs, lint, types, the docs, all tests, arq's tests, the benchmarks' smoke run
 
 testcov: install  ## the tests, arq's suite and the benchmarks' smoke run under branch coverage; fails under the floor
 	rm -f .coverage .coverage.*
