@@ -1,4 +1,6 @@
-"""A private ``redis-server`` process, for tests that restart, crash or persist Redis and for benchmarks."""
+"""A private ``redis-server`` process: for tests that restart, crash, fill or persist Redis or check a
+shipped config file, for benchmarks, and for the sandbox demo's throwaway Redis (``ops.cli.redis_check``).
+Also the one way callq's code and tests find a free TCP port (:func:`free_port`)."""
 
 from __future__ import annotations
 
@@ -29,6 +31,9 @@ class RedisServer:
         port: a fixed port (a restart keeps the port); a free one by default.
         extra_args: more redis-server arguments (``--replicaof host port``, ``--sentinel``…).
         password: ``requirepass``; :attr:`url` then carries it.
+        config: a ``redis.conf`` (or ``sentinel.conf``) to start from: its settings stand, ``appendonly``
+            and the test defaults (no snapshots, a log file in ``workdir``) are not added; ``extra_args``
+            still override it. Whatever it says, the server listens on loopback, on :attr:`port`.
     """
 
     def __init__(
@@ -39,11 +44,13 @@ class RedisServer:
         port: int | None = None,
         extra_args: tuple[str, ...] = (),
         password: str | None = None,
+        config: Path | None = None,
     ) -> None:
         self.workdir = workdir
         self.password = password
         self.appendonly = appendonly
         self.extra_args = extra_args
+        self.config = config
         self.port = port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -53,31 +60,32 @@ class RedisServer:
         auth = f":{self.password}@" if self.password else ""
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
-    def start(self, *, timeout_s: float = 10.0) -> None:
-        """Start and wait until it answers PING."""
+    def argv(self) -> list[str]:
+        """The command line that starts it."""
         binary = shutil.which("redis-server")
         assert binary, "redis-server is not installed"
-        args = [
-            binary,
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(self.workdir),
-            "--save",
-            "",
-            "--logfile",
-            "redis.log",
-            "--appendonly",
-            "yes" if self.appendonly else "no",
-            "--appendfsync",
-            "everysec",
-            *self.extra_args,
-        ]
+        args = [binary] if self.config is None else [binary, str(self.config)]
+        args += ["--dir", str(self.workdir)]
+        if self.config is None:
+            appendonly = "yes" if self.appendonly else "no"
+            args += [
+                "--save",
+                "",
+                "--logfile",
+                "redis.log",
+                "--appendonly",
+                appendonly,
+                "--appendfsync",
+                "everysec",
+            ]
+        args += [*self.extra_args, "--port", str(self.port), "--bind", "127.0.0.1"]
         if self.password:
             args += ["--requirepass", self.password]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return args
+
+    def start(self, *, timeout_s: float = 10.0) -> None:
+        """Start and wait until it answers PING."""
+        self.process = subprocess.Popen(self.argv(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout_s
         client = sync_redis.Redis(port=self.port, password=self.password, socket_connect_timeout=0.2)
         try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import secrets
 from collections.abc import Callable, Collection, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
@@ -23,6 +23,7 @@ from producers.idempotency import differences
 from producers.lookup import find_record
 from producers.results import AmbiguousKeyError, PortalNotAllowed, ReplayRefused, Submitted
 from producers.validation import Invalid, Valid, decode_entry, unknown_voice, validate_job
+from schemas.clock import Clock, utcnow
 from schemas.config import Settings
 from schemas.policy.bucket import pacing_bucket
 from schemas.policy.redact import mask_number
@@ -40,8 +41,6 @@ __all__ = ["AmbiguousKeyError", "PortalNotAllowed", "Producer", "Submitted", "ne
 
 log = structlog.get_logger("callq.producers")
 
-Clock = Callable[[], datetime]
-
 # A pending job's arq key and claim outlive its deadline by this much, so that neither can
 # expire inside Redis while the job may still run (a late retry, a slow worker).
 PENDING_MARGIN = timedelta(days=1)
@@ -50,11 +49,6 @@ PENDING_MARGIN = timedelta(days=1)
 def new_job_id() -> str:
     """A random job id: 20 hex characters (80 bits)."""
     return secrets.token_hex(10)
-
-
-def utcnow() -> datetime:
-    """The wall clock, in UTC."""
-    return datetime.now(UTC)
 
 
 class Producer:
@@ -84,12 +78,7 @@ class Producer:
         self.id_factory = id_factory
         self._scoped: dict[frozenset[str], Settings] = {}
         self.redis, self.keys = redis, Keys(settings.key_prefix)
-        self.ledger = Ledger(
-            redis,
-            keys=self.keys,
-            retention_s=settings.outcome_retention_s,
-            outcomes_maxlen=settings.outcomes_maxlen,
-        )
+        self.ledger = Ledger.for_settings(redis, settings)
 
     async def enqueue(
         self,

@@ -20,7 +20,7 @@ from producers.api import Producer, Submitted
 from producers.results import ReplayRefused
 from producers.validation import Invalid, validate_job
 from schemas.states import Status
-from schemas.store.records import JobRecord, to_ms
+from schemas.store.records import JobRecord, decode_text, to_ms
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class DeadLetters:
     ) -> list[JobRecord]:
         """Dead jobs, oldest first, filtered by portal and error code (case-insensitive)."""
         high = to_ms(before) if before else "+inf"
-        ids = [_s(m) for m in await self.redis.zrangebyscore(self.keys.dead, "-inf", high)]
+        ids = [decode_text(m) for m in await self.redis.zrangebyscore(self.keys.dead, "-inf", high)]
         found: list[JobRecord] = []
         for start in range(0, len(ids), 500):
             async with self.redis.pipeline(transaction=False) as pipe:
@@ -120,7 +120,7 @@ class DeadLetters:
     async def purge(self, *, older_than: timedelta | None = None, now: datetime) -> int:
         """Delete dead jobs (that died more than ``older_than`` ago), each in one script. Returns how many."""
         high = to_ms(now - older_than) if older_than else "+inf"
-        ids = [_s(m) for m in await self.redis.zrangebyscore(self.keys.dead, "-inf", high)]
+        ids = [decode_text(m) for m in await self.redis.zrangebyscore(self.keys.dead, "-inf", high)]
         purged = 0
         for start in range(0, len(ids), 500):
             purged += await self.ledger.purge(ids[start : start + 500])
@@ -132,7 +132,3 @@ def _code_matches(record: JobRecord, code: str | None) -> bool:
         return True
     error = (record.outcome or {}).get("error") or {}
     return str(error.get("code", "")).lower() == code.lower()
-
-
-def _s(value: str | bytes) -> str:
-    return value.decode() if isinstance(value, bytes) else value

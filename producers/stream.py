@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import secrets
 import socket
@@ -25,6 +26,7 @@ from redis.exceptions import OutOfMemoryError, RedisError, ResponseError
 from producers.api import Producer
 from producers.validation import FieldError, Invalid
 from schemas.store.keys import INTAKE_GROUP, Keys
+from schemas.store.records import decode_text
 from schemas.store.secret import deployment_secret, derive_key
 from schemas.store.writegate import WriteGate
 from schemas.wire.job import intake_job_id, legacy_intake_job_id
@@ -206,16 +208,15 @@ class IntakeConsumer:
             return str(rejected.status)
 
 
+_text = functools.partial(decode_text, errors="replace")
+"""Text of what a producer wrote: a field name that is not UTF-8 must not stop the stream."""
+
+
 def _field(fields: dict[Any, Any], name: str) -> bytes | str | None:
     for key, value in fields.items():
         if _text(key) == name:
             return value  # type: ignore[no-any-return]
     return None
-
-
-def _text(value: str | bytes) -> str:
-    # field names come from any producer: a name that is not UTF-8 must not stop the stream
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
 async def keep_consuming(consumer: IntakeConsumer, stop: asyncio.Event, gate: WriteGate) -> None:

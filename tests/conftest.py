@@ -2,14 +2,19 @@
 
 Tests touch only keys under their own prefix (and arq's keys of their own job ids); teardown
 deletes exactly those. ``CALLQ_TEST_REDIS_URL`` points the suite at another Redis.
+
+A test that starts a process (a subprocess, ``asyncio.create_subprocess_exec``, a fork) fails unless it is
+marked ``integration``, which every test under ``tests/integration/`` is: ``make test-fast`` stays single-process.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
+from typing import Any
 
 import pytest
 import redis as sync_redis
@@ -20,6 +25,38 @@ from ops.redis_server import RedisServer
 from ops.sandbox import Sandbox, SandboxHandle, SandboxPortal, running_sandbox
 
 REDIS_URL = os.environ.get("CALLQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+SPAWNING = frozenset(
+    {"subprocess.Popen", "os.posix_spawn", "os.fork", "os.forkpty", "os.system", "os.exec", "os.spawn"}
+)
+"""The audit events (``sys.audit``) of starting a process."""
+
+
+class _SingleProcess:
+    """The test running now if it may not start a process (an audit hook cannot be removed, so it stays
+    installed and asks this)."""
+
+    test: str | None = None
+
+    @classmethod
+    def audit(cls, event: str, _args: tuple[Any, ...]) -> None:
+        if cls.test is not None and event in SPAWNING:
+            raise RuntimeError(
+                f"{cls.test} starts a process ({event}): a test that does belongs under tests/integration/"
+            )
+
+
+sys.addaudithook(_SingleProcess.audit)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    """Run a test that is not marked ``integration`` with process starts refused."""
+    _SingleProcess.test = None if item.get_closest_marker("integration") else item.nodeid
+    try:
+        yield
+    finally:
+        _SingleProcess.test = None
 
 
 def _answers(url: str) -> str | None:

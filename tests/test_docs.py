@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support.paths import ROOT
+
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 # Repository paths are written from the root: they start with a top-level directory or are a root file.
 TOP_DIRS = ("ops/", "worker/", "producers/", "schemas/", "tests/", "docs/", ".ci/")

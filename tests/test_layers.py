@@ -8,18 +8,34 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
+import logging
+import os
+from collections.abc import Iterator
 
-ROOT = Path(__file__).resolve().parents[1]
+import pytest
+from importlinter.cli import lint_imports
+
+from tests.support.paths import ROOT
 
 
-def test_every_import_keeps_to_the_layers() -> None:
-    """import-linter finds every contract of pyproject.toml kept (in its own process: it reconfigures
-    logging, which would disable the loggers other tests of this process rely on)."""
-    lint = "from importlinter.cli import lint_imports; raise SystemExit(lint_imports(no_cache=True, no_logo=True))"
-    done = subprocess.run(
-        [sys.executable, "-c", lint], check=False, cwd=ROOT, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+@pytest.fixture
+def loggers_kept() -> Iterator[None]:
+    """Undo what import-linter's command does to logging (its dictConfig disables every logger that exists,
+    aiohttp's and redis-py's included, for every later test)."""
+    loggers = logging.root.manager.loggerDict
+    disabled = {
+        name: logger.disabled for name, logger in loggers.items() if isinstance(logger, logging.Logger)
+    }
+    yield
+    for name, logger in list(loggers.items()):
+        if isinstance(logger, logging.Logger):
+            logger.disabled = disabled.get(name, False)
+
+
+def test_every_import_keeps_to_the_layers(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], loggers_kept: None
+) -> None:
+    """import-linter finds every contract of pyproject.toml kept."""
+    monkeypatch.chdir(ROOT)
+    code = lint_imports(config_filename=os.fspath(ROOT / "pyproject.toml"), no_cache=True, no_logo=True)
+    assert code == 0, capsys.readouterr().out

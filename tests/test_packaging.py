@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import glob
 import tomllib
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support.paths import ROOT
+
 PACKAGES = ("schemas", "worker", "producers", "ops")
 NOT_PACKAGE_DATA = ("ops/deploy/",)  # deployment files: copied by hand or by the Dockerfile, never imported
 

@@ -1,4 +1,5 @@
-"""Say plainly when no Redis answers, or start a throwaway one for the sandbox demo."""
+"""Say plainly when no Redis answers, or start a throwaway one for the sandbox demo (a
+:class:`~ops.redis_server.RedisServer` in a temporary directory)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,15 @@ import asyncio
 import contextlib
 import dataclasses
 import shutil
-import socket
 import tempfile
 from collections.abc import AsyncIterator
+from pathlib import Path
 from urllib.parse import urlparse
 
 import structlog
 from redis.exceptions import RedisError
 
+from ops.redis_server import RedisServer
 from schemas.config import Settings, redact_redis_url
 from schemas.policy.redact import redact_text
 from schemas.store.connect import close_client, redis_client
@@ -35,13 +37,6 @@ async def ping(url: str, *, timeout_s: float = 2.0) -> str | None:
         return str(exc) or type(exc).__name__
     finally:
         await close_client(client)
-
-
-def free_port() -> int:
-    """A TCP port free on loopback right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextlib.asynccontextmanager
@@ -68,38 +63,21 @@ async def ensure_redis(settings: Settings, *, allow_throwaway: bool) -> AsyncIte
             f"no Redis answers at {shown} ({redact_text(problem)}). Start one (e.g. `redis-server`), "
             "or point CALLQ_REDIS_URL / --redis-url at yours."
         )
-    port = free_port()
     with tempfile.TemporaryDirectory(prefix="callq-redis-") as workdir:
-        process = await asyncio.create_subprocess_exec(
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            workdir,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        url = f"redis://127.0.0.1:{port}/0"
+        server = RedisServer(Path(workdir))
         try:
-            for _ in range(100):
-                if await ping(url, timeout_s=0.2) is None:
-                    break
-                await asyncio.sleep(0.05)
-            else:
-                raise RedisUnavailable(f"no Redis at {shown}, and a throwaway redis-server did not start")
+            try:
+                await asyncio.to_thread(server.start)
+            except RedisError:
+                raise RedisUnavailable(
+                    f"no Redis at {shown}, and a throwaway redis-server did not start"
+                ) from None
             log.warning(
                 "redis.throwaway_started",
                 configured=shown,
-                url=url,
+                url=server.url,
                 hint="nothing answered at the configured URL; this Redis is gone when callq stops",
             )
-            yield dataclasses.replace(settings, redis_url=url)
+            yield dataclasses.replace(settings, redis_url=server.url)
         finally:
-            process.terminate()
-            await process.wait()
+            await asyncio.to_thread(server.stop)

@@ -8,7 +8,6 @@ from redis.asyncio import Redis
 
 from ops.cli.verb import Verb, with_redis
 from schemas.config import Settings
-from schemas.store.keys import Keys
 from schemas.store.ledger import Ledger
 
 
@@ -19,12 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 async def run(args: argparse.Namespace, settings: Settings, redis: Redis) -> int:
     """Lift the halt and pause of ``args.portal``; say how many waiting jobs were woken."""
-    ledger = Ledger(
-        redis,
-        keys=Keys(settings.key_prefix),
-        retention_s=settings.outcome_retention_s,
-        outcomes_maxlen=settings.outcomes_maxlen,
-    )
+    ledger = Ledger.for_settings(redis, settings)
     lifted, woken = await ledger.resume(args.portal)
     state = "resumed" if lifted else "was not halted or paused"
     print(f"portal {args.portal}: {state}; {woken} waiting job{'' if woken == 1 else 's'} woken")

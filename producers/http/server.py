@@ -16,7 +16,7 @@ quotes nothing the client sent, input errors are logged as one line without a tr
   one it does not read is drained for at most ``LINGER_S`` after the answer, then the connection closes.
 
 This is the one module that knows aiohttp's protocol internals (aiohttp >= 3.10, < 4); each is
-exercised by ``tests/producers/test_http_raw.py``:
+exercised by ``tests/producers/http/test_server.py``:
 
 - ``web.Server.__call__`` makes the protocol of each connection from ``Server._kwargs`` and
   ``Server._loop``; ``Server.request_handler``, ``request_factory`` and ``handler_cancellation``;

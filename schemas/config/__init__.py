@@ -108,6 +108,8 @@ def load_settings(
     top.check_keys(_TOP_KEYS)
     retention = _env_or_toml(env, "CALLQ_OUTCOME_RETENTION", top, "outcome_retention")
     maxlen = _env_or_toml(env, "CALLQ_OUTCOMES_MAXLEN", top, "outcomes_maxlen")
+    replicas = _env_or_toml(env, "CALLQ_START_REPLICAS", top, "start_replicas")
+    replicas_timeout = _env_or_toml(env, "CALLQ_START_REPLICAS_TIMEOUT", top, "start_replicas_timeout")
     defaults = Settings()
     portals = _portals(top, env)
     plain_tokens, named_tokens = read_api_tokens(env, top, portals)
@@ -124,4 +126,8 @@ def load_settings(
             "outcome_retention", defaults.outcome_retention_s, positive=True
         ),
         outcomes_maxlen=maxlen.integer("outcomes_maxlen", defaults.outcomes_maxlen, at_least=1),
+        start_replicas=replicas.integer("start_replicas", defaults.start_replicas, at_least=0),
+        start_replicas_timeout_s=replicas_timeout.number(
+            "start_replicas_timeout", defaults.start_replicas_timeout_s, positive=True
+        ),
     )

@@ -53,6 +53,9 @@ def fingerprint(settings: Settings, *, credential_key: bytes) -> Fingerprint:
         "outcome_retention": float(settings.outcome_retention_s),  # 600 and 600.0 are one setting
         "outcomes_maxlen": settings.outcomes_maxlen,
     }
+    if settings.start_replicas:  # only when set: a process from before the setting agrees otherwise
+        values["start_replicas"] = settings.start_replicas
+        values["start_replicas_timeout"] = float(settings.start_replicas_timeout_s)
     secrets: dict[str, Any] = {}
     for name, portal in settings.portals.items():
         for key, value in _portal_values(portal).items():

@@ -235,6 +235,10 @@ class Settings:
         portals: Portal name -> portal (read-only).
         outcome_retention_s: Extension: seconds a finished job's record and outcome stay readable by id.
         outcomes_maxlen: Extension: approximate MAXLEN of the `{p}:outcomes` stream.
+        start_replicas: Extension: before a request is sent, this many Redis replicas must have
+            acknowledged its attempt's START (Redis ``WAIT``), or it is not sent: a failover that
+            loses the last writes then cannot lose the record that a request went out. 0: off.
+        start_replicas_timeout_s: Extension: how long a START waits for those replicas.
     """
 
     redis_url: str = DEFAULT_REDIS_URL
@@ -245,6 +249,8 @@ class Settings:
     portals: Mapping[str, PortalConfig] = field(default_factory=lambda: MappingProxyType({}))
     outcome_retention_s: float = 7 * 86400
     outcomes_maxlen: int = 1_000_000
+    start_replicas: int = 0
+    start_replicas_timeout_s: float = 1.0
 
     def __repr__(self) -> str:
         return (
@@ -252,7 +258,8 @@ class Settings:
             f"config_path={self.config_path!r}, api_tokens=<{len(self.api_tokens)} hidden>, "
             f"named_tokens={self.named_tokens!r}, "
             f"portals={dict(self.portals)!r}, outcome_retention_s={self.outcome_retention_s!r}, "
-            f"outcomes_maxlen={self.outcomes_maxlen!r})"
+            f"outcomes_maxlen={self.outcomes_maxlen!r}, start_replicas={self.start_replicas!r}, "
+            f"start_replicas_timeout_s={self.start_replicas_timeout_s!r})"
         )
 
     def bearer_tokens(self) -> tuple[ApiToken, ...]:

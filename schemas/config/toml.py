@@ -29,7 +29,16 @@ from schemas.policy.hours import CalendarError, WeeklyHours, parse_hours
 
 # The keys each table may have; any other key is an error naming the allowed ones.
 _TOP_KEYS = frozenset(
-    {"redis_url", "key_prefix", "api_tokens", "portals", "outcome_retention", "outcomes_maxlen"}
+    {
+        "redis_url",
+        "key_prefix",
+        "api_tokens",
+        "portals",
+        "outcome_retention",
+        "outcomes_maxlen",
+        "start_replicas",
+        "start_replicas_timeout",
+    }
 )
 _PORTAL_KEYS = frozenset(
     {"webhook_url", "oauth", "timezone", "default_region", "rate", "burst", "holidays", "closed_dates"}

@@ -14,8 +14,9 @@ due and that no one holds), and the job then runs through arq's ``run_job``. Two
   a job running longer is taken over by another worker. A callq job is never cut short (its result
   must be written however long Redis takes, :func:`worker.jobs.settle.durably`), so every ``lease_s / 5``
   this worker renews the keys of the jobs it still runs (a ``PEXPIRE`` of each key whose value is
-  still its claim token; a full Redis still takes it). A worker that dies stops renewing: its jobs
-  are taken over ``lease_s`` later.
+  still its claim token; a full Redis still takes it; a key that lapsed while Redis was away is
+  taken again unless another worker took it). A job running here is never claimed here again. A
+  worker that dies stops renewing: its jobs are taken over ``lease_s`` later.
 - **Redis full.** While the :class:`~schemas.store.writegate.WriteGate` says Redis refuses writes, no job is
   claimed and the heartbeat is tried only when a try is due (it is the probe: the first one Redis takes
   clears the gate); arq's bookkeeping refused before a job ran releases the job; arq's
@@ -26,7 +27,7 @@ It relies on arq internals: ``_poll_iteration`` calling ``start_jobs`` with the 
 ``run_job`` and the ``finish_job`` it calls (shielded), ``record_health`` and its
 ``_last_health_check``, and a few settings (``poll_delay_s``, ``health_check_interval``,
 ``allow_abort_jobs``, ``cron_jobs``). They are pinned by the ``arq`` version range in
-pyproject.toml, each exercised by ``tests/worker/test_arq_internals.py``, and arq's own test suite
+pyproject.toml, each exercised by ``tests/schemas/jobqueue/test_arq_internals.py``, and arq's own test suite
 runs against this worker (``make test-arq``, ``tests/arq_suite/``).
 """
 
@@ -46,6 +47,7 @@ from arq.worker import Worker
 from redis.commands.core import AsyncScript
 from redis.exceptions import OutOfMemoryError, RedisError
 
+from schemas.store.records import decode_text
 from schemas.store.writegate import WriteGate
 
 logger = logging.getLogger("callq.dispatch")
@@ -80,11 +82,16 @@ return out
 
 RENEW = """
 -- KEYS: none (in-progress keys are named here, no Redis Cluster); ARGV: TTL ms, (key, token) pairs...
--- extend the in-progress keys this worker still holds (a key another worker took is left alone)
+-- extend the in-progress keys this worker still holds; one that lapsed while Redis was away and
+-- nobody took meanwhile is taken again (the job still runs here); one another worker took is left.
 local renewed = 0
 for i = 2, #ARGV, 2 do
-  if redis.call('GET', ARGV[i]) == ARGV[i + 1] then
+  local holder = redis.call('GET', ARGV[i])
+  if holder == ARGV[i + 1] then
     renewed = renewed + redis.call('PEXPIRE', ARGV[i], ARGV[1])
+  elseif not holder then
+    redis.call('SET', ARGV[i], ARGV[i + 1], 'PX', ARGV[1])
+    renewed = renewed + 1
   end
 end
 return renewed
@@ -162,7 +169,10 @@ class BatchClaimWorker(Worker):
         assert slot_freed is not None
         if not self.gate.due():
             return  # Redis is full: claim nothing until the next try is due
+        # a job that runs here is never claimed again, even if its in-progress key lapsed while Redis
+        # was away (a stall, a restart): two tasks of one arq job would end it for arq, not for callq
         ids = [job_id.decode() for job_id in job_ids]
+        ids = [job_id for job_id in ids if not self._runs_here(job_id)]
         at = 0
         until = self.loop.time() + self.poll_delay_s
         claimed_once = False
@@ -197,7 +207,7 @@ class BatchClaimWorker(Worker):
             if len(reply) > 1:
                 self.gate.accepted()  # it wrote an in-progress key
             for raw_id, raw_score in zip(reply[1::2], reply[2::2], strict=True):
-                job_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+                job_id = decode_text(raw_id)
                 self._tokens[job_id] = token
                 await self._start(job_id, int(float(raw_score)))
 
@@ -208,6 +218,11 @@ class BatchClaimWorker(Worker):
         if self.allow_abort_jobs or self.cron_jobs:
             return max(until - self.loop.time(), 0.0)
         return self.health_check_interval / 2
+
+    def _runs_here(self, job_id: str) -> bool:
+        """A task of this worker runs ``job_id`` now."""
+        task = self.tasks.get(job_id)
+        return task is not None and not task.done()
 
     async def _start(self, job_id: str, score: int) -> None:
         """What arq does with a job it claimed: a task running ``run_job``, holding a slot."""

@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Awaitable, Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from redis.asyncio import Redis
 
@@ -23,11 +23,14 @@ from schemas.policy.bucket import EARLY_WAKE_S, PRECISE_WAIT_S, Bucket
 from schemas.states import Status, Step
 from schemas.store.keys import Keys
 from schemas.store.reads import RecordReader
-from schemas.store.records import to_ms
+from schemas.store.records import decode_text, to_ms
 from schemas.store.replies import Admission, FinalizeResult, Rescheduled, Start
 from schemas.store.scripts import Scripts
 from schemas.wire.job import CallbackJob
 from schemas.wire.outcome import Outcome, stored_attempt_entry, stored_outcome
+
+if TYPE_CHECKING:
+    from schemas.config import Settings
 
 T = TypeVar("T")
 
@@ -107,6 +110,17 @@ class Ledger(RecordReader):
         self.outcomes_maxlen = outcomes_maxlen
         self.scripts = Scripts(redis)
 
+    @classmethod
+    def for_settings(cls, redis: Redis, settings: Settings, *, retry: WriteRetry = send_once) -> Ledger:
+        """The deployment's ledger: key prefix, record retention and outcome stream cap from ``settings``."""
+        return cls(
+            redis,
+            keys=Keys(settings.key_prefix),
+            retention_s=settings.outcome_retention_s,
+            outcomes_maxlen=settings.outcomes_maxlen,
+            retry=retry,
+        )
+
     async def admit(self, request: AdmitRequest, *, now: datetime) -> Admission:
         """Store a new job and schedule it, unless its idempotency key or line + number is taken."""
         (admission,) = await self.admit_many([request], now=now)
@@ -183,6 +197,7 @@ class Ledger(RecordReader):
         dedupe_window_s: float = 0,
         attempt: tuple[int, dict[str, Any]] | None = None,
         orphan_seen_ms: int | None = None,
+        owner: str = "",
     ) -> FinalizeResult:
         """Move a pending job to its final outcome, once.
 
@@ -195,6 +210,8 @@ class Ledger(RecordReader):
             attempt: (number, entry) of the attempt that ended the job, stored in the same step.
             orphan_seen_ms: only if the job's attempt is orphaned: its lease lapsed, seen at this
                 Redis time (:mod:`worker.jobs.orphans`); otherwise nothing is written (``busy``).
+            owner: the lease token of the attempt whose worker writes (:attr:`Start.token`): only
+                while the record holds it (``superseded`` once another attempt started).
         """
         k = self.keys
         succeeded = outcome.status == Status.SUCCEEDED
@@ -214,6 +231,7 @@ class Ledger(RecordReader):
             dedupe_window_s=dedupe_window_s,
             attempt=attempt,
             orphan_seen_ms=orphan_seen_ms,
+            owner=owner,
         )
 
     async def _finalize(
@@ -228,6 +246,7 @@ class Ledger(RecordReader):
         attempt: tuple[int, dict[str, Any]] | None = None,
         orphan_seen_ms: int | None = None,
         replay_of: str | None = None,
+        owner: str = "",
     ) -> FinalizeResult:
         k, job_id = self.keys, outcome.job_id
         claim, idem, strikes = keys
@@ -242,12 +261,20 @@ class Ledger(RecordReader):
         args: list[str | int] = [job_id, str(outcome.status), outcome.to_json(), self.retention_ms]
         args += [self.outcomes_maxlen, int(dedupe_window_s * 1000), now_ms, k.jobs.member(job_id)]
         args += [str(step), expect, job_json, outcome.attempts, field, entry, "1" if drop_arq else "0"]
-        args += ["" if orphan_seen_ms is None else orphan_seen_ms, STALE_MS, replay_of or ""]
+        args += ["" if orphan_seen_ms is None else orphan_seen_ms, STALE_MS, replay_of or "", owner]
         reply = await self.retry(lambda: self.scripts.finalize(keys=script_keys, args=args), where="finalize")
         return FinalizeResult.parse(reply)
 
     async def start_attempt(
-        self, job_id: str, *, portal: str, now: datetime, info: dict[str, Any], lease_s: float
+        self,
+        job_id: str,
+        *,
+        portal: str,
+        now: datetime,
+        info: dict[str, Any],
+        lease_s: float,
+        replicas: int = 0,
+        replicas_timeout_s: float = 1.0,
     ) -> Start:
         """Record that a request is about to be sent; the record says ``running`` until it ends.
 
@@ -256,6 +283,9 @@ class Ledger(RecordReader):
         is ``busy`` while that lease lives and ``interrupted`` once it lapsed; nothing is changed.
         If the portal is halted (credentials refused, manual block) or paused (rate refusal), the
         verdict is ``halted`` with ``halted_ms`` left, and nothing is changed.
+
+        With ``replicas``, Redis waits (``WAIT``, on the same connection, up to ``replicas_timeout_s``)
+        until that many replicas have the START; :attr:`Start.replicated` says whether they did.
         """
         k = self.keys
         entry = json.dumps({"started_at": now.isoformat(), **info}, separators=(",", ":"))
@@ -263,8 +293,19 @@ class Ledger(RecordReader):
         # one token per call: a START redis-py re-sends after a lost reply finds its own attempt
         token = secrets.token_hex(8)
         args: list[str | int] = [job_id, entry, int(lease_s * 1000), k.jobs.member(job_id), token]
-        reply = await self.retry(lambda: self.scripts.start(keys=keys, args=args), where="start")
-        return Start.parse(reply)
+        if not replicas:
+            reply = await self.retry(lambda: self.scripts.start(keys=keys, args=args), where="start")
+            return Start.parse(reply, token=token)
+
+        async def start_and_wait() -> tuple[Any, int]:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                await self.scripts.start(keys=keys, args=args, client=pipe)
+                pipe.wait(replicas, max(int(replicas_timeout_s * 1000), 1))
+                reply, acked = await pipe.execute()
+            return reply, int(acked)
+
+        reply, acked = await self.retry(start_and_wait, where="start")
+        return replace(Start.parse(reply, token=token), replicated=acked >= replicas)
 
     async def finish_attempt(
         self, job_id: str, attempt: int, entry: dict[str, Any], *, job: CallbackJob | None = None
@@ -291,6 +332,7 @@ class Ledger(RecordReader):
         held_by: str | None = None,
         held_ttl_s: float = 0.0,
         orphan_seen_ms: int | None = None,
+        owner: str = "",
     ) -> Rescheduled:
         """Put a job back to wait until ``run_at`` (step ``put_back``).
 
@@ -308,6 +350,7 @@ class Ledger(RecordReader):
             held_ttl_s: how long that portal's held set is kept (a little over the halt).
             orphan_seen_ms: only if the job's attempt is orphaned (see :meth:`finalize`): ``busy``
                 otherwise.
+            owner: the lease token of the attempt whose worker puts it back (see :meth:`finalize`).
         """
         k = self.keys
         pairs = [item for pair in (fields or {}).items() for item in pair]
@@ -315,7 +358,7 @@ class Ledger(RecordReader):
         keys = [k.job(job_id), k.running, k.queue, k.jobs.job(job_id), *held]
         args: list[str | int] = [job_id, str(state), to_ms(run_at), _csv(expect), k.jobs.member(job_id)]
         args += [stored_job(job_id, to_ms(run_at)), max(int(held_ttl_s * 1000), 1000)]
-        args += ["" if orphan_seen_ms is None else orphan_seen_ms, STALE_MS, *pairs]
+        args += ["" if orphan_seen_ms is None else orphan_seen_ms, STALE_MS, owner, *pairs]
         reply = await self.retry(lambda: self.scripts.reschedule(keys=keys, args=args), where="reschedule")
         return Rescheduled.parse(reply)
 
@@ -340,25 +383,25 @@ class Ledger(RecordReader):
 
     async def heartbeat(
         self, job_ids: Sequence[str], *, worker_id: str, lease_s: float, liveness_s: float
-    ) -> int:
+    ) -> tuple[int, set[str]]:
         """Keep alive the leases of the attempts this worker runs, and its own liveness key.
 
         Returns:
-            Redis's time (unix ms).
+            Redis's time (unix ms), and the job ids whose lease was renewed (an attempt that left
+            the running index, judged orphaned or ended, is not renewed).
         """
         k = self.keys
         keys = [k.running, k.worker(worker_id)]
         reply = await self.scripts.heartbeat(
             keys=keys, args=[int(lease_s * 1000), int(liveness_s * 1000), *job_ids]
         )
-        return int(reply[0])
+        renewed = {job_id for job_id, flag in zip(job_ids, reply[1:], strict=True) if int(flag)}
+        return int(reply[0]), renewed
 
     async def orphan_candidates(self, *, limit: int) -> tuple[int, list[str]]:
         """Jobs whose attempt lease lapsed, and the Redis time (unix ms) they were seen at."""
         reply = await self.scripts.orphans(keys=[self.keys.running], args=[limit])
-        return int(reply[0]), [
-            job_id.decode() if isinstance(job_id, bytes) else job_id for job_id in reply[1:]
-        ]
+        return int(reply[0]), [decode_text(job_id) for job_id in reply[1:]]
 
     async def forget_running(self, job_id: str) -> bool:
         """Drop ``job_id`` from the running index unless it is running (an entry left behind)."""

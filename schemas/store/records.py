@@ -72,9 +72,10 @@ def decode_record(job_id: str, raw: dict[Any, Any]) -> JobRecord | None:
     )
 
 
-def decode_text(value: str | bytes) -> str:
-    """A Redis reply as text, whether the client decodes responses or not."""
-    return value.decode() if isinstance(value, bytes) else value
+def decode_text(value: str | bytes, *, errors: str = "strict") -> str:
+    """A Redis reply as text, whether the client decodes responses or not (UTF-8; ``errors`` as
+    :meth:`bytes.decode` takes it: ``"replace"`` where bytes from outside must not stop a reader)."""
+    return value.decode("utf-8", errors) if isinstance(value, bytes) else value
 
 
 def _placeholder_job(job_id: str, outcome: dict[str, Any] | None) -> CallbackJob:

@@ -88,6 +88,9 @@ class Start:
         state: the final state (``final``).
         halted_ms: how long the portal stays halted or paused (``halted``).
         seen_ms: Redis's time when the lease was looked at (``busy``, ``interrupted``).
+        token: the attempt's lease token (``started``): the worker's end of the attempt is
+            written only while the record still holds it.
+        replicated: the START reached the replicas asked for (always, when none were).
     """
 
     verdict: StartVerdict
@@ -95,15 +98,17 @@ class Start:
     state: str | None = None
     halted_ms: int = 0
     seen_ms: int = 0
+    token: str = ""
+    replicated: bool = True
 
     @classmethod
-    def parse(cls, reply: Any) -> Start:
-        """From ``{verdict, value[, redis ms]}``."""
+    def parse(cls, reply: Any, *, token: str = "") -> Start:
+        """From ``{verdict, value[, redis ms]}``; ``token`` is the one the START call sent."""
         verdict = StartVerdict(_text(reply, 0))
         if verdict is StartVerdict.HALTED:
             return cls(verdict, halted_ms=_int(reply, 1))
         if verdict is StartVerdict.STARTED:
-            return cls(verdict, attempt=_int(reply, 1))
+            return cls(verdict, attempt=_int(reply, 1), token=token)
         if verdict in (StartVerdict.BUSY, StartVerdict.INTERRUPTED):
             return cls(verdict, attempt=_int(reply, 1), seen_ms=_int(reply, 2))
         return cls(verdict, state=_text(reply, 1) or None)
@@ -119,6 +124,8 @@ class FinalizeVerdict(StrEnum):
     FINAL = "final"
     BUSY = "busy"
     """Not in an expected state, or the orphan's lease came alive again."""
+    SUPERSEDED = "superseded"
+    """The writer's attempt was judged orphaned and another attempt started since."""
     REFUSED = "refused"
     """The state machine does not allow it (cancelling a running job, say), or the replayed job
     cannot be replayed."""
@@ -158,6 +165,8 @@ class RescheduleVerdict(StrEnum):
     OK = "ok"
     BUSY = "busy"
     """The orphan's lease came alive again."""
+    SUPERSEDED = "superseded"
+    """The writer's attempt was judged orphaned and another attempt started since."""
     REFUSED = "refused"
     MISSING = "missing"
     ELSEWHERE = "elsewhere"
@@ -184,7 +193,7 @@ class Rescheduled:
         head = _text(reply, 0)
         if head == "ok":
             return cls(RescheduleVerdict.OK, run_at_ms=_int(reply, 1))
-        if head in ("busy", "refused"):
+        if head in ("busy", "superseded", "refused"):
             return cls(RescheduleVerdict(head), state=_text(reply, 1))
         if head == "missing":
             return cls(RescheduleVerdict.MISSING)

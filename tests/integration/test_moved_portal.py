@@ -14,8 +14,8 @@ from ops.sandbox import Sandbox, SandboxHandle, SandboxPortal, running_sandbox
 from producers.api import Producer
 from schemas.store.keys import Keys
 from schemas.store.portal_moves import read_move
-from tests.helpers import FAST, make_settings, run_callq, running_worker, sandbox_portal, wait_outcomes
-from tests.processes import write_config
+from tests.support.helpers import FAST, make_settings, running_worker, sandbox_portal, wait_outcomes
+from tests.support.processes import run_callq, write_config
 from worker.service.metrics import Metrics, refresh_gauges
 
 TEXT = "Callback request"

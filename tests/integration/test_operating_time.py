@@ -14,7 +14,7 @@ from producers.api import Producer
 from schemas.config import Settings
 from schemas.store.keys import Keys
 from schemas.store.ledger import Ledger
-from tests.helpers import make_settings, running_worker, sandbox_portal, wait_outcomes
+from tests.support.helpers import make_settings, running_worker, sandbox_portal, wait_outcomes
 
 TEXT = "Callback request"
 CALLBACK = "voximplant.callback.start"

@@ -15,16 +15,8 @@ from ops.sandbox import Sandbox, SandboxPortal, running_sandbox
 from producers.api import Producer
 from schemas.store.keys import Keys
 from schemas.store.ledger import Ledger
-from tests.helpers import (
-    FAST,
-    make_settings,
-    run_callq,
-    running_worker,
-    sandbox_portal,
-    wait_for,
-    wait_outcomes,
-)
-from tests.processes import write_config
+from tests.support.helpers import FAST, make_settings, running_worker, sandbox_portal, wait_for, wait_outcomes
+from tests.support.processes import run_callq, write_config
 
 TEXT = "Callback request"
 JOBS = 200

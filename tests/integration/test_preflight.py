@@ -12,8 +12,7 @@ from redis.asyncio import Redis
 from ops.sandbox import Sandbox, SandboxHandle, SandboxPortal, running_sandbox
 from schemas.store.keys import Keys
 from schemas.store.voices import offered_voices
-from tests.helpers import run_callq
-from tests.processes import write_config
+from tests.support.processes import run_callq, write_config
 
 CLIENT_ID, CLIENT_SECRET = "local.app.1", "appsecret-xyz"
 

@@ -13,7 +13,7 @@ from producers.api import Producer
 from schemas.config import LineConfig, PortalConfig, Settings
 from schemas.store.keys import Keys
 from schemas.store.voices import VOICES_TTL_S, offered_voices, store_voices
-from tests.helpers import ALWAYS_OPEN
+from tests.support.helpers import ALWAYS_OPEN
 
 TEXT = "Callback request"
 

@@ -19,6 +19,7 @@ from typing import TypeVar
 
 import structlog
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from schemas.config import PortalConfig
 from schemas.policy.moves import PortalMove, origin_of
@@ -64,14 +65,27 @@ class PortalAddresses:
             PortalMoved: the new address redirected too (nothing was run; retried later).
             BitrixCallError: whatever ``send`` raises otherwise.
         """
-        move = None if self.redis is None else await read_move(self.redis, self.keys, portal.name)
         try:
-            return await send(self._at(creds, move))
+            return await send(self._at(creds, await self._current(portal.name)))
         except PortalMoved as moved:
             configured = origin_of(creds.base_url)
-            await self.record(portal.name, moved_from=configured, moved_to=moved.origin)
+            try:
+                await self.record(portal.name, moved_from=configured, moved_to=moved.origin)
+            except RedisError as exc:  # followed all the same; the next request learns it again
+                log.warning("portal.move_unrecorded", portal=portal.name, error=type(exc).__name__)
             target = PortalMove(configured, moved.origin, "")
             return await send(self._at(creds, target))
+
+    async def _current(self, portal: str) -> PortalMove | None:
+        """The move recorded for ``portal``; None if none, or if Redis does not answer (nothing has
+        been sent yet: a portal that moved redirects again, and is followed)."""
+        if self.redis is None:
+            return None
+        try:
+            return await read_move(self.redis, self.keys, portal)
+        except RedisError as exc:
+            log.warning("portal.move_unread", portal=portal, error=type(exc).__name__)
+            return None
 
     async def record(self, portal: str, *, moved_from: str, moved_to: str) -> PortalMove:
         """Remember that ``portal`` moved; log it (and count it) the first time it is seen."""

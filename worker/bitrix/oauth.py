@@ -27,13 +27,13 @@ import asyncio
 import json
 import secrets
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import TypeVar, cast
 
 import aiohttp
 import structlog
 from redis.asyncio import Redis
 
+from schemas.clock import Clock, utcnow
 from schemas.config import OAuthConfig, PortalConfig
 from schemas.policy.redact import Redactor
 from schemas.store.ledger import WriteRetry, send_once
@@ -81,10 +81,6 @@ def _of_config(stored: TokenSet | None, oauth: OAuthConfig) -> TokenSet | None:
     return stored if stored is not None and stored.seed == seed_of(oauth) else None
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 class PortalAuth:
     """Credentials of every portal for one worker process; the token store is shared in Redis.
 
@@ -108,7 +104,7 @@ class PortalAuth:
         *,
         prefix: str,
         session: aiohttp.ClientSession,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Clock = utcnow,
         lock_timeout_s: float = 30.0,
         refresh_margin_s: float | None = 60.0,
         poll_interval_s: float = 0.05,

@@ -16,6 +16,7 @@ from typing import Literal
 from schemas.config import OAuthConfig
 from schemas.policy.redact import redact_text
 from schemas.store.keys import Keys
+from schemas.store.records import decode_text
 from worker.bitrix.errors import AuthRefused, AuthUnavailable
 
 DEFAULT_LIFETIME_S = 3600.0  # Bitrix24's token response: `expires_in` is 3600 (an access token lives 1 h)
@@ -111,7 +112,7 @@ class TokenSet:
     @classmethod
     def from_hash(cls, raw: Mapping[bytes, bytes] | Mapping[str, str]) -> TokenSet | None:
         """Read the hash back; None if it is empty or incomplete."""
-        text = {_text(key): _text(value) for key, value in raw.items()}
+        text = {decode_text(key): decode_text(value) for key, value in raw.items()}
         try:
             return cls(
                 text["access_token"],
@@ -201,7 +202,3 @@ def parse_token_response(
         endpoint if endpoint.endswith("/") else f"{endpoint}/",
         seed,
     )
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

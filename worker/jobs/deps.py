@@ -5,10 +5,10 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import aiohttp
 
+from schemas.clock import Clock, utcnow
 from schemas.config import Settings
 from schemas.store.ledger import Ledger
 from schemas.store.writegate import WriteGate
@@ -19,13 +19,6 @@ from worker.jobs.leases import AttemptLeases
 from worker.jobs.ratelimit import RateLimiter
 from worker.policy.classify import HaltTimes
 from worker.service.metrics import Metrics
-
-Clock = Callable[[], datetime]
-
-
-def utcnow() -> datetime:
-    """The wall clock, in UTC."""
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -50,6 +43,8 @@ class Deps:
         refused_s: how long a portal halts after Bitrix24 refused it a scope, permission, plan or method.
         block_s: how long a portal halts after ``OVERLOAD_LIMIT`` (a manual block only support lifts).
         gate: whether Redis takes writes (Redis full); the ledger and limiter wait on it.
+        attempt_token: while an attempt runs, its lease token: what its worker writes at its end
+            lands only while the record still holds it (empty outside an attempt).
     """
 
     settings: Settings
@@ -69,6 +64,7 @@ class Deps:
     refused_s: float = 300.0
     block_s: float = 3600.0
     gate: WriteGate = field(default_factory=WriteGate)
+    attempt_token: str = ""
 
     @property
     def halts(self) -> HaltTimes:

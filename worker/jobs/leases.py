@@ -5,6 +5,13 @@ While this process works on it, a heartbeat extends the lease every few seconds;
 only if the process died, or lost Redis for longer than the lease. Whoever then finds the attempt
 (the reconciler, or a worker that arq handed the job again) may end it, see :mod:`worker.jobs.orphans`.
 
+A lease is only worth something if its owner stops while it is lapsed: a process frozen (SIGSTOP, a
+paused container, a stalled VM) or cut off from Redis right after START must not send its request
+once someone else may have judged the attempt. So this process keeps, for each of its attempts, the
+moment its lease is sure to still live by its own clock (the lease counted from *before* the write
+that set it), and sends only while :meth:`AttemptLeases.send_budget` is positive: with a margin
+for the request to leave, and the connection set up within what is left.
+
 The heartbeat doubles as this process's health check of Redis: the time since its writes last
 went through promptly decides whether this process may judge another's attempt orphaned
 (:meth:`AttemptLeases.may_judge`). After Redis stalled or restarted, every owner gets the time to
@@ -75,9 +82,21 @@ class LeaseTiming:
         )
 
     @property
+    def send_margin_s(self) -> float:
+        """A request must leave at least this long before its lease could lapse (2 s at 20 s)."""
+        return min(max(1.0, self.lease_s / 10), self.lease_s / 4)
+
+    @property
     def liveness_s(self) -> float:
         """TTL of the worker's liveness key (who is alive: ``callq status``, the dashboard)."""
         return self.lease_s
+
+
+def lease_clock() -> float:
+    """Seconds on a clock that counts on while the process is stopped or the machine sleeps
+    (``CLOCK_BOOTTIME`` where there is one): a lease lapses in Redis whatever this process was doing."""
+    boottime = getattr(time, "CLOCK_BOOTTIME", None)
+    return time.clock_gettime(boottime) if boottime is not None else time.monotonic()
 
 
 class AttemptLeases:
@@ -86,29 +105,43 @@ class AttemptLeases:
     Args:
         ledger: the job records.
         timing: lease, heartbeat and grace durations.
-        clock: a monotonic clock (tests pass their own).
+        clock: a monotonic clock that counts on while the process is stopped (tests pass their own).
     """
 
     def __init__(
-        self, ledger: Ledger, *, timing: LeaseTiming, clock: Callable[[], float] = time.monotonic
+        self, ledger: Ledger, *, timing: LeaseTiming, clock: Callable[[], float] = lease_clock
     ) -> None:
         self.ledger = ledger
         self.timing = timing
         self.clock = clock
         self.worker_id = secrets.token_hex(6)
         self.active: set[str] = set()
+        self._sure_until: dict[str, float] = {}
         self._healthy_since: float | None = None
         self._last_ok = float("-inf")
         self._beating_since: float | None = None
 
     @contextlib.contextmanager
-    def holding(self, job_id: str) -> Iterator[None]:
-        """Keep ``job_id``'s attempt lease alive while the block runs."""
+    def holding(self, job_id: str, *, taken_at: float) -> Iterator[None]:
+        """Keep ``job_id``'s attempt lease alive while the block runs.
+
+        Args:
+            job_id: the job whose attempt this process started.
+            taken_at: :attr:`clock` read before the START that took the lease was sent.
+        """
         self.active.add(job_id)
+        self._sure_until[job_id] = taken_at + self.timing.lease_s
         try:
             yield
         finally:
             self.active.discard(job_id)
+            self._sure_until.pop(job_id, None)
+
+    def send_budget(self, job_id: str) -> float:
+        """Seconds left for ``job_id``'s request to leave: its lease surely lives that long plus the
+        margin. Zero or less: do not send (the attempt may be judged orphaned, or already was)."""
+        sure_until = self._sure_until.get(job_id, float("-inf"))
+        return sure_until - self.clock() - self.timing.send_margin_s
 
     def may_judge(self) -> bool:
         """Whether this process's Redis writes have gone through promptly for ``grace_s``, the
@@ -125,7 +158,7 @@ class AttemptLeases:
         """One heartbeat: extend the live attempts' leases, note how Redis answered."""
         began = self._beating_since = self.clock()
         try:
-            await self.ledger.heartbeat(
+            _, renewed = await self.ledger.heartbeat(
                 sorted(self.active),
                 worker_id=self.worker_id,
                 lease_s=self.timing.lease_s,
@@ -138,6 +171,9 @@ class AttemptLeases:
             return
         finally:
             self._beating_since = None
+        for job_id in renewed:
+            if job_id in self._sure_until:
+                self._sure_until[job_id] = max(self._sure_until[job_id], began + self.timing.lease_s)
         now = self.clock()
         if now - began > self.timing.slow_s:
             log.warning(EVENT_HEARTBEAT_SLOW, took_s=round(now - began, 3), attempts=len(self.active))

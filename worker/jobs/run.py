@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+import aiohttp
 import structlog
 from redis.exceptions import OutOfMemoryError
 
@@ -44,8 +46,22 @@ RESULT_UNWRITTEN_HINT = (
     "replaying it"
 )
 
+EVENT_LEASE_RAN_OUT = "job.lease_ran_out"
+LEASE_RAN_OUT = "not sent: the attempt's lease could have lapsed before the request left"
+
+EVENT_START_UNREPLICATED = "job.start_unreplicated"
+START_UNREPLICATED = "not sent: too few Redis replicas acknowledged the attempt's start in time"
+
 EARLY_TOLERANCE = timedelta(milliseconds=500)
 """A job woken this close to its time runs now rather than being put back for a blink."""
+
+
+class LeaseRanOut(TransportError):
+    """The attempt's lease may lapse before its request could leave: it is not sent."""
+
+    def __init__(self, *, late_s: float) -> None:
+        super().__init__(phase="connect", description=LEASE_RAN_OUT)
+        self.late_s = late_s
 
 
 async def run_job(deps: Deps, job_id: str) -> float | None:
@@ -73,33 +89,78 @@ async def run_job(deps: Deps, job_id: str) -> float | None:
             job_id, portal=portal.name, now=now, info={}, lease_s=deps.leases.timing.lease_s
         )
         return await _not_started(deps, record, portal, start, now=now)
-    calendar = portal.calendar_for(job.from_line)
-    decision = earliest_run(calendar, now=now, not_before=job.not_before_at, deadline=job.deadline_at)
-    if isinstance(decision, Expired):
-        return await end_job(deps, record, Status.EXPIRED, error=(ErrorCode.DEADLINE_PASSED, decision.reason))
-    if decision.at > now + EARLY_TOLERANCE:
-        return await put_back(deps, record, state=record.state, run_at=decision.at, now=now)
-    hold = await take_slots(deps.limiter, record, portal, now=now) if deps.rate_limit else None
-    if hold is not None:
-        # a slot past the deadline: wake at the deadline, and expire then
-        wake = min(hold.wake, job.deadline_at) if job.deadline_at else hold.wake
-        deps.metrics.rate_limit_waits.labels(portal=portal.name).inc()
-        return await put_back(
-            deps, record, state=record.state, run_at=wake, now=now, fields={"slots": hold.slots_json}
-        )
+    ready = await _ready_to_start(deps, record, portal, now=now)
+    if not isinstance(ready, datetime):
+        return ready.delay
+    now = ready
     spent = _spent_attempts(record)
+    taken_at = deps.leases.clock()  # before START: the lease is counted from no earlier than this
     start = await deps.ledger.start_attempt(
-        job_id, portal=portal.name, now=now, info={"spent_before": spent}, lease_s=deps.leases.timing.lease_s
+        job_id,
+        portal=portal.name,
+        now=now,
+        info={"spent_before": spent},
+        lease_s=deps.leases.timing.lease_s,
+        replicas=deps.settings.start_replicas,
+        replicas_timeout_s=deps.settings.start_replicas_timeout_s,
     )
     if start.verdict is not StartVerdict.STARTED:
         return await _not_started(deps, record, portal, start, now=now)
-    with deps.leases.holding(job_id):
+    deps = replace(deps, attempt_token=start.token)  # its end is written only while it is the attempt
+    if not start.replicated:
+        # a failover now could lose the record that this request went out: do not send it
+        return await _unreplicated(deps, record, attempt=start.attempt, started_at=now)
+    with deps.leases.holding(job_id, taken_at=taken_at):
         try:
             return await _attempt(deps, record, portal, attempt=start.attempt, spent=spent, started_at=now)
         except asyncio.CancelledError:
             # an immediate stop, or a graceful one that ran out of time while Redis was away
             log.error(EVENT_RESULT_UNWRITTEN, attempt=start.attempt, hint=RESULT_UNWRITTEN_HINT)
             raise
+
+
+@dataclass(frozen=True)
+class _Settled:
+    """The job was put back or ended before its attempt: what :func:`run_job` returns."""
+
+    delay: float | None
+
+
+async def _ready_to_start(
+    deps: Deps, record: JobRecord, portal: PortalConfig, *, now: datetime
+) -> datetime | _Settled:
+    """Business hours, then the rate limit, then business hours again at the moment of START.
+
+    Returns the instant the attempt starts at, or how the job was put back or ended instead. A job
+    woken a blink early waits for its time here rather than start early; the rate limit's precise
+    wait may cross a closing time, hence the second look.
+    """
+    job = record.job
+    calendar = portal.calendar_for(job.from_line)
+    for look in ("wake", "start"):
+        decision = earliest_run(calendar, now=now, not_before=job.not_before_at, deadline=job.deadline_at)
+        if isinstance(decision, Expired):
+            error = (ErrorCode.DEADLINE_PASSED, decision.reason)
+            return _Settled(await end_job(deps, record, Status.EXPIRED, error=error))
+        early = decision.at - now
+        if early > (EARLY_TOLERANCE if look == "wake" else timedelta(0)):
+            return _Settled(await put_back(deps, record, state=record.state, run_at=decision.at, now=now))
+        if look == "start":
+            return now
+        if early > timedelta(0):
+            await asyncio.sleep(early.total_seconds())
+            now = deps.clock()
+        hold = await take_slots(deps.limiter, record, portal, now=now) if deps.rate_limit else None
+        if hold is not None:
+            # a slot past the deadline: wake at the deadline, and expire then
+            wake = min(hold.wake, job.deadline_at) if job.deadline_at else hold.wake
+            deps.metrics.rate_limit_waits.labels(portal=portal.name).inc()
+            slots = {"slots": hold.slots_json}
+            return _Settled(
+                await put_back(deps, record, state=record.state, run_at=wake, now=now, fields=slots)
+            )
+        now = deps.clock()
+    raise AssertionError("unreachable")
 
 
 async def _not_started(
@@ -134,6 +195,11 @@ async def _attempt(
     )
 
     async def send(creds: Credentials) -> CallbackStarted:
+        # only while this attempt's lease surely lives: a process frozen or cut off from Redis since
+        # START may have had its attempt judged orphaned (and replayed) by now
+        budget = deps.leases.send_budget(record.job_id)
+        if budget <= 0:
+            raise LeaseRanOut(late_s=-budget)
         return await start_callback(
             deps.session,
             creds.base_url,
@@ -142,7 +208,7 @@ async def _attempt(
             text_to_pronounce=job.text_to_pronounce,
             voice=job.voice,
             access_token=creds.access_token,
-            client_timeout=deps.client_timeout,
+            client_timeout=within(deps.client_timeout, budget),
         )
 
     failure: Failure | None = None
@@ -164,7 +230,19 @@ async def _attempt(
         )
         entry = _attempt_entry(deps, began, started_at, failure=Failure(Verdict.PAUSE_PORTAL, not_sent))
         return await durably(
-            "not_sent", lambda: _not_sent(deps, record, not_sent, attempt=attempt, entry=entry)
+            "not_sent",
+            lambda: _not_sent(
+                deps, record, not_sent, attempt=attempt, entry=entry, wait_s=max(deps.gate.wait_s(), 1.0)
+            ),
+        )
+    except LeaseRanOut as exc:
+        # nothing was sent; the reconciler may have judged the attempt already (then this put-back
+        # finds the record moved on, and nothing more happens here)
+        log.warning(EVENT_LEASE_RAN_OUT, attempt=attempt, late_s=round(exc.late_s, 3))
+        ran_out: LeaseRanOut = exc
+        entry = _attempt_entry(deps, began, started_at, failure=Failure(Verdict.PAUSE_PORTAL, ran_out))
+        return await durably(
+            "not_sent", lambda: _not_sent(deps, record, ran_out, attempt=attempt, entry=entry, wait_s=0.0)
         )
     except BitrixCallError as error:
         latency.observe(time.monotonic() - began)
@@ -205,13 +283,32 @@ async def _attempt(
     return again
 
 
+async def _unreplicated(deps: Deps, record: JobRecord, *, attempt: int, started_at: datetime) -> float | None:
+    """The attempt's START did not reach ``start_replicas`` replicas in time: nothing is sent, and
+    the job tries again after a short wait (not spent)."""
+    wanted = deps.settings.start_replicas
+    log.warning(EVENT_START_UNREPLICATED, attempt=attempt, replicas=wanted)
+    error = TransportError(phase="connect", description=f"{START_UNREPLICATED} ({wanted} asked for)")
+    entry = _attempt_entry(deps, time.monotonic(), started_at, failure=Failure(Verdict.PAUSE_PORTAL, error))
+    wait_s = max(deps.settings.start_replicas_timeout_s, 1.0)
+    return await durably(
+        "not_sent", lambda: _not_sent(deps, record, error, attempt=attempt, entry=entry, wait_s=wait_s)
+    )
+
+
 async def _not_sent(
-    deps: Deps, record: JobRecord, error: BitrixCallError, *, attempt: int, entry: dict[str, Any]
+    deps: Deps,
+    record: JobRecord,
+    error: BitrixCallError,
+    *,
+    attempt: int,
+    entry: dict[str, Any],
+    wait_s: float,
 ) -> float | None:
-    """Record an attempt whose request was never sent, and try again once Redis takes writes."""
+    """Record an attempt whose request was never sent (not spent), and try again in ``wait_s``."""
     await deps.ledger.finish_attempt(record.job_id, attempt, entry)
     now = deps.clock()
-    wake = now + timedelta(seconds=max(deps.gate.wait_s(), 1.0))
+    wake = now + timedelta(seconds=wait_s)
     failure = Failure(Verdict.PAUSE_PORTAL, error)
     return await retry_at(deps, record, wake, now=now, failure=failure, attempts=attempt)
 
@@ -229,6 +326,16 @@ async def _failed(
     """Record how a failed attempt ended, then act on its classification."""
     await deps.ledger.finish_attempt(record.job_id, attempt, entry, job=record.job)
     return await handle_failure(deps, record, portal, failure, attempt=attempt, spent=spent)
+
+
+def within(timeout: aiohttp.ClientTimeout, budget_s: float) -> aiohttp.ClientTimeout:
+    """``timeout`` with the connection set up within ``budget_s``: a request leaves within its
+    attempt's lease, or not at all (a connect timeout is a request never sent)."""
+    connect = min(timeout.connect or budget_s, budget_s)
+    sock_connect = min(timeout.sock_connect or budget_s, budget_s)
+    return aiohttp.ClientTimeout(
+        total=timeout.total, connect=connect, sock_connect=sock_connect, sock_read=timeout.sock_read
+    )
 
 
 def _spent_attempts(record: JobRecord) -> int:

@@ -38,6 +38,10 @@ RUNNING = frozenset({Status.RUNNING})
 """A job whose attempt failed is put back from ``running`` (by the worker that ran it)."""
 
 EVENT_BOOKKEEPING_RETRY = "job.bookkeeping_retry"
+EVENT_RESULT_DROPPED = "job.result_dropped"
+"""An attempt's end that its record no longer takes: ended by the reconciler meanwhile (the worker
+was frozen or cut off longer than its lease), superseded by a later attempt, or gone with a Redis
+that restarted empty. The log line is then the only trace besides the portal's call history."""
 T = TypeVar("T")
 
 HELD_MARGIN_S = 600.0
@@ -196,10 +200,13 @@ async def put_back(
         held_by=held_by,
         held_ttl_s=held_s + HELD_MARGIN_S,
         orphan_seen_ms=orphan_seen_ms,
+        owner=deps.attempt_token,
     )
     if result.verdict is RescheduleVerdict.BUSY:
         return await defer_busy(deps, record.job_id)
     if result.verdict is not RescheduleVerdict.OK:
+        if deps.attempt_token:
+            log.warning(EVENT_RESULT_DROPPED, meant=str(state), found=str(result.verdict), state=result.state)
         return None  # cancelled, or finished, meanwhile
     log.info("job.deferred", state=str(state), run_at=run_at.isoformat())
     return max((run_at - now).total_seconds(), 0.0)
@@ -249,9 +256,20 @@ async def end_job(
         dedupe_window_s=dedupe_window_s,
         attempt=attempt_entry,
         orphan_seen_ms=orphan_seen_ms,
+        owner=deps.attempt_token,
     )
     if result.busy and orphan_seen_ms is not None:
         return await defer_busy(deps, job.job_id)
+    if not result.written and deps.attempt_token:
+        # this attempt's end, known only here: say so, since the record will not
+        log.warning(
+            EVENT_RESULT_DROPPED,
+            meant=str(status),
+            call_id=call_id,
+            error_code=error[0] if error else None,
+            found=str(result.verdict),
+            state=result.state,
+        )
     if result.written:
         deps.metrics.jobs_finished.labels(portal=job.portal, status=str(status)).inc()
         log.info(

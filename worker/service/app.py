@@ -171,13 +171,7 @@ class CallbackWorker:
             headers={"User-Agent": USER_AGENT},
             connector=aiohttp.TCPConnector(limit=max(options.concurrency * 2, 20)),
         )
-        ledger = Ledger(
-            redis,
-            keys=self.keys,
-            retention_s=settings.outcome_retention_s,
-            outcomes_maxlen=settings.outcomes_maxlen,
-            retry=gate.until_written,
-        )
+        ledger = Ledger.for_settings(redis, settings, retry=gate.until_written)
         leases = AttemptLeases(ledger, timing=options.leases)
         self.deps = deps = Deps(
             settings=settings,

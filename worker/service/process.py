@@ -134,13 +134,7 @@ async def _run_once(
         if held:
             # jobs the previous instance picked but never started would wait out their claim's
             # lease for nothing: release them
-            ledger = Ledger(
-                redis,
-                keys=keys,
-                retention_s=settings.outcome_retention_s,
-                outcomes_maxlen=settings.outcomes_maxlen,
-            )
-            released = await ledger.release_unstarted(held)
+            released = await Ledger.for_settings(redis, settings).release_unstarted(held)
             log.info("worker.released_unstarted", held=len(held), released=released)
             held.clear()
     except REDIS_LOST:

@@ -9,9 +9,10 @@
 --       queue member, step, expected states (csv; '' any the step allows), job_json (record),
 --       attempts (record), attempt field (''), attempt entry, drop_arq ('1': remove the arq job and
 --       its queue entry), orphan guard ('': none, else the Redis ms the caller saw the lease lapse),
---       stale_ms, replayed job id
+--       stale_ms, replayed job id, owner ('' or the lease token of the attempt whose worker writes)
 -- Returns {verdict, state}: 'written', or what prevented it: 'exists' / 'missing' / 'final' /
--- 'busy' (not in an expected state, or the orphan's lease came alive again) / 'refused' (the
+-- 'busy' (not in an expected state, or the orphan's lease came alive again) / 'superseded' (the
+-- owner's attempt was judged orphaned and another one started since) / 'refused' (the
 -- transition is not in the state machine, or the replayed job cannot be replayed).
 local state = redis.call('HGET', KEYS[1], 'state')
 local step, status = ARGV[9], ARGV[2]
@@ -27,6 +28,9 @@ else
   if ARGV[10] ~= '' and not in_csv(ARGV[10], state) then return {'busy', state} end
   if ARGV[16] ~= '' and not orphaned(KEYS[9], ARGV[1], ARGV[16], ARGV[17]) then
     return {'busy', state}
+  end
+  if ARGV[19] ~= '' and redis.call('HGET', KEYS[1], 'lease') ~= ARGV[19] then
+    return {'superseded', state}
   end
 end
 if not can(step, state or S.NEW, status) then return {'refused', state or S.NEW} end

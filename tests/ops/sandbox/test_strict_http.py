@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp
 
 from ops.sandbox import Sandbox, SandboxPortal, running_sandbox
-from tests.sandbox import CALLBACK_PARAMS
+from tests.support.sandbox import CALLBACK_PARAMS
 
 CALLBACK = "voximplant.callback.start"
 

@@ -11,7 +11,8 @@ import pytest
 from ops.sandbox import Sandbox, SandboxPortal
 from ops.sandbox.cli import apply_switches, parse_portals
 from ops.sandbox.voices import DOCUMENTED_VOICES
-from tests.sandbox import CALLBACK_PARAMS, FakeClock
+from tests.support.helpers import FakeClock
+from tests.support.sandbox import CALLBACK_PARAMS
 
 CALLBACK = "voximplant.callback.start"
 LINES = "voximplant.line.get"

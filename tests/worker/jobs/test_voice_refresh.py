@@ -10,7 +10,7 @@ from ops.sandbox import Sandbox, SandboxHandle
 from producers.api import Producer
 from schemas.store.keys import Keys
 from schemas.store.voices import offered_voices
-from tests.helpers import FAST, make_settings, running_worker, sandbox_portal, wait_for
+from tests.support.helpers import FAST, make_settings, running_worker, sandbox_portal, wait_for
 
 VOICES = "voximplant.tts.voices.get"
 
