@@ -22,15 +22,17 @@ from producers import finals
 from producers.idempotency import differences
 from producers.lookup import find_record
 from producers.results import AmbiguousKeyError, PortalNotAllowed, ReplayRefused, Submitted
-from producers.validation import Invalid, Valid, decode_entry, validate_job
+from producers.validation import Invalid, Valid, decode_entry, unknown_voice, validate_job
 from schemas.clock import Clock, utcnow
 from schemas.config import Settings
 from schemas.policy.bucket import pacing_bucket
 from schemas.policy.redact import mask_number
 from schemas.states import Status, Step
+from schemas.store.keys import Keys
 from schemas.store.ledger import AdmitRequest, Ledger
 from schemas.store.records import JobRecord
 from schemas.store.replies import Admission, AdmitVerdict
+from schemas.store.voices import offered_voices
 from schemas.wire.codes import ErrorCode
 from schemas.wire.job import CallbackJob
 from schemas.wire.outcome import OutcomeError, outcome_for
@@ -75,6 +77,7 @@ class Producer:
         self.clock = clock
         self.id_factory = id_factory
         self._scoped: dict[frozenset[str], Settings] = {}
+        self.redis, self.keys = redis, Keys(settings.key_prefix)
         self.ledger = Ledger.for_settings(redis, settings)
 
     async def enqueue(
@@ -133,12 +136,22 @@ class Producer:
         settings = self.settings
         if scope is not None:
             raw, settings = self._within(scope, raw)
-        result = validate_job(raw, settings=settings, now=now, job_id=job_id, intake_id=intake_id)
+        result = await self._with_voice(
+            validate_job(raw, settings=settings, now=now, job_id=job_id, intake_id=intake_id)
+        )
         if isinstance(result, Invalid):
             return await self.reject(job_id, result, intake_id=intake_id)
         if result.run_at is None:
             return await self.expire_on_arrival(result.job, reason=result.expired_reason, now=now)
         return await self.admit(result.job, run_at=result.run_at, now=now, deadline_sent=result.deadline_sent)
+
+    async def _with_voice(self, result: Valid | Invalid) -> Valid | Invalid:
+        """``result``, or a rejection when the job's own voice is not one its portal offers (a list
+        known in Redis; a job without a voice of its own costs no read)."""
+        if isinstance(result, Invalid) or not result.voice_sent:
+            return result
+        offered = await offered_voices(self.redis, self.keys, result.job.portal)
+        return unknown_voice(result, offered) or result
 
     def _within(
         self, scope: Collection[str], raw: str | bytes | dict[str, Any]
@@ -168,7 +181,9 @@ class Producer:
         results: list[Submitted | None] = []
         valid: list[tuple[int, Valid, datetime]] = []
         for raw, job_id, intake_id in entries:
-            result = validate_job(raw, settings=self.settings, now=now, job_id=job_id, intake_id=intake_id)
+            result = await self._with_voice(
+                validate_job(raw, settings=self.settings, now=now, job_id=job_id, intake_id=intake_id)
+            )
             if isinstance(result, Invalid):
                 results.append(await self.reject(job_id, result, intake_id=intake_id))
             elif result.run_at is None:

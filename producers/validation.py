@@ -58,6 +58,7 @@ class Valid:
     run_at: datetime | None  # None when expired
     expired_reason: str | None = None
     deadline_sent: bool = True  # False: the deadline was computed from the arrival time
+    voice_sent: bool = False  # True: the job named its own voice (not its line's default)
 
 
 MAX_ENTRY_BYTES = 64 * 1024
@@ -172,9 +173,32 @@ def _schedule(
         intake_id=intake_id,
     )
     decision = earliest_run(calendar, now=now, not_before=not_before, deadline=deadline)
+    voice_sent = wire.voice is not None
     if isinstance(decision, Expired):
-        return Valid(job=job, run_at=None, expired_reason=decision.reason, deadline_sent=deadline_sent)
-    return Valid(job=job, run_at=decision.at, deadline_sent=deadline_sent)
+        reason = decision.reason
+        return Valid(job, None, reason, deadline_sent=deadline_sent, voice_sent=voice_sent)
+    return Valid(job=job, run_at=decision.at, deadline_sent=deadline_sent, voice_sent=voice_sent)
+
+
+def unknown_voice(valid: Valid, offered: frozenset[str] | None) -> Invalid | None:
+    """A job whose own ``voice`` the portal does not offer, as invalid input; None if it is offered,
+    the job named none (its line's default is the configuration's, checked by ``callq check``), or
+    the portal's list is not known (an unknown list never refuses).
+
+    Args:
+        valid: the validated job.
+        offered: the voice ids its portal offers (:mod:`schemas.store.voices`), or None.
+    """
+    job = valid.job
+    if not valid.voice_sent or offered is None or job.voice is None or job.voice in offered:
+        return None
+    message = f"{job.voice!r} is not offered by portal {job.portal} (`callq voices {job.portal}` lists them)"
+    echo = {"portal": job.portal, "from_line": redact_text(job.from_line), "metadata": job.metadata}
+    if job.idempotency_key is not None:
+        echo["idempotency_key"] = job.idempotency_key
+    return Invalid(
+        errors=(FieldError("voice", message),), echo={k: v for k, v in echo.items() if v is not None}
+    )
 
 
 def beyond_horizon(

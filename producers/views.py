@@ -1,6 +1,7 @@
 """How a job record is shown to people and clients: ``callq status --json`` and ``GET /v1/callbacks/{id}``.
 
-Numbers are masked; the portal's halt, while one lasts, is read alongside.
+Numbers are masked; the portal's halt, while one lasts, and its move to another address, while the
+configuration names the old one, are read alongside.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from redis.asyncio import Redis
 from schemas.config import Settings
 from schemas.policy.redact import mask_number
 from schemas.store.keys import Keys
+from schemas.store.portal_moves import read_move
 from schemas.store.records import JobRecord
 
 
@@ -51,6 +53,13 @@ async def portal_halt(redis: Redis, settings: Settings, portal: str) -> dict[str
     reason: dict[str, Any] = json.loads(raw)
     reason["until"] = (datetime.now(UTC) + timedelta(milliseconds=max(int(ttl_ms), 0))).isoformat()
     return reason
+
+
+async def portal_move(redis: Redis, settings: Settings, portal: str) -> dict[str, str] | None:
+    """Where a portal moved (``from``, ``to``, ``since``) while the configuration names its old address."""
+    config = settings.portals.get(portal)
+    move = await read_move(redis, Keys(settings.key_prefix), portal)
+    return move.to_dict() if move is not None and config is not None and move.applies_to(config) else None
 
 
 def iso_utc(moment: datetime | None) -> str | None:

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import dataclasses
 from types import MappingProxyType
+from zoneinfo import ZoneInfo
 
 from ops.cli.assemble import build_callq_worker
 from ops.cli.logs import configure_logging
@@ -30,6 +31,7 @@ def settings_for(
                 name: PortalConfig(
                     name=name,
                     webhook_url=f"{sandbox_url}/rest/1/{name}/",
+                    timezone=ZoneInfo("UTC"),  # open around the clock: the zone changes nothing
                     default_region="RU",
                     hours=ALWAYS_OPEN,
                     rate=rate,
@@ -50,7 +52,10 @@ async def main(args: argparse.Namespace) -> None:
     settings = settings_for(args.redis_url, args.prefix, args.sandbox_url, portals)
     pool = await open_pool(settings.redis_url, Keys(settings.key_prefix).jobs)
     options = dataclasses.replace(
-        WorkerOptions(), concurrency=args.concurrency, dedupe_and_rate_limit=not args.no_limits
+        WorkerOptions(),
+        concurrency=args.concurrency,
+        dedupe_and_rate_limit=not args.no_limits,
+        voices_after_s=None,  # measure the callbacks alone
     )
     worker = build_callq_worker(settings, pool, options)
     try:

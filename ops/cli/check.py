@@ -9,11 +9,20 @@ from dataclasses import asdict
 from typing import TextIO
 
 import aiohttp
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from ops.cli.verb import Verb
 from schemas.config import Settings
+from schemas.policy.moves import PortalMove
+from schemas.store.connect import close_client, redis_client
+from schemas.store.keys import Keys
+from worker.bitrix.address import PortalAddresses
 from worker.bitrix.client import DEFAULT_TIMEOUT, USER_AGENT
-from worker.bitrix.preflight import CheckRow, check_portal, drift_row
+from worker.bitrix.oauth import PortalAuth
+from worker.bitrix.preflight import CheckRow, Probe, check_portal, drift_row
+
+REDIS_TIMEOUT_S = 2.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,12 +41,44 @@ async def run_check(settings: Settings, *, as_json: bool, out: TextIO) -> int:
     rows: list[CheckRow] = [CheckRow("-", "configuration", True, where)]
     if not settings.portals:
         rows.append(CheckRow("-", "portals", False, "none configured (CALLQ_WEBHOOK_URL or [portals.NAME])"))
-    rows.append(await drift_row(settings))
-    async with aiohttp.ClientSession(timeout=DEFAULT_TIMEOUT, headers={"User-Agent": USER_AGENT}) as session:
-        for portal in settings.portals.values():
-            rows += await check_portal(session, portal)
+    client = redis_client(
+        settings.redis_url, socket_connect_timeout=REDIS_TIMEOUT_S, socket_timeout=REDIS_TIMEOUT_S
+    )
+    try:
+        redis = await _answering(client)
+        rows.append(await drift_row(settings, redis))
+        rows += await _probe_portals(settings, client, redis)
+    finally:
+        await close_client(client)
     print_rows(rows, as_json=as_json, out=out)
     return 0 if all(row.ok for row in rows) else 1
+
+
+async def _probe_portals(settings: Settings, client: Redis, redis: Redis | None) -> list[CheckRow]:
+    keys, rows = Keys(settings.key_prefix), []
+    seen: dict[str, PortalMove] = {}
+    async with aiohttp.ClientSession(timeout=DEFAULT_TIMEOUT, headers={"User-Agent": USER_AGENT}) as session:
+        probe = Probe(
+            session=session,
+            auth=PortalAuth(client, prefix=settings.key_prefix, session=session),
+            addresses=PortalAddresses(
+                redis, keys, on_move=lambda portal, move: seen.__setitem__(portal, move)
+            ),
+            redis=redis,
+            keys=keys,
+        )
+        for portal in settings.portals.values():
+            rows += await check_portal(probe, portal, seen_moves=seen)
+    return rows
+
+
+async def _answering(client: Redis) -> Redis | None:
+    """The client if Redis answers, else None (the checks that need it say so)."""
+    try:
+        await client.ping()
+    except (RedisError, OSError):
+        return None
+    return client
 
 
 def print_rows(rows: list[CheckRow], *, as_json: bool, out: TextIO) -> None:
@@ -55,7 +96,7 @@ def print_rows(rows: list[CheckRow], *, as_json: bool, out: TextIO) -> None:
 
 VERB = Verb(
     name="check",
-    help="validate the configuration and probe each portal's webhook and lines",
+    help="validate the configuration and probe each portal: credentials, scopes, lines, voices, address",
     add_arguments=add_arguments,
     run=run,
     needs_redis=False,

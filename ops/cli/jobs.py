@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from ops.cli.timeparse import parse_at, parse_duration
 from ops.cli.verb import Verb, with_redis
 from producers.api import AmbiguousKeyError, Producer, Submitted
-from producers.views import iso_utc, portal_halt, record_view
+from producers.views import iso_utc, portal_halt, portal_move, record_view
 from schemas.config import PortalConfig, Settings, UnknownPortalError
 from schemas.policy.redact import mask_number, redact_value
 from schemas.states import FINAL_STATUSES, Status
@@ -174,10 +174,10 @@ async def status(
     if record is None:
         print(f"callq status: no job with id or idempotency key {args.id!r}", file=sys.stderr)
         return 1
-    halt = (
-        await portal_halt(redis, settings, record.job.portal) if record.state not in FINAL_STATUSES else None
-    )
-    _print_record(record, settings=settings, as_json=args.json, out=out, halt=halt)
+    pending, portal = record.state not in FINAL_STATUSES, record.job.portal
+    halt = await portal_halt(redis, settings, portal) if pending else None
+    moved = await portal_move(redis, settings, portal) if pending else None
+    _print_record(record, settings=settings, as_json=args.json, out=out, halt=halt, moved=moved)
     return 0
 
 
@@ -266,11 +266,19 @@ def json_output(data: Any) -> str:
 
 
 def _print_record(
-    record: JobRecord, *, settings: Settings, as_json: bool, out: TextIO, halt: dict[str, Any] | None = None
+    record: JobRecord,
+    *,
+    settings: Settings,
+    as_json: bool,
+    out: TextIO,
+    halt: dict[str, Any] | None = None,
+    moved: dict[str, str] | None = None,
 ) -> None:
     view = record_view(record, settings=settings)
     if halt is not None:
         view["portal_halted"] = halt
+    if moved is not None:
+        view["portal_moved"] = moved
     if as_json:
         print(json_output(view), file=out)
         return
@@ -287,6 +295,12 @@ def _print_record(
         print(
             f"  PORTAL HALTED: {halt['code']}: {halt['description']} (since {halt['since']}, until {halt['until']});"
             f" no call starts until it lifts or `callq resume {record.job.portal}`",
+            file=out,
+        )
+    if moved is not None:
+        print(
+            f"  PORTAL MOVED: from {moved['from']} to {moved['to']} (since {moved['since']}); calls go there;"
+            " update the portal's address in the configuration (`callq check`)",
             file=out,
         )
     if record.outcome:

@@ -12,6 +12,7 @@ import secrets
 import sys
 from collections.abc import AsyncIterator
 from types import MappingProxyType
+from zoneinfo import ZoneInfo
 
 import structlog
 
@@ -32,7 +33,7 @@ ALWAYS_OPEN = MappingProxyType({day: ((0, 1440),) for day in range(7)})
 DEMO_JOB = {
     "from_line": "reg1332",
     "text_to_pronounce": "Callback request from the website, connecting you.",
-    "voice": "ruinternalfemale",
+    "voice": "usenglishfemale",
     "metadata": {"demo": True},
 }
 
@@ -46,6 +47,7 @@ async def sandbox_settings(settings: Settings) -> AsyncIterator[Settings]:
             name="default",
             webhook_url=handle.webhook_url("default"),
             oauth=None,
+            timezone=ZoneInfo("UTC"),  # open around the clock: the zone changes nothing
             default_region="RU",
             hours=ALWAYS_OPEN,
         )

@@ -45,13 +45,17 @@ def create_app(sandbox: Sandbox) -> web.Application:
     async def handle_webhook(request: web.Request) -> web.StreamResponse:
         info = request.match_info
         params = await read_params(request)
-        reply = sandbox.dispatch(info["user_id"], info["code"], info["method"], params)
+        reply = sandbox.dispatch(
+            info["user_id"], info["code"], info["method"], params, host=request.host, path=request.path
+        )
         return await _carry_out(request, sandbox, reply, stopping)
 
     async def handle_oauth_form(request: web.Request) -> web.StreamResponse:
         # `/rest/METHOD` with the access token as `auth` (JSON body, form or query)
         params = await read_params(request)
-        reply = sandbox.dispatch_oauth(request.match_info["method"], params)
+        reply = sandbox.dispatch_oauth(
+            request.match_info["method"], params, host=request.host, path=request.path
+        )
         return await _carry_out(request, sandbox, reply, stopping)
 
     async def handle_token(request: web.Request) -> web.StreamResponse:
@@ -106,9 +110,10 @@ async def _carry_out(
     if reply.delay_s > 0 and not await _hold(request, stopping, timeout_s=reply.delay_s):
         return _drop(request)
     if reply.text is not None:
-        return web.Response(
-            status=reply.status, body=reply.text.encode(), headers={"Content-Type": reply.content_type}
-        )
+        headers = {"Content-Type": reply.content_type}
+        if reply.location is not None:
+            headers["Location"] = reply.location
+        return web.Response(status=reply.status, body=reply.text.encode(), headers=headers)
     text = json.dumps(sandbox.response_body(reply), ensure_ascii=False)
     return web.Response(status=reply.status, text=text, content_type="application/json", charset="utf-8")
 

@@ -10,13 +10,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import re
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import structlog
 
-from ops.sandbox.portal import DEFAULT_CODE, DEFAULT_USER_ID, SandboxPortal
+from ops.sandbox.portal import (
+    AUTH_REFUSALS,
+    DEFAULT_CODE,
+    DEFAULT_USER_ID,
+    PERMISSIONS,
+    SCOPES,
+    SandboxPortal,
+)
 from ops.sandbox.server import SandboxHandle, serve_forever
 from ops.sandbox.state import Sandbox
 
@@ -53,6 +62,60 @@ def parse_portals(specs: Sequence[str], rate: float, burst: int) -> list[Sandbox
     return list(portals.values())
 
 
+def _names(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _optional_float(text: str) -> float | None:
+    return None if text in ("", "none") else float(text)
+
+
+SWITCH_OPTIONS: dict[str, tuple[str, Callable[[str], Any], str]] = {
+    "--scopes": (
+        "scopes",
+        _names,
+        f"scopes of its webhooks and apps, comma-separated, of {','.join(SCOPES)}",
+    ),
+    "--permissions": (
+        "permissions",
+        _names,
+        f"telephony permissions of the webhooks' user, comma-separated, of {','.join(PERMISSIONS)}",
+    ),
+    "--voices": ("voices", lambda text: {voice: voice for voice in _names(text)}, "voice ids it offers"),
+    "--auth-refusal": ("auth_refusal", str, f"refuse its webhooks with {' or '.join(AUTH_REFUSALS)}"),
+    "--moved-to": ("moved_to", str, "it moved: answer 302 to this scheme://host[:port], same path"),
+    "--operating-limit": ("operating_limit_s", float, "seconds of execution time per method and window"),
+    "--operating-window": ("operating_window_s", float, "the window of that limit, seconds (600)"),
+    "--processing": ("processing_s", _optional_float, "execution time counted per call, seconds"),
+}
+"""The portals' switches on the command line: `--OPTION [NAME=]VALUE` (no NAME: every portal)."""
+
+_NAMED = re.compile(r"([a-z0-9_-]+)=(.*)", re.DOTALL)
+
+
+def apply_switches(portals: list[SandboxPortal], args: argparse.Namespace) -> list[SandboxPortal]:
+    """The portals with the switch options of ``args`` applied.
+
+    Raises:
+        ValueError: an option names no portal, or has a wrong value.
+    """
+    names = {portal.name for portal in portals}
+    specs: dict[str, dict[str, Any]] = {name: {} for name in names}
+    for option, (key, parse, _help) in SWITCH_OPTIONS.items():
+        for given in getattr(args, option.removeprefix("--").replace("-", "_")) or []:
+            named = _NAMED.fullmatch(given)
+            target, text = (
+                (named.group(1), named.group(2)) if named and named.group(1) in names else (None, given)
+            )
+            try:
+                value = parse(text)
+            except ValueError:
+                raise ValueError(f"{option} {given!r}: not a valid value") from None
+            for name in [target] if target else sorted(names):
+                specs[name][key] = value
+    return [portal.with_switches(specs[portal.name]) for portal in portals]
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``callq sandbox``."""
     parser.add_argument("--host", default="127.0.0.1")
@@ -68,12 +131,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--burst", type=int, default=50, help="leaky-bucket size")
     parser.add_argument("--print-url", action="store_true", help="print SANDBOX_URL=... once listening")
     parser.add_argument("--quiet", action="store_true", help="log warnings only, not every request")
+    for option, (_key, _parse, text) in SWITCH_OPTIONS.items():
+        parser.add_argument(option, action="append", metavar="[NAME=]VALUE", help=text)
 
 
 async def run(args: argparse.Namespace) -> int:
-    """Serve the portals until SIGTERM or SIGINT; 0 after a clean shutdown, 2 for a bad ``--portal``."""
+    """Serve the portals until SIGTERM or SIGINT; 0 after a clean shutdown, 2 for a bad ``--portal`` or switch."""
     try:
-        portals = parse_portals(args.portal, args.rate, args.burst)
+        portals = apply_switches(parse_portals(args.portal, args.rate, args.burst), args)
     except ValueError as exc:
         print(f"callq sandbox: {exc}", file=sys.stderr)
         return 2
@@ -90,7 +155,8 @@ async def run(args: argparse.Namespace) -> int:
         for portal in portals:
             # the sandbox's own code, not a real secret: the person needs it to point callq here
             print(
-                f"sandbox portal {portal.name!r} listening; use CALLQ_WEBHOOK_URL={handle.webhook_url(portal.name)}",
+                f"sandbox portal {portal.name!r} listening; use CALLQ_WEBHOOK_URL={handle.webhook_url(portal.name)}"
+                " CALLQ_TIMEZONE=UTC",
                 flush=True,
             )
 

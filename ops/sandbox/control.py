@@ -13,6 +13,10 @@ Routes (all JSON):
 - `POST /_sandbox/portals`: add or replace a portal (see `SandboxPortal.from_dict`);
   answers its JSON form plus `webhook_url`.
 - `GET /_sandbox/portals`: every portal's JSON form.
+- `PATCH /_sandbox/portals/{name}`: change a portal's switches (`SandboxPortal.with_switches`:
+  `scopes`, `permissions`, `voices`, `auth_refusal`, `moved_to`, `operating_limit_s`,
+  `operating_window_s`, `processing_s`) without resetting its bucket, tokens or meters; answers
+  its JSON form.
 - `POST /_sandbox/oauth/grant`: `{"portal", "client_id"}` -> `{"refresh_token"}`, a first refresh
   token, as installing the app would give (the client must be in the portal's `oauth_clients`).
 - `POST /_sandbox/oauth/expire`: `{"portal"}` -> `{"expired": n}`, every access token of the
@@ -82,6 +86,23 @@ def control_routes(sandbox: Sandbox) -> list[web.RouteDef]:
         sandbox.reset()
         return web.json_response({"ok": True})
 
+    handlers = {
+        ("POST", "/_sandbox/faults"): post_faults,
+        ("GET", "/_sandbox/faults"): get_faults,
+        ("DELETE", "/_sandbox/faults"): delete_faults,
+        ("GET", "/_sandbox/calls"): get_calls,
+        ("POST", "/_sandbox/reset"): post_reset,
+        **_portal_handlers(sandbox),
+        **_oauth_handlers(sandbox),
+    }
+    return [
+        web.route(method, path, _answer_bad_input(handler)) for (method, path), handler in handlers.items()
+    ]
+
+
+def _portal_handlers(sandbox: Sandbox) -> dict[tuple[str, str], _Handler]:
+    """Return the `/_sandbox/portals...` handlers by `(method, path)`."""
+
     async def post_portals(request: web.Request) -> web.Response:
         body = await _json_body(request)
         if not isinstance(body, Mapping):
@@ -95,19 +116,17 @@ def control_routes(sandbox: Sandbox) -> list[web.RouteDef]:
     async def get_portals(_request: web.Request) -> web.Response:
         return web.json_response([portal.to_dict() for portal in sandbox.portals.values()])
 
-    handlers = {
-        ("POST", "/_sandbox/faults"): post_faults,
-        ("GET", "/_sandbox/faults"): get_faults,
-        ("DELETE", "/_sandbox/faults"): delete_faults,
-        ("GET", "/_sandbox/calls"): get_calls,
-        ("POST", "/_sandbox/reset"): post_reset,
+    async def patch_portal(request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        if not isinstance(body, Mapping):
+            raise TypeError("the switches must be a JSON object")
+        return web.json_response(sandbox.set_switches(request.match_info["name"], dict(body)).to_dict())
+
+    return {
         ("POST", "/_sandbox/portals"): post_portals,
         ("GET", "/_sandbox/portals"): get_portals,
-        **_oauth_handlers(sandbox),
+        ("PATCH", "/_sandbox/portals/{name}"): patch_portal,
     }
-    return [
-        web.route(method, path, _answer_bad_input(handler)) for (method, path), handler in handlers.items()
-    ]
 
 
 def _oauth_handlers(sandbox: Sandbox) -> dict[tuple[str, str], _Handler]:

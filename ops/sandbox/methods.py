@@ -17,64 +17,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from ops.sandbox.faults import CALLBACK_START
-from ops.sandbox.portal import SandboxPortal
+from ops.sandbox.portal import SCOPES, SandboxPortal
 
 LINE_GET = "voximplant.line.get"
 VOICES_GET = "voximplant.tts.voices.get"
-SUPPORTED_METHODS = frozenset({CALLBACK_START, LINE_GET, VOICES_GET})
+SCOPE = "scope"
+SUPPORTED_METHODS = frozenset({CALLBACK_START, LINE_GET, VOICES_GET, SCOPE})
+
+METHOD_SCOPES: Mapping[str, str] = {CALLBACK_START: "call", LINE_GET: "telephony", VOICES_GET: "telephony"}
+"""The scope each method needs (`scope` needs none)."""
+METHOD_PERMISSIONS: Mapping[str, tuple[str, str]] = {
+    CALLBACK_START: ("outgoing_call", "Access denied"),
+    LINE_GET: ("manage_numbers", "Access denied!"),
+}
+"""The permission each method checks, and its refusal's description (as the module words it)."""
 
 JSON_CONTENT_TYPE = "application/json"
-
-# From the voximplant.tts.voices.get doc page, plus the `*internal*` voices that the
-# callback.start examples use.
-VOICES: Mapping[str, str] = {
-    "ruinternalfemale": "Russian (Female) (Default)",
-    "ruinternalmale": "Russian (Male) (Default)",
-    "deinternalfemale": "German (Female) (Default)",
-    "deinternalmale": "German (Male) (Default)",
-    "auenglishfemale": "Australian English (Female) (Amazon)",
-    "brportuguesefemale": "Brazilian Portuguese (Female) (Amazon)",
-    "caenglishfemale": "Canadian English (Female) (Default)",
-    "cafrenchfemale": "Canadian French (Female) (Amazon)",
-    "cafrenchmale": "Canadian French (Male) (Amazon)",
-    "chchinesefemale": "Chinese (Female) (Default)",
-    "chchinesemale": "Chinese (Male) (Default)",
-    "eurcatalanfemale": "Catalan (Female) (Default)",
-    "eurczechfemale": "Czech (Female) (Default)",
-    "eurdanishfemale": "Danish (Female) (Default)",
-    "eurdutchfemale": "Dutch (Female) (Default)",
-    "eurfinnishfemale": "Finnish (Female) (Default)",
-    "eurfrenchfemale": "French (Female) (Amazon)",
-    "eurfrenchmale": "French (Male) (Amazon)",
-    "eurgermanfemale": "German (Female) (Default)",
-    "eurgermanmale": "German (Male) (Default)",
-    "euritalianfemale": "Italian (Female) (Default)",
-    "euritalianmale": "Italian (Male) (Default)",
-    "eurnorwegianfemale": "Norwegian (Female) (Default)",
-    "eurpolishfemale": "Polish (Female) (Default)",
-    "eurportuguesefemale": "Portuguese (Female) (Default)",
-    "eurportuguesemale": "Portuguese (Male) (Default)",
-    "eurspanishfemale": "Spanish (Female) (Default)",
-    "eurspanishmale": "Spanish (Male) (Default)",
-    "eurturkishfemale": "Turkish (Female) (Default)",
-    "eurturkishmale": "Turkish (Male) (Default)",
-    "hkchinesefemale": "Hong Kong Cantonese (Female) (Default)",
-    "huhungarianfemale": "Hungarian (Female) (Default)",
-    "jpjapanesefemale": "Japanese (Female) (Default)",
-    "jpjapanesemale": "Japanese (Male) (Default)",
-    "krkoreanfemale": "Korean (Female) (Default)",
-    "krkoreanmale": "Korean (Male) (Default)",
-    "usinternalfemale": "English (Female) (Default)",
-    "usinternalmale": "English (Male) (Default)",
-    "swswedishfemale": "Swedish (Female) (Default)",
-    "twchinesefemale": "Taiwanese Chinese (Female) (Default)",
-    "ukenglishfemale": "English (Female) (Amazon)",
-    "ukenglishmale": "English (Male) (Amazon)",
-    "usenglishfemale": "American English (Female) (Default)",
-    "usenglishmale": "American English (Male) (Default)",
-    "usspanishfemale": "American Spanish (Female) (Amazon)",
-    "usspanishmale": "American Spanish (Male) (Amazon)",
-}
 
 _NOT_PHONE_CHARS = re.compile(r"[^0-9#*+,;]")
 
@@ -139,6 +97,16 @@ def new_call_id(now_wall: float) -> str:
     return f"callback.{secrets.token_hex(16)}.{int(now_wall)}"
 
 
+def scope_refusal(portal: SandboxPortal, method: str, *, oauth: bool) -> MethodOutcome | None:
+    """The REST server's refusal of a method whose scope the webhook (or app) lacks, else None."""
+    needed = METHOD_SCOPES.get(method)
+    if needed is None or needed in portal.scopes:
+        return None
+    token = "access token" if oauth else "webhook token"
+    description = f"The request requires higher privileges than provided by the {token}"
+    return MethodOutcome(401, error_body("insufficient_scope", description))
+
+
 def run_method(
     portal: SandboxPortal,
     method: str,
@@ -155,15 +123,22 @@ def run_method(
         make_call_id: Returns a fresh CALL_ID for a placed callback.
 
     Returns:
-        The outcome; unsupported methods answer 404 `ERROR_METHOD_NOT_FOUND`.
+        The outcome; unsupported methods answer 404 `ERROR_METHOD_NOT_FOUND`, a permission the
+        webhook's user lacks 403 `ACCESS_DENIED`.
     """
+    permission = METHOD_PERMISSIONS.get(method)
+    if permission is not None and permission[0] not in portal.permissions:
+        return MethodOutcome(403, error_body("ACCESS_DENIED", permission[1]))
     if method == CALLBACK_START:
         return _start_callback(portal, params, make_call_id)
     if method == LINE_GET:
         lines = {line: line for line in sorted(portal.rest_lines)} | portal.lines
         return MethodOutcome(200, {"result": lines})
     if method == VOICES_GET:
-        return MethodOutcome(200, {"result": dict(VOICES)})
+        return MethodOutcome(200, {"result": dict(portal.voices)})
+    if method == SCOPE:
+        full = php_string(params.get("full")).lower() in ("1", "true", "y")
+        return MethodOutcome(200, {"result": list(SCOPES) if full else sorted(portal.scopes)})
     return MethodOutcome(404, error_body("ERROR_METHOD_NOT_FOUND", "Method not found!"))
 
 

@@ -1,18 +1,39 @@
-"""The sandbox's data: portals with their webhooks and lines, and recorded calls."""
+"""The sandbox's data: portals with their webhooks, lines, voices, scopes and permissions, and recorded calls."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+from ops.sandbox.voices import DOCUMENTED_VOICES
 
 DEFAULT_LINES: Mapping[str, str] = {"reg1332": "Sandbox line 1", "reg1333": "Sandbox line 2"}
 DEFAULT_USER_ID = 1
 DEFAULT_CODE = "sandboxsecret"
 
+SCOPES = ("call", "telephony", "crm", "user", "im", "entity")
+"""The scopes the sandbox knows (`scope` with `full=true`); a portal's webhooks have some of them."""
+DEFAULT_SCOPES = frozenset({"call", "telephony"})
+"""What a webhook for callbacks is given: `call` (callback.start) and `telephony` (lines, voices)."""
+PERMISSIONS: Mapping[str, str] = {
+    "outgoing_call": "Outgoing call - Perform - any",
+    "manage_numbers": "Manage numbers - modify",
+}
+"""The telephony permissions the sandbox checks, by id, with their name in Bitrix24's settings."""
+AUTH_REFUSALS = ("NO_AUTH_FOUND", "INVALID_CREDENTIALS")
+"""The 401 codes Bitrix24's docs give for refused webhook credentials."""
+OPERATING_LIMIT_S = 480.0
+"""Bitrix24's documented per-method execution-time limit, per `OPERATING_WINDOW_S`."""
+OPERATING_WINDOW_S = 600.0
+
 
 def _default_lines() -> dict[str, str]:
     return dict(DEFAULT_LINES)
+
+
+def _default_voices() -> dict[str, str]:
+    return dict(DOCUMENTED_VOICES)
 
 
 @dataclass(slots=True)
@@ -29,6 +50,21 @@ class SandboxPortal:
         oauth_clients: OAuth applications installed on the portal, `client_id -> client_secret`;
             empty (the default) means the portal takes webhooks only (see `ops.sandbox.oauth`).
         token_lifetime_s: Lifetime of the access tokens it issues (Bitrix24: one hour).
+        voices: Voice id to description, as `voximplant.tts.voices.get` returns them (default:
+            the list on Bitrix24's page for the method).
+        scopes: The scopes its webhooks and apps were given (`call`, `telephony`, ...); a method
+            whose scope is missing answers 401 `insufficient_scope`.
+        permissions: The telephony permissions of the webhooks' user (`PERMISSIONS`); a method
+            needing one that is missing answers 403 `ACCESS_DENIED`.
+        auth_refusal: `NO_AUTH_FOUND` or `INVALID_CREDENTIALS`: every webhook of the portal is
+            refused with it (deleted, deactivated); None (default) accepts them.
+        moved_to: Where the portal moved, `scheme://host[:port]` (optionally with a path prefix):
+            a request that arrives on another host answers 302 to there, same path; None: not moved.
+        operating_limit_s: Seconds of execution time a method may use per `operating_window_s`;
+            past it the method answers 429 `OPERATION_TIME_LIMIT`.
+        operating_window_s: The window of the execution-time limit (Bitrix24: 10 minutes).
+        processing_s: Execution time counted for each call (None: the real time it took), so
+            that tests reach the limit in a few calls.
     """
 
     name: str
@@ -39,6 +75,14 @@ class SandboxPortal:
     burst: int = 50
     oauth_clients: dict[str, str] = field(default_factory=dict)
     token_lifetime_s: float = 3600.0
+    voices: dict[str, str] = field(default_factory=_default_voices)
+    scopes: set[str] = field(default_factory=lambda: set(DEFAULT_SCOPES))
+    permissions: set[str] = field(default_factory=lambda: set(PERMISSIONS))
+    auth_refusal: str | None = None
+    moved_to: str | None = None
+    operating_limit_s: float = OPERATING_LIMIT_S
+    operating_window_s: float = OPERATING_WINDOW_S
+    processing_s: float | None = None
 
     def __post_init__(self) -> None:
         if not self.webhooks:
@@ -47,6 +91,7 @@ class SandboxPortal:
             raise ValueError(f"portal {self.name!r}: rate must be > 0 and burst >= 1")
         if self.token_lifetime_s <= 0:
             raise ValueError(f"portal {self.name!r}: token_lifetime_s must be > 0")
+        check_switches(self)
 
     def first_webhook(self) -> tuple[int, str]:
         """Return the webhook used for URLs: the smallest `(user_id, code)` pair."""
@@ -63,8 +108,8 @@ class SandboxPortal:
         Args:
             spec: `{"name", "webhooks": [[user_id, code] | {"user_id", "code"}],
                 "lines": {id: name}, "rest_lines": [id], "rate", "burst",
-                "oauth_clients": {client_id: client_secret}, "token_lifetime_s"}`; all but
-                `name` are optional.
+                "oauth_clients": {client_id: client_secret}, "token_lifetime_s"}` and the
+                switches (`SWITCHES`); all but `name` are optional.
 
         Returns:
             The portal.
@@ -84,6 +129,7 @@ class SandboxPortal:
                 burst=int(spec.get("burst", 50)),
                 oauth_clients={str(k): str(v) for k, v in spec.get("oauth_clients", {}).items()},
                 token_lifetime_s=float(spec.get("token_lifetime_s", 3600.0)),
+                **switches_of(spec),
             )
         except KeyError as exc:
             raise ValueError(f"portal spec is missing field {exc.args[0]!r}") from exc
@@ -101,7 +147,87 @@ class SandboxPortal:
             "burst": self.burst,
             "oauth_clients": dict(self.oauth_clients),
             "token_lifetime_s": self.token_lifetime_s,
+            "voices": dict(self.voices),
+            "scopes": sorted(self.scopes),
+            "permissions": sorted(self.permissions),
+            "auth_refusal": self.auth_refusal,
+            "moved_to": self.moved_to,
+            "operating_limit_s": self.operating_limit_s,
+            "operating_window_s": self.operating_window_s,
+            "processing_s": self.processing_s,
         }
+
+    def with_switches(self, spec: Mapping[str, Any]) -> SandboxPortal:
+        """This portal with the switches of `spec` changed (the control API's `PATCH`; see
+        `switches_of`); its webhooks, lines and OAuth apps stay.
+
+        Raises:
+            ValueError: If a switch has a wrong value, or `spec` names something else.
+        """
+        unknown = sorted(set(spec) - set(SWITCHES))
+        if unknown:
+            raise ValueError(f"not a switch: {', '.join(unknown)} (switches: {', '.join(SWITCHES)})")
+        return replace(self, **switches_of(spec))
+
+
+SWITCHES = (
+    "voices",
+    "scopes",
+    "permissions",
+    "auth_refusal",
+    "moved_to",
+    "operating_limit_s",
+    "operating_window_s",
+    "processing_s",
+)
+"""The fields the control API and the command line switch on a running portal."""
+
+
+def switches_of(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The switches `spec` sets, as `SandboxPortal` fields (absent ones are left out).
+
+    Raises:
+        ValueError: If one has a wrong shape.
+    """
+    found: dict[str, Any] = {}
+    try:
+        if "voices" in spec:
+            found["voices"] = {str(k): str(v) for k, v in spec["voices"].items()}
+        for key in ("scopes", "permissions"):
+            if key in spec:
+                found[key] = {str(item) for item in spec[key]}
+        for key in ("auth_refusal", "moved_to"):
+            if key in spec:
+                found[key] = None if spec[key] in (None, "") else str(spec[key])
+        for key in ("operating_limit_s", "operating_window_s"):
+            if key in spec:
+                found[key] = float(spec[key])
+        if "processing_s" in spec:
+            found["processing_s"] = None if spec["processing_s"] is None else float(spec["processing_s"])
+    except (TypeError, AttributeError, ValueError) as exc:
+        raise ValueError(f"a switch has a wrong value: {exc}") from exc
+    return found
+
+
+def check_switches(portal: SandboxPortal) -> None:
+    """Fail unless the portal's switches make sense.
+
+    Raises:
+        ValueError: naming the switch.
+    """
+    name = portal.name
+    if portal.auth_refusal is not None and portal.auth_refusal not in AUTH_REFUSALS:
+        raise ValueError(f"portal {name!r}: auth_refusal must be one of {', '.join(AUTH_REFUSALS)} or null")
+    if unknown := sorted(portal.permissions - set(PERMISSIONS)):
+        raise ValueError(f"portal {name!r}: unknown permissions {unknown} (known: {sorted(PERMISSIONS)})")
+    if unknown := sorted(portal.scopes - set(SCOPES)):
+        raise ValueError(f"portal {name!r}: unknown scopes {unknown} (known: {list(SCOPES)})")
+    if portal.moved_to is not None and not portal.moved_to.startswith(("http://", "https://")):
+        raise ValueError(f"portal {name!r}: moved_to must be an http(s) URL, got {portal.moved_to!r}")
+    if portal.operating_limit_s <= 0 or portal.operating_window_s <= 0:
+        raise ValueError(f"portal {name!r}: operating_limit_s and operating_window_s must be > 0")
+    if portal.processing_s is not None and portal.processing_s < 0:
+        raise ValueError(f"portal {name!r}: processing_s must be >= 0")
 
 
 def _parse_webhook(item: Any) -> tuple[int, str]:
@@ -126,7 +252,11 @@ class RecordedCall:
             if the client gives up first); None when no HTTP answer is sent (hang, reset).
         executed: Whether a real portal would have placed the call.
         call_id: The CALL_ID generated when executed (None for REST-app lines and failures).
-        fault: The kind of injected fault, if any, or `rate_limit` for a bucket refusal.
+        fault: The kind of injected fault, if any, `rate_limit` for a bucket refusal, `moved` for a
+            redirect of a moved portal, `scope`, `permission`, `auth` or `operating` for a refusal
+            of the portal's switches.
+        host: The Host the request was sent to (`127.0.0.1:8024`).
+        path: The request's path (`/rest/1/<code>/voximplant.callback.start.json`).
     """
 
     portal: str | None
@@ -138,6 +268,8 @@ class RecordedCall:
     executed: bool
     call_id: str | None = None
     fault: str | None = None
+    host: str = ""
+    path: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON form served by `GET /_sandbox/calls`."""
@@ -151,4 +283,6 @@ class RecordedCall:
             "executed": self.executed,
             "call_id": self.call_id,
             "fault": self.fault,
+            "host": self.host,
+            "path": self.path,
         }

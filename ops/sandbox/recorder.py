@@ -27,6 +27,8 @@ class ReceivedRequest:
     user_id: str
     received_monotonic: float
     received_wall: float
+    host: str = ""
+    path: str = ""
 
 
 class CallRecorder:
@@ -131,12 +133,15 @@ class CallRecorder:
             executed=executed,
             call_id=call_id,
             fault=fault,
+            host=request.host,
+            path=request.path,
         )
         self.add(call)
         log.info(
             "sandbox.call",
             portal=call.portal,
             user_id=request.user_id,
+            host=request.host,
             method=call.method,
             status=status,
             action=reply.action.value,

@@ -31,6 +31,7 @@ class Reply:
         action: Answer, hang or drop the connection.
         delay_s: Seconds to wait before answering.
         timed: `(portal, method, received_wall)` when the body needs a `time` object.
+        location: The `Location` header of a redirect.
     """
 
     status: int
@@ -40,6 +41,7 @@ class Reply:
     action: ReplyAction = ReplyAction.ANSWER
     delay_s: float = 0.0
     timed: tuple[str, str, float] | None = None
+    location: str | None = None
 
 
 def request_echo(params: Mapping[str, Any], code: str) -> dict[str, str]:

@@ -1,10 +1,12 @@
 """The sandbox's state and request logic: portals, buckets, faults and recorded calls.
 
 `Sandbox.dispatch` decides, without any I/O, how one REST request is answered. The order of
-checks follows Bitrix24: the request is counted in its portal's leaky bucket first (every
-method counts; a request whose webhook is unknown has no portal and is not counted), then the
-format suffix, the method name (an unknown method is 404 even with bad credentials, as in
-`CRestServer::process`), the webhook (401), the next fault, and finally the method itself.
+checks follows Bitrix24: a portal that moved redirects first (its web server answers, nothing is
+counted); the request is counted in its portal's leaky bucket (every method counts; a request
+whose webhook is unknown has no portal and is not counted), then the format suffix, the method
+name (an unknown method is 404 even with bad credentials, as in `CRestServer::process`), the
+webhook (401), the method's scope (401), its execution-time limit (429), the next fault, and
+finally the method itself (which checks the user's permission, 403; `ops.sandbox.gates`).
 `Sandbox.dispatch_oauth` does the same for the OAuth form: an access token, even an expired one,
 names its portal (so the request counts in that bucket), and the token check stands in for the
 webhook check; the token endpoint itself lives in `ops.sandbox.oauth`.
@@ -21,10 +23,19 @@ from aiohttp import web
 
 from ops.sandbox.bucket import LeakyBucket
 from ops.sandbox.envelope import OperatingMeter, time_envelope
-from ops.sandbox.faults import CALLBACK_START, Fault, FaultKind
-from ops.sandbox.methods import SUPPORTED_METHODS, error_body, new_call_id, php_string, run_method
+from ops.sandbox.fault_control import FaultControl
+from ops.sandbox.faults import CALLBACK_START, FaultKind
+from ops.sandbox.gates import auth_refusal_reply, moved_reply, operating_reply
+from ops.sandbox.methods import (
+    SUPPORTED_METHODS,
+    error_body,
+    new_call_id,
+    php_string,
+    run_method,
+    scope_refusal,
+)
 from ops.sandbox.oauth import OAuthServer, TokenRequest
-from ops.sandbox.plan import FaultPlan, RandomFaults
+from ops.sandbox.plan import FaultPlan
 from ops.sandbox.portal import RecordedCall, SandboxPortal
 from ops.sandbox.recorder import CallRecorder, ReceivedRequest
 from ops.sandbox.reply import Reply, fault_reply, request_echo
@@ -32,7 +43,7 @@ from ops.sandbox.reply import Reply, fault_reply, request_echo
 RATE_LIMIT_FAULT = "rate_limit"
 
 
-class Sandbox:
+class Sandbox(FaultControl):
     """A set of fake Bitrix24 portals plus the fault plan and the record of calls."""
 
     def __init__(
@@ -85,58 +96,6 @@ class Sandbox:
 
         return create_app(self)
 
-    def add_faults(
-        self, faults: Iterable[Fault], *, portal: str | None = None, method: str = CALLBACK_START
-    ) -> None:
-        """Queue faults: the next matching requests take them, in order.
-
-        Args:
-            faults: The faults, first one first.
-            portal: Only requests to this portal; None for every portal.
-            method: The method they apply to.
-
-        Raises:
-            KeyError: If `portal` names no portal.
-            ValueError: If `method` is not one the sandbox implements.
-        """
-        self.check_fault_target(portal, method)
-        self._plan.add(faults, portal=portal, method=method)
-
-    def set_random_faults(
-        self,
-        failure_ratio: float,
-        kinds: Iterable[Fault],
-        *,
-        seed: int | None = None,
-        portal: str | None = None,
-        method: str = CALLBACK_START,
-    ) -> None:
-        """Switch on chaos mode (queued faults still come first); replaces an earlier one.
-
-        Args:
-            failure_ratio: Probability in [0, 1] that a matching request fails.
-            kinds: The faults to choose from, uniformly.
-            seed: Seed of the random generator, for reproducible runs.
-            portal: Only requests to this portal; None for every portal.
-            method: The method it applies to.
-        """
-        self.check_fault_target(portal, method)
-        self._plan.random_mode = RandomFaults(failure_ratio, tuple(kinds), seed, portal, method.lower())
-
-    def set_random_faults_from_dict(self, spec: dict[str, Any]) -> None:
-        """Switch on chaos mode from its JSON form (see `RandomFaults.from_dict`)."""
-        random_mode = RandomFaults.from_dict(spec)
-        self.check_fault_target(random_mode.portal, random_mode.method)
-        self._plan.random_mode = random_mode
-
-    def clear_faults(self) -> int:
-        """Drop queued faults and chaos mode; return how many queued faults were dropped."""
-        return self._plan.clear()
-
-    def faults(self) -> dict[str, Any]:
-        """Return the pending faults and chaos mode in their JSON form."""
-        return self._plan.to_dict()
-
     def calls(
         self, portal: str | None = None, executed_only: bool = False, *, method: str | None = CALLBACK_START
     ) -> list[RecordedCall]:
@@ -179,7 +138,9 @@ class Sandbox:
         for name, portal in self._portals.items():
             self._buckets[name] = LeakyBucket(portal.rate, portal.burst)
 
-    def dispatch(self, user_id: str, code: str, method: str, params: dict[str, Any]) -> Reply:
+    def dispatch(
+        self, user_id: str, code: str, method: str, params: dict[str, Any], *, host: str = "", path: str = ""
+    ) -> Reply:
         """Decide how to answer one REST request and record it.
 
         Args:
@@ -187,13 +148,18 @@ class Sandbox:
             code: The webhook code path segment.
             method: The method path segment, maybe with a `.json` or `.xml` suffix.
             params: The request parameters (query merged with body).
+            host: The Host it was sent to (a moved portal redirects the old one).
+            path: Its path (recorded; a redirect keeps it).
 
         Returns:
             The reply the HTTP layer must carry out.
         """
-        return self._dispatch(self._find_portal(user_id, code), None, user_id, method, params, code=code)
+        portal = self._find_portal(user_id, code)
+        refusal = auth_refusal_reply(portal) if portal is not None else None
+        where = (host, path)
+        return self._dispatch(portal, refusal, user_id, method, params, code=code, where=where)
 
-    def dispatch_oauth(self, method: str, params: dict[str, Any]) -> Reply:
+    def dispatch_oauth(self, method: str, params: dict[str, Any], *, host: str = "", path: str = "") -> Reply:
         """Decide how to answer a REST request in the OAuth form (`/rest/METHOD`, token as `auth`).
 
         A valid token runs the method as its portal's webhook would (same bucket, same record);
@@ -203,7 +169,22 @@ class Sandbox:
         check = self._oauth.check(php_string(params.get("auth")), oauth_enabled=enabled)
         portal = self._portals.get(check.portal) if check.portal else None
         refusal = None if check.refusal is None else Reply(check.status, check.refusal)
-        return self._dispatch(portal, refusal, "", method, params)
+        return self._dispatch(portal, refusal, "", method, params, oauth=True, where=(host, path))
+
+    def set_switches(self, portal: str, spec: dict[str, Any]) -> SandboxPortal:
+        """Change a portal's switches (`SandboxPortal.with_switches`) without resetting anything else
+        (its bucket, tokens and meters stay).
+
+        Raises:
+            KeyError: If there is no such portal.
+            ValueError: If a switch has a wrong value.
+        """
+        changed = self._portals[portal].with_switches(spec)
+        self._portals[portal] = changed
+        for (name, _method), meter in self._meters.items():
+            if name == portal:
+                meter.window_s = changed.operating_window_s
+        return changed
 
     def oauth_token(self, params: dict[str, Any], *, base_url: str) -> tuple[int, dict[str, Any]]:
         """Answer a token-endpoint request (`GET /oauth/token/`); see `OAuthServer.token`."""
@@ -232,25 +213,55 @@ class Sandbox:
         params: dict[str, Any],
         *,
         code: str = "",
+        oauth: bool = False,
+        where: tuple[str, str] = ("", ""),
     ) -> Reply:
         name, _, suffix = method.lower().rpartition(".")
         if suffix not in ("json", "xml"):
             name, suffix = method.lower(), "json"
-        request = ReceivedRequest(portal, name, params, user_id, self._clock(), self._wall_clock())
+        host, path = where
+        request = ReceivedRequest(
+            portal, name, params, user_id, self._clock(), self._wall_clock(), host=host, path=path
+        )
+        refused = self._refused(request, refusal, suffix, oauth=oauth)
+        if refused is not None or portal is None:
+            assert refused is not None
+            return refused
+        return self._run(request, portal, code)
+
+    def _refused(
+        self, request: ReceivedRequest, refusal: Reply | None, suffix: str, *, oauth: bool
+    ) -> Reply | None:
+        """The recorded answer to a request refused before its method runs, else None."""
+        portal, name, record = request.portal, request.method, self._recorder.record
+        moved = moved_reply(portal, request.host, request.path) if portal is not None else None
+        if moved is not None:
+            return record(request, moved, executed=False, fault="moved")
         if portal is not None and not self._buckets[portal.name].try_acquire(request.received_monotonic):
             body = error_body("QUERY_LIMIT_EXCEEDED", "Too many requests")
-            return self._recorder.record(request, Reply(503, body), executed=False, fault=RATE_LIMIT_FAULT)
+            return record(request, Reply(503, body), executed=False, fault=RATE_LIMIT_FAULT)
         if suffix == "xml":
             body = error_body(
                 "ERROR_INTERNAL_WRONG_TRANSPORT", "The sandbox portal answers only JSON, not .xml"
             )
-            return self._recorder.record(request, Reply(400, body), executed=False)
+            return record(request, Reply(400, body), executed=False)
         if name not in SUPPORTED_METHODS:
             body = error_body("ERROR_METHOD_NOT_FOUND", "Method not found!")
-            return self._recorder.record(request, Reply(404, body), executed=False)
+            return record(request, Reply(404, body), executed=False)
         if portal is None or refusal is not None:
             reply = refusal or Reply(401, error_body("NO_AUTH_FOUND", "Wrong authorization data"))
-            return self._recorder.record(request, reply, executed=False)
+            return record(request, reply, executed=False, fault="auth" if portal else None)
+        gate = scope_refusal(portal, name, oauth=oauth)
+        if gate is not None:
+            return record(request, Reply(gate.status, gate.body), executed=False, fault="scope")
+        limited = operating_reply(portal, self._meter(portal, name), request.received_wall)
+        if limited is not None:
+            return record(request, limited, executed=False, fault="operating")
+        return None
+
+    def _run(self, request: ReceivedRequest, portal: SandboxPortal, code: str) -> Reply:
+        """Run the method (or the next fault instead of it, or around it) and record the answer."""
+        name, params = request.method, request.params
         fault = self._plan.take(portal.name, name)
         echo = request_echo(params, code)
         if fault is not None and not fault.executed:
@@ -264,6 +275,8 @@ class Sandbox:
         elif fault is not None:
             reply = fault_reply(fault, echo)
         fault_kind = None if fault is None else fault.kind.value
+        if fault is None and outcome.status == 403 and outcome.body.get("error") == "ACCESS_DENIED":
+            fault_kind = "permission"
         return self._recorder.record(
             request, reply, executed=outcome.executed, call_id=outcome.call_id, fault=fault_kind
         )
@@ -272,27 +285,21 @@ class Sandbox:
         """Return the JSON body to send now, with a fresh `time` object for a success."""
         if reply.body is None or reply.timed is None:
             return reply.body
-        portal, method, started = reply.timed
+        name, method, started = reply.timed
         finished = self._wall_clock()
-        meter = self._meters.setdefault((portal, method), OperatingMeter())
-        operating, reset_at = meter.add(started, max(0.0, finished - started))
-        return {**reply.body, "time": time_envelope(started, finished, operating, reset_at)}
+        portal = self._portals.get(name)
+        spent = portal.processing_s if portal is not None and portal.processing_s is not None else None
+        processing = max(0.0, finished - started) if spent is None else spent
+        window = portal.operating_window_s if portal is not None else OperatingMeter().window_s
+        meter = self._meters.setdefault((name, method), OperatingMeter(window))
+        operating, reset_at = meter.add(started, processing)
+        envelope = time_envelope(started, finished, operating, reset_at, processing=processing)
+        return {**reply.body, "time": envelope}
+
+    def _meter(self, portal: SandboxPortal, method: str) -> OperatingMeter:
+        return self._meters.setdefault((portal.name, method), OperatingMeter(portal.operating_window_s))
 
     def _find_portal(self, user_id: str, code: str) -> SandboxPortal | None:
         if not user_id.isdigit():
             return None
         return next((p for p in self._portals.values() if p.has_webhook(int(user_id), code)), None)
-
-    def check_fault_target(self, portal: str | None, method: str) -> None:
-        """Fail unless faults can target `portal` (None: all) and `method`.
-
-        A fault aimed at a missing portal or method would sit idle; this says so at once.
-
-        Raises:
-            KeyError: If `portal` names no portal.
-            ValueError: If `method` is not one the sandbox implements.
-        """
-        if portal is not None and portal not in self._portals:
-            raise KeyError(f"unknown portal {portal!r}")
-        if method.lower() not in SUPPORTED_METHODS:
-            raise ValueError(f"faults can target only {sorted(SUPPORTED_METHODS)}, not {method!r}")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 from schemas.config.settings import (
     DEFAULT_CONFIG_NAME,
@@ -26,6 +27,7 @@ from schemas.config.settings import (
 from schemas.config.toml import (
     _OAUTH_KEYS,
     _PORTAL_KEYS,
+    ZONE_EXAMPLE,
     _checked_url,
     _closed_dates,
     _holidays,
@@ -34,6 +36,7 @@ from schemas.config.toml import (
     _show,
     _Table,
     _timezone,
+    zone_of,
 )
 from schemas.policy.redact import redact_redis_url, redact_webhook_url
 from schemas.store.connect import parse_sentinel_url
@@ -44,6 +47,8 @@ _ENV_SECRETS = {
     "OAUTH_CLIENT_SECRET": "client_secret",
     "OAUTH_REFRESH_TOKEN": "refresh_token",
 }
+_TIMEZONE_VAR = "CALLQ_TIMEZONE"
+"""The time zone of portal ``default``, the one ``CALLQ_WEBHOOK_URL`` configures."""
 _PORTAL_NAME = re.compile(r"[a-z0-9_-]+")
 _DOMAIN = re.compile(r"[A-Za-z0-9.-]+(:\d+)?")
 
@@ -131,7 +136,9 @@ def _oauth(table: _Table, name: str, secrets: Mapping[str, _EnvSecret]) -> OAuth
     )
 
 
-def _portal(table: _Table, name: str, secrets: Mapping[str, _EnvSecret]) -> PortalConfig:
+def _portal(
+    table: _Table, name: str, secrets: Mapping[str, _EnvSecret], env: Mapping[str, str]
+) -> PortalConfig:
     table.check_keys(_PORTAL_KEYS)
     webhook_url = _webhook_url(table, secrets.get("webhook_url"))
     oauth = _oauth(table, name, secrets)
@@ -142,13 +149,14 @@ def _portal(table: _Table, name: str, secrets: Mapping[str, _EnvSecret]) -> Port
         table.fail(
             None, f"needs webhook_url (or CALLQ_PORTAL_{_env_name(name)}_WEBHOOK_URL) or an oauth table"
         )
-    base = PortalConfig(name=name, webhook_url=webhook_url, oauth=oauth)  # holds the defaults
+    timezone = _portal_timezone(table, name, secrets, env)
+    base = PortalConfig(name=name, webhook_url=webhook_url, oauth=oauth, timezone=timezone)  # the defaults
     hours = table.hours("hours")
     return PortalConfig(
         name=name,
         webhook_url=webhook_url,
         oauth=oauth,
-        timezone=_timezone(table, base.timezone),
+        timezone=timezone,
         default_region=_region(table),
         rate=table.number("rate", base.rate, positive=True),
         burst=table.integer("burst", base.burst, at_least=1),
@@ -158,9 +166,42 @@ def _portal(table: _Table, name: str, secrets: Mapping[str, _EnvSecret]) -> Port
         dedupe_window_s=table.number("dedupe_window", base.dedupe_window_s),
         default_deadline_s=table.number("default_deadline", base.default_deadline_s, positive=True),
         retry_unknown=table.boolean("retry_unknown", base.retry_unknown),
+        operating_budget_s=table.number("operating_budget", base.operating_budget_s, positive=True),
         hours=base.hours if hours is None else hours,
         lines=MappingProxyType(_lines(table)),
     )
+
+
+def _portal_timezone(
+    table: _Table, name: str, secrets: Mapping[str, _EnvSecret], env: Mapping[str, str]
+) -> ZoneInfo:
+    """The portal's time zone, which must be configured: a zone callq guessed would let it call at
+    3 a.m. local time. ``CALLQ_TIMEZONE`` sets portal ``default``'s (the ``CALLQ_WEBHOOK_URL`` one).
+
+    Raises:
+        ConfigError: none is configured (naming the key to set), or it is not a zone.
+    """
+    if name == DEFAULT_PORTAL and _TIMEZONE_VAR in env:
+        return zone_of(env[_TIMEZONE_VAR].strip(), source=_TIMEZONE_VAR, key=None)
+    zone = _timezone(table)
+    if zone is not None:
+        return zone
+    what = f"{ZONE_EXAMPLE}; business hours are read in it, and callq never guesses a zone"
+    webhook = secrets.get("webhook_url")
+    if (
+        name == DEFAULT_PORTAL
+        and webhook is not None
+        and webhook.var == "CALLQ_WEBHOOK_URL"
+        and not table.data
+    ):
+        raise ConfigError(f"is required with CALLQ_WEBHOOK_URL: {what}", source=_TIMEZONE_VAR)
+    if not table.data and secrets:  # a portal only the environment names: its zone goes in the file
+        raise ConfigError(
+            f'portal {name} needs a time zone: add timezone = "Europe/Moscow" (or "UTC", on purpose) '
+            f"under [portals.{name}] in the TOML file",
+            source=next(iter(secrets.values())).var,
+        )
+    table.fail("timezone", f"is required: {what}")
 
 
 def _portals(top: _Table, env: Mapping[str, str]) -> dict[str, PortalConfig]:
@@ -170,9 +211,15 @@ def _portals(top: _Table, env: Mapping[str, str]) -> dict[str, PortalConfig]:
             portals.fail(name, "portal names must match [a-z0-9_-]+")
     secrets = _env_secrets(env, list(portals.data))
     names = [*portals.data, *(name for name in secrets if name not in portals.data)]
+    if _TIMEZONE_VAR in env and DEFAULT_PORTAL not in names:
+        raise ConfigError(
+            f"sets the time zone of portal {DEFAULT_PORTAL} (the CALLQ_WEBHOOK_URL shortcut), which is not "
+            "configured; name the zone of other portals in their [portals.NAME] table",
+            source=_TIMEZONE_VAR,
+        )
     return {
         name: _portal(
-            portals.table(name) or _Table({}, top.file, f"portals.{name}"), name, secrets.get(name, {})
+            portals.table(name) or _Table({}, top.file, f"portals.{name}"), name, secrets.get(name, {}), env
         )
         for name in names
     }

@@ -5,7 +5,7 @@ so two processes of one deployment with different portals, hours or limits quiet
 admits a job the other ends ``dead PORTAL_NOT_CONFIGURED``, or schedules it by another calendar.
 The fingerprint has one part per setting that decides scheduling, pacing, dedupe and calls: each
 portal's credentials, time zone, region, rate and burst, holidays, closed dates, attempts, windows,
-``retry_unknown``, hours and each line; and the record retention and outcome stream cap. A part is
+``retry_unknown``, ``operating_budget``, hours and each line; and the record retention and outcome stream cap. A part is
 a short digest of its value; credentials are digested with a key derived from the deployment's
 secret (an HMAC), so the fingerprint holds no secret and cannot be used to check a guess of one
 without Redis. Comparing the parts of two fingerprints names what differs, never a value.
@@ -105,6 +105,7 @@ def _portal_values(portal: PortalConfig) -> dict[str, Any]:
         "dedupe_window": float(portal.dedupe_window_s),
         "default_deadline": float(portal.default_deadline_s),
         "retry_unknown": portal.retry_unknown,
+        "operating_budget": float(portal.operating_budget_s),
         "hours": _hours(portal.hours),
         **lines,
     }

@@ -30,7 +30,9 @@ MIN_API_TOKEN_CHARS = 16
 """A bearer token of ``callq serve`` is all that stands between the network and ringing phones: at
 least 16 characters (``openssl rand -hex 32`` makes a good one), so that it cannot be guessed."""
 
-_UTC = ZoneInfo("UTC")
+DEFAULT_OPERATING_BUDGET_S = 480.0
+"""Bitrix24's per-method execution-time limit: more than 480 s within 10 minutes blocks the method
+(its REST limits page; the value is the portal's configuration, 480 s the documented one)."""
 
 
 class ConfigError(Exception):
@@ -123,7 +125,8 @@ class PortalConfig:
         name: `[a-z0-9_-]+`.
         webhook_url: Inbound webhook base URL ending in `/` (hidden from repr), or None with `oauth`.
         oauth: OAuth application, or None with `webhook_url`; exactly one of the two is set.
-        timezone: Zone of the business hours and closed dates.
+        timezone: Zone of the business hours and closed dates. Required, keyword-only: a portal
+            without one would call by another zone's clock (configure `"UTC"` on purpose).
         default_region: Upper-case ISO 3166 region for numbers without a country code.
         rate: Requests per second to the portal, all workers together; `burst` is the bucket size.
         holidays: `holidays` country code (`RU`, `US-CA`) whose public holidays are closed.
@@ -132,6 +135,8 @@ class PortalConfig:
         dedupe_window_s: Seconds after success in which the same line and number is a duplicate.
         default_deadline_s: Seconds a job stays callable, counted from its first open moment.
         retry_unknown: Re-send an attempt whose result is unknown (may ring twice).
+        operating_budget_s: Seconds of `voximplant.callback.start` execution time Bitrix24 allows
+            per 10 minutes (its `operating` limit); callq pauses the method before it is spent.
         hours: Weekly business hours of every line without its own.
         lines: Line id -> overrides (read-only).
     """
@@ -139,7 +144,7 @@ class PortalConfig:
     name: str
     webhook_url: str | None = field(default=None, repr=False)
     oauth: OAuthConfig | None = None
-    timezone: ZoneInfo = _UTC
+    timezone: ZoneInfo = field(kw_only=True)
     default_region: str | None = None
     rate: float = 2.0
     burst: int = 50
@@ -149,6 +154,7 @@ class PortalConfig:
     dedupe_window_s: float = 600
     default_deadline_s: float = 86400
     retry_unknown: bool = False
+    operating_budget_s: float = DEFAULT_OPERATING_BUDGET_S
     hours: WeeklyHours = field(default_factory=lambda: DEFAULT_HOURS)
     lines: Mapping[str, LineConfig] = field(default_factory=lambda: MappingProxyType({}))
 

@@ -43,6 +43,7 @@ _TOP_KEYS = frozenset(
 _PORTAL_KEYS = frozenset(
     {"webhook_url", "oauth", "timezone", "default_region", "rate", "burst", "holidays", "closed_dates"}
     | {"max_attempts", "dedupe_window", "default_deadline", "retry_unknown", "hours", "lines"}
+    | {"operating_budget"}
 )
 _LINE_KEYS = frozenset({"hours", "min_interval", "text_to_pronounce", "voice"})
 _OAUTH_KEYS = frozenset({"client_id", "client_secret", "refresh_token", "domain", "token_url"})
@@ -170,12 +171,31 @@ def _checked_url(url: str, *, source: str, key: str | None, shown: str) -> str:
     return url
 
 
-def _timezone(table: _Table, default: ZoneInfo) -> ZoneInfo:
+ZONE_EXAMPLE = 'an IANA time zone name like "Europe/Moscow" (or "UTC", on purpose)'
+"""What a time zone must be, as errors say it."""
+
+
+def _timezone(table: _Table) -> ZoneInfo | None:
+    """The portal's ``timezone``, or None when the table has none (the caller says what is missing)."""
     name = table.string("timezone")
+    if name is None:
+        return None
     try:
-        return default if name is None else ZoneInfo(name)
+        return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):
-        table.fail("timezone", f'must be an IANA time zone name like "Europe/Moscow", got {_show(name)}')
+        table.fail("timezone", f"must be {ZONE_EXAMPLE}, got {_show(name)}")
+
+
+def zone_of(value: str, *, source: str, key: str | None) -> ZoneInfo:
+    """A time zone given outside the file (``CALLQ_TIMEZONE``).
+
+    Raises:
+        ConfigError: not a zone name.
+    """
+    try:
+        return ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ConfigError(f"must be {ZONE_EXAMPLE}, got {_show(value)}", source=source, key=key) from None
 
 
 def _region(table: _Table) -> str | None:

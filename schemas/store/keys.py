@@ -140,13 +140,39 @@ class Keys:
         return f"{self.prefix}:plan:{portal}"
 
     def portal_pause(self, portal: str) -> str:
-        """String whose TTL is how long the portal is paused after a QUERY_LIMIT_EXCEEDED."""
+        """String whose TTL is how long the portal's callbacks are paused: ``1`` after a
+        QUERY_LIMIT_EXCEEDED, ``operating`` while callback.start's execution-time budget frees up."""
         return f"{self.prefix}:pause:{portal}"
 
     def portal_halt(self, portal: str) -> str:
         """String (JSON: code, description, since) while the portal is halted because Bitrix24
-        refused its credentials or blocked it; its TTL is the halt. No request starts meanwhile."""
+        refused it as a whole (credentials, scope, permission, a block); its TTL is the halt. No
+        request starts meanwhile. Set only if absent: one halt, however many refusals come back."""
         return f"{self.prefix}:halt:{portal}"
+
+    def portal_moved(self, portal: str) -> str:
+        """String (JSON: from, to, since): the portal answered from one origin with a redirect to
+        another (:mod:`schemas.policy.moves`); every worker sends there. No TTL: it applies only
+        while the configuration still names the old origin, and a request to the old one would be
+        redirected again anyway. Origins only, never a path (a webhook code)."""
+        return f"{self.prefix}:moved:{portal}"
+
+    def operating(self, portal: str) -> str:
+        """Hash: method -> JSON of its last execution-time reading (``time.operating``,
+        ``operating_reset_at``, ``finish``), the newest of concurrent answers. Expires 11 minutes
+        after the last answer: older than Bitrix24's 10-minute window, a reading says nothing."""
+        return f"{self.prefix}:operating:{portal}"
+
+    def voices(self, portal: str) -> str:
+        """String (JSON: voices, fetched_at): the voices ``voximplant.tts.voices.get`` offered, for
+        admission to check a job's ``voice``. Refreshed hourly by one worker (and by ``callq check``
+        and ``callq voices``); expires after a day, after which no voice is refused."""
+        return f"{self.prefix}:voices:{portal}"
+
+    def voices_refresh(self, portal: str) -> str:
+        """String: which worker refreshes the portal's voices this hour. PX one hour, so only one
+        worker asks the portal per hour, and another takes over if it stops."""
+        return f"{self.prefix}:voices-refresh:{portal}"
 
     def portal_strikes(self, portal: str) -> str:
         """Counter of rate refusals in a row, for the doubling pause; expires after quiet time."""

@@ -68,4 +68,6 @@ class Scripts:
         self.purge = script("purge")
         self.reserve = script("reserve")
         self.pause = script("pause")
+        self.pause_until = script("pause_until")
+        self.operating = script("operating")
         self.deployment_secret = script("deployment_secret")

@@ -25,17 +25,19 @@ async def test_a_good_portal_passes(
         {
             "default": {
                 "webhook_url": portal.webhook_url("default"),
-                "lines": {"reg1332": {"voice": "ruinternalfemale"}, "reg1333": {"min_interval": 5}},
+                "lines": {"reg1332": {"voice": "usenglishfemale"}, "reg1333": {"min_interval": 5}},
             }
         },
     )
     code, rows = await check(config, redis_url, prefix)
     assert code == 0, rows
     assert {row["check"] for row in rows} >= {
-        "credentials (voximplant.line.get)",
+        "credentials",
+        "scope call",
+        "scope telephony",
         "line reg1332",
         "line reg1333",
-        "voice ruinternalfemale",
+        "voice usenglishfemale",
     }
     assert all(row["ok"] for row in rows)
     assert "sandboxsecret" not in json.dumps(rows), "the webhook code is never printed"
@@ -55,6 +57,6 @@ async def test_a_missing_line_and_wrong_credentials_fail(
     code, rows = await check(config, redis_url, prefix)
     assert code == 1
     failed = {(row["portal"], row["check"]) for row in rows if not row["ok"]}
-    assert failed == {("good", "line reg9999"), ("bad", "credentials (voximplant.line.get)")}
+    assert failed == {("good", "line reg9999"), ("bad", "credentials")}
     (bad,) = [row for row in rows if row["portal"] == "bad" and not row["ok"]]
     assert "NO_AUTH_FOUND" in str(bad["detail"])

@@ -39,6 +39,7 @@ async def test_resume_wakes_the_jobs_held_by_a_manual_block(
             CALLQ_REDIS_URL=redis_url,
             CALLQ_KEY_PREFIX=prefix,
             CALLQ_WEBHOOK_URL=portal.webhook_url("default"),
+            CALLQ_TIMEZONE="UTC",
         )
         code, out, err = await run_callq(["resume", "default"], env)
         assert code == 0, err

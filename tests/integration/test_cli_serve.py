@@ -61,6 +61,7 @@ def serve_env(redis_url: str, prefix: str, portal: SandboxHandle, **extra: str) 
         CALLQ_REDIS_URL=redis_url,
         CALLQ_KEY_PREFIX=prefix,
         CALLQ_WEBHOOK_URL=portal.webhook_url("default"),
+        CALLQ_TIMEZONE="UTC",
         **extra,
     )
 

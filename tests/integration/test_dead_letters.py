@@ -68,7 +68,7 @@ async def test_purge_removes_dead_jobs(
     url = portal.webhook_url("default")
     settings = make_settings(redis_url, prefix, {"default": sandbox_portal(url)})
     env = cli_env(redis_url, prefix, url)
-    sandbox.add_faults([Fault.error(403, "ACCESS_DENIED", "Access denied")] * 2)
+    sandbox.add_faults([Fault.error(400, "ERROR_CORE", "Could not find line reg1332")] * 2)
     producer = Producer(redis, settings=settings)
     for n in range(2):
         await producer.enqueue(from_line="reg1332", to_number=f"+7911123456{n}", text_to_pronounce=TEXT)

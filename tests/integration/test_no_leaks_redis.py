@@ -99,12 +99,13 @@ async def test_redis_password_is_never_shown_when_redis_fails(portal: SandboxHan
             env = callq_env(
                 CALLQ_REDIS_URL=url,
                 CALLQ_WEBHOOK_URL=portal.webhook_url("default"),
+                CALLQ_TIMEZONE="UTC",
                 CALLQ_API_TOKENS=API_TOKEN,
             )
             for args in commands if n == 0 else commands[::3]:
                 code, _, err = await written.cli(args, env)
                 assert code == 2 and "callq:" in err, (args, err)
-        env = callq_env(CALLQ_WEBHOOK_URL=portal.webhook_url("default"))
+        env = callq_env(CALLQ_WEBHOOK_URL=portal.webhook_url("default"), CALLQ_TIMEZONE="UTC")
         code, _, err = await written.cli(["--redis-url", urls[0], "list"], env)
         assert code == 2 and ":***@" in err
     leaks = written.leaks()

@@ -269,7 +269,12 @@ async def test_producers_are_told_redis_is_full(
     settings = make_settings(full_redis.url, prefix, {"default": sandbox_portal(url)}, api_tokens=(TOKEN,))
     job = {"from_line": "reg1332", "to_number": "+79115550000", "text_to_pronounce": TEXT}
     auth = {"Authorization": f"Bearer {TOKEN}"}
-    env = {"CALLQ_REDIS_URL": full_redis.url, "CALLQ_KEY_PREFIX": prefix, "CALLQ_WEBHOOK_URL": url}
+    env = {
+        "CALLQ_REDIS_URL": full_redis.url,
+        "CALLQ_KEY_PREFIX": prefix,
+        "CALLQ_WEBHOOK_URL": url,
+        "CALLQ_TIMEZONE": "UTC",
+    }
     env["PATH"] = "/usr/bin:/bin"
     cli = ["enqueue", "--line", "reg1332", "--to", "+79115550001", "--text", TEXT]
     async with TestClient(TestServer(create_app(redis=redis, settings=settings))) as client:

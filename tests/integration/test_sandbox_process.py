@@ -56,8 +56,8 @@ async def test_module_prints_its_url_serves_and_exits_on_sigterm() -> None:
             await process.wait()
     assert process.returncode == 0, stderr.decode()
     assert stdout.decode().splitlines() == [
-        f"sandbox portal 'default' listening; use CALLQ_WEBHOOK_URL={base_url}/rest/1/sandboxsecret/",
-        f"sandbox portal 'acme' listening; use CALLQ_WEBHOOK_URL={base_url}/rest/2/acmesecret/",
+        f"sandbox portal 'default' listening; use CALLQ_WEBHOOK_URL={base_url}/rest/1/sandboxsecret/ CALLQ_TIMEZONE=UTC",
+        f"sandbox portal 'acme' listening; use CALLQ_WEBHOOK_URL={base_url}/rest/2/acmesecret/ CALLQ_TIMEZONE=UTC",
     ]
     logs = stderr.decode()
     assert "sandbox.listening" in logs

@@ -46,7 +46,7 @@ async def test_stream_job_from_a_non_python_process_is_called_once(
         "FROM_LINE": "reg1332",
         "TO_NUMBER": "+79111234567",
         "TEXT_TO_PRONOUNCE": FULL_JOB["text_to_pronounce"],
-        "VOICE": "ruinternalfemale",
+        "VOICE": "usenglishfemale",
     }
     assert outcome["status"] == "succeeded"
     assert outcome["call_id"].startswith("callback.")

@@ -21,6 +21,7 @@ from schemas.config import Settings
 from schemas.store.keys import Keys
 from schemas.store.ledger import Ledger
 from tests.support.helpers import called_numbers, make_settings, sandbox_portal, wait_for
+from worker.bitrix.address import PortalAddresses
 from worker.bitrix.oauth import PortalAuth
 from worker.jobs.deps import Deps
 from worker.jobs.leases import AttemptLeases, LeaseTiming
@@ -40,6 +41,7 @@ async def run_once(redis: Redis, settings: Settings, job_id: str) -> float | Non
             session=session,
             limiter=RateLimiter(redis, keys=Keys(settings.key_prefix)),
             auth=PortalAuth(redis, prefix=settings.key_prefix, session=session),
+            addresses=PortalAddresses(redis, Keys(settings.key_prefix)),
             leases=AttemptLeases(ledger, timing=LeaseTiming()),
         )
         return await run_job(deps, job_id)

@@ -6,6 +6,7 @@ import dataclasses
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -19,6 +20,7 @@ LINES = MappingProxyType({"reg1332": LineConfig("reg1332", text_to_pronounce="De
 PORTAL = PortalConfig(
     name="default",
     webhook_url="https://a.bitrix24.ru/rest/1/x/",
+    timezone=ZoneInfo("UTC"),
     default_region="RU",
     hours=ALWAYS,
     lines=LINES,

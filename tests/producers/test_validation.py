@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -20,6 +21,7 @@ SETTINGS = Settings(
             "default": PortalConfig(
                 name="default",
                 webhook_url="https://a.bitrix24.ru/rest/1/x/",
+                timezone=ZoneInfo("UTC"),
                 default_region="RU",
                 hours=ALWAYS,
             )

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 from redis.asyncio import Redis
@@ -32,7 +33,7 @@ FULL_JOB = {
     "from_line": "reg1332",
     "to_number": "8 (911) 123-45-67",
     "text_to_pronounce": "Callback request from the website, connecting you.",
-    "voice": "ruinternalfemale",
+    "voice": "usenglishfemale",
     "idempotency_key": "lead-4711",
     "metadata": {"lead": 4711, "form": "contact"},
 }
@@ -83,6 +84,7 @@ def sandbox_portal(webhook_url: str, name: str = "default", **changes: Any) -> P
         "name": name,
         "webhook_url": webhook_url,
         "oauth": None,
+        "timezone": ZoneInfo("UTC"),
         "default_region": "RU",
         "hours": ALWAYS_OPEN,
     }

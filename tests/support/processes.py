@@ -36,10 +36,12 @@ ALWAYS_OPEN_TOML = "\n".join(
 
 
 def write_config(path: Path, portals: dict[str, dict[str, Any]]) -> Path:
-    """Write a callq.toml with the given portals (open around the clock unless ``hours`` is given)."""
+    """Write a callq.toml with the given portals (in UTC and open around the clock unless ``timezone`` or
+    ``hours`` is given)."""
     lines: list[str] = []
     for name, fields in portals.items():
         lines.append(f"[portals.{name}]")
+        fields = {"timezone": "UTC", **fields}  # a portal's zone is required; open all day it changes nothing
         tables = ("hours", "lines", "oauth")
         lines.extend(f"{key} = {_toml(value)}" for key, value in fields.items() if key not in tables)
         if "oauth" in fields:

@@ -1,7 +1,10 @@
 """A minimal Bitrix24 REST client for the methods callq calls, over one shared aiohttp session.
 
 It never retries: whether a failed ``voximplant.callback.start`` may be repeated is the job
-runner's decision (:mod:`worker.policy.classify`), because the method has no idempotency key.
+runner's decision (:mod:`worker.policy.classify`), because the method has no idempotency key. It
+follows no redirect either: one that :mod:`worker.policy.redirect` accepts as the portal's move is
+raised as :class:`~worker.bitrix.errors.PortalMoved` (:mod:`worker.bitrix.address` sends again to
+the new address and remembers it); any other stays an answer whose result is unknown.
 """
 
 from __future__ import annotations
@@ -15,9 +18,12 @@ import aiohttp
 
 from schemas.policy.redact import Redactor, number_spellings, redact_text, webhook_code
 from schemas.wire.codes import ErrorCode
-from worker.bitrix.errors import BitrixApiError, BitrixHttpError, TransportError
+from worker.bitrix.errors import BitrixApiError, BitrixHttpError, PortalMoved, TransportError
+from worker.policy.operating import OperatingReading
+from worker.policy.redirect import REDIRECT_STATUSES, accept_redirect
 
 USER_AGENT = "callq/0.1 (+https://github.com/callq)"
+CALLBACK_START = "voximplant.callback.start"
 
 # Bitrix24 stops any REST request after 60 s; a callback.start took ~1.7 s in the docs. 30 s
 # total leaves room for a slow portal. The connect limit is short: a connect failure is safe to retry.
@@ -31,12 +37,12 @@ class CallbackStarted:
     Attributes:
         call_id: Bitrix24's CALL_ID; None when the portal returned none (REST-app lines).
         http_status: the HTTP status (200).
-        operating: the method's accumulated execution time (``time.operating``), if sent.
+        operating: the method's execution-time figures (``time.operating``, ``operating_reset_at``), if sent.
     """
 
     call_id: str | None
     http_status: int
-    operating: float | None = None
+    operating: OperatingReading | None = None
 
 
 def method_url(base_url: str, method: str) -> str:
@@ -56,7 +62,8 @@ async def call_method(
 
     Raises:
         BitrixApiError: a Bitrix24 error body.
-        BitrixHttpError: an answer that is neither a result nor an error body.
+        PortalMoved: a redirect to the portal's new address (nothing was run).
+        BitrixHttpError: an answer that is neither a result nor an error body (a redirect not followed).
         TransportError: no answer; ``phase`` tells whether the request may have been sent.
     """
     url = method_url(base_url, method)
@@ -71,6 +78,7 @@ async def call_method(
         ) as response:
             status = response.status
             text = await response.text(errors="replace")
+            location = response.headers.get("Location")
     except aiohttp.ConnectionTimeoutError as exc:
         raise TransportError(phase="connect", description=mask(f"connect timeout: {exc}")) from None
     except aiohttp.ClientConnectorError as exc:
@@ -82,6 +90,13 @@ async def call_method(
         raise TransportError(
             phase="sent", description=mask(f"connection lost: {type(exc).__name__}: {exc}")
         ) from None
+    if status in REDIRECT_STATUSES:
+        redirect = accept_redirect(url, location)
+        if redirect.origin is not None:
+            raise PortalMoved(http_status=status, origin=redirect.origin)
+        raise BitrixHttpError(
+            http_status=status, body=mask(f"redirect to {location!r} not followed ({redirect.refused})")
+        )
     return status, parse_body(status, text, mask=mask)
 
 
@@ -115,6 +130,7 @@ def parse_body(status: int, text: str, *, mask: Callable[[str], str] = redact_te
             code=mask(str(body["error"])),
             description=mask(str(body.get("error_description") or "")),
             body=mask(text)[:2000],
+            operating=OperatingReading.of(body.get("time")),
         )
     if status != 200 or not isinstance(body, dict) or "result" not in body:
         raise BitrixHttpError(http_status=status, body=mask(text))
@@ -149,9 +165,7 @@ async def start_callback(
         params["VOICE"] = voice
     if access_token:
         params["auth"] = access_token
-    status, body = await call_method(
-        session, base_url, "voximplant.callback.start", params, client_timeout=client_timeout
-    )
+    status, body = await call_method(session, base_url, CALLBACK_START, params, client_timeout=client_timeout)
     result = body["result"]
     if not isinstance(result, dict) or result.get("RESULT") is not True:
         # The method answers RESULT: true when the callback started; anything else is a refusal.
@@ -161,10 +175,8 @@ async def start_callback(
             description=request_masker(base_url, params)(f"unexpected result: {result!r}")[:300],
         )
     call_id = result.get("CALL_ID")
-    timing = body.get("time")
-    operating = timing.get("operating") if isinstance(timing, dict) else None
     return CallbackStarted(
         call_id=str(call_id) if call_id else None,
         http_status=status,
-        operating=float(operating) if isinstance(operating, int | float) else None,
+        operating=OperatingReading.of(body.get("time")),
     )

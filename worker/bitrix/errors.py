@@ -6,6 +6,7 @@
     ├── BitrixCallError          a request to a portal did not return a usable result
     │   ├── BitrixApiError       the portal answered with a Bitrix24 error body (code, description)
     │   ├── BitrixHttpError      the portal answered, but not with a Bitrix24 body (502 page, junk)
+    │   │   └── PortalMoved      a redirect to the portal's new address (nothing was run)
     │   └── TransportError       no answer: ``phase`` says whether the request can have been sent
     ├── AuthRefused              an OAuth refresh refused for good (:mod:`worker.bitrix.oauth`): re-authorize the app
     └── AuthUnavailable          the token endpoint could not be reached (:mod:`worker.bitrix.oauth`): try later
@@ -18,9 +19,12 @@ masked exactly by :mod:`worker.bitrix.client` before it builds the error.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from schemas.policy.redact import redact_text
+
+if TYPE_CHECKING:
+    from worker.policy.operating import OperatingReading
 
 
 class CallqError(Exception):
@@ -45,13 +49,26 @@ class BitrixCallError(CallqError):
 
 
 class BitrixApiError(BitrixCallError):
-    """The portal answered with ``{"error": CODE, "error_description": TEXT}``."""
+    """The portal answered with ``{"error": CODE, "error_description": TEXT}``.
 
-    def __init__(self, *, http_status: int, code: str, description: str, body: str = "") -> None:
+    Attributes:
+        operating: the method's execution-time figures, when the answer carried a ``time`` object.
+    """
+
+    def __init__(
+        self,
+        *,
+        http_status: int,
+        code: str,
+        description: str,
+        body: str = "",
+        operating: OperatingReading | None = None,
+    ) -> None:
         super().__init__(description)
         self.http_status = http_status
         self.code = redact_text(code)
         self.body = redact_text(body)
+        self.operating = operating
 
     def __str__(self) -> str:
         return f"{self.code} (HTTP {self.http_status}): {self.description}"
@@ -65,6 +82,22 @@ class BitrixHttpError(BitrixCallError):
         super().__init__(f"HTTP {http_status} without a Bitrix24 body: {body[:300]!r}")
         self.http_status = http_status
         self.body = body
+
+
+class PortalMoved(BitrixHttpError):
+    """The portal answered a redirect to another host that :mod:`worker.policy.redirect` accepts: it
+    moved, and ran nothing. Sent again to ``origin`` at once; raised past the sender only if the new
+    address redirects too.
+
+    Attributes:
+        origin: the new ``scheme://host[:port]`` (no path, nothing secret).
+    """
+
+    def __init__(self, *, http_status: int, origin: str) -> None:
+        BitrixCallError.__init__(self, f"HTTP {http_status}: the portal moved to {origin}")
+        self.http_status = http_status
+        self.body = ""
+        self.origin = origin
 
 
 Phase = Literal["connect", "sent"]

@@ -1,33 +1,61 @@
-"""The pre-flight of ``callq check``: is the configuration usable? Each portal's credentials, lines, voices.
+"""The pre-flight of ``callq check``: does each portal give callbacks what they need? One row per fact.
 
-It compares the configuration with the one every live worker and ``callq serve`` runs (a row that
-fails naming the keys that differ). For each portal it calls ``voximplant.line.get`` (proves the credentials work and the webhook or
-app has the telephony scope, and lists the lines) and ``voximplant.tts.voices.get``, then checks that
-every line and voice named in the configuration exists. It prints one row per check and exits
-non-zero on any problem. It never calls ``voximplant.callback.start``.
+For each portal, through the same credentials and address the workers use (:mod:`worker.bitrix.portal_call`:
+a webhook, or an OAuth token from the shared store; a portal that moved is followed and the move
+recorded), it proves:
+
+- ``credentials``: Bitrix24's ``scope`` method answers (the webhook or token works);
+- ``scope call``, ``scope telephony``: both are granted (``scope`` lists them): callback.start needs
+  ``call`` as Bitrix24's module registers it, and its page says ``telephony``;
+- ``lines``, ``line X``: ``voximplant.line.get`` answers, and every line the configuration names is on it;
+- ``voices``, ``voice X``: ``voximplant.tts.voices.get`` answers (the list is cached for admission),
+  and every voice the configuration names is on it;
+- ``address``: the portal answers at its configured address (a move fails the row: update it);
+- ``halt``: no worker has halted the portal.
+
+It never calls ``voximplant.callback.start``; the user's permission "Outgoing call - Perform - any"
+can only be proved by a call, so it is not claimed. It also compares the configuration with the one
+every live worker and ``callq serve`` runs (:func:`drift_row`).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 
 import aiohttp
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from schemas.config import PortalConfig, Settings, redact_webhook_url
 from schemas.config.drift import credential_key, disagreements
 from schemas.config.fingerprint import fingerprint
 from schemas.config.registry import ConfigRegistry
-from schemas.store.connect import close_client, redis_client
+from schemas.policy.moves import PortalMove, configured_origin
 from schemas.store.keys import Keys
+from schemas.store.portal_moves import read_move
 from schemas.store.secret import read_deployment_secret
-from worker.bitrix.client import call_method
-from worker.bitrix.errors import BitrixCallError
+from schemas.store.voices import store_voices
+from worker.bitrix.address import PortalAddresses
+from worker.bitrix.codes import BitrixCode
+from worker.bitrix.errors import AuthRefused, AuthUnavailable, BitrixCallError
+from worker.bitrix.oauth import PortalAuth
+from worker.bitrix.portal_call import call_portal
 
 DRIFT_CHECK = "same as the live processes"
 """The row that compares this configuration with the one the running workers and serve use."""
 
-REDIS_TIMEOUT_S = 2.0
+SCOPES_NEEDED = ("call", "telephony")
+
+HINTS = {
+    BitrixCode.NO_AUTH_FOUND: "the webhook is wrong, deleted or expired",
+    BitrixCode.INVALID_CREDENTIALS: "no active webhook with this user id and code: wrong, deleted or expired",
+    BitrixCode.INSUFFICIENT_SCOPE: "grant the webhook (or app) the scopes call and telephony",
+    BitrixCode.ACCESS_DENIED: "the user lacks the permission, or the plan has no REST API",
+    BitrixCode.EXPIRED_TOKEN: "the access token expired and could not be refreshed",
+    BitrixCode.PAYMENT_REQUIRED: "the app's subscription has ended",
+    BitrixCode.OVERLOAD_LIMIT: "Bitrix24 blocked the portal manually: ask its support",
+}
 
 
 @dataclass(frozen=True)
@@ -40,51 +68,135 @@ class CheckRow:
     detail: str
 
 
-async def check_portal(session: aiohttp.ClientSession, portal: PortalConfig) -> list[CheckRow]:
-    """Every check of one portal."""
+@dataclass(frozen=True)
+class Probe:
+    """What the checks of a portal use: the process's session, the portals' credentials and addresses,
+    and Redis (None when it does not answer: webhook portals are still checked)."""
+
+    session: aiohttp.ClientSession
+    auth: PortalAuth
+    addresses: PortalAddresses
+    redis: Redis | None
+    keys: Keys
+
+
+async def check_portal(
+    probe: Probe, portal: PortalConfig, *, seen_moves: dict[str, PortalMove]
+) -> list[CheckRow]:
+    """Every check of one portal (``seen_moves``: the moves ``probe.addresses`` reported meanwhile)."""
     name = portal.name
-    if portal.webhook_url is None:
-        return [CheckRow(name, "credentials", False, "OAuth portals are checked by a worker's first refresh")]
-    rows = [CheckRow(name, "webhook", True, redact_webhook_url(portal.webhook_url))]
-    try:
-        _status, body = await call_method(session, portal.webhook_url, "voximplant.line.get", {})
-    except BitrixCallError as exc:
-        rows.append(CheckRow(name, "credentials (voximplant.line.get)", False, str(exc)))
-        return rows
-    lines = body["result"] if isinstance(body.get("result"), dict) else {}
-    rows.append(
-        CheckRow(name, "credentials (voximplant.line.get)", True, f"{len(lines)} lines on the portal")
-    )
-    for line_id in sorted(portal.lines):
-        found = line_id in lines
-        rows.append(
-            CheckRow(name, f"line {line_id}", found, str(lines[line_id]) if found else "not on the portal")
-        )
-    voices = {line.voice for line in portal.lines.values() if line.voice}
-    if voices:
-        try:
-            _status, body = await call_method(session, portal.webhook_url, "voximplant.tts.voices.get", {})
-            offered = body["result"] if isinstance(body.get("result"), dict) else {}
-        except BitrixCallError as exc:
-            rows.append(CheckRow(name, "voices (voximplant.tts.voices.get)", False, str(exc)))
-            return rows
-        for voice in sorted(voices):
-            # the callback docs use voices missing from the list; a miss is reported, the portal decides
-            rows.append(
-                CheckRow(name, f"voice {voice}", voice in offered, "" if voice in offered else "not offered")
-            )
+    if portal.oauth is not None and probe.redis is None:
+        return [CheckRow(name, "credentials", False, "OAuth tokens are kept in Redis, which does not answer")]
+    rows = await _checks(probe, portal)
+    rows.insert(0, await _address_row(probe, portal, seen_moves.get(name)))
+    rows.append(await _halt_row(probe, portal))
     return rows
 
 
-async def drift_row(settings: Settings) -> CheckRow:
+async def _checks(probe: Probe, portal: PortalConfig) -> list[CheckRow]:
+    name = portal.name
+    try:
+        scopes = await _result(probe, portal, "scope")
+    except (BitrixCallError, AuthRefused, AuthUnavailable, RedisError) as exc:
+        return [CheckRow(name, "credentials", False, describe(exc))]
+    how = "the OAuth token" if portal.oauth is not None else "the webhook"
+    rows = [CheckRow(name, "credentials", True, f"{how} works (scope answers)")]
+    granted = {str(scope) for scope in scopes} if isinstance(scopes, list) else set()
+    for scope in SCOPES_NEEDED:
+        ok = scope in granted
+        detail = (
+            "granted"
+            if ok
+            else f"not granted: add it to {how} (granted: {', '.join(sorted(granted)) or 'none'})"
+        )
+        rows.append(CheckRow(name, f"scope {scope}", ok, detail))
+    rows += await _listed(probe, portal, "lines", "voximplant.line.get", sorted(portal.lines))
+    voices = sorted({line.voice for line in portal.lines.values() if line.voice})
+    rows += await _listed(probe, portal, "voices", "voximplant.tts.voices.get", voices)
+    return rows
+
+
+async def _listed(
+    probe: Probe, portal: PortalConfig, what: str, method: str, wanted: list[str]
+) -> list[CheckRow]:
+    """A row for the list ``method`` answers, and one per configured item on it."""
+    name, item = portal.name, what.removesuffix("s")
+    try:
+        offered = await _result(probe, portal, method)
+    except (BitrixCallError, AuthRefused, AuthUnavailable, RedisError) as exc:
+        why = describe(exc)
+        rows = [CheckRow(name, f"{what} ({method})", False, why)]
+        return rows + [CheckRow(name, f"{item} {key}", False, f"not verified: {why}") for key in wanted]
+    listing = {str(k): str(v) for k, v in offered.items()} if isinstance(offered, dict) else {}
+    if what == "voices" and probe.redis is not None:
+        await store_voices(probe.redis, probe.keys, name, listing)
+    rows = [CheckRow(name, f"{what} ({method})", True, f"{len(listing)} {what} on the portal")]
+    for key in wanted:
+        found = key in listing
+        missing = f"not on the portal (`callq {what} {name}` lists them)"
+        rows.append(CheckRow(name, f"{item} {key}", found, listing[key] if found else missing))
+    return rows
+
+
+async def _result(probe: Probe, portal: PortalConfig, method: str) -> object:
+    body = await call_portal(probe.session, portal, method, auth=probe.auth, addresses=probe.addresses)
+    return body.get("result")
+
+
+async def _address_row(probe: Probe, portal: PortalConfig, seen: PortalMove | None) -> CheckRow:
+    """Whether the portal answers where the configuration says (a recorded or just seen move fails it)."""
+    configured = redact_webhook_url(portal.webhook_url) if portal.webhook_url else configured_origin(portal)
+    move = seen
+    if move is None and probe.redis is not None:
+        try:
+            move = await read_move(probe.redis, probe.keys, portal.name)
+        except RedisError:
+            move = None
+    if move is None or not move.applies_to(portal):
+        return CheckRow(portal.name, "address", True, configured)
+    key = "webhook_url" if portal.webhook_url else "oauth.domain"
+    detail = (
+        f"the portal moved from {move.moved_from} to {move.moved_to}: update {key} of portal {portal.name!r} "
+        "(workers follow the move meanwhile)"
+    )
+    return CheckRow(portal.name, "address", False, detail)
+
+
+async def _halt_row(probe: Probe, portal: PortalConfig) -> CheckRow:
+    """Whether a worker has halted the portal (Bitrix24 refused it as a whole)."""
+    if probe.redis is None:
+        return CheckRow(portal.name, "halt", True, "not known: Redis does not answer")
+    try:
+        raw = await probe.redis.get(probe.keys.portal_halt(portal.name))
+    except RedisError:
+        return CheckRow(portal.name, "halt", True, "not known: Redis does not answer")
+    if raw is None:
+        return CheckRow(portal.name, "halt", True, "not halted")
+    reason = json.loads(raw)
+    detail = (
+        f"halted since {reason.get('since')}: {reason.get('code')}: {reason.get('description')}; "
+        f"once fixed, `callq resume {portal.name}`"
+    )
+    return CheckRow(portal.name, "halt", False, detail)
+
+
+def describe(exc: Exception) -> str:
+    """What a failed probe says, with what to do about a known refusal."""
+    if isinstance(exc, RedisError):
+        return f"Redis does not answer ({type(exc).__name__})"
+    code = BitrixCode.of(getattr(exc, "code", None))
+    hint = HINTS.get(code) if code else None
+    return f"{exc}: {hint}" if hint else str(exc)
+
+
+async def drift_row(settings: Settings, redis: Redis | None) -> CheckRow:
     """Does this configuration match the one every live worker and ``callq serve`` runs?
 
     Reads Redis only (the registry of :mod:`schemas.config.registry`); creates nothing there.
     """
+    if redis is None:
+        return CheckRow("-", DRIFT_CHECK, False, "cannot compare: Redis is unreachable")
     keys = Keys(settings.key_prefix)
-    redis = redis_client(
-        settings.redis_url, socket_connect_timeout=REDIS_TIMEOUT_S, socket_timeout=REDIS_TIMEOUT_S
-    )
     try:
         secret = await read_deployment_secret(redis, keys)
         registry = ConfigRegistry(redis, keys)
@@ -97,8 +209,6 @@ async def drift_row(settings: Settings) -> CheckRow:
         return CheckRow(
             "-", DRIFT_CHECK, False, f"cannot compare: Redis is unreachable ({type(exc).__name__})"
         )
-    finally:
-        await close_client(redis)
     if secret is None:  # lost: credential digests cannot be compared
         found = [replace(d, keys=tuple(k for k in d.keys if not k.endswith(".credentials"))) for d in found]
         found = [d for d in found if d.keys]

@@ -16,8 +16,10 @@ from schemas.config import PortalConfig
 from schemas.states import Status
 from schemas.store.records import JobRecord
 from schemas.wire.codes import ErrorCode
+from worker.bitrix.codes import BitrixCode
 from worker.bitrix.errors import AuthRefused, AuthUnavailable, BitrixApiError, BitrixCallError
 from worker.jobs.deps import Deps
+from worker.jobs.operating import pause_after_refusal
 from worker.jobs.pacing import effective_bucket
 from worker.jobs.settle import attempt_of, end_job, retry_at
 from worker.policy.backoff import backoff_delay_s
@@ -62,30 +64,35 @@ async def handle_failure(
         return await handle_unknown(deps, record, portal, failure, attempt=attempt)
     if failure.pauses_portal:
         # Refused before execution: the whole portal waits, and the attempt is not spent.
-        method_block = verdict is Verdict.PAUSE_METHOD
-        pause_s = await deps.limiter.pause(portal.name, effective_bucket(portal), method_block=method_block)
+        if verdict is Verdict.PAUSE_METHOD:
+            reading = error.operating if isinstance(error, BitrixApiError) else None
+            pause_s = await pause_after_refusal(deps.limiter, portal, reading, now_s=now.timestamp())
+        else:
+            pause_s = await deps.limiter.pause(portal.name, effective_bucket(portal))
         log.warning("portal.paused", reason=error.code, pause_s=round(pause_s, 3))
         wanted = now + timedelta(seconds=pause_s)
         return await retry_at(
             deps, record, wanted, now=now, failure=failure, held_by=portal.name, held_s=pause_s
         )
     if failure.halts_portal:
-        # No job burns its attempts against wrong credentials: the portal halts for every worker.
-        blocked = verdict is Verdict.BLOCKED
-        halt_s = deps.block_s if blocked else deps.pause_s
-        await deps.limiter.halt(
-            portal.name, code=error.code or "", description=error.description, seconds=halt_s
-        )
-        log.error(
-            "portal.halted",
-            code=error.code,
-            description=error.description,
-            halt_s=halt_s,
-            hint=_halt_hint(portal, blocked=blocked),
-        )
-        wanted = now + timedelta(seconds=halt_s)
+        # Every other job would be refused alike: the portal halts once for every worker, no job
+        # spends an attempt on it, and the job that halted it probes first when the halt lapses.
+        halt_s = failure.halt_s(deps.halts)
+        code = error.code or ""
+        halt = await deps.limiter.halt(portal.name, code=code, description=error.description, seconds=halt_s)
+        if halt.new:
+            deps.metrics.portal_halts.labels(portal=portal.name, code=code.upper()).inc()
+            log.error(
+                "portal.halted",
+                code=error.code,
+                description=error.description,
+                halt_s=halt_s,
+                hint=halt_hint(portal, failure),
+            )
+        wait_s = halt.remaining_s if halt.new else halt.remaining_s + 2 * deps.jitter()
+        wanted = now + timedelta(seconds=wait_s)
         return await retry_at(
-            deps, record, wanted, now=now, failure=failure, held_by=portal.name, held_s=halt_s
+            deps, record, wanted, now=now, failure=failure, held_by=portal.name, held_s=halt.remaining_s
         )
     if spent >= portal.max_attempts:
         error_pair = failure.outcome_error(f"gave up after {spent} attempts")
@@ -172,11 +179,32 @@ async def handle_interrupted(
     )
 
 
-def _halt_hint(portal: PortalConfig, *, blocked: bool) -> str:
-    """What ops should do about a halted portal."""
-    name = portal.name
-    if blocked:
-        return f"Bitrix24 blocked this portal manually: ask Bitrix24 support, then `callq resume {name}`"
+def halt_hint(portal: PortalConfig, failure: Failure) -> str:
+    """What ops should do about a portal halted for ``failure``."""
+    name, code = portal.name, BitrixCode.of(failure.error.code)
+    resume = f"then `callq resume {name}`"
+    if failure.verdict is Verdict.BLOCKED:
+        if code is BitrixCode.PORTAL_DELETED:
+            return f"portal {name!r} is deleted or its public part is closed: reopen it, {resume}"
+        return f"Bitrix24 blocked this portal manually: ask Bitrix24 support, {resume}"
+    if failure.verdict is Verdict.PORTAL_REFUSED:
+        who = "app" if portal.oauth is not None else "webhook"
+        hints = {
+            BitrixCode.INSUFFICIENT_SCOPE: f"grant portal {name!r}'s {who} the scopes call and telephony",
+            BitrixCode.ACCESS_DENIED: (
+                f"give the user of portal {name!r}'s {who} the permission 'Outgoing call - Perform - any' "
+                "(and check that the plan includes the REST API)"
+            ),
+            BitrixCode.ERROR_METHOD_NOT_FOUND: (
+                f"voximplant.callback.start is unavailable on portal {name!r}: check its telephony and "
+                f"the {who}'s scopes call and telephony"
+            ),
+            BitrixCode.PAYMENT_REQUIRED: f"the subscription of portal {name!r}'s app has ended: renew it",
+        }
+        fix = (
+            hints.get(code) if code else None
+        ) or f"Bitrix24 refuses portal {name!r} as a whole: fix it there"
+        return f"{fix}; `callq check` shows what is missing; {resume}"
     if portal.oauth is not None:
         return (
             f"re-authorize the app of portal {name!r}: put its new refresh token in "

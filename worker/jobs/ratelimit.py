@@ -10,12 +10,20 @@ workers on machines with skewed clocks still share one bucket.
 When Bitrix24 answers ``QUERY_LIMIT_EXCEEDED`` anyway (another application on the same portal,
 say), :meth:`RateLimiter.pause` stops the whole portal for every worker and assumes the bucket is
 full afterwards, so it resumes at the steady rate rather than in a burst.
+
+The same keys carry callback.start's execution-time budget (:mod:`worker.policy.operating`): each
+answer's reading is kept (:meth:`RateLimiter.record_operating`) and :meth:`RateLimiter.pause_until`
+pauses the portal's callbacks until the budget frees up; and a portal refused as a whole is halted
+once (:meth:`RateLimiter.halt`).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal, cast
 
 from redis.asyncio import Redis
 
@@ -24,6 +32,25 @@ from schemas.policy.redact import redact_text
 from schemas.store.keys import Keys
 from schemas.store.ledger import WriteRetry, send_once
 from schemas.store.scripts import Scripts
+from worker.policy.operating import OperatingReading
+
+OPERATING_TTL_MS = 660_000
+"""A reading is kept 11 minutes: older than Bitrix24's 10-minute window, it says nothing."""
+
+PauseReason = Literal["operating"]
+
+
+@dataclass(frozen=True)
+class Halt:
+    """A portal's halt as one refusal found it.
+
+    Attributes:
+        new: this refusal halted the portal (the others that come back meanwhile join its halt).
+        remaining_s: how long the halt still lasts.
+    """
+
+    new: bool
+    remaining_s: float
 
 
 class RateLimiter:
@@ -34,7 +61,6 @@ class RateLimiter:
         keys: key names under the deployment prefix.
         base_pause_s: first pause after a ``QUERY_LIMIT_EXCEEDED``; doubles on each further one.
         max_pause_s: longest pause.
-        method_pause_s: first pause after ``OPERATION_TIME_LIMIT``.
         retry: what to do when Redis refuses a write for being full (the worker: try until it takes it).
     """
 
@@ -45,19 +71,19 @@ class RateLimiter:
         keys: Keys,
         base_pause_s: float = 1.0,
         max_pause_s: float = 60.0,
-        method_pause_s: float = 60.0,
         retry: WriteRetry = send_once,
     ) -> None:
         self.redis = redis
         self.retry = retry
         self.keys = keys
-        self.method_pause_ms = method_pause_s * 1000
         self.base_pause_ms = base_pause_s * 1000
         self.max_pause_ms = max_pause_s * 1000
         self.scripts = Scripts(redis)
 
-    async def halt(self, portal: str, *, code: str, description: str, seconds: float) -> None:
-        """Halt every request to ``portal`` for ``seconds`` (credentials refused, manual block).
+    async def halt(self, portal: str, *, code: str, description: str, seconds: float) -> Halt:
+        """Halt every request to ``portal`` for ``seconds`` (refused as a whole: credentials, scope,
+        permission, a block), unless it is halted already: requests sent before the halt began come
+        back refused too, and join it rather than start another.
 
         The reason is shown by ``callq status`` and the HTTP API: its text is masked before it is stored.
         """
@@ -66,8 +92,13 @@ class RateLimiter:
             "description": redact_text(description)[:300],
             "since": datetime.now(UTC).isoformat(),
         }
-        key, value, px = self.keys.portal_halt(portal), json.dumps(reason), int(seconds * 1000)
-        await self.retry(lambda: self.redis.set(key, value, px=px), where="portal halt")
+        key, value, px = self.keys.portal_halt(portal), json.dumps(reason), max(int(seconds * 1000), 1)
+        if await self.retry(lambda: self.redis.set(key, value, px=px, nx=True), where="portal halt"):
+            return Halt(new=True, remaining_s=px / 1000)
+        remaining_ms = await self.redis.pttl(key)
+        if remaining_ms <= 0:  # lifted (`callq resume`) in between: nothing to wait for
+            return Halt(new=False, remaining_s=0.0)
+        return Halt(new=False, remaining_s=remaining_ms / 1000)
 
     async def reserve_portal(self, portal: str, bucket: Bucket) -> float:
         """Reserve the portal's next request slot; returns seconds until it (0 if now)."""
@@ -83,24 +114,52 @@ class RateLimiter:
         delay_ms = await self.retry(lambda: self.scripts.reserve(keys=keys, args=args), where="line slot")
         return max(float(delay_ms), 0.0) / 1000
 
-    async def pause(self, portal: str, bucket: Bucket, *, method_block: bool = False) -> float:
-        """Pause the portal for every worker after Bitrix24 refused a request for its limits.
+    async def pause(self, portal: str, bucket: Bucket) -> float:
+        """Pause the portal for every worker after Bitrix24 refused a request for its rate limit.
 
         Args:
             portal: the portal.
             bucket: its bucket (the pause assumes it full afterwards).
-            method_block: ``OPERATION_TIME_LIMIT``: callback.start is blocked until a minute bucket
-                of its execution time drops out, so the pause starts at a minute. callq calls no
-                other method on the portal, so pausing the portal's callbacks pauses the method.
 
         Returns:
             The pause in seconds (doubling with each refusal in a row, capped).
         """
         k = self.keys
         base_ms = max(self.base_pause_ms, 2 * bucket.interval_ms)
-        if method_block:
-            base_ms = max(base_ms, self.method_pause_ms)
         keys = [k.rate_bucket(portal), k.portal_pause(portal), k.portal_strikes(portal)]
         args = [bucket.tolerance_ms, base_ms, max(self.max_pause_ms, base_ms)]
         pause_ms = await self.retry(lambda: self.scripts.pause(keys=keys, args=args), where="portal pause")
         return float(pause_ms) / 1000
+
+    async def pause_until(self, portal: str, seconds: float, *, reason: PauseReason = "operating") -> float:
+        """Pause the portal's callbacks for ``seconds`` (unless a longer pause is on): callq calls
+        ``voximplant.callback.start`` through this pause, so pausing the portal's callbacks pauses the
+        method. Returns the pause in force, in seconds."""
+        keys = [self.keys.portal_pause(portal)]
+        args: list[str | int] = [reason, max(int(seconds * 1000), 1)]
+        pause_ms = await self.retry(
+            lambda: self.scripts.pause_until(keys=keys, args=args), where="portal pause"
+        )
+        return float(pause_ms) / 1000
+
+    async def record_operating(self, portal: str, method: str, reading: OperatingReading) -> bool:
+        """Keep ``method``'s execution-time reading for every worker; True if it is the newest one."""
+        keys = [self.keys.operating(portal)]
+        args: list[str | int] = [
+            method,
+            json.dumps(reading.to_dict()),
+            int(reading.finish_s * 1000),
+            OPERATING_TTL_MS,
+        ]
+        newest = await self.retry(
+            lambda: self.scripts.operating(keys=keys, args=args), where="operating reading"
+        )
+        return bool(newest)
+
+    async def last_operating(self, portal: str, method: str) -> OperatingReading | None:
+        """The newest execution-time reading of ``method`` any worker kept, or None."""
+        raw = await cast(Awaitable[bytes | None], self.redis.hget(self.keys.operating(portal), method))
+        try:
+            return OperatingReading.from_dict(json.loads(raw)) if raw else None
+        except ValueError:
+            return None

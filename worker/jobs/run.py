@@ -32,6 +32,7 @@ from worker.bitrix.oauth import send_with_refresh
 from worker.bitrix.oauth_tokens import Credentials
 from worker.jobs.deps import Deps
 from worker.jobs.failures import auth_error, handle_failure, handle_interrupted, handle_unknown
+from worker.jobs.operating import note_operating
 from worker.jobs.pacing import take_slots
 from worker.jobs.settle import defer_busy, durably, end_job, put_back, retry_at
 from worker.policy.classify import Failure, Verdict, classify
@@ -212,9 +213,12 @@ async def _attempt(
 
     failure: Failure | None = None
     try:
-        # an OAuth token that expired is refreshed once for all workers and the request repeated:
-        # Bitrix24 refuses an expired token before running the method, so this cannot ring twice
-        started = await send_with_refresh(deps.auth, portal, send)
+        # an OAuth token that expired is refreshed once for all workers and the request repeated, and
+        # a portal that moved is asked again at its new address: Bitrix24 refuses an expired token,
+        # and redirects, before running the method, so neither can ring twice
+        started = await send_with_refresh(
+            deps.auth, portal, lambda creds: deps.addresses.send(portal, creds, send)
+        )
     except (AuthRefused, AuthUnavailable) as exc:
         # the refresh failed: nothing was sent
         failure = classify(auth_error(exc))
@@ -259,7 +263,7 @@ async def _attempt(
     latency.observe(time.monotonic() - began)
     deps.metrics.attempts.labels(portal=portal.name, result="success").inc()
     entry = _attempt_entry(deps, began, started_at, started=started)
-    return await durably(
+    again = await durably(
         "success",
         lambda: end_job(
             deps,
@@ -271,6 +275,12 @@ async def _attempt(
             attempt_entry=(attempt, entry),
         ),
     )
+    # after the outcome is safe: the budget of the method's execution time, for every worker
+    await durably(
+        "operating",
+        lambda: note_operating(deps.limiter, portal, started.operating, now_s=deps.clock().timestamp()),
+    )
+    return again
 
 
 async def _unreplicated(deps: Deps, record: JobRecord, *, attempt: int, started_at: datetime) -> float | None:

@@ -7,18 +7,24 @@ follows from it: the verdict (the action), whether it spends an attempt, what it
 the outcome's error code and description. :mod:`worker.jobs.failures` is the one module that acts
 on it.
 
-=========================  =============  =======  ========================================
-failure                    verdict        attempt  what follows
-=========================  =============  =======  ========================================
-QUERY_LIMIT_EXCEEDED       pause_portal   kept     the portal pauses (1 s doubling to 60 s)
-OPERATION_TIME_LIMIT       pause_method   kept     the portal's callbacks pause (≥ 60 s)
-OVERLOAD_LIMIT             blocked        kept     the portal halts (1 h; ``callq resume``)
-refused credentials        auth_broken    kept     the portal halts (60 s, then one probe)
-expired_token (webhook)    refresh_auth   kept     as refused credentials
-connect failure            retry          spent    backoff, until ``max_attempts``
-5xx, timeout, reset        unknown        spent    ``OUTCOME_UNKNOWN`` unless ``retry_unknown``
-anything else              permanent      spent    ``dead`` at once
-=========================  =============  =======  ========================================
+A refusal that says the *portal* is wrong (its credentials, scopes, permissions, plan, a manual
+block) halts the portal for every worker instead: every other job would be refused the same way, so
+none spends an attempt or dies for it. A refusal that concerns this job (its line, its number) ends
+the job. The reason for each code is in ``docs/portals.md``.
+
+===========================  ==============  =======  ========================================
+failure                      verdict         attempt  what follows
+===========================  ==============  =======  ========================================
+QUERY_LIMIT_EXCEEDED         pause_portal    kept     the portal pauses (1 s doubling to 60 s)
+OPERATION_TIME_LIMIT         pause_method    kept     callbacks pause until ``operating_reset_at``
+refused credentials          auth_broken     kept     the portal halts (60 s, then one probe)
+expired_token (webhook)      refresh_auth    kept     as refused credentials
+scope, permission, plan      portal_refused  kept     the portal halts (5 min, then one probe)
+OVERLOAD_LIMIT, deleted      blocked         kept     the portal halts (1 h; ``callq resume``)
+connect failure, moved       retry           spent    backoff, until ``max_attempts``
+5xx, timeout, reset          unknown         spent    ``OUTCOME_UNKNOWN`` unless ``retry_unknown``
+line, number, anything else  permanent       spent    ``dead`` at once
+===========================  ==============  =======  ========================================
 """
 
 from __future__ import annotations
@@ -28,7 +34,13 @@ from enum import StrEnum
 
 from schemas.wire.codes import ErrorCode, http_error_code
 from worker.bitrix.codes import BitrixCode
-from worker.bitrix.errors import BitrixApiError, BitrixCallError, BitrixHttpError, TransportError
+from worker.bitrix.errors import (
+    BitrixApiError,
+    BitrixCallError,
+    BitrixHttpError,
+    PortalMoved,
+    TransportError,
+)
 
 
 class Verdict(StrEnum):
@@ -39,7 +51,8 @@ class Verdict(StrEnum):
     PAUSE_METHOD = "pause_method"  # OPERATION_TIME_LIMIT: this method is blocked for a while
     REFRESH_AUTH = "refresh_auth"  # an access token expired that could not be refreshed: as AUTH_BROKEN
     AUTH_BROKEN = "auth_broken"  # wrong credentials: halt the portal, say so loudly
-    BLOCKED = "blocked"  # OVERLOAD_LIMIT: manual block, halt and alert, no timer retries
+    PORTAL_REFUSED = "portal_refused"  # the portal lacks a scope, permission, plan or method: halt it
+    BLOCKED = "blocked"  # OVERLOAD_LIMIT, a deleted portal: only a person lifts it; halt and alert
     PERMANENT = "permanent"  # will fail the same way again: dead at once
     UNKNOWN = "unknown"  # the request may have executed: never re-sent blindly
 
@@ -49,36 +62,62 @@ BY_CODE: dict[BitrixCode, Verdict] = {
     BitrixCode.OAUTH_UNAVAILABLE: Verdict.PAUSE_PORTAL,  # the token endpoint is down: nothing was sent
     BitrixCode.OPERATION_TIME_LIMIT: Verdict.PAUSE_METHOD,
     BitrixCode.EXPIRED_TOKEN: Verdict.REFRESH_AUTH,
-    BitrixCode.OVERLOAD_LIMIT: Verdict.BLOCKED,
+    # the credentials themselves: a wrong or deleted webhook, an app whose tokens are refused
     BitrixCode.NO_AUTH_FOUND: Verdict.AUTH_BROKEN,
-    BitrixCode.INVALID_TOKEN: Verdict.AUTH_BROKEN,
     BitrixCode.INVALID_CREDENTIALS: Verdict.AUTH_BROKEN,
-    BitrixCode.INSUFFICIENT_SCOPE: Verdict.AUTH_BROKEN,
+    BitrixCode.INVALID_TOKEN: Verdict.AUTH_BROKEN,
     BitrixCode.AUTHORIZATION_ERROR: Verdict.AUTH_BROKEN,
-    BitrixCode.PORTAL_DELETED: Verdict.AUTH_BROKEN,
-    BitrixCode.WRONG_AUTH_TYPE: Verdict.AUTH_BROKEN,
-    BitrixCode.USER_ACCESS_ERROR: Verdict.AUTH_BROKEN,
     BitrixCode.ERROR_OAUTH: Verdict.AUTH_BROKEN,
     BitrixCode.APPLICATION_NOT_FOUND: Verdict.AUTH_BROKEN,
-    BitrixCode.PAYMENT_REQUIRED: Verdict.AUTH_BROKEN,
     BitrixCode.INVALID_GRANT: Verdict.AUTH_BROKEN,
     BitrixCode.INVALID_CLIENT: Verdict.AUTH_BROKEN,
+    BitrixCode.INVALID_SCOPE: Verdict.AUTH_BROKEN,  # the token endpoint's refusals: re-authorize the app
+    BitrixCode.UNAUTHORIZED_CLIENT: Verdict.AUTH_BROKEN,
+    BitrixCode.UNSUPPORTED_GRANT_TYPE: Verdict.AUTH_BROKEN,
+    # what the credentials may do on this portal: every job would be refused alike
+    BitrixCode.INSUFFICIENT_SCOPE: Verdict.PORTAL_REFUSED,
+    BitrixCode.ACCESS_DENIED: Verdict.PORTAL_REFUSED,
+    BitrixCode.ERROR_METHOD_NOT_FOUND: Verdict.PORTAL_REFUSED,
+    BitrixCode.WRONG_AUTH_TYPE: Verdict.PORTAL_REFUSED,
+    BitrixCode.USER_ACCESS_ERROR: Verdict.PORTAL_REFUSED,
+    BitrixCode.PAYMENT_REQUIRED: Verdict.PORTAL_REFUSED,
+    BitrixCode.METHOD_CONFIRM_WAITING: Verdict.PORTAL_REFUSED,
+    BitrixCode.METHOD_CONFIRM_DENIED: Verdict.PORTAL_REFUSED,
+    BitrixCode.INVALID_REQUEST: Verdict.PORTAL_REFUSED,  # "Https required": the portal's address
+    BitrixCode.OVERLOAD_LIMIT: Verdict.BLOCKED,
+    BitrixCode.PORTAL_DELETED: Verdict.BLOCKED,
     BitrixCode.INTERNAL_SERVER_ERROR: Verdict.UNKNOWN,
     BitrixCode.ERROR_UNEXPECTED_ANSWER: Verdict.UNKNOWN,
+    # this job's line or number ("Could not find line", "Phone number is not correct"): other
+    # lines and numbers of the portal still work
     BitrixCode.ERROR_CORE: Verdict.PERMANENT,
-    BitrixCode.ACCESS_DENIED: Verdict.PERMANENT,
-    BitrixCode.ERROR_METHOD_NOT_FOUND: Verdict.PERMANENT,
-    BitrixCode.INVALID_REQUEST: Verdict.PERMANENT,
     BitrixCode.CALLBACK_NOT_STARTED: Verdict.PERMANENT,
 }
 """Every Bitrix24 code callq knows, and what it means; a code not here is permanent."""
 
 PORTAL_PAUSES = frozenset({Verdict.PAUSE_PORTAL, Verdict.PAUSE_METHOD})
-PORTAL_HALTS = frozenset({Verdict.AUTH_BROKEN, Verdict.REFRESH_AUTH, Verdict.BLOCKED})
+PORTAL_HALTS = frozenset({Verdict.AUTH_BROKEN, Verdict.REFRESH_AUTH, Verdict.PORTAL_REFUSED, Verdict.BLOCKED})
 NOT_SPENT = PORTAL_PAUSES | PORTAL_HALTS
 """A refusal that concerns the whole portal costs the job no attempt."""
 
 UNKNOWN_RESULT = "the request may have started the callback"
+
+
+@dataclass(frozen=True)
+class HaltTimes:
+    """How long a portal halts before one job probes it again, by kind of refusal.
+
+    Attributes:
+        credentials_s: refused credentials (a webhook deleted or mistyped, an app's tokens refused):
+            fixed by a configuration change or by re-enabling the webhook; probed every minute.
+        refused_s: a scope, permission, plan or method the portal lacks: fixed by a person in
+            Bitrix24's settings; probed every 5 minutes (12 requests an hour), ``callq resume`` at once.
+        blocked_s: ``OVERLOAD_LIMIT`` (only Bitrix24 support lifts it) or a deleted portal: an hour.
+    """
+
+    credentials_s: float = 60.0
+    refused_s: float = 300.0
+    blocked_s: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -107,8 +146,19 @@ class Failure:
 
     @property
     def halts_portal(self) -> bool:
-        """Credentials refused, or a manual block: the portal halts for every worker."""
+        """The portal is refused as a whole (credentials, scope, permission, a block): it halts for
+        every worker."""
         return self.verdict in PORTAL_HALTS
+
+    def halt_s(self, times: HaltTimes) -> float:
+        """How long the portal halts for this failure before a job probes it again (0: no halt)."""
+        if self.verdict in (Verdict.AUTH_BROKEN, Verdict.REFRESH_AUTH):
+            return times.credentials_s
+        if self.verdict is Verdict.PORTAL_REFUSED:
+            return times.refused_s
+        if self.verdict is Verdict.BLOCKED:
+            return times.blocked_s
+        return 0.0
 
     def outcome_error(self, lead: str = "") -> tuple[str, str]:
         """The (code, description) an outcome stores for it, the description after ``lead: ``."""
@@ -128,10 +178,14 @@ def classify(error: BitrixCallError) -> Failure:
 
     Returns:
         The failure. Unrecognised Bitrix24 codes are permanent (logged with their full body by
-        the caller); an answer without a Bitrix24 body is unknown when 5xx, permanent when 4xx.
+        the caller); an answer without a Bitrix24 body is unknown when 5xx or 3xx (a redirect that
+        was not followed), permanent when 4xx.
     """
     if isinstance(error, TransportError):
         return Failure(Verdict.RETRY if error.phase == "connect" else Verdict.UNKNOWN, error)
+    if isinstance(error, PortalMoved):
+        # a redirect is answered before anything runs; a second one within an attempt is retried later
+        return Failure(Verdict.RETRY, error)
     if isinstance(error, BitrixApiError):
         code = BitrixCode.of(error.code)
         return Failure(BY_CODE[code], error) if code else Failure(Verdict.PERMANENT, error, recognised=False)

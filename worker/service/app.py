@@ -26,6 +26,7 @@ from schemas.store.keys import Keys
 from schemas.store.ledger import Ledger
 from schemas.store.secret import deployment_secret
 from schemas.store.writegate import WriteGate
+from worker.bitrix.address import PortalAddresses
 from worker.bitrix.client import DEFAULT_TIMEOUT, USER_AGENT
 from worker.bitrix.oauth import PortalAuth
 from worker.jobs.deps import Deps
@@ -33,6 +34,8 @@ from worker.jobs.leases import AttemptLeases, LeaseTiming
 from worker.jobs.orphans import keep_reconciling
 from worker.jobs.ratelimit import RateLimiter
 from worker.jobs.run import run_job
+from worker.jobs.voices import TICK_S as VOICES_TICK_S
+from worker.jobs.voices import keep_voices_fresh
 from worker.service.metrics import Metrics, keep_gauges_fresh
 
 log = structlog.get_logger("callq.worker")
@@ -66,8 +69,10 @@ class WorkerOptions:
     client_timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT
     retry_base_s: float = 5.0
     pause_s: float = 60.0
+    refused_s: float = 300.0
     block_s: float = 3600.0
     dedupe_and_rate_limit: bool = True  # off only in benchmarks that measure what they cost
+    voices_after_s: float | None = VOICES_TICK_S  # first look at the portals' voice lists; None: never
     metrics_port: int | None = None
     metrics_host: str = "0.0.0.0"
 
@@ -174,12 +179,19 @@ class CallbackWorker:
             session=session,
             limiter=RateLimiter(redis, keys=self.keys, retry=gate.until_written),
             auth=PortalAuth(redis, prefix=settings.key_prefix, session=session, retry=gate.until_written),
+            addresses=PortalAddresses(
+                redis,
+                self.keys,
+                retry=gate.until_written,
+                on_move=lambda portal, _move: self.metrics.portal_moves.labels(portal=portal).inc(),
+            ),
             leases=leases,
             metrics=self.metrics,
             rate_limit=options.dedupe_and_rate_limit,
             client_timeout=options.client_timeout,
             retry_base_s=options.retry_base_s,
             pause_s=options.pause_s,
+            refused_s=options.refused_s,
             block_s=options.block_s,
             gate=gate,
         )
@@ -192,6 +204,9 @@ class CallbackWorker:
             asyncio.create_task(keep_reconciling(deps)),
             asyncio.create_task(self._watch_config()),
         ]
+        if options.voices_after_s is not None:
+            refresh = keep_voices_fresh(deps, redis, self.keys, first_after_s=options.voices_after_s)
+            self._tasks.append(asyncio.create_task(refresh))
         log.info(
             "worker.started",
             queue=self.keys.queue,

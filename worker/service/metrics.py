@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Mapping
 
 import structlog
 from aiohttp import web
@@ -25,6 +25,8 @@ from prometheus_client import (
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from schemas.config import PortalConfig
+from schemas.policy.moves import PortalMove
 from schemas.store.keys import Keys
 
 log = structlog.get_logger("callq.metrics")
@@ -82,6 +84,24 @@ class Metrics:
         self.portal_paused = Gauge(
             "callq_portal_paused", "1 while a portal is paused or halted", ["portal", "reason"], registry=r
         )
+        self.portal_halts = Counter(
+            "callq_portal_halts",
+            "Portals halted because Bitrix24 refused them as a whole, by error code",
+            ["portal", "code"],
+            registry=r,
+        )
+        self.portal_moved = Gauge(
+            "callq_portal_moved",
+            "1 while a portal answers at another address than the configured one (update the configuration)",
+            ["portal"],
+            registry=r,
+        )
+        self.portal_moves = Counter(
+            "callq_portal_moves",
+            "Moves of a portal to another address seen by this worker",
+            ["portal"],
+            registry=r,
+        )
         self.config_mismatch = Gauge(
             "callq_config_mismatch",
             "1 while this process's configuration differs from another live process's",
@@ -107,8 +127,18 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-async def refresh_gauges(metrics: Metrics, redis: Redis, keys: Keys, portals: Iterable[str]) -> None:
-    """Read the Redis-side gauges once."""
+async def refresh_gauges(
+    metrics: Metrics, redis: Redis, keys: Keys, portals: Mapping[str, PortalConfig]
+) -> None:
+    """Read the Redis-side gauges once.
+
+    Args:
+        metrics: where the gauges go.
+        redis: the deployment's Redis.
+        keys: its key names.
+        portals: the configured portals (a move recorded from one's configured address sets
+            ``callq_portal_moved``).
+    """
     now_ms = time.time() * 1000
     async with redis.pipeline(transaction=False) as pipe:
         pipe.zcard(keys.queue)
@@ -120,6 +150,8 @@ async def refresh_gauges(metrics: Metrics, redis: Redis, keys: Keys, portals: It
         for portal in names:
             pipe.pttl(keys.portal_pause(portal))
             pipe.pttl(keys.portal_halt(portal))
+            pipe.get(keys.portal_pause(portal))
+            pipe.get(keys.portal_moved(portal))
         replies = await pipe.execute()
     depth, waiting, dead, first, running = replies[:5]
     metrics.running_attempts.set(running)
@@ -130,19 +162,24 @@ async def refresh_gauges(metrics: Metrics, redis: Redis, keys: Keys, portals: It
     oldest_ms = int(first[0][0].decode().split("-")[0]) if first else now_ms
     metrics.intake_lag_seconds.set(max(now_ms - oldest_ms, 0) / 1000)
     for n, portal in enumerate(names):
-        pause_ttl, halt_ttl = replies[5 + 2 * n], replies[6 + 2 * n]
-        metrics.portal_paused.labels(portal=portal, reason="rate_limit").set(1 if pause_ttl > 0 else 0)
-        metrics.portal_paused.labels(portal=portal, reason="halted").set(1 if halt_ttl > 0 else 0)
+        pause_ttl, halt_ttl, why, moved = replies[5 + 4 * n : 9 + 4 * n]
+        operating = why == b"operating"
+        paused = metrics.portal_paused
+        paused.labels(portal=portal, reason="rate_limit").set(1 if pause_ttl > 0 and not operating else 0)
+        paused.labels(portal=portal, reason="operating").set(1 if pause_ttl > 0 and operating else 0)
+        paused.labels(portal=portal, reason="halted").set(1 if halt_ttl > 0 else 0)
+        move = PortalMove.from_json(moved)
+        applies = move is not None and move.applies_to(portals[portal])
+        metrics.portal_moved.labels(portal=portal).set(1 if applies else 0)
 
 
 async def keep_gauges_fresh(
-    metrics: Metrics, redis: Redis, keys: Keys, portals: Iterable[str], *, every_s: float = 5.0
+    metrics: Metrics, redis: Redis, keys: Keys, portals: Mapping[str, PortalConfig], *, every_s: float = 5.0
 ) -> None:
     """Refresh the Redis gauges forever (cancel to stop); a Redis error is logged, not fatal."""
-    names = list(portals)
     while True:
         try:
-            await refresh_gauges(metrics, redis, keys, names)
+            await refresh_gauges(metrics, redis, keys, portals)
         except RedisError as exc:
             log.warning("metrics.refresh_failed", error=str(exc))
         await asyncio.sleep(every_s)

@@ -48,6 +48,7 @@ KNOWN_METRICS = frozenset(
         "callq_orphaned_attempts_total",
         "callq_running_attempts",
         "callq_redis_full",
+        "callq_portal_moved",
     }
 )
 # Local copies made from the examples: git-ignored, so a check of referenced files accepts them

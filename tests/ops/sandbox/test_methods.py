@@ -83,7 +83,7 @@ def test_line_get_and_voices_get() -> None:
     lines = _run({}, method=LINE_GET).body["result"]
     assert lines == {"rest5": "rest5", "reg1332": "Sandbox line 1", "reg1333": "Sandbox line 2"}
     voices = _run({}, method=VOICES_GET).body["result"]
-    assert {"ruinternalfemale", "ruinternalmale", "usenglishfemale", "deinternalfemale"} <= voices.keys()
+    assert {"usinternalfemale", "usenglishfemale", "eurgermanfemale"} <= voices.keys()
 
 
 def test_new_call_ids_are_bitrix_shaped() -> None:

@@ -16,7 +16,9 @@ from schemas.config.fingerprint import differences, fingerprint
 
 CODE = "webhookc0de"
 KEY = b"k" * 32
-ACME = PortalConfig(name="acme", webhook_url=f"https://acme.bitrix24.ru/rest/1/{CODE}/")
+ACME = PortalConfig(
+    name="acme", webhook_url=f"https://acme.bitrix24.ru/rest/1/{CODE}/", timezone=ZoneInfo("UTC")
+)
 SETTINGS = Settings(portals=MappingProxyType({"acme": ACME, "beta": dataclasses.replace(ACME, name="beta")}))
 
 

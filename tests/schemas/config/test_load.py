@@ -24,7 +24,8 @@ from schemas.policy.calendar import DEFAULT_HOURS, next_open
 
 SECRET = "s3cr3t0kenvalue"
 WEBHOOK = f"https://acme.bitrix24.ru/rest/1/{SECRET}/"
-ACME = f'[portals.acme]\nwebhook_url = "{WEBHOOK}"\n'
+ACME_NO_ZONE = f'[portals.acme]\nwebhook_url = "{WEBHOOK}"\n'
+ACME = ACME_NO_ZONE + 'timezone = "UTC"\n'
 MSK = ZoneInfo("Europe/Moscow")
 
 # The example of contract section 2, with a real-looking webhook URL.
@@ -119,7 +120,7 @@ def test_defaults_without_file_or_env(tmp_path: Path) -> None:
 def test_portal_defaults(tmp_path: Path) -> None:
     """A portal that gives only its webhook gets the documented defaults."""
     acme = load(tmp_path, ACME).portal("acme")
-    assert acme == PortalConfig(name="acme", webhook_url=WEBHOOK)
+    assert acme == PortalConfig(name="acme", webhook_url=WEBHOOK, timezone=ZoneInfo("UTC"))
     assert (acme.timezone, acme.rate, acme.burst, acme.max_attempts) == (ZoneInfo("UTC"), 2.0, 50, 5)
     assert (acme.dedupe_window_s, acme.default_deadline_s, acme.retry_unknown) == (600, 86400, False)
     assert acme.hours == DEFAULT_HOURS and dict(acme.lines) == {}
@@ -272,10 +273,10 @@ def test_errors_name_the_file_that_was_read(tmp_path: Path) -> None:
             id="dash-as-underscore",
         ),
         pytest.param(
-            None,
+            '[portals.beta]\ntimezone = "UTC"\n',
             {"CALLQ_PORTAL_BETA_WEBHOOK_URL": "http://127.0.0.1:8080/rest/1/sandbox/"},
             {"beta": "http://127.0.0.1:8080/rest/1/sandbox/"},
-            id="env-creates-portal",
+            id="env-fills-portal",
         ),
     ],
 )
@@ -283,6 +284,7 @@ def test_webhook_from_environment(
     tmp_path: Path, toml: str | None, env: dict[str, str], expected: dict[str, str]
 ) -> None:
     """CALLQ_WEBHOOK_URL and CALLQ_PORTAL_<NAME>_WEBHOOK_URL supply or override webhook secrets."""
+    env = {"CALLQ_TIMEZONE": "UTC", **env} if "CALLQ_WEBHOOK_URL" in env else env
     settings = load(tmp_path, toml, env)
     assert {name: portal.webhook_url for name, portal in settings.portals.items()} == expected
 
@@ -295,11 +297,12 @@ def test_webhook_env_keeps_the_files_other_settings(tmp_path: Path) -> None:
     assert settings.portal(None).timezone == MSK
 
 
-OAUTH = """
+OAUTH_TABLE = """
 [portals.acme.oauth]
 client_id = "local.abc"
 domain = "acme.bitrix24.ru"
 """
+OAUTH = '[portals.acme]\ntimezone = "UTC"\n' + OAUTH_TABLE
 
 
 def test_oauth_from_file_and_environment(tmp_path: Path) -> None:
@@ -349,10 +352,13 @@ P = "callq.toml: portals.acme"
         (ACME + "default_deadline = 0", f"{P}.default_deadline: must be a positive number, got 0"),
         (ACME + 'retry_unknown = "yes"', f'{P}.retry_unknown: must be true or false, got "yes"'),
         (
-            ACME + 'timezone = "Mars/Base"',
+            ACME_NO_ZONE + 'timezone = "Mars/Base"',
             f'{P}.timezone: must be an IANA time zone name like "Europe/Moscow"',
         ),
-        (ACME + 'timezone = "Europe"', f'{P}.timezone: must be an IANA time zone name like "Europe/Moscow"'),
+        (
+            ACME_NO_ZONE + 'timezone = "Europe"',
+            f'{P}.timezone: must be an IANA time zone name like "Europe/Moscow"',
+        ),
         (
             ACME + 'default_region = "XX"',
             f'{P}.default_region: must be an ISO 3166 alpha-2 region code like "RU"',
@@ -427,7 +433,7 @@ P = "callq.toml: portals.acme"
             f"{P}: needs webhook_url (or CALLQ_PORTAL_ACME_WEBHOOK_URL) or an oauth table",
         ),
         (
-            ACME + OAUTH + 'client_secret = "c"\nrefresh_token = "r"',
+            ACME + OAUTH_TABLE + 'client_secret = "c"\nrefresh_token = "r"',
             f"{P}: has both a webhook URL (webhook_url) and an oauth table",
         ),
         (ACME + '[portals.acme.oauth]\ncliend_id = "x"', f'{P}.oauth: unknown key "cliend_id"'),
@@ -557,7 +563,8 @@ def test_secrets_never_appear_in_errors(tmp_path: Path, toml: str | None, env: d
 
 def test_secrets_never_appear_in_reprs(tmp_path: Path) -> None:
     """repr() of settings, portals and OAuth configs hides webhook codes, secrets, tokens and passwords."""
-    toml = CONTRACT_EXAMPLE + '[portals.beta.oauth]\nclient_id = "id"\ndomain = "beta.bitrix24.ru"\n'
+    toml = CONTRACT_EXAMPLE + '[portals.beta]\ntimezone = "UTC"\n[portals.beta.oauth]\nclient_id = "id"\n'
+    toml += 'domain = "beta.bitrix24.ru"\n'
     toml += f'client_secret = "{SECRET}1"\nrefresh_token = "{SECRET}2"\n'
     env = {"CALLQ_API_TOKENS": f"{SECRET}3", "CALLQ_REDIS_URL": f"redis://user:{SECRET}4@cache:6379/0"}
     settings = load(tmp_path, toml, env)
@@ -661,7 +668,8 @@ def test_normalised_values(tmp_path: Path, toml: str, value: object) -> None:
     key = toml.partition(" = ")[0]
     portal = load(
         tmp_path,
-        f"[portals.acme]\n{toml}\n" + ("" if key == "webhook_url" else f'webhook_url = "{WEBHOOK}"\n'),
+        f'[portals.acme]\ntimezone = "UTC"\n{toml}\n'
+        + ("" if key == "webhook_url" else f'webhook_url = "{WEBHOOK}"\n'),
     )
     attribute = {"closed_dates": "closed_dates", "holidays": "holidays", "default_region": "default_region"}
     assert getattr(portal.portal("acme"), attribute.get(key, key)) == value
@@ -687,7 +695,7 @@ def test_portal_lookup(tmp_path: Path) -> None:
     assert one.portal(None).name == one.portal("acme").name == "acme"
     with pytest.raises(UnknownPortalError, match=r'^unknown portal "beta" \(configured: acme\)$'):
         one.portal("beta")
-    two = load(tmp_path, ACME, {"CALLQ_WEBHOOK_URL": WEBHOOK})
+    two = load(tmp_path, ACME, {"CALLQ_WEBHOOK_URL": WEBHOOK, "CALLQ_TIMEZONE": "UTC"})
     with pytest.raises(
         UnknownPortalError, match=r"^several portals are configured \(acme, default\); name one$"
     ):
@@ -712,7 +720,7 @@ def test_settings_are_frozen(tmp_path: Path) -> None:
 def test_portal_needs_exactly_one_credential() -> None:
     """A PortalConfig built by hand must have a webhook or an OAuth app, not both or neither."""
     with pytest.raises(ValueError, match="exactly one"):
-        PortalConfig(name="acme")
+        PortalConfig(name="acme", timezone=ZoneInfo("UTC"))
 
 
 def test_start_replicas_is_read_from_the_file_and_the_environment(tmp_path: Path) -> None:

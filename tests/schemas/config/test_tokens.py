@@ -10,8 +10,8 @@ from schemas.config import ApiToken, ConfigError, Settings, load_settings, token
 
 SECRET = "t0ken-s3cr3t-value"
 PORTALS = (
-    '[portals.acme]\nwebhook_url = "https://acme.bitrix24.ru/rest/1/code/"\n'
-    '[portals.beta]\nwebhook_url = "https://beta.bitrix24.ru/rest/1/code/"\n'
+    '[portals.acme]\nwebhook_url = "https://acme.bitrix24.ru/rest/1/code/"\ntimezone = "UTC"\n'
+    '[portals.beta]\nwebhook_url = "https://beta.bitrix24.ru/rest/1/code/"\ntimezone = "UTC"\n'
 )
 
 

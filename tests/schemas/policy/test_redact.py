@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given
@@ -156,7 +157,9 @@ def test_redact_value_masks_nested_data_and_keys() -> None:
 
 def test_known_secrets_of_the_settings() -> None:
     """Webhook codes, API tokens and the Redis password are what the configuration holds secret."""
-    portal = PortalConfig(name="default", webhook_url="https://a.bitrix24.ru/rest/1/c0de77/")
+    portal = PortalConfig(
+        name="default", webhook_url="https://a.bitrix24.ru/rest/1/c0de77/", timezone=ZoneInfo("UTC")
+    )
     named = ApiToken(name="shop", token="sh0p-t0ken")
     settings = Settings(
         redis_url="redis://:pa55word@cache:6379/0",

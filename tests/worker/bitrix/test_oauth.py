@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
@@ -141,7 +142,9 @@ def test_key_names() -> None:
 
 async def test_webhook_portal_needs_no_io() -> None:
     """A webhook portal's credentials are its URL, without touching Redis (here: nothing listens)."""
-    portal = PortalConfig(name="hook", webhook_url="https://acme.bitrix24.ru/rest/1/code/")
+    portal = PortalConfig(
+        name="hook", webhook_url="https://acme.bitrix24.ru/rest/1/code/", timezone=ZoneInfo("UTC")
+    )
     unreachable = Redis.from_url("redis://127.0.0.1:1/0")
     async with aiohttp.ClientSession() as session:
         auth = PortalAuth(unreachable, prefix="unused", session=session)
@@ -203,7 +206,7 @@ async def env(redis: Redis, redis_url: str, prefix: str) -> AsyncIterator[Env]:
             domain="127.0.0.1",
             token_url=f"{handle.base_url}/oauth/token/",
         )
-        portal = PortalConfig(name="acme", oauth=oauth, default_region="RU")
+        portal = PortalConfig(name="acme", oauth=oauth, timezone=ZoneInfo("UTC"), default_region="RU")
         yield Env(sandbox, handle, session, redis, redis_url, prefix, Clock(), portal)
 
 

@@ -22,6 +22,7 @@ from schemas.store.keys import Keys
 from schemas.store.ledger import Ledger
 from schemas.store.records import JobRecord
 from tests.support.helpers import ALWAYS_OPEN, make_settings, running_worker, sandbox_portal, wait_for
+from worker.bitrix.address import PortalAddresses
 from worker.bitrix.oauth import PortalAuth
 from worker.jobs.deps import Deps
 from worker.jobs.leases import AttemptLeases, LeaseTiming
@@ -192,6 +193,7 @@ async def retry_once(redis: Redis, prefix: str, *, deadline: str | None) -> tupl
             session=session,
             limiter=RateLimiter(redis, keys=Keys(prefix)),
             auth=PortalAuth(redis, prefix=prefix, session=session),
+            addresses=PortalAddresses(redis, Keys(prefix)),
             leases=AttemptLeases(ledger, timing=LeaseTiming()),
             clock=lambda: now,
             jitter=lambda: 1.0,
@@ -251,6 +253,7 @@ async def run_at_edge(redis: Redis, prefix: str, url: str, readings: list[dateti
             session=session,
             limiter=RateLimiter(redis, keys=Keys(prefix)),
             auth=PortalAuth(redis, prefix=prefix, session=session),
+            addresses=PortalAddresses(redis, Keys(prefix)),
             leases=AttemptLeases(ledger, timing=LeaseTiming()),
             clock=lambda: next(clock, last),
             rate_limit=False,

@@ -58,9 +58,10 @@ async def test_pause_holds_the_portal_and_doubles(limiter: RateLimiter) -> None:
     )
 
 
-async def test_method_block_pauses_at_least_a_minute(limiter: RateLimiter) -> None:
-    """OPERATION_TIME_LIMIT pauses the portal's callbacks for the method pause."""
-    assert await limiter.pause("p", Bucket(rate=2.0, burst=50), method_block=True) == pytest.approx(60.0)
+async def test_pause_until_keeps_the_longer_pause(limiter: RateLimiter) -> None:
+    """An execution-time pause lasts as asked, and never shortens a longer pause already on."""
+    assert await limiter.pause_until("p", 30.0) == pytest.approx(30.0)
+    assert await limiter.pause_until("p", 5.0) == pytest.approx(30.0, abs=0.1)
 
 
 async def test_line_pacing(limiter: RateLimiter) -> None:
