@@ -190,6 +190,58 @@ def next_open(cal: Calendar, at: datetime, *, horizon_days: int = DEFAULT_HORIZO
     return None if best is None else best.astimezone(cal.tz)
 
 
+OPEN_UNTIL_HORIZON_DAYS = 8
+"""How far :func:`open_until` follows windows that run into each other."""
+
+
+def open_until(
+    cal: Calendar, at: datetime, *, horizon_days: int = OPEN_UNTIL_HORIZON_DAYS
+) -> datetime | None:
+    """Find when the line closes again, if it is open at `at`.
+
+    Args:
+        cal: The line's calendar.
+        at: Aware instant, in any zone.
+        horizon_days: How many local dates after the date of `at` to follow windows that run into
+            each other (a line open around the clock "closes" at the end of the horizon).
+
+    Returns:
+        The first instant after `at` at which the line is closed (windows that touch, across midnight
+        or a change of offset, count as one), in UTC; None if it is closed at `at`.
+    """
+    at_utc = _utc(at, "at")
+    first_day = at_utc.astimezone(cal.tz).date()
+    # the day before, the day and the day after decide almost every case; more days only when the
+    # open stretch runs to the end of what was looked at
+    for last in (1, horizon_days):
+        intervals: list[tuple[datetime, datetime]] = []
+        for index in range(-1, last + 1):
+            try:
+                intervals += _open_intervals(cal, first_day + timedelta(days=index))
+            except OverflowError:
+                break
+        end = _stretch_end(sorted(intervals), at_utc)
+        if end is None or end < max(hi for _, hi in intervals):
+            return end
+    return end
+
+
+def _stretch_end(intervals: list[tuple[datetime, datetime]], at: datetime) -> datetime | None:
+    """The end of the run of touching `intervals` (sorted) that contains `at`, or None."""
+    end: datetime | None = None
+    for lo, hi in intervals:
+        if end is None:
+            if lo > at:
+                break
+            if at < hi:
+                end = hi
+        elif lo <= end:
+            end = max(end, hi)
+        else:
+            break
+    return end
+
+
 @dataclass(frozen=True)
 class RunAt:
     """Decision: run the job at this instant."""

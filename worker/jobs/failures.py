@@ -78,7 +78,7 @@ async def handle_failure(
         # Every other job would be refused alike: the portal halts once for every worker, no job
         # spends an attempt on it, and the job that halted it probes first when the halt lapses.
         halt_s = failure.halt_s(deps.halts)
-        code = error.code or ""
+        code = error.code or failure.outcome_error()[0]  # HTTP_403: refused in front of the portal
         halt = await deps.limiter.halt(portal.name, code=code, description=error.description, seconds=halt_s)
         if halt.new:
             deps.metrics.portal_halts.labels(portal=portal.name, code=code.upper()).inc()
@@ -201,9 +201,13 @@ def halt_hint(portal: PortalConfig, failure: Failure) -> str:
             ),
             BitrixCode.PAYMENT_REQUIRED: f"the subscription of portal {name!r}'s app has ended: renew it",
         }
-        fix = (
-            hints.get(code) if code else None
-        ) or f"Bitrix24 refuses portal {name!r} as a whole: fix it there"
+        front = (
+            f"portal {name!r} answered HTTP {failure.error.http_status} without a Bitrix24 answer: a "
+            "firewall or proxy in front of it, or a wrong webhook address"
+        )
+        fix = (hints.get(code) if code else None) or (
+            front if code is None else f"Bitrix24 refuses portal {name!r} as a whole: fix it there"
+        )
         return f"{fix}; `callq check` shows what is missing; {resume}"
     if portal.oauth is not None:
         return (

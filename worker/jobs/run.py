@@ -20,7 +20,7 @@ import structlog
 from redis.exceptions import OutOfMemoryError
 
 from schemas.config import PortalConfig
-from schemas.policy.calendar import Expired, earliest_run
+from schemas.policy.calendar import Calendar, Expired, earliest_run, open_until
 from schemas.policy.log_redaction import bind_job_number
 from schemas.states import FINAL_STATUSES, Status
 from schemas.store.records import JobRecord
@@ -49,6 +49,9 @@ RESULT_UNWRITTEN_HINT = (
 EVENT_LEASE_RAN_OUT = "job.lease_ran_out"
 LEASE_RAN_OUT = "not sent: the attempt's lease could have lapsed before the request left"
 
+EVENT_WINDOW_CLOSED = "job.window_closed"
+WINDOW_CLOSED = "not sent: the line closed, or the job's deadline passed, before the request could leave"
+
 EVENT_START_UNREPLICATED = "job.start_unreplicated"
 START_UNREPLICATED = "not sent: too few Redis replicas acknowledged the attempt's start in time"
 
@@ -56,12 +59,36 @@ EARLY_TOLERANCE = timedelta(milliseconds=500)
 """A job woken this close to its time runs now rather than being put back for a blink."""
 
 
-class LeaseRanOut(TransportError):
-    """The attempt's lease may lapse before its request could leave: it is not sent."""
+class NotSent(TransportError):
+    """The request must not leave now: it is not sent, and the job tries again (attempt not spent).
+
+    Attributes:
+        event: what the worker logs.
+        late_s: how far past the moment the request could still leave it is.
+    """
+
+    event = EVENT_LEASE_RAN_OUT
+
+    def __init__(self, description: str, *, late_s: float) -> None:
+        super().__init__(phase="connect", description=description)
+        self.late_s = late_s
+
+
+class LeaseRanOut(NotSent):
+    """The attempt's lease may lapse before its request could leave."""
 
     def __init__(self, *, late_s: float) -> None:
-        super().__init__(phase="connect", description=LEASE_RAN_OUT)
-        self.late_s = late_s
+        super().__init__(LEASE_RAN_OUT, late_s=late_s)
+
+
+class WindowClosed(NotSent):
+    """The line closed, or the job's deadline passed, since START (a slow redirect or token refresh
+    in between): the next run puts the job back until the line opens, or ends it ``expired``."""
+
+    event = EVENT_WINDOW_CLOSED
+
+    def __init__(self, *, late_s: float) -> None:
+        super().__init__(WINDOW_CLOSED, late_s=late_s)
 
 
 async def run_job(deps: Deps, job_id: str) -> float | None:
@@ -194,12 +221,20 @@ async def _attempt(
         portal=portal.name, method="voximplant.callback.start"
     )
 
+    # the line's closing time or the job's deadline, whichever is first: looked up once, at START
+    window_end = _window_end(portal.calendar_for(job.from_line), job.deadline_at, now=started_at)
+
     async def send(creds: Credentials) -> CallbackStarted:
         # only while this attempt's lease surely lives: a process frozen or cut off from Redis since
         # START may have had its attempt judged orphaned (and replayed) by now
         budget = deps.leases.send_budget(record.job_id)
         if budget <= 0:
             raise LeaseRanOut(late_s=-budget)
+        # and only while the line is open and the job not expired: a redirect or a token refresh
+        # answered slowly since START may have crossed the closing time (each send looks again)
+        window = (window_end - deps.clock()).total_seconds()
+        if window <= 0:
+            raise WindowClosed(late_s=-window)
         return await start_callback(
             deps.session,
             creds.base_url,
@@ -208,7 +243,7 @@ async def _attempt(
             text_to_pronounce=job.text_to_pronounce,
             voice=job.voice,
             access_token=creds.access_token,
-            client_timeout=within(deps.client_timeout, budget),
+            client_timeout=within(deps.client_timeout, min(budget, window)),
         )
 
     failure: Failure | None = None
@@ -235,11 +270,11 @@ async def _attempt(
                 deps, record, not_sent, attempt=attempt, entry=entry, wait_s=max(deps.gate.wait_s(), 1.0)
             ),
         )
-    except LeaseRanOut as exc:
+    except NotSent as exc:
         # nothing was sent; the reconciler may have judged the attempt already (then this put-back
         # finds the record moved on, and nothing more happens here)
-        log.warning(EVENT_LEASE_RAN_OUT, attempt=attempt, late_s=round(exc.late_s, 3))
-        ran_out: LeaseRanOut = exc
+        log.warning(exc.event, attempt=attempt, late_s=round(exc.late_s, 3))
+        ran_out: NotSent = exc
         entry = _attempt_entry(deps, began, started_at, failure=Failure(Verdict.PAUSE_PORTAL, ran_out))
         return await durably(
             "not_sent", lambda: _not_sent(deps, record, ran_out, attempt=attempt, entry=entry, wait_s=0.0)
@@ -326,6 +361,12 @@ async def _failed(
     """Record how a failed attempt ended, then act on its classification."""
     await deps.ledger.finish_attempt(record.job_id, attempt, entry, job=record.job)
     return await handle_failure(deps, record, portal, failure, attempt=attempt, spent=spent)
+
+
+def _window_end(calendar: Calendar, deadline: datetime | None, *, now: datetime) -> datetime:
+    """When the line closes or the job's deadline passes, whichever is first (``now``: closed)."""
+    closes = open_until(calendar, now) or now
+    return min(closes, deadline) if deadline is not None else closes
 
 
 def within(timeout: aiohttp.ClientTimeout, budget_s: float) -> aiohttp.ClientTimeout:

@@ -21,10 +21,19 @@ refused credentials          auth_broken     kept     the portal halts (60 s, th
 expired_token (webhook)      refresh_auth    kept     as refused credentials
 scope, permission, plan      portal_refused  kept     the portal halts (5 min, then one probe)
 OVERLOAD_LIMIT, deleted      blocked         kept     the portal halts (1 h; ``callq resume``)
+HTTP 429 without JSON        pause_portal    kept     as QUERY_LIMIT_EXCEEDED (a proxy's rate limit)
+HTTP 401/403/404 no JSON     portal_refused  kept     the portal halts (a firewall, a wrong address)
 connect failure, moved       retry           spent    backoff, until ``max_attempts``
 5xx, timeout, reset          unknown         spent    ``OUTCOME_UNKNOWN`` unless ``retry_unknown``
 line, number, anything else  permanent       spent    ``dead`` at once
 ===========================  ==============  =======  ========================================
+
+An answer that is not Bitrix24's JSON came from something in front of the portal (a firewall, a
+proxy, a web server that does not know the path): a 4xx from it refused the request before Bitrix24
+saw it, and says nothing about this job. A 429 is a rate limit: the portal pauses. A 401, 403 or
+404 refuses every job alike (a firewall rule, an address that is wrong): the portal halts, so the
+queue is not drained into dead letters one job at a time. Other 4xx (400, 413, ...) may concern
+this request: permanent. 3xx and 5xx stay unknown.
 """
 
 from __future__ import annotations
@@ -94,6 +103,14 @@ BY_CODE: dict[BitrixCode, Verdict] = {
     BitrixCode.CALLBACK_NOT_STARTED: Verdict.PERMANENT,
 }
 """Every Bitrix24 code callq knows, and what it means; a code not here is permanent."""
+
+FRONT_REFUSALS: dict[int, Verdict] = {
+    429: Verdict.PAUSE_PORTAL,
+    401: Verdict.PORTAL_REFUSED,
+    403: Verdict.PORTAL_REFUSED,
+    404: Verdict.PORTAL_REFUSED,
+}
+"""An HTTP 4xx without a Bitrix24 body, by status: refused in front of the portal, for every job alike."""
 
 PORTAL_PAUSES = frozenset({Verdict.PAUSE_PORTAL, Verdict.PAUSE_METHOD})
 PORTAL_HALTS = frozenset({Verdict.AUTH_BROKEN, Verdict.REFRESH_AUTH, Verdict.PORTAL_REFUSED, Verdict.BLOCKED})
@@ -191,7 +208,9 @@ def classify(error: BitrixCallError) -> Failure:
         return Failure(BY_CODE[code], error) if code else Failure(Verdict.PERMANENT, error, recognised=False)
     if isinstance(error, BitrixHttpError):
         status = error.http_status or 0
-        return Failure(Verdict.UNKNOWN if status >= 500 or status < 400 else Verdict.PERMANENT, error)
+        if status >= 500 or status < 400:
+            return Failure(Verdict.UNKNOWN, error)
+        return Failure(FRONT_REFUSALS.get(status, Verdict.PERMANENT), error)
     return Failure(Verdict.UNKNOWN, error)
 
 

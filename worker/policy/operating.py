@@ -16,9 +16,10 @@ plan and about 1.7 s per callback (Bitrix24's example), that is a handful of req
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 MARGIN_SHARE = 0.1
 """Pause once ``operating`` reaches this share short of the budget."""
@@ -29,6 +30,11 @@ SKEW_S = 1.0
 NEXT_BUCKET_S = 60.0
 """Without a usable ``operating_reset_at``, wait this long: the limit is counted in one-minute buckets,
 so the next one is released within a minute."""
+
+WINDOW_S = 600.0
+"""Bitrix24 sums execution time over the last 10 minutes: the oldest part is released within them. An
+``operating_reset_at`` further ahead than this (and the skew) is not believed (milliseconds instead
+of seconds, a broken proxy): the wait is then :data:`NEXT_BUCKET_S`."""
 
 
 @dataclass(frozen=True)
@@ -52,9 +58,7 @@ class OperatingReading:
             return None
         operating, reset_at = timing.get("operating"), timing.get("operating_reset_at")
         finish = timing.get("finish", timing.get("start"))
-        if not isinstance(operating, int | float) or not isinstance(reset_at, int | float):
-            return None
-        if isinstance(operating, bool) or isinstance(reset_at, bool):
+        if not _number(operating) or not _number(reset_at):
             return None
         return cls(float(operating), float(reset_at), float(finish) if _number(finish) else 0.0)
 
@@ -86,7 +90,7 @@ def budget_pause_s(reading: OperatingReading, *, budget_s: float, now_s: float) 
     """
     if reading.operating_s < budget_s * (1 - MARGIN_SHARE) or reading.reset_at_s <= now_s:
         return 0.0
-    return reading.reset_at_s - now_s + SKEW_S
+    return _until_reset_s(reading, now_s=now_s)
 
 
 def refusal_wait_s(reading: OperatingReading | None, *, now_s: float) -> float:
@@ -97,12 +101,21 @@ def refusal_wait_s(reading: OperatingReading | None, *, now_s: float) -> float:
         now_s: unix time now.
 
     Returns:
-        Until ``operating_reset_at`` if it is still ahead; else a minute (the next bucket).
+        Until ``operating_reset_at`` if it is still ahead (and believable); else a minute (the next
+        bucket).
     """
     if reading is not None and reading.reset_at_s > now_s:
-        return reading.reset_at_s - now_s + SKEW_S
+        return _until_reset_s(reading, now_s=now_s)
     return NEXT_BUCKET_S
 
 
-def _number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+def _until_reset_s(reading: OperatingReading, *, now_s: float) -> float:
+    """Seconds until ``operating_reset_at`` (ahead of ``now_s``), or the next bucket's minute if it is
+    further ahead than the 10-minute window allows."""
+    wait_s = reading.reset_at_s - now_s + SKEW_S
+    return wait_s if wait_s <= WINDOW_S + SKEW_S else NEXT_BUCKET_S
+
+
+def _number(value: object) -> TypeGuard[int | float]:
+    """A finite int or float (not a bool): what a figure of Bitrix24's ``time`` object may be."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

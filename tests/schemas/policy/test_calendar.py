@@ -23,6 +23,7 @@ from schemas.policy.calendar import (
     default_deadline,
     earliest_run,
     next_open,
+    open_until,
     parse_hours,
 )
 
@@ -554,3 +555,51 @@ def test_next_open_is_the_earliest_open_instant(case: tuple[Calendar, datetime],
     # Monotonic: any instant between `at` and the result leads to the same opening.
     assert utc(next_open(cal, utc(at) + (utc(result) - utc(at)) * fraction)) == utc(result)
     assert utc(next_open(cal, result)) == utc(result)
+
+
+@pytest.mark.parametrize(
+    ("cal", "at", "expected"),
+    [
+        # Moscow (UTC+3), Monday 2026-11-30: open 09:00-13:00 and 14:00-18:00 local
+        (OFFICE, datetime(2026, 11, 30, 7, 0, tzinfo=UTC), datetime(2026, 11, 30, 10, 0, tzinfo=UTC)),
+        (OFFICE, datetime(2026, 11, 30, 9, 59, 59, tzinfo=UTC), datetime(2026, 11, 30, 10, 0, tzinfo=UTC)),
+        (OFFICE, datetime(2026, 11, 30, 10, 0, tzinfo=UTC), None),  # lunch
+        (OFFICE, datetime(2026, 11, 30, 11, 0, tzinfo=UTC), datetime(2026, 11, 30, 15, 0, tzinfo=UTC)),
+        (OFFICE, datetime(2026, 11, 30, 15, 0, tzinfo=UTC), None),  # closed at 18:00 sharp
+        (OFFICE, datetime(2026, 11, 25, 7, 0, tzinfo=UTC), None),  # an extra closed date
+        # windows that touch count as one; around the clock runs to the horizon
+        (
+            Calendar(MSK, hours(thu="09:00-13:00,13:00-18:00")),
+            datetime(2026, 12, 3, 7, 0, tzinfo=UTC),
+            datetime(2026, 12, 3, 15, 0, tzinfo=UTC),
+        ),
+        (
+            Calendar(ZoneInfo("UTC"), hours(mon="20:00-24:00", tue="00:00-02:00")),
+            datetime(2026, 11, 30, 23, 0, tzinfo=UTC),
+            datetime(2026, 12, 1, 2, 0, tzinfo=UTC),
+        ),
+        (NEVER, datetime(2026, 11, 30, 12, 0, tzinfo=UTC), None),
+    ],
+)
+def test_open_until(cal: Calendar, at: datetime, expected: datetime | None) -> None:
+    """open_until is the first closed instant after an open `at`, and None when `at` is closed."""
+    assert open_until(cal, at) == expected
+
+
+def test_open_until_around_the_clock_stops_at_its_horizon() -> None:
+    """A line that never closes closes, for open_until, at the end of the days it looks at."""
+    at = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    until = open_until(ALWAYS, at, horizon_days=2)
+    assert until is not None and until > at + timedelta(days=2)
+
+
+@given(case=calendar_and_instant())
+def test_open_until_is_the_end_of_the_open_stretch(case: tuple[Calendar, datetime]) -> None:
+    """Open at `at` exactly when open_until answers; open just before the answer, closed at it."""
+    cal, at = case
+    until = open_until(cal, at)
+    assert (until is not None) == cal.is_open(at)
+    if until is not None and until < at + timedelta(days=7):
+        assert until > at
+        assert cal.is_open(until - timedelta(seconds=1))
+        assert not cal.is_open(until)

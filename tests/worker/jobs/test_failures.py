@@ -157,3 +157,27 @@ async def test_unrecognised_error_code_is_permanent_and_logged_in_full(
     (entry,) = [e for e in logs if e["event"] == "bitrix.unrecognised_error"]
     assert "Something Bitrix24 added in 2027" in entry["body"] and entry["http_status"] == 400
     assert len(sandbox.calls()) == 1
+
+
+async def test_a_firewall_refusing_every_request_drains_no_job_into_dead_letters(
+    redis_url: str, prefix: str, redis: Redis, sandbox: Sandbox, portal: SandboxHandle
+) -> None:
+    """An HTML 403 from in front of the portal (a firewall), then an HTML 429 (a proxy's rate limit):
+    the portal halts, then pauses; no job dies, none spends an attempt, and all succeed afterwards."""
+    settings = make_settings(
+        redis_url, prefix, {"default": sandbox_portal(portal.webhook_url("default"), max_attempts=1)}
+    )
+    sandbox.add_faults(
+        [Fault.raw(403, "<html>Forbidden by WAF</html>", executed=False)] * 3
+        + [Fault.raw(429, "<html>Too Many Requests</html>", executed=False)] * 2
+    )
+    producer = Producer(redis, settings=settings)
+    for n in range(20):
+        await producer.enqueue(from_line="reg1332", to_number=f"+791112345{n:02d}", text_to_pronounce=TEXT)
+    async with running_worker(settings, dataclasses.replace(FAST, refused_s=0.5, pause_s=0.5)):
+        outcomes = await wait_outcomes(redis, prefix, 20, timeout_s=30)
+    assert sorted({o["status"] for o in outcomes}) == ["succeeded"], "no job died for the firewall"
+    assert {o["attempts"] for o in outcomes} >= {1}
+    refused = [c.status for c in sandbox.calls() if c.status in (403, 429)]
+    assert refused == [403] * 3 + [429] * 2
+    assert len(sandbox.calls(executed_only=True)) == 20

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import io
 import json
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import aiohttp
 import holidays
+from aiohttp import web
 from redis.asyncio import Redis
 
 from ops.cli import jobs as producer_cli
@@ -287,3 +289,43 @@ async def test_a_job_woken_a_blink_before_opening_starts_at_the_opening(
     assert len(sandbox.calls()) == 1
     started = datetime.fromisoformat(record.attempt_log[0]["started_at"])
     assert started >= datetime(2026, 11, 23, 9, 0, tzinfo=MSK)
+
+
+async def test_a_slow_redirect_past_the_deadline_sends_nothing_more(
+    redis_url: str, prefix: str, redis: Redis, sandbox: Sandbox, portal: SandboxHandle
+) -> None:
+    """START inside the job's window; the portal's old address answers its 302 only after the job's
+    deadline: the request is not sent again to the new address, and the job ends expired, no call."""
+    slow_s = 2.0  # inside the request timeout (3 s in FAST)
+
+    async def moved(request: web.Request) -> web.Response:
+        await asyncio.sleep(slow_s)  # the old address, answering slowly
+        raise web.HTTPFound(portal.base_url + request.path)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", moved)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        old_url = portal.webhook_url("default").replace(portal.base_url, f"http://127.0.0.1:{port}")
+        settings = make_settings(redis_url, prefix, {"default": sandbox_portal(old_url)})
+        producer = Producer(redis, settings=settings)
+        deadline = datetime.now(UTC) + timedelta(seconds=slow_s / 2)
+        job = await producer.enqueue(
+            from_line="reg1332", to_number="+79111234567", text_to_pronounce=TEXT, deadline=deadline
+        )
+        async with running_worker(settings):
+            record = await wait_for(
+                lambda: _final(producer.ledger, job.job_id), timeout_s=20, what="the job's end"
+            )
+        assert record.state == "expired"
+        assert sandbox.calls(executed_only=True) == []
+    finally:
+        await runner.cleanup()
+
+
+async def _final(ledger: Ledger, job_id: str) -> JobRecord | None:
+    record = await ledger.read(job_id)
+    return record if record is not None and record.state in {"expired", "succeeded", "dead"} else None

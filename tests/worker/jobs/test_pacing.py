@@ -64,7 +64,10 @@ async def test_min_interval_paces_one_line_only(
     paced = sorted(c.received_monotonic for c in sandbox.calls() if c.params["FROM_LINE"] == "reg1332")
     free = sorted(c.received_monotonic for c in sandbox.calls() if c.params["FROM_LINE"] == "reg1333")
     gaps = [b - a for a, b in itertools.pairwise(paced)]
-    assert len(paced) == 4 and min(gaps) >= interval - 0.02, gaps
+    # slots are reserved `interval` apart and used at most 50 ms late; the sandbox shares this test's
+    # event loop and the first request opens the connection, so a receipt can be later still on a
+    # loaded machine (seen: 62 ms, the first one) and the next gap that much short
+    assert len(paced) == 4 and min(gaps) >= interval - 0.1, gaps
     assert free[-1] - free[0] < interval, "the other line was not paced"
 
 

@@ -39,7 +39,13 @@ from worker.policy.classify import Verdict, classify
         (BitrixHttpError(http_status=502, body="<html>Bad gateway</html>"), Verdict.UNKNOWN),
         (BitrixHttpError(http_status=504, body=""), Verdict.UNKNOWN),
         (BitrixHttpError(http_status=200, body="not json"), Verdict.UNKNOWN),
-        (BitrixHttpError(http_status=404, body="<html>no</html>"), Verdict.PERMANENT),
+        # a 4xx from in front of the portal: every job alike (a firewall, a proxy's rate limit, a
+        # wrong address), except the statuses that may concern this request
+        (BitrixHttpError(http_status=404, body="<html>no</html>"), Verdict.PORTAL_REFUSED),
+        (BitrixHttpError(http_status=401, body="<html>login</html>"), Verdict.PORTAL_REFUSED),
+        (BitrixHttpError(http_status=429, body="<html>Too Many Requests</html>"), Verdict.PAUSE_PORTAL),
+        (BitrixHttpError(http_status=400, body="<html>Bad Request</html>"), Verdict.PERMANENT),
+        (BitrixHttpError(http_status=413, body=""), Verdict.PERMANENT),
         (TransportError(phase="connect", description="refused"), Verdict.RETRY),
         (TransportError(phase="sent", description="read timeout"), Verdict.UNKNOWN),
         (BitrixCallError("something else"), Verdict.UNKNOWN),

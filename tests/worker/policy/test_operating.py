@@ -27,6 +27,7 @@ def reading(operating: float, reset_in_s: float) -> OperatingReading:
         (470.0, 0.0, 480.0, 0.0),  # the oldest part is released now: the next answer says the sum
         (470.0, -5.0, 480.0, 0.0),
         (18.0, 3.0, 20.0, 3.0 + SKEW_S),
+        (479.0, 1e12, 480.0, NEXT_BUCKET_S),  # a reset far past the 10-minute window: not believed
         (17.9, 3.0, 20.0, 0.0),
     ],
 )
@@ -42,6 +43,10 @@ def test_budget_pause(operating: float, reset_in_s: float, budget: float, pause:
         (reading(500.0, 0.5), 0.5 + SKEW_S),
         (reading(500.0, 0.0), NEXT_BUCKET_S),  # released already and still refused: the next bucket
         (reading(500.0, -30.0), NEXT_BUCKET_S),
+        (reading(500.0, 600.0), 600.0 + SKEW_S),  # the whole window: believable
+        (reading(500.0, 601.5), NEXT_BUCKET_S),  # further than the window: not believed
+        (OperatingReading(500.0, NOW * 1000, NOW), NEXT_BUCKET_S),  # milliseconds, not seconds
+        (OperatingReading(500.0, 1e300, NOW), NEXT_BUCKET_S),
         (None, NEXT_BUCKET_S),
     ],
 )
@@ -62,6 +67,9 @@ def test_refusal_wait(last: OperatingReading | None, wait: float) -> None:
         ({"start": 1.0, "finish": 2.0}, None),
         ({"operating": "3", "operating_reset_at": 9}, None),
         ({"operating": True, "operating_reset_at": 9}, None),
+        ({"operating": 3, "operating_reset_at": float("inf")}, None),  # JSON's Infinity, NaN: no reading
+        ({"operating": float("nan"), "operating_reset_at": 9}, None),
+        ({"operating": 3, "operating_reset_at": 9, "finish": float("inf")}, OperatingReading(3.0, 9.0, 0.0)),
         (None, None),
         ([], None),
     ],

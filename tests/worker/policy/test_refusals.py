@@ -71,7 +71,6 @@ def test_each_code_decides_whatever_the_status(
         (PortalMoved(http_status=302, origin="https://new.bitrix24.ru"), Verdict.RETRY, True),
         (BitrixHttpError(http_status=302, body="redirect not followed"), Verdict.UNKNOWN, True),
         (BitrixHttpError(http_status=301, body=""), Verdict.UNKNOWN, True),
-        (BitrixHttpError(http_status=403, body="<html>WAF</html>"), Verdict.PERMANENT, True),
         (BitrixCallError("anything"), Verdict.UNKNOWN, True),
     ],
 )
@@ -80,6 +79,22 @@ def test_answers_without_a_known_code(error: BitrixCallError, verdict: Verdict, 
     redirect that is not a move is an unknown result."""
     failure = classify(error)
     assert (failure.verdict, failure.spends_attempt, failure.halts_portal) == (verdict, spent, False)
+
+
+@pytest.mark.parametrize(
+    ("status", "verdict", "halts"),
+    [
+        (403, Verdict.PORTAL_REFUSED, True),
+        (401, Verdict.PORTAL_REFUSED, True),
+        (429, Verdict.PAUSE_PORTAL, False),
+    ],
+)
+def test_a_refusal_in_front_of_the_portal_costs_no_job(status: int, verdict: Verdict, halts: bool) -> None:
+    """An HTML 401/403 (a firewall) halts the portal and a 429 (a proxy's rate limit) pauses it: no
+    attempt spent, so a queue is not drained into dead letters one job at a time."""
+    failure = classify(BitrixHttpError(http_status=status, body="<html>refused</html>"))
+    assert (failure.verdict, failure.spends_attempt, failure.halts_portal) == (verdict, False, halts)
+    assert failure.outcome_error()[0] == f"HTTP_{status}"
 
 
 def test_a_moved_portal_error_names_only_the_origin() -> None:
