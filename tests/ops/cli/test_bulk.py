@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 from pathlib import Path
 
@@ -23,9 +24,7 @@ def parse(*argv: str) -> argparse.Namespace:
     return parser.parse_args(list(argv))
 
 
-async def test_file_summary_and_exit_code(
-    redis: Redis, redis_url: str, prefix: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+async def test_file_summary_and_exit_code(redis: Redis, redis_url: str, prefix: str, tmp_path: Path) -> None:
     """A file with one bad row queues the good one, lists the bad one (number masked) and exits 1;
     a dry run first queues nothing."""
     settings = make_settings(
@@ -33,16 +32,23 @@ async def test_file_summary_and_exit_code(
     )
     path = tmp_path / "campaign.csv"
     path.write_text(CSV)
-    assert await enqueue(parse("--file", str(path), "--dry-run"), settings=settings, redis=redis) == 1
+    out = io.StringIO()
+    assert (
+        await enqueue(parse("--file", str(path), "--dry-run"), settings=settings, redis=redis, out=out) == 1
+    )
     assert await redis.zcard(Keys(prefix).queue) == 0
-    assert "would be queued" in capsys.readouterr().out
-    assert await enqueue(parse("--file", str(path)), settings=settings, redis=redis) == 1
-    out = capsys.readouterr().out
-    assert "1 queued" in " ".join(out.split()) and "line 3" in out and "rejected" in out
-    assert "+79111234567" not in out
+    assert "would be queued" in out.getvalue()
+    out = io.StringIO()
+    assert await enqueue(parse("--file", str(path)), settings=settings, redis=redis, out=out) == 1
+    text = out.getvalue()
+    assert "1 queued" in " ".join(text.split()) and "line 3" in text and "rejected" in text
+    assert "+79111234567" not in text
     assert await redis.zcard(Keys(prefix).queue) == 1
-    assert await enqueue(parse("--file", str(path), "--json"), settings=settings, redis=redis) == 1
-    data = json.loads(capsys.readouterr().out)
+    buffer = io.StringIO()
+    assert (
+        await enqueue(parse("--file", str(path), "--json"), settings=settings, redis=redis, out=buffer) == 1
+    )
+    data = json.loads(buffer.getvalue())
     assert (data["queued"], data["already_queued"], data["rejected"]) == (0, 1, 1)
 
 
