@@ -95,6 +95,11 @@ class Keys:
         deletes it. The token itself is never stored (only its name)."""
         return f"{self.prefix}:session:{session_id}"
 
+    def dashboard_upload(self, session_id: str, upload_id: str) -> str:
+        """String: a file uploaded for bulk import, kept between its preview and the operator's
+        confirmation. Lives 15 minutes: a preview older than that is uploaded again."""
+        return f"{self.prefix}:upload:{session_id}:{upload_id}"
+
     def worker(self, worker_id: str) -> str:
         """String with a short TTL refreshed by each live worker process: who is alive."""
         return f"{self.prefix}:worker:{worker_id}"
