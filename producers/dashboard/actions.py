@@ -224,7 +224,8 @@ async def import_file(request: web.Request) -> web.Response:
         return render(
             request, "import.html", summary=None, upload_id=None, problem="choose a file", done=False
         )
-    data = upload.file.read()
+    with upload.file:
+        data = upload.file.read()
     try:
         rows = read_rows(data, filename=upload.filename)
     except FileProblem as exc:

@@ -7,8 +7,9 @@ Its pages are outside the bearer-token guard (a browser has no bearer header): e
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -38,6 +39,8 @@ class Dashboard:
     dead_letters: DeadLetters
     keys: Keys
     templates: jinja2.Environment
+    closing: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when the server shuts down: the live streams end (they would hold the shutdown up)."""
 
 
 DASHBOARD = web.AppKey("callq.dashboard", Dashboard)
@@ -51,7 +54,8 @@ def templates() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("producers.dashboard", "templates"),
         autoescape=True,
-        undefined=jinja2.StrictUndefined,
+        # an attempt entry or an outcome lacks members that do not apply (a success has no code)
+        undefined=jinja2.ChainableUndefined,
     )
     env.filters["masked"] = lambda number: mask_number(number) if number else ""
     env.filters["local"] = _local
@@ -122,6 +126,7 @@ def add_dashboard(app: web.Application, *, redis: Redis, settings: Settings, pro
         keys=Keys(settings.key_prefix),
         templates=templates(),
     )
+    app.on_shutdown.append(_close_streams)
     r = app.router
     r.add_get(BASE, _to_overview, allow_head=False)
     r.add_get(f"{BASE}/", pages.overview, allow_head=False)
@@ -142,6 +147,10 @@ def add_dashboard(app: web.Application, *, redis: Redis, settings: Settings, pro
     r.add_get(f"{BASE}/import", pages.import_form, allow_head=False)
     r.add_post(f"{BASE}/import", actions.import_file)
     r.add_static(f"{BASE}/static", _static_dir(), append_version=True)
+
+
+async def _close_streams(app: web.Application) -> None:
+    app[DASHBOARD].closing.set()
 
 
 async def _to_overview(_request: web.Request) -> web.StreamResponse:

@@ -70,6 +70,12 @@ def line(values: Sequence[float | None], *, title: str, unit: str, colour: str =
         for points in segments
         if points
     )
+    # a dot on every minute with a sample: a lone minute has no line to draw
+    paths += "".join(
+        f'<circle cx="{p.split(",")[0]}" cy="{p.split(",")[1]}" r="2.5" fill="{colour}"/>'
+        for points in segments
+        for p in points
+    )
     label = f'<text x="{PAD}" y="13">{escape(unit)}</text>'
     return _svg(title, label + paths + _axis(top, len(values)))
 

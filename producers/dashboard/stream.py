@@ -2,12 +2,13 @@
 
 The handler reads the last outcomes (``XREVRANGE``), then waits on the outcome stream with ``XREAD
 BLOCK`` and sends each new outcome of a portal the session may see, masked, as one ``outcome`` event.
-A comment every :data:`BLOCK_MS` keeps proxies from closing an idle stream; the browser's
+A comment every 15 s keeps proxies from closing an idle stream; the browser's
 ``EventSource`` reconnects by itself (with ``Last-Event-ID``, so nothing is missed or sent twice).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -18,7 +19,10 @@ from producers.dashboard.app import DASHBOARD, SESSION, require_session
 from schemas.policy.redact import redact_value
 from schemas.store.records import decode_text
 
-BLOCK_MS = 15_000
+BLOCK_MS = 1_000
+"""Each wait on the stream: short, so a stream notices the server shutting down within a second (an
+idle stream costs one XREAD a second)."""
+KEEPALIVE_EVERY = 15
 BACKLOG = 50
 
 
@@ -54,17 +58,28 @@ async def outcomes_stream(request: web.Request) -> web.StreamResponse:
             await response.write(event)
     await response.write(b": ready\n\n")
     try:
-        await _follow(response, dash.redis, stream, last, session.caller.may_see)
+        await _follow(response, dash.redis, stream, last, session.caller.may_see, closing=dash.closing)
     except (ConnectionResetError, ConnectionError):
         pass  # the browser went away (it reconnects with Last-Event-ID)
     return response
 
 
-async def _follow(response: web.StreamResponse, redis: Redis, stream: str, last: str, may_see: Any) -> None:
-    while True:
+async def _follow(
+    response: web.StreamResponse,
+    redis: Redis,
+    stream: str,
+    last: str,
+    may_see: Any,
+    *,
+    closing: asyncio.Event,
+) -> None:
+    idle = 0
+    while not closing.is_set():
         replies = await redis.xread({stream: last}, block=BLOCK_MS, count=100)
         if not replies:
-            await response.write(b": keep-alive\n\n")
+            idle += 1
+            if idle % KEEPALIVE_EVERY == 0:
+                await response.write(b": keep-alive\n\n")
             continue
         for _name, entries in replies:
             for entry_id, fields in entries:

@@ -3,7 +3,9 @@ a portal's scheduled jobs by run_at, its dead jobs, and its minute of outcomes a
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 from redis.asyncio import Redis
 
@@ -58,7 +60,9 @@ async def test_dead_index_per_portal_and_minute_stats(redis: Redis, redis_url: s
     result = await p.ledger.finalize(outcome, job=record.job, step=Step.FINISH, attempt=attempt)
     assert result.written
     assert await redis.zscore(k.dead_on("default"), job_id) is not None
-    stats = await redis.hgetall(k.minute_stats("default", minute_of(to_ms(now))))
+    stats = await cast(
+        Awaitable[dict[bytes, bytes]], redis.hgetall(k.minute_stats("default", minute_of(to_ms(now))))
+    )
     assert stats[b"dead"] == b"1" and stats[latency_field(320).encode()] == b"1"
     assert stats[b"lat_sum"] == b"320"
     replayed = await DeadLetters(p).replay(job_id)
