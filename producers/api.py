@@ -170,19 +170,23 @@ class Producer:
             self._scoped[key] = dataclasses.replace(self.settings, portals=MappingProxyType(portals))
         return raw, self._scoped[key]
 
-    async def submit_many(self, entries: Sequence[tuple[str | bytes, str, str | None]]) -> list[Submitted]:
+    async def submit_many(
+        self, entries: Sequence[tuple[str | bytes, str, str | None]], *, settings: Settings | None = None
+    ) -> list[Submitted]:
         """Submit a batch of (raw JSON, job id, intake id): validated one by one, stored in one round trip.
 
         What a single :meth:`submit` does for each, with the ADMIT scripts of the valid jobs pipelined
         (the intake reads entries in batches; this keeps its throughput above a loop of
-        ``enqueue_job``). Rejections, expiries and duplicates are recorded as usual.
+        ``enqueue_job``). Rejections, expiries and duplicates are recorded as usual. ``settings``: a
+        narrower view of the portals (a scoped bulk import's, :mod:`producers.bulk`).
         """
         now = self.clock()
+        settings = settings or self.settings
         results: list[Submitted | None] = []
         valid: list[tuple[int, Valid, datetime]] = []
         for raw, job_id, intake_id in entries:
             result = await self._with_voice(
-                validate_job(raw, settings=self.settings, now=now, job_id=job_id, intake_id=intake_id)
+                validate_job(raw, settings=settings, now=now, job_id=job_id, intake_id=intake_id)
             )
             if isinstance(result, Invalid):
                 results.append(await self.reject(job_id, result, intake_id=intake_id))

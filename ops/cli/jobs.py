@@ -15,6 +15,7 @@ from typing import Any, TextIO, TypeVar
 
 from redis.asyncio import Redis
 
+from ops.cli import bulk
 from ops.cli.timeparse import parse_at, parse_duration
 from ops.cli.verb import Verb, with_redis
 from producers.api import AmbiguousKeyError, Producer, Submitted
@@ -29,9 +30,9 @@ T = TypeVar("T")
 
 def add_enqueue_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``callq enqueue`` (contract §4)."""
-    parser.add_argument("--line", required=True, help="FROM_LINE: the Bitrix24 line to ring first")
+    parser.add_argument("--line", help="FROM_LINE: the Bitrix24 line to ring first (required without --file)")
     parser.add_argument(
-        "--to", required=True, help="the client's number; local spellings use the portal's region"
+        "--to", help="the client's number; local spellings use the portal's region (required without --file)"
     )
     parser.add_argument("--text", help="TEXT_TO_PRONOUNCE (the line's default if omitted)")
     parser.add_argument("--voice", help="VOICE (the line's default if omitted)")
@@ -45,12 +46,28 @@ def add_enqueue_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--key", help="idempotency key")
     parser.add_argument("--meta", help="metadata as a JSON object, echoed in the outcome")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument(
+        "--file",
+        metavar="PATH",
+        help="bulk import: a CSV (header: the job's fields) or JSONL file of callbacks; - reads stdin",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="with --file: check every row and print the summary; queue nothing",
+    )
 
 
 async def enqueue(
     args: argparse.Namespace, *, settings: Settings, redis: Redis, out: TextIO = sys.stdout
 ) -> int:
-    """``callq enqueue``: submit one job and print its id and when it runs."""
+    """``callq enqueue``: submit one job and print its id and when it runs (``--file``: a whole file,
+    :mod:`ops.cli.bulk`)."""
+    if args.file:
+        return await bulk.enqueue_file(args, settings=settings, redis=redis, out=out)
+    if not args.line or not args.to:
+        print("callq enqueue: --line and --to are required (or --file PATH)", file=sys.stderr)
+        return 2
     producer = Producer(redis, settings=settings)
     try:
         portal = settings.portal(args.portal)
@@ -327,7 +344,7 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
 # sys.stdout is read when a verb runs: the command swaps in its masking stream first
 ENQUEUE = Verb(
     name="enqueue",
-    help="submit a callback",
+    help="submit a callback, or a CSV/JSONL file of them (--file)",
     add_arguments=add_enqueue_arguments,
     run=with_redis(
         lambda args, settings, redis: enqueue(args, settings=settings, redis=redis, out=sys.stdout)

@@ -111,7 +111,7 @@ def _main(argv: Sequence[str] | None, out: RedactingStream, err: RedactingStream
 
 def _numbers_in_play(args: argparse.Namespace, settings: Settings) -> tuple[str, ...]:
     """The number ``callq enqueue --to`` was given, in every spelling, to mask in what it prints."""
-    if args.command != "enqueue":
+    if args.command != "enqueue" or not args.to:
         return ()
     portal = settings.portals.get(args.portal or "") or next(iter(settings.portals.values()), None)
     return number_spellings(args.to, portal.default_region if portal else None)

@@ -47,6 +47,7 @@ from aiohttp import hdrs, web
 from redis.asyncio import Redis
 
 from producers.api import AmbiguousKeyError, PortalNotAllowed, Producer
+from producers.dashboard.app import add_dashboard
 from producers.http.guards import (
     GUARD,
     JOB_ID,
@@ -172,6 +173,7 @@ def create_app(
     app.router.add_get("/healthz", healthz, name="healthz", allow_head=False)
     app.router.add_get("/readyz", readyz, name="readyz", allow_head=False)
     app.router.add_get("/openapi.json", openapi, name="openapi", allow_head=False)
+    add_dashboard(app, redis=redis, settings=settings, producer=app[PRODUCER])
     return app
 
 

@@ -60,6 +60,46 @@ class Keys:
         when their job leaves ``running``."""
         return f"{self.prefix}:running"
 
+    def scheduled(self, portal: str) -> str:
+        """Sorted set of the portal's jobs waiting to run (``scheduled`` or ``retrying``), scored by
+        ``run_at`` (ms): the dashboard's list of scheduled callbacks and its counts, read a page at a
+        time instead of scanning every record. Kept by the scripts that change a job's state or
+        ``run_at`` (admit, start, reschedule, resume, finalize), in the same step. No TTL: a member
+        leaves when its job leaves those states."""
+        return f"{self.scheduled_prefix}{portal}"
+
+    @property
+    def scheduled_prefix(self) -> str:
+        """What every :meth:`scheduled` key starts with (scripts that find a job's portal in its record)."""
+        return f"{self.prefix}:sched:"
+
+    def dead_on(self, portal: str) -> str:
+        """Sorted set of the portal's dead job ids by time of death: :attr:`dead`, per portal, for the
+        dashboard's counts and lists. Kept with :attr:`dead` by finalize, replay and purge."""
+        return f"{self.dead_on_prefix}{portal}"
+
+    @property
+    def dead_on_prefix(self) -> str:
+        """What every :meth:`dead_on` key starts with."""
+        return f"{self.prefix}:dead:"
+
+    def minute_stats(self, portal: str, minute: int) -> str:
+        """Hash of one minute of a portal (``minute`` = unix ms // 60000): outcomes by status and
+        request latency buckets (:mod:`schemas.store.stats`), for the dashboard's last-hour plots.
+        Lives two hours (:data:`schemas.store.stats.MINUTE_TTL_MS`): the plots show one."""
+        return f"{self.prefix}:stats:{portal}:{minute}"
+
+    def dashboard_session(self, session_id: str) -> str:
+        """String (JSON: token name, role, CSRF token) of one dashboard login, by an opaque random id
+        held in the browser's cookie. Its TTL is the session's idle time, renewed on use; logout
+        deletes it. The token itself is never stored (only its name)."""
+        return f"{self.prefix}:session:{session_id}"
+
+    def dashboard_upload(self, session_id: str, upload_id: str) -> str:
+        """String: a file uploaded for bulk import, kept between its preview and the operator's
+        confirmation. Lives 15 minutes: a preview older than that is uploaded again."""
+        return f"{self.prefix}:upload:{session_id}:{upload_id}"
+
     def worker(self, worker_id: str) -> str:
         """String with a short TTL refreshed by each live worker process: who is alive."""
         return f"{self.prefix}:worker:{worker_id}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -26,6 +27,7 @@ from schemas.store.reads import RecordReader
 from schemas.store.records import decode_text, to_ms
 from schemas.store.replies import Admission, FinalizeResult, Rescheduled, Start
 from schemas.store.scripts import Scripts
+from schemas.store.stats import LATENCY_COUNT, LATENCY_SUM, MINUTE_TTL_MS, latency_field, minute_of
 from schemas.wire.job import CallbackJob
 from schemas.wire.outcome import Outcome, stored_attempt_entry, stored_outcome
 
@@ -153,6 +155,8 @@ class Ledger(RecordReader):
             k.portal_pause(job.portal),
             k.job(job.replay_of) if job.replay_of else "",
             k.dead,
+            k.scheduled(job.portal),
+            k.dead_on(job.portal),
         ]
         args: list[str | int | float] = [job.job_id, job.to_json(), to_ms(request.run_at)]
         args += [stored_job(job.job_id, to_ms(now)), ttl_ms, k.jobs.member(job.job_id), to_ms(now)]
@@ -256,12 +260,20 @@ class Ledger(RecordReader):
         # a cancelled job leaves arq's queue with it; so does an orphan (its arq run was given up)
         drop_arq = outcome.status == Status.CANCELLED or orphan_seen_ms is not None
         script_keys = [k.job(job_id), claim, idem, k.outcomes, k.dead, k.jobs.job(job_id), k.queue, strikes]
-        script_keys += [k.running, k.job(replay_of) if replay_of else ""]
         now_ms = to_ms(datetime.fromisoformat(outcome.finished_at))
+        portal = outcome.portal
+        script_keys += [k.running, k.job(replay_of) if replay_of else ""]
+        script_keys += [k.scheduled(portal), k.dead_on(portal)] if portal else ["", ""]
+        script_keys += [k.minute_stats(portal, minute_of(now_ms)) if portal else ""]
+        duration_ms = attempt[1].get("duration_ms") if attempt else None
+        latency: list[str | int] = ["", 0]
+        if isinstance(duration_ms, int | float):
+            latency = [latency_field(duration_ms), int(duration_ms)]
         args: list[str | int] = [job_id, str(outcome.status), outcome.to_json(), self.retention_ms]
         args += [self.outcomes_maxlen, int(dedupe_window_s * 1000), now_ms, k.jobs.member(job_id)]
         args += [str(step), expect, job_json, outcome.attempts, field, entry, "1" if drop_arq else "0"]
         args += ["" if orphan_seen_ms is None else orphan_seen_ms, STALE_MS, replay_of or "", owner]
+        args += [*latency, MINUTE_TTL_MS]
         reply = await self.retry(lambda: self.scripts.finalize(keys=script_keys, args=args), where="finalize")
         return FinalizeResult.parse(reply)
 
@@ -290,6 +302,7 @@ class Ledger(RecordReader):
         k = self.keys
         entry = json.dumps({"started_at": now.isoformat(), **info}, separators=(",", ":"))
         keys = [k.job(job_id), k.portal_halt(portal), k.portal_pause(portal), k.running, k.queue]
+        keys += [k.scheduled(portal)]
         # one token per call: a START redis-py re-sends after a lost reply finds its own attempt
         token = secrets.token_hex(8)
         args: list[str | int] = [job_id, entry, int(lease_s * 1000), k.jobs.member(job_id), token]
@@ -316,10 +329,28 @@ class Ledger(RecordReader):
         """
         key = self.keys.job(job_id)
         value = json.dumps(stored_attempt_entry(entry, job), separators=(",", ":"))
-        await self.retry(
-            lambda: cast(Awaitable[int], self.redis.hset(key, f"attempt:{attempt}", value)),
-            where="attempt entry",
-        )
+        duration_ms = entry.get("duration_ms")
+        if job is None or not isinstance(duration_ms, int | float):
+            await self.retry(
+                lambda: cast(Awaitable[int], self.redis.hset(key, f"attempt:{attempt}", value)),
+                where="attempt entry",
+            )
+            return
+        ended = entry.get("ended_at")
+        ended_ms = to_ms(datetime.fromisoformat(ended)) if isinstance(ended, str) else int(time.time() * 1000)
+        stats = self.keys.minute_stats(job.portal, minute_of(ended_ms))
+
+        async def write() -> None:
+            # the entry and the dashboard's latency of this minute, together
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hset(key, f"attempt:{attempt}", value)
+                pipe.hincrby(stats, latency_field(duration_ms), 1)
+                pipe.hincrby(stats, LATENCY_COUNT, 1)
+                pipe.hincrby(stats, LATENCY_SUM, int(duration_ms))
+                pipe.pexpire(stats, MINUTE_TTL_MS)
+                await pipe.execute()
+
+        await self.retry(write, where="attempt entry")
 
     async def reschedule(
         self,
@@ -358,7 +389,13 @@ class Ledger(RecordReader):
         keys = [k.job(job_id), k.running, k.queue, k.jobs.job(job_id), *held]
         args: list[str | int] = [job_id, str(state), to_ms(run_at), _csv(expect), k.jobs.member(job_id)]
         args += [stored_job(job_id, to_ms(run_at)), max(int(held_ttl_s * 1000), 1000)]
-        args += ["" if orphan_seen_ms is None else orphan_seen_ms, STALE_MS, owner, *pairs]
+        args += [
+            "" if orphan_seen_ms is None else orphan_seen_ms,
+            STALE_MS,
+            owner,
+            k.scheduled_prefix,
+            *pairs,
+        ]
         reply = await self.retry(lambda: self.scripts.reschedule(keys=keys, args=args), where="reschedule")
         return Rescheduled.parse(reply)
 
@@ -415,7 +452,7 @@ class Ledger(RecordReader):
             (whether there was a halt or pause, how many jobs were woken).
         """
         k = self.keys
-        keys = [k.portal_halt(portal), k.portal_pause(portal), k.held(portal), k.queue]
+        keys = [k.portal_halt(portal), k.portal_pause(portal), k.held(portal), k.queue, k.scheduled(portal)]
         lifted, woken = await self.scripts.resume(keys=keys, args=[k.job(""), k.jobs.member("")])
         return int(lifted) > 0, int(woken)
 
@@ -425,7 +462,7 @@ class Ledger(RecordReader):
         k = self.keys
         async with self.redis.pipeline(transaction=False) as pipe:
             for job_id in job_ids:
-                keys, args = [k.job(job_id), k.dead], [job_id, k.idempotency_prefix]
+                keys, args = [k.job(job_id), k.dead], [job_id, k.idempotency_prefix, k.dead_on_prefix]
                 await self.scripts.purge(keys=keys, args=args, client=pipe)
             replies = await pipe.execute()
         return sum(int(reply) for reply in replies)

@@ -3,7 +3,7 @@
 -- its idempotency key or its line + number is taken. A replay also marks the dead job it replays.
 -- KEYS: record, idem ('' if none), claim ('' to skip line+number dedupe), arq job, arq queue,
 --       plan bucket ('' unless the job is due now), pause, replayed record ('' unless a replay),
---       dead index
+--       dead index, the portal's scheduled index, the portal's dead index
 -- ARGV: job_id, job_json, run_at_ms, stored arq job, claim_ttl_ms, queue member, now_ms, interval_ms,
 --       tolerance_ms, precise_ms, early_wake_ms, deadline_ms, take_key ('1': a replay takes the
 --       idempotency key over from the dead job it replays), replayed job id, retention_ms
@@ -27,7 +27,10 @@ if KEYS[3] ~= '' then
   if holder and holder ~= ARGV[1] then return {'duplicate', holder} end
   redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[5])
 end
-if KEYS[8] ~= '' then mark_replayed(KEYS[8], KEYS[9], ARGV[14], ARGV[1], ARGV[15]) end
+if KEYS[8] ~= '' then
+  mark_replayed(KEYS[8], KEYS[9], ARGV[14], ARGV[1], ARGV[15])
+  redis.call('ZREM', KEYS[11], ARGV[14])
+end
 if KEYS[2] ~= '' then redis.call('SET', KEYS[2], ARGV[1]) end
 local run_at = tonumber(ARGV[3])
 -- attempts starts absent (0) and created_at is in the job: fewer fields, a smaller record
@@ -45,4 +48,5 @@ redis.call('HSET', KEYS[1], 'run_at', string.format('%d', run_at))
 -- could only drop a job without an outcome (workers down past it); run late, it is 'expired'.
 redis.call('SET', KEYS[4], ARGV[4])
 redis.call('ZADD', KEYS[5], run_at, ARGV[6])
+redis.call('ZADD', KEYS[10], run_at, ARGV[1])
 return {'new', ARGV[1]}

@@ -4,12 +4,14 @@
 -- rejected, duplicate, expired; a replay that expired at once marks the dead job it replays).
 -- KEYS: record, claim (''), idem (''), outcomes, dead index, arq job, arq queue,
 --       portal's rate-refusal strikes ('': none; a success ends a run of refusals), running index,
---       replayed record ('' unless a replay)
+--       replayed record ('' unless a replay), the portal's scheduled index, the portal's dead index,
+--       the portal's stats of this minute ('' for input without a portal)
 -- ARGV: job_id, status, outcome_json, retention_ms, outcomes_maxlen, dedupe_window_ms, now_ms,
 --       queue member, step, expected states (csv; '' any the step allows), job_json (record),
 --       attempts (record), attempt field (''), attempt entry, drop_arq ('1': remove the arq job and
 --       its queue entry), orphan guard ('': none, else the Redis ms the caller saw the lease lapse),
---       stale_ms, replayed job id, owner ('' or the lease token of the attempt whose worker writes)
+--       stale_ms, replayed job id, owner ('' or the lease token of the attempt whose worker writes),
+--       latency bucket field ('' without an attempt), latency ms, stats ttl ms
 -- Returns {verdict, state}: 'written', or what prevented it: 'exists' / 'missing' / 'final' /
 -- 'busy' (not in an expected state, or the orphan's lease came alive again) / 'superseded' (the
 -- owner's attempt was judged orphaned and another one started since) / 'refused' (the
@@ -36,17 +38,32 @@ end
 if not can(step, state or S.NEW, status) then return {'refused', state or S.NEW} end
 if step == 'record' then
   redis.call('HSET', KEYS[1], 'job', ARGV[11], 'attempts', ARGV[12], 'created_at', ARGV[7])
-  if KEYS[10] ~= '' then mark_replayed(KEYS[10], KEYS[5], ARGV[18], ARGV[1], ARGV[4]) end
+  if KEYS[10] ~= '' then
+    mark_replayed(KEYS[10], KEYS[5], ARGV[18], ARGV[1], ARGV[4])
+    if KEYS[12] ~= '' then redis.call('ZREM', KEYS[12], ARGV[18]) end
+  end
 end
 redis.call('HSET', KEYS[1], 'state', status, 'outcome', ARGV[3], 'finished_at', ARGV[7])
 if ARGV[13] ~= '' then redis.call('HSET', KEYS[1], ARGV[13], ARGV[14]) end
 if status == S.SUCCEEDED and KEYS[8] ~= '' then redis.call('DEL', KEYS[8]) end
 redis.call('HDEL', KEYS[1], 'run_at', 'lease')
 if KEYS[9] ~= '' then redis.call('ZREM', KEYS[9], ARGV[1]) end
+if KEYS[11] ~= '' then redis.call('ZREM', KEYS[11], ARGV[1]) end
+if KEYS[13] ~= '' then
+  -- the dashboard's last hour: outcomes per minute by status, the latency of the ending attempt
+  redis.call('HINCRBY', KEYS[13], status, 1)
+  if ARGV[20] ~= '' then
+    redis.call('HINCRBY', KEYS[13], ARGV[20], 1)
+    redis.call('HINCRBY', KEYS[13], 'lat_n', 1)
+    redis.call('HINCRBY', KEYS[13], 'lat_sum', ARGV[21])
+  end
+  redis.call('PEXPIRE', KEYS[13], ARGV[22])
+end
 if status == S.DEAD then
   -- dead letters stay until replayed or purged
   redis.call('PERSIST', KEYS[1])
   redis.call('ZADD', KEYS[5], ARGV[7], ARGV[1])
+  if KEYS[12] ~= '' then redis.call('ZADD', KEYS[12], ARGV[7], ARGV[1]) end
 else
   redis.call('PEXPIRE', KEYS[1], ARGV[4])
 end

@@ -1,4 +1,4 @@
--- uses: _orphaned
+-- uses: _orphaned, _portal
 -- RESCHEDULE (step put_back): put a job back to wait until ``run_at``. The put-back owns the job's
 -- place in arq's queue: its score is set here, absolutely, in the same step as the state (arq is
 -- then told to retry without moving it).
@@ -6,8 +6,8 @@
 --       (the last three '' unless the job waits out the portal's halt or pause)
 -- ARGV: job_id, new_state, run_at_ms, expected states (csv), queue member, stored arq job,
 --       held_ttl_ms, orphan guard ('' or the Redis ms the lease was seen lapsed), stale_ms,
---       owner ('' or the lease token of the attempt whose worker puts it back), then field/value
---       pairs to set
+--       owner ('' or the lease token of the attempt whose worker puts it back), scheduled index
+--       prefix ('{p}:sched:'), then field/value pairs to set
 -- Returns {'ok', run_at} | {'busy', state} | {'superseded', state} (the owner's attempt was judged
 -- orphaned and another started since) | {'refused', state} | {'missing', ''} | {state, ''} (not in
 -- an expected state).
@@ -30,9 +30,11 @@ if KEYS[5] ~= '' then
 end
 redis.call('HSET', KEYS[1], 'state', ARGV[2], 'run_at', run_at)
 redis.call('HDEL', KEYS[1], 'lease')
-for i = 11, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+for i = 12, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZADD', KEYS[3], run_at, ARGV[5])
+local portal = job_portal(KEYS[1])
+if portal then redis.call('ZADD', ARGV[11] .. portal, run_at, ARGV[1]) end
 -- a job whose arq run was given up (a reconciled orphan) gets its arq job back
 redis.call('SET', KEYS[4], ARGV[6], 'NX')
 return {'ok', run_at}

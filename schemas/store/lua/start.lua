@@ -1,7 +1,7 @@
 -- uses: _now
 -- START (step start): record that a request is about to be sent; the record says ``running``, with a
 -- lease in the running index, until the attempt ends. Nothing is sent for a halted or paused portal.
--- KEYS: record, portal halt, portal rate pause, running index, arq queue
+-- KEYS: record, portal halt, portal rate pause, running index, arq queue, the portal's scheduled index
 -- ARGV: job_id, attempt_json, lease_ms, queue member, attempt token (random, one per START call)
 -- Returns {'started', n} | {'halted', ms left} | {'busy', n, redis ms} (its worker keeps its lease
 -- alive: the queue entry moves to when the lease would lapse) | {'interrupted', n, redis ms} (the
@@ -17,6 +17,7 @@ if can('start', state, S.RUNNING) then
   redis.call('HDEL', KEYS[1], 'run_at', 'slots')
   -- the attempt's lease: the worker running it keeps it alive; once it lapses, nobody does
   redis.call('ZADD', KEYS[4], redis_now() + tonumber(ARGV[3]), ARGV[1])
+  redis.call('ZREM', KEYS[6], ARGV[1])
   return {'started', tostring(n)}
 end
 local n = redis.call('HGET', KEYS[1], 'attempts') or '0'

@@ -205,7 +205,14 @@ async def test_a_start_sent_twice_finds_its_own_attempt(
     """The same START again (redis-py re-sends a command whose reply was lost) is `started`, same attempt."""
     job_id = await new_job(redis, redis_url, prefix)
     k = Keys(prefix)
-    keys = [k.job(job_id), k.portal_halt("default"), k.portal_pause("default"), k.running, k.queue]
+    keys = [
+        k.job(job_id),
+        k.portal_halt("default"),
+        k.portal_pause("default"),
+        k.running,
+        k.queue,
+        k.scheduled("default"),
+    ]
     args: list[str | int] = [job_id, "{}", 5000, k.jobs.member(job_id), "token-1"]
     first = await ledger.scripts.start(keys=keys, args=args)
     again = await ledger.scripts.start(keys=keys, args=args)

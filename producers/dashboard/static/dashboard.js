@@ -1,0 +1,41 @@
+// callq dashboard: confirmation of destructive forms and the live outcomes table (server-sent events).
+"use strict";
+document.addEventListener("submit", (event) => {
+  const form = event.target;
+  const question = form.getAttribute("data-confirm");
+  if (question && !window.confirm(question)) event.preventDefault();
+});
+
+function cell(row, text) {
+  const td = document.createElement("td");
+  td.textContent = text == null ? "" : String(text);
+  row.appendChild(td);
+  return td;
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  const table = document.getElementById("outcomes");
+  if (!table) return;
+  const body = table.querySelector("tbody");
+  const live = document.getElementById("live");
+  const source = new EventSource(table.dataset.stream);
+  source.addEventListener("open", () => { live.textContent = "live"; live.className = "badge ok"; });
+  source.addEventListener("error", () => { live.textContent = "reconnecting…"; live.className = "badge warn"; });
+  source.addEventListener("outcome", (event) => {
+    const o = JSON.parse(event.data);
+    const row = document.createElement("tr");
+    row.dataset.job = o.job_id;
+    row.dataset.status = o.status;
+    cell(row, o.finished_at);
+    const link = document.createElement("a");
+    link.href = table.dataset.jobs + encodeURIComponent(o.job_id);
+    link.textContent = o.job_id;
+    cell(row, "").appendChild(link);
+    cell(row, o.portal);
+    cell(row, o.from_line);
+    cell(row, o.status).className = "state-" + o.status;
+    cell(row, o.error ? o.error.code + ": " + o.error.description : "");
+    body.insertBefore(row, body.firstChild);
+    while (body.rows.length > 200) body.deleteRow(body.rows.length - 1);
+  });
+});

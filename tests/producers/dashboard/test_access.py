@@ -1,0 +1,170 @@
+"""The dashboard's access rules, in process: login sets an HttpOnly SameSite=Strict session cookie that
+is not the token; every state change needs the CSRF token and an operator; a read-only token sees pages
+without buttons and is refused 403; numbers are masked on every page."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import AsyncIterator, Awaitable
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from redis.asyncio import Redis
+from structlog.testing import capture_logs
+
+from producers.api import Producer
+from producers.dashboard import plots
+from producers.http.app import create_app
+from schemas.config import ApiToken, Settings
+from schemas.store.keys import Keys
+from tests.support.helpers import make_settings, sandbox_portal
+
+OPERATOR = "operator-token-0123456789"
+READER = "reader-token-0123456789ab"
+NUMBER = "+79111234567"
+Client = TestClient[web.Request, web.Application]
+
+
+@pytest.fixture
+def settings(redis_url: str, prefix: str) -> Settings:
+    """One portal; a write token (operator) and a read token."""
+    tokens = (
+        ApiToken(name="ops", token=OPERATOR, access="write"),
+        ApiToken(name="viewer", token=READER, access="read"),
+    )
+    portals = {"default": sandbox_portal("http://127.0.0.1:9/rest/1/x/")}
+    return make_settings(redis_url, prefix, portals, named_tokens=tokens)
+
+
+@contextlib.asynccontextmanager
+async def browser(redis: Redis, settings: Settings) -> AsyncIterator[Client]:
+    """A client with a cookie jar, on a real loopback server."""
+    async with TestClient(TestServer(create_app(redis=redis, settings=settings))) as client:
+        yield client
+
+
+async def log_in(client: Client, token: str) -> str:
+    """Log in; return the CSRF token of the overview page."""
+    async with client.post("/dashboard/login", data={"token": token}, allow_redirects=False) as resp:
+        assert resp.status == 303
+        cookie = resp.headers["Set-Cookie"]
+        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/dashboard" in cookie
+        assert token not in cookie
+    return await csrf_of(client, "/dashboard/")
+
+
+async def csrf_of(client: Client, path: str) -> str:
+    """The CSRF token in a page's forms."""
+    async with client.get(path) as resp:
+        assert resp.status == 200
+        match = re.search(r'name="csrf" value="([^"]+)"', await resp.text())
+    assert match
+    return match.group(1)
+
+
+async def state_of(redis: Redis, prefix: str, job_id: str) -> bytes | None:
+    """The job's state as stored."""
+    return await cast(Awaitable[bytes | None], redis.hget(Keys(prefix).job(job_id), "state"))
+
+
+async def scheduled_job(redis: Redis, settings: Settings) -> str:
+    """A job waiting a month."""
+    producer = Producer(redis, settings=settings)
+    submitted = await producer.enqueue(
+        from_line="reg1332",
+        to_number=NUMBER,
+        text_to_pronounce="Hello",
+        not_before=datetime.now(UTC) + timedelta(days=30),
+    )
+    return submitted.job_id
+
+
+async def test_without_session_pages_go_to_login(redis: Redis, settings: Settings) -> None:
+    """A page without a session redirects to the login form; a wrong token is 401 and no cookie."""
+    async with browser(redis, settings) as client:
+        async with client.get("/dashboard/scheduled", allow_redirects=False) as resp:
+            assert (resp.status, resp.headers["Location"]) == (303, "/dashboard/login")
+        async with client.post("/dashboard/login", data={"token": "wrong-token-000000"}) as resp:
+            assert resp.status == 401 and "Set-Cookie" not in resp.headers
+
+
+async def test_operator_cancels_with_csrf_only(redis: Redis, settings: Settings, prefix: str) -> None:
+    """A cancel without the CSRF token is 403 and changes nothing; with it, the job is cancelled and
+    the action is logged with the token's name, never the token."""
+    job_id = await scheduled_job(redis, settings)
+    async with browser(redis, settings) as client:
+        csrf = await log_in(client, OPERATOR)
+        async with client.post(f"/dashboard/jobs/{job_id}/cancel", data={}) as resp:
+            assert resp.status == 403
+        assert await state_of(redis, prefix, job_id) == b"scheduled"
+        with capture_logs() as logs:
+            async with client.post(f"/dashboard/jobs/{job_id}/cancel", data={"csrf": csrf}) as resp:
+                assert resp.status == 200
+        assert await state_of(redis, prefix, job_id) == b"cancelled"
+    (event,) = [e for e in logs if e["event"] == "dashboard.cancel"]
+    assert event["caller"] == "ops" and OPERATOR not in repr(logs)
+
+
+async def test_read_only_sees_no_buttons_and_is_refused(
+    redis: Redis, settings: Settings, prefix: str
+) -> None:
+    """A read token sees the scheduled list (number masked) with no action buttons, and every POST that
+    changes something is 403, even with its own CSRF token."""
+    job_id = await scheduled_job(redis, settings)
+    async with browser(redis, settings) as client:
+        csrf = await log_in(client, READER)
+        async with client.get("/dashboard/scheduled") as resp:
+            page = await resp.text()
+        assert job_id in page and NUMBER not in page and "+7911***4567" in page
+        assert 'name="cancel"' not in page and "/dashboard/import" not in page
+        posts: list[tuple[str, dict[str, Any]]] = [
+            (f"/dashboard/jobs/{job_id}/cancel", {"csrf": csrf}),
+            (f"/dashboard/jobs/{job_id}/reschedule", {"csrf": csrf, "at": "2030-02-01T10:00"}),
+            (f"/dashboard/dead/{job_id}/replay", {"csrf": csrf}),
+            (f"/dashboard/dead/{job_id}/purge", {"csrf": csrf}),
+            ("/dashboard/new", {"csrf": csrf, "from_line": "L", "to_number": NUMBER}),
+        ]
+        for path, data in posts:
+            async with client.post(path, data=data) as resp:
+                assert resp.status == 403, path
+    assert await state_of(redis, prefix, job_id) == b"scheduled"
+
+
+async def test_reschedule_moves_the_job(redis: Redis, settings: Settings, prefix: str) -> None:
+    """ "Run at another time" moves run_at in the record, the scheduled index and arq's queue."""
+    job_id = await scheduled_job(redis, settings)
+    keys = Keys(prefix)
+    # within the job's deadline (a day after its first run)
+    target = (datetime.now(UTC) + timedelta(days=30, hours=6)).replace(second=0, microsecond=0)
+    async with browser(redis, settings) as client:
+        csrf = await log_in(client, OPERATOR)
+        data = {"csrf": csrf, "at": target.strftime("%Y-%m-%dT%H:%M")}
+        async with client.post(f"/dashboard/jobs/{job_id}/reschedule", data=data) as resp:
+            assert resp.status == 200
+            assert "runs at" in await resp.text(), str(resp.url) + str(resp.history)
+    expected = int(target.timestamp() * 1000)
+    assert await redis.zscore(keys.scheduled("default"), job_id) == expected
+    assert await redis.zscore(keys.queue, keys.jobs.member(job_id)) == expected
+    record = await Producer(redis, settings=settings).status(job_id)
+    assert record is not None and record.job.not_before == target.isoformat()
+
+
+async def test_logout_ends_the_session(redis: Redis, settings: Settings, prefix: str) -> None:
+    """Logout deletes the session in Redis: the same cookie no longer opens a page."""
+    async with browser(redis, settings) as client:
+        csrf = await log_in(client, OPERATOR)
+        assert await redis.keys(f"{prefix}:session:*")
+        async with client.post("/dashboard/logout", data={"csrf": csrf}, allow_redirects=False) as resp:
+            assert resp.status == 303
+        assert await redis.keys(f"{prefix}:session:*") == []
+
+
+def test_plots_escape_and_scale() -> None:
+    """The SVG plots draw one bar per minute with a count and escape their labels."""
+    svg = plots.stacked_bars([{"succeeded": 2}, {}, {"dead": 1, "succeeded": 1}], title="<a>")
+    assert svg.count("<rect") == 3 + len(plots.STATUS_COLOURS) and "&lt;a&gt;" in svg
+    assert "<polyline" in plots.line([1.0, None, 3.0], title="t", unit="ms")
