@@ -116,9 +116,16 @@ async def running_worker(settings: Settings, options: WorkerOptions = FAST) -> A
 
 
 async def read_outcomes(redis: Any, prefix: str) -> list[dict[str, Any]]:
-    """Every outcome on the prefix's outcome stream, oldest first."""
+    """Every final outcome on the prefix's outcome stream, oldest first (a reader that knows only the
+    final outcomes skips the entries without an ``outcome`` field: the call results)."""
     entries = await redis.xrange(Keys(prefix).outcomes)
-    return [json.loads(fields[b"outcome"]) for _id, fields in entries]
+    return [json.loads(fields[b"outcome"]) for _id, fields in entries if b"outcome" in fields]
+
+
+async def read_call_results(redis: Any, prefix: str) -> list[dict[str, Any]]:
+    """Every call result (``kind call_result``) on the prefix's outcome stream, oldest first."""
+    entries = await redis.xrange(Keys(prefix).outcomes)
+    return [json.loads(fields[b"call_result"]) for _id, fields in entries if b"call_result" in fields]
 
 
 async def wait_for(
