@@ -47,6 +47,7 @@ from aiohttp import hdrs, web
 from redis.asyncio import Redis
 
 from producers.api import AmbiguousKeyError, PortalNotAllowed, Producer
+from producers.http.events import OnCallEnd, add_event_routes
 from producers.http.guards import (
     GUARD,
     JOB_ID,
@@ -67,7 +68,9 @@ from producers.views import portal_halt, record_view
 from schemas.config import ConfigError, Settings, check_api_tokens
 from schemas.config.loopback import is_loopback_host
 from schemas.states import FINAL_STATUSES, Status
+from schemas.store.calls import CallStore
 from schemas.store.keys import Keys
+from schemas.store.ledger import Ledger
 from schemas.store.records import JobRecord, from_ms, to_ms
 
 log = structlog.get_logger("callq.http")
@@ -123,6 +126,7 @@ def create_app(
     allow_no_auth: bool = False,
     config_check: ConfigCheck | None = None,
     body_timeout_s: float = DEFAULT_TIMEOUTS.body_s,
+    on_call_end: OnCallEnd | None = None,
 ) -> web.Application:
     """Build the HTTP application.
 
@@ -136,6 +140,7 @@ def create_app(
         config_check: adds a ``config`` check to the default readiness check (``callq serve``: its
             configuration agrees with the live workers').
         body_timeout_s: a request body must arrive within this long (``408`` otherwise).
+        on_call_end: told of each call's end pushed to ``POST /v1/bitrix/events/{portal}``.
 
     Returns:
         The application, ready for an ``AppRunner`` or aiohttp's test server.
@@ -169,6 +174,13 @@ def create_app(
     callback.add_route(hdrs.METH_GET, status)
     callback.add_route(hdrs.METH_DELETE, cancel)
     callback.add_route(hdrs.METH_OPTIONS, preflight)
+    add_event_routes(
+        app,
+        ledger=Ledger.for_settings(redis, settings),
+        calls=CallStore.for_settings(redis, settings),
+        settings=settings,
+        on_call_end=on_call_end,
+    )
     app.router.add_get("/healthz", healthz, name="healthz", allow_head=False)
     app.router.add_get("/readyz", readyz, name="readyz", allow_head=False)
     app.router.add_get("/openapi.json", openapi, name="openapi", allow_head=False)

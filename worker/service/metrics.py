@@ -63,6 +63,30 @@ class Metrics:
             buckets=LATENCY_BUCKETS_S,
             registry=r,
         )
+        # a call's follow-up (issue 14): reached ratio = call_results{result="connected"} / call_results
+        self.call_ends = Counter(
+            "callq_call_ends",
+            "Calls whose end became known (redialled ones included), by result",
+            ["portal", "line", "result"],
+            registry=r,
+        )
+        self.call_results = Counter(
+            "callq_call_results",
+            "Final call results of jobs, by result",
+            ["portal", "line", "result"],
+            registry=r,
+        )
+        self.time_to_connect_seconds = Histogram(
+            "callq_time_to_connect_seconds",
+            "From a job's arrival to its connected call's start, redials included",
+            ["portal", "line"],
+            buckets=(5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 900.0, 1800.0, 3600.0, 14400.0, 86400.0),
+            registry=r,
+        )
+        self.statistics_requests = Counter(
+            "callq_statistics_requests", "Requests to voximplant.statistic.get (pull)", ["portal"], registry=r
+        )
+        self.redials = Counter("callq_redials", "Redials started", ["portal", "line"], registry=r)
         self.intake_entries = Counter(
             "callq_intake_entries", "Intake stream entries admitted, by result", ["result"], registry=r
         )
