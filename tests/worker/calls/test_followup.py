@@ -13,6 +13,7 @@ import pytest
 from redis.asyncio import Redis
 
 from ops.sandbox import Sandbox, SandboxHandle
+from ops.sandbox.calls import CALL_END_EVENT, Handler
 from producers.api import Producer
 from schemas.config import CallsConfig, Settings
 from schemas.policy.call_result import CallKind
@@ -65,7 +66,10 @@ async def run_mix(
             results = await read_call_results(redis, prefix)
             return results if len(results) >= count else []
 
-        return await wait_for(all_ended, timeout_s=60, poll_s=0.2, what=f"{count} call results")
+        results: list[dict[str, Any]] = await wait_for(
+            all_ended, timeout_s=60, poll_s=0.2, what=f"{count} call results"
+        )
+        return results
 
 
 def check_against_sandbox(results: list[dict[str, Any]], sandbox: Sandbox, count: int) -> None:
@@ -134,7 +138,5 @@ async def test_push_delivers_and_forged_events_are_refused(
     assert len(await read_call_results(redis, prefix)) == 50
 
 
-def _handler(url: str, token: str) -> Any:
-    from ops.sandbox.calls import CALL_END_EVENT, Handler
-
+def _handler(url: str, token: str) -> Handler:
     return Handler(CALL_END_EVENT, url, token)
