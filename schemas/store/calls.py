@@ -176,6 +176,7 @@ class CallStore:
             _csv(expect),
             token,
             self.retention_ms,
+            json.dumps(outcome_call(final), separators=(",", ":"), ensure_ascii=False) if final else "",
         ]
         reply = await self.retry(lambda: self.scripts.call_end(keys=keys, args=args), where="call end")
         return CallWrite.parse(reply)
@@ -220,6 +221,16 @@ class CallStore:
         """The job that placed ``call_id`` on ``portal`` (while its follow-up lasts)."""
         raw = await self.redis.get(self.keys.call_index(portal, call_id))
         return decode_text(raw) if raw is not None else None
+
+
+OUTCOME_FIELDS = frozenset({"kind", "job_id", "portal", "from_line", "idempotency_key", "metadata"})
+"""The call result's members the job's outcome already has: left out of the outcome's ``call``."""
+
+
+def outcome_call(final: dict[str, Any]) -> dict[str, Any]:
+    """The ``call`` object added to the job's outcome on the call result's stream entry: the final
+    call result without what the outcome says already (the job, its portal, line, key, metadata)."""
+    return {k: v for k, v in final.items() if k not in OUTCOME_FIELDS}
 
 
 def call_result_entry(

@@ -2,12 +2,15 @@
 -- CALL_END (call steps call_end and redial): a call's end is known. ``redial``: the job waits in
 -- arq's queue for its redial, holding its line + number claim. ``call_end``: the final call result,
 -- written once, with one entry on the outcome stream (``kind call_result``), the claim kept for the
--- dedupe window from now.
+-- dedupe window from now. That entry also carries ``outcome``: the job's stored final outcome, byte
+-- for byte, with ``"call": <ARGV[15]>`` appended (readers of ``fields["outcome"]`` that upsert by
+-- job id see the same outcome, updated; readers that count entries skip ``kind call_result``).
 -- KEYS: record, call index (''), calls schedule, dialling leases, outcomes, arq queue, arq job, claim
 -- ARGV: job_id, step, expected call_id ('' any), this call's result JSON ('' none), final JSON
 --       (call_end), now_ms, run_at_ms (redial), queue member, stored arq job, claim ttl ms (redial:
 --       while pending; call_end: the dedupe window), outcomes_maxlen, expected call states (csv;
---       '' any), token ('' or the dialling redial's lease token), retention ms
+--       '' any), token ('' or the dialling redial's lease token), retention ms, the outcome's
+--       ``call`` object JSON (call_end)
 -- Returns {'written', call state} | {'refused', job or call state} | {'busy', call state} (not in
 -- an expected state) | {'stale', call state} (another call is followed now) | {'superseded', ...}
 -- | {'claimed', holder} (redial: another job holds the line + number; nothing changed).
@@ -43,7 +46,15 @@ end
 redis.call('HSET', KEYS[1], 'call', C.ENDED, 'call_result', ARGV[5])
 redis.call('HDEL', KEYS[1], 'run_at')
 redis.call('PEXPIRE', KEYS[1], ARGV[14])
-redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[11], '*', 'kind', 'call_result', 'call_result', ARGV[5])
+local entry = {'kind', 'call_result'}
+local outcome = redis.call('HGET', KEYS[1], 'outcome')
+if outcome and ARGV[15] ~= '' and string.sub(outcome, 1, 1) == '{' and string.sub(outcome, -1) == '}' then
+  entry[#entry + 1] = 'outcome'
+  entry[#entry + 1] = string.sub(outcome, 1, -2) .. ',"call":' .. ARGV[15] .. '}'
+end
+entry[#entry + 1] = 'call_result'
+entry[#entry + 1] = ARGV[5]
+redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[11], '*', unpack(entry))
 if redis.call('GET', KEYS[8]) == ARGV[1] then
   if tonumber(ARGV[10]) > 0 then redis.call('PEXPIRE', KEYS[8], ARGV[10]) else redis.call('DEL', KEYS[8]) end
 end

@@ -16,12 +16,13 @@ from schemas.config import PortalConfig, Settings
 from schemas.policy.call_result import CallEnd, CallKind
 from schemas.policy.hours import parse_hours
 from schemas.states import CALL_TRANSITIONS, NO_CALL, CallState, CallStep, Status, call_allowed
-from schemas.store.calls import CallStore, settle_call_end
+from schemas.store.calls import OUTCOME_FIELDS, CallStore, settle_call_end
 from schemas.store.keys import Keys
 from schemas.store.ledger import Ledger
 from schemas.store.replies import CallVerdict, StartVerdict
 from schemas.wire.job import CallbackJob
-from tests.support.helpers import read_call_results
+from schemas.wire.outcome import outcome_for
+from tests.support.helpers import read_call_results, read_outcomes
 
 NOW = datetime.now(UTC)
 JOB = CallbackJob(
@@ -52,6 +53,8 @@ def store(redis: Redis, prefix: str) -> CallStore:
 async def put(redis: Redis, store: CallStore, call: str, *, state: str = Status.SUCCEEDED) -> None:
     """A succeeded record whose call follow-up is in ``call``."""
     fields: dict[str, str | int] = {"job": JOB.to_json(), "state": state, "attempts": 1}
+    if state == Status.SUCCEEDED:
+        fields["outcome"] = outcome_for(JOB, Status.SUCCEEDED, at=NOW, attempts=1, call_id="c1").to_json()
     if call != NO_CALL:
         fields |= {"call": call, "call_id": "c1", "call_attempt": 1, "call_since": 1, "call_lease": "t"}
     await cast(Awaitable[int], redis.hset(store.keys.job(JOB.job_id), mapping=fields))
@@ -127,6 +130,29 @@ async def test_one_final_result(redis: Redis, store: CallStore, prefix: str) -> 
     assert (result["result"], result["connected"], result["ended_by"]) == ("connected", True, "connected")
     assert result["to_number"] != JOB.to_number
     assert json.dumps(result).count("+79111234567") == 0
+
+
+async def test_call_result_entry_carries_the_outcome(redis: Redis, store: CallStore, prefix: str) -> None:
+    """The call result's stream entry also has ``outcome``: the job's stored outcome, unchanged, with
+    its ``call`` added, so a reader of ``fields["outcome"]`` that upserts by job id sees it updated."""
+    await put(redis, store, CallState.AWAITING)
+    stored = json.loads(await cast(Awaitable[bytes], redis.hget(store.keys.job(JOB.job_id), "outcome")))
+    ledger = Ledger(redis, keys=store.keys, retention_s=60, outcomes_maxlen=100)
+    settings = Settings(key_prefix=prefix, portals={"default": PORTAL})
+    record = await ledger.read(JOB.job_id)
+    assert record is not None
+    end = CallEnd(call_id="c1", kind=CallKind.DECLINED, code="603")
+    await settle_call_end(store, settings, record, end, now=NOW)
+    ((_id, fields),) = await redis.xrange(store.keys.outcomes)
+    assert fields[b"kind"] == b"call_result"
+    outcome = json.loads(fields[b"outcome"])
+    call = outcome.pop("call")
+    assert outcome == stored
+    assert (outcome["status"], outcome["job_id"]) == ("succeeded", JOB.job_id)
+    (result,) = await read_call_results(redis, prefix)
+    assert call == {k: v for k, v in result.items() if k not in OUTCOME_FIELDS}
+    assert (call["result"], call["ended_by"]) == ("declined", "not_redialled")
+    assert await read_outcomes(redis, prefix) == []
 
 
 async def test_redial_holds_the_claim_and_queues(redis: Redis, store: CallStore, prefix: str) -> None:
