@@ -307,6 +307,7 @@ async def serve(
     extra_routes: Sequence[web.RouteDef] = (),
     config_check: ConfigCheck | None = None,
     timeouts: ConnectionTimeouts = DEFAULT_TIMEOUTS,
+    on_call_end: OnCallEnd | None = None,
 ) -> None:
     """Serve the API until cancelled, or until ``stop`` is set (``callq serve``).
 
@@ -325,6 +326,7 @@ async def serve(
         extra_routes: more routes without authentication (the CLI adds ``/metrics``).
         config_check: the ``config`` check of ``/readyz`` (see :func:`create_app`).
         timeouts: keep-alive, request head and body time limits.
+        on_call_end: told of each call's end pushed to the events route (the CLI counts it).
 
     Raises:
         NoTokensError: no token is configured and ``allow_no_auth`` is False (before binding).
@@ -341,6 +343,7 @@ async def serve(
         allow_no_auth=allow_no_auth,
         config_check=config_check,
         body_timeout_s=timeouts.body_s,
+        on_call_end=on_call_end,
     )
     app.router.add_routes(extra_routes)
     runner = ProblemAppRunner(app, timeouts=timeouts, shutdown_timeout=SHUTDOWN_TIMEOUT_S)

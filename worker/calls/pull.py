@@ -137,14 +137,7 @@ async def settle(
 
 def count_call_end(deps: Deps, record: JobRecord, end: CallEnd, *, ended: bool, now: datetime) -> None:
     """The metrics of one call's end (and of the job's final call result)."""
-    job = record.job
-    deps.metrics.call_ends.labels(portal=job.portal, line=job.from_line, result=str(end.kind)).inc()
-    if ended:
-        deps.metrics.call_results.labels(portal=job.portal, line=job.from_line, result=str(end.kind)).inc()
-        if end.connected and record.created_at is not None:
-            deps.metrics.time_to_connect_seconds.labels(portal=job.portal, line=job.from_line).observe(
-                max((now - record.created_at).total_seconds() - end.duration_s, 0.0)
-            )
+    deps.metrics.count_call_end(record, end, ended=ended, now=now)
 
 
 async def keep_following(deps: Deps, *, every_s: float = 1.0) -> None:
