@@ -3,7 +3,8 @@
 Bitrix24 POSTs a form with PHP-style keys: ``event`` (``ONVOXIMPLANTCALLEND``), ``data[CALL_ID]``,
 ``data[CALL_FAILED_CODE]``, ``data[CALL_DURATION]``, ... and ``auth[application_token]``. The token is
 compared in constant time with the portal's ``event_token`` (``[portals.NAME.calls]``); a portal
-without one, or a wrong token, is ``403`` and changes nothing. A CALL_ID callq did not place (or
+without one, or a wrong token, is ``403`` and changes nothing; a body that is not a readable form
+(not UTF-8, a broken multipart body) is ``400``. A CALL_ID callq did not place (or
 whose result is recorded already) is ``200`` and ignored, so Bitrix24 does not send it again. A
 matched one is recorded at once (:func:`schemas.store.calls.settle_call_end`: one script writes the
 result, or the redial, and the outcome stream's entry), and answered ``200``. No bearer token: the
@@ -63,7 +64,11 @@ async def receive_event(request: web.Request) -> web.Response:
     settings = request.app[EVENT_SETTINGS]
     name = request.match_info["portal"]
     portal = settings.portals.get(name)
-    form = await request.post()
+    try:
+        form = await request.post()
+    except ValueError as exc:  # UnicodeDecodeError too: not UTF-8, a broken multipart body
+        log.warning(EVENT_REFUSED, portal=name if portal is not None else None, error=type(exc).__name__)
+        raise HttpProblem(400, "MALFORMED_EVENT", "the body is not a readable form") from None
     token = str(form.get("auth[application_token]", ""))
     expected = portal.calls.event_token if portal is not None else None
     if expected is None or not hmac.compare_digest(token.encode(), expected.encode()):

@@ -138,7 +138,7 @@ def call_end_from_fields(fields: Mapping[str, Any], *, source: str) -> CallEnd |
     code = None if raw_code is None or str(raw_code).strip() == "" else str(raw_code).strip()
     try:
         duration_s = max(int(float(str(fields.get("CALL_DURATION") or 0))), 0)
-    except ValueError:
+    except (ValueError, OverflowError):  # not a number, NaN, infinity
         duration_s = 0
     reason = fields.get("CALL_FAILED_REASON")
     started = fields.get("CALL_START_DATE")

@@ -25,7 +25,7 @@ from redis.asyncio.client import Pipeline
 from schemas.jobqueue.payload import stored_job
 from schemas.policy.bucket import Bucket
 from schemas.policy.call_result import CallEnd, CallKind
-from schemas.policy.redact import mask_number, redact_text
+from schemas.policy.redact import SHAPES, Redactor, known_secrets, mask_number, number_spellings, redact_text
 from schemas.policy.redial import EndCall, EndReason, Redial, decide_redial
 from schemas.states import CallState, CallStep
 from schemas.store.keys import Keys
@@ -234,7 +234,13 @@ def outcome_call(final: dict[str, Any]) -> dict[str, Any]:
 
 
 def call_result_entry(
-    record: JobRecord, end: CallEnd, *, reason: EndReason, detail: str, now: datetime
+    record: JobRecord,
+    end: CallEnd,
+    *,
+    reason: EndReason,
+    detail: str,
+    now: datetime,
+    redactor: Redactor = SHAPES,
 ) -> dict[str, Any]:
     """The final call result as published (the record's ``call_result``, the outcome stream's entry)."""
     job = record.job
@@ -249,11 +255,13 @@ def call_result_entry(
         "to_number": mask_number(job.to_number) if job.to_number else None,
         "idempotency_key": job.idempotency_key,
         "metadata": job.metadata,
-        **_stored_end(end, job.to_number),
+        **_stored_end(end, job.to_number, redactor),
         "calls": len(results),
         "redials": call.redials if call else 0,
         "ended_by": str(reason),
-        "detail": redact_text(detail)[:300] if detail else None,
+        "detail": redact_text(detail, numbers=_spellings(job.to_number), redactor=redactor)[:300]
+        if detail
+        else None,
         "time_to_connect_s": time_to_connect_s(record, end, now=now),
         "finished_at": now.isoformat(),
     }
@@ -274,13 +282,16 @@ def time_to_connect_s(record: JobRecord, end: CallEnd, *, now: datetime) -> floa
     return round(max((started - record.created_at).total_seconds(), 0.0), 3)
 
 
-def _stored_end(end: CallEnd, number: str) -> dict[str, Any]:
-    """A call's end as stored: its reason masked (numbers and secrets; this job's number exactly)."""
+def _spellings(number: str) -> tuple[str, ...]:
+    return number_spellings(number) if number else ()
+
+
+def _stored_end(end: CallEnd, number: str, redactor: Redactor = SHAPES) -> dict[str, Any]:
+    """A call's end as stored: its reason (the portal's free text) masked: numbers by shape and this
+    job's number in every spelling, and the configuration's secrets (``redactor``)."""
     stored = end.to_dict()
     if stored.get("reason"):
-        stored["reason"] = redact_text(
-            stored["reason"].replace(number, mask_number(number)) if number else stored["reason"]
-        )
+        stored["reason"] = redact_text(stored["reason"], numbers=_spellings(number), redactor=redactor)
     return stored
 
 
@@ -311,7 +322,8 @@ async def settle_call_end(
     job = record.job
     portal = settings.portals.get(job.portal)
     call = record.call
-    stored = _stored_end(end, job.to_number)
+    redactor = Redactor(known_secrets(settings))
+    stored = _stored_end(end, job.to_number, redactor)
     stored["placed_at"] = _placed_at(record)
     decision: Redial | EndCall
     if portal is None or call is None:
@@ -346,7 +358,9 @@ async def settle_call_end(
         if written.verdict is not CallVerdict.CLAIMED:
             return written
         decision = EndCall(EndReason.NOT_REDIALLED, f"the line and number are claimed by job {written.state}")
-    final = call_result_entry(record, end, reason=decision.reason, detail=decision.detail, now=now)
+    final = call_result_entry(
+        record, end, reason=decision.reason, detail=decision.detail, now=now, redactor=redactor
+    )
     final["placed_at"] = stored["placed_at"]
     return await store.write_end(
         record,

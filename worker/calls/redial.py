@@ -20,6 +20,7 @@ import structlog
 from schemas.config import PortalConfig
 from schemas.policy.calendar import Expired, earliest_run
 from schemas.policy.call_result import CallEnd, CallKind
+from schemas.policy.redact import Redactor, known_secrets
 from schemas.policy.redial import EndReason
 from schemas.states import CallState, CallStep
 from schemas.store.calls import call_result_entry
@@ -172,7 +173,8 @@ async def _end(
         started_at=last.get("started_at"),
         source=str(last.get("source", "redial")),
     )
-    final = call_result_entry(record, end, reason=reason, detail=detail, now=now)
+    redactor = Redactor(known_secrets(deps.settings))
+    final = call_result_entry(record, end, reason=reason, detail=detail, now=now, redactor=redactor)
     portal = deps.settings.portals.get(record.job.portal)
     written = await deps.calls.write_end(
         record,

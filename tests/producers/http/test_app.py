@@ -685,6 +685,25 @@ async def test_every_route_and_status_is_documented(
         )
         async with serving(create_app(redis=redis, settings=with_token)) as pushed:
             await expect(200, "POST", events, "/v1/bitrix/events/default", data=form, via=pushed)
+            form_type = {"Content-Type": "application/x-www-form-urlencoded"}
+            await expect(
+                400,
+                "POST",
+                events,
+                "/v1/bitrix/events/default",
+                data=b"\xff=\xfe",
+                headers=form_type,
+                via=pushed,
+            )
+            await expect(
+                413,
+                "POST",
+                events,
+                "/v1/bitrix/events/default",
+                data=b"x" * (64 * 1024 + 1),
+                headers=form_type,
+                via=pushed,
+            )
         async with serving(create_app(redis=dead, settings=with_token)) as down:
             await expect(503, "POST", events, "/v1/bitrix/events/default", data=form, via=down)
         portals = {

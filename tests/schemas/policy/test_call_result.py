@@ -56,6 +56,14 @@ def test_classify_call(code: str | None, duration_s: int, kind: CallKind) -> Non
         ({"CALL_ID": "c2", "CALL_FAILED_CODE": 486, "CALL_DURATION": 0}, ("c2", K.BUSY, "486", 0, None)),
         ({"CALL_ID": "c3", "CALL_DURATION": "x"}, ("c3", K.FAILED, None, 0, None)),
         ({"CALL_ID": "c4", "CALL_FAILED_CODE": "", "CALL_DURATION": "-3"}, ("c4", K.FAILED, None, 0, None)),
+        (
+            {"CALL_ID": "c5", "CALL_FAILED_CODE": "200", "CALL_DURATION": "1e400"},
+            ("c5", K.NO_ANSWER, "200", 0, None),
+        ),
+        (
+            {"CALL_ID": "c6", "CALL_FAILED_CODE": "200", "CALL_DURATION": "nan"},
+            ("c6", K.NO_ANSWER, "200", 0, None),
+        ),
     ],
 )
 def test_call_end_from_fields(fields: dict[str, Any], expected: tuple[Any, ...]) -> None:
