@@ -114,8 +114,9 @@ class CallPlayer:
         """``voximplant.statistic.get``: rows of the portal's calls that ended, matching ``FILTER``'s
         exact fields (Bitrix24 drops unknown keys and operators; the sandbox matches plain keys only)."""
         rows = []
+        wanted_id = str(filters["CALL_ID"]) if "CALL_ID" in filters else None
         for call in self.calls:
-            if call.portal != portal or call.ends_at > now:
+            if call.portal != portal or call.ends_at > now or wanted_id not in (None, call.call_id):
                 continue
             row = call.row()
             if all(str(row.get(key)) == str(value) for key, value in filters.items() if key in row):

@@ -81,7 +81,8 @@ async def test_worker_survives_a_sentinel_failover(
     async def outcomes_at_least(count: int) -> bool:
         try:
             entries = await redis.xrange(keys.outcomes)
-            return sum(fields.get(b"kind") != b"call_result" for _id, fields in entries) >= count
+            finals = sum(fields.get(b"kind") != b"call_result" for _id, fields in entries)
+            return bool(finals >= count)
         except (sync_redis.RedisError, OSError):
             return False
 

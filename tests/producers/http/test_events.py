@@ -88,12 +88,8 @@ async def test_refused_events_are_4xx_json_and_change_nothing(
 ) -> None:
     """Each refusal is a 4xx JSON problem; the awaited call and the outcome stream are untouched."""
     async with serving(redis, settings) as client:
-        kwargs = (
-            {"data": body}
-            if isinstance(body, dict)
-            else {"data": body, "headers": {"Content-Type": content_type}}
-        )
-        resp = await client.post(f"/v1/bitrix/events/{path}", **kwargs)  # type: ignore[arg-type]
+        headers = {} if isinstance(body, dict) else {"Content-Type": content_type}
+        resp = await client.post(f"/v1/bitrix/events/{path}", data=body, headers=headers)
         assert resp.status == status, await resp.text()
         assert resp.content_type in ("application/json", "application/problem+json")
         assert await resp.json()
