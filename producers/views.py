@@ -38,6 +38,7 @@ def record_view(record: JobRecord, *, settings: Settings) -> dict[str, Any]:
         "attempts": record.attempts,
         "attempt_log": record.attempt_log,
         "outcome": record.outcome,
+        "call": record.call.to_view() if record.call is not None else None,
     }
 
 

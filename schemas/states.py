@@ -29,6 +29,28 @@ table: each transition it allows is made by its script, each one it forbids is r
   (``expired``), or its portal is no longer configured (``dead``).
 - ``replay`` keeps the dead job ``dead`` (with ``replayed_by``; it leaves the dead-letter index) and
   admits a new job, in the same script.
+
+**The call's follow-up** (an extension, issue 14). ``succeeded`` stays final: Bitrix24 accepted the
+callback, and the outcome stream says so once. The call that callback placed is followed in a
+second, smaller machine on the same record, its field ``call``, only while the job is ``succeeded``:
+
+::
+
+    step          from                          to          script
+    ------------  ----------------------------  ----------  ---------------------------------------
+    follow        (none), dialling              awaiting    follow.lua (with finalize.lua, one MULTI)
+    redial        awaiting, dialling, redial    redial      call_end.lua
+    call_end      awaiting, dialling, redial    ended       call_end.lua
+    redial_start  redial                        dialling    redial_start.lua
+
+- ``awaiting``: a CALL_ID is out and its end not known yet (pull asks ``voximplant.statistic.get``,
+  push takes ``OnVoximplantCallEnd``).
+- ``redial``: the call ended in a known failure the line's policy redials; the job waits in arq's
+  queue for ``run_at`` (business hours, before its deadline), holding its line + number claim.
+  ``redial`` → ``redial`` puts it back (a closed line, a rate slot, a refusal before running).
+- ``dialling``: a redial's request is in flight: marked (a lease in ``{p}:dialling``) before it is
+  sent, like ``running``; accepted → ``awaiting`` with the new CALL_ID; lost → ``ended`` unknown.
+- ``ended``: the final call result, written once, with its entry on ``{p}:outcomes``.
 """
 
 from __future__ import annotations
@@ -88,12 +110,12 @@ class Step(StrEnum):
 class Transition:
     """One allowed change: ``step`` takes a job from ``source`` to ``target``."""
 
-    step: Step
+    step: Step | CallStep
     source: str
     target: str
 
 
-def _each(step: Step, sources: Iterable[str], targets: Iterable[str]) -> list[Transition]:
+def _each(step: Step | CallStep, sources: Iterable[str], targets: Iterable[str]) -> list[Transition]:
     return [Transition(step, source, target) for source in sources for target in targets]
 
 
@@ -112,6 +134,46 @@ TRANSITIONS: tuple[Transition, ...] = tuple(
     + _each(Step.PURGE, [S.DEAD], [GONE])
 )
 """Every allowed transition: the whole state machine."""
+
+
+class CallState(StrEnum):
+    """The follow-up of a ``succeeded`` job's call (the record's ``call`` field)."""
+
+    AWAITING = "awaiting"
+    REDIAL = "redial"
+    DIALLING = "dialling"
+    ENDED = "ended"
+
+
+NO_CALL = "none"
+"""Not a call state: the job has no call followed (not succeeded, no CALL_ID, or following is off)."""
+
+PENDING_CALL_STATES = frozenset({CallState.AWAITING, CallState.REDIAL, CallState.DIALLING})
+"""A job in one of these has no final call result yet (a redial holds the line + number claim)."""
+
+
+class CallStep(StrEnum):
+    """What changes a call's follow-up state; each is made by one script of the store."""
+
+    FOLLOW = "follow"
+    REDIAL = "redial"
+    CALL_END = "call_end"
+    REDIAL_START = "redial_start"
+
+
+C = CallState
+CALL_TRANSITIONS: tuple[Transition, ...] = tuple(
+    _each(CallStep.FOLLOW, [NO_CALL, C.DIALLING], [C.AWAITING])
+    + _each(CallStep.REDIAL, [C.AWAITING, C.DIALLING, C.REDIAL], [C.REDIAL])
+    + _each(CallStep.CALL_END, [C.AWAITING, C.DIALLING, C.REDIAL], [C.ENDED])
+    + _each(CallStep.REDIAL_START, [C.REDIAL], [C.DIALLING])
+)
+"""Every allowed change of a call's follow-up: the second machine."""
+
+
+def call_allowed(step: CallStep, source: str, target: str) -> bool:
+    """Whether ``step`` may take a call's follow-up from ``source`` to ``target``."""
+    return Transition(step, source, target) in CALL_TRANSITIONS
 
 
 def allowed(step: Step, source: str, target: str) -> bool:
@@ -136,7 +198,8 @@ def lua_rules() -> str:
     """The table as Lua, prepended to every script of the store.
 
     ``CAN[step][from][to]`` is true for an allowed transition; ``PENDING`` and ``FINAL`` are the
-    sets of states; ``S.<NAME>`` each state's name.
+    sets of states; ``S.<NAME>`` each state's name; ``CALL_CAN``, ``call_can`` and ``C.<NAME>`` the
+    same for a call's follow-up.
     """
     steps: dict[str, dict[str, set[str]]] = {}
     for t in TRANSITIONS:
@@ -148,6 +211,16 @@ def lua_rules() -> str:
         for step, table in sorted(steps.items())
     )
     names = ", ".join(f"{status.name}={status.value!r}" for status in Status)
+    call_steps: dict[str, dict[str, set[str]]] = {}
+    for t in CALL_TRANSITIONS:
+        call_steps.setdefault(str(t.step), {}).setdefault(str(t.source), set()).add(str(t.target))
+    call_can = ", ".join(
+        f"{step}={{"
+        + ", ".join(f"[{source!r}]={_lua_set(targets)}" for source, targets in sorted(table.items()))
+        + "}"
+        for step, table in sorted(call_steps.items())
+    )
+    call_names = ", ".join(f"{state.name}={state.value!r}" for state in CallState)
     return (
         "-- the state machine (schemas/states.py), rendered for this script\n"
         f"local S = {{{names}, NEW={_lua_str(NEW)}}}\n"
@@ -156,6 +229,12 @@ def lua_rules() -> str:
         f"local CAN = {{{can}}}\n"
         "local function can(step, from, to)\n"
         "  local table_ = CAN[step][from]\n"
+        "  return table_ ~= nil and table_[to] == true\n"
+        "end\n"
+        f"local C = {{{call_names}, NONE={_lua_str(NO_CALL)}}}\n"
+        f"local CALL_CAN = {{{call_can}}}\n"
+        "local function call_can(step, from, to)\n"
+        "  local table_ = CALL_CAN[step][from]\n"
         "  return table_ ~= nil and table_[to] == true\n"
         "end\n"
     )

@@ -11,12 +11,13 @@ from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
-from ops.bench import dashboard, dedupe_cost, intake, lateness, memory, rate_limit, throughput
+from ops.bench import dashboard, dedupe_cost, follow_cost, intake, lateness, memory, rate_limit, throughput
 from ops.cli.logs import configure_logging
 
 BENCHES: dict[str, Callable[..., Coroutine[Any, Any, dict[str, Any]]]] = {
     "rate_limit": rate_limit.run,
     "dedupe_cost": dedupe_cost.run,
+    "follow_cost": follow_cost.run,
     "throughput": throughput.run,
     "intake": intake.run,
     "memory": memory.run,

@@ -24,15 +24,30 @@ async def push_intake(redis: Redis, prefix: str, jobs: list[dict[str, Any]], *, 
             await pipe.execute()
 
 
-async def wait_outcomes(redis: Redis, prefix: str, count: int, *, timeout_s: float) -> float:
-    """Wait until ``count`` outcomes exist; returns the monotonic time it happened."""
+async def wait_outcomes(
+    redis: Redis, prefix: str, count: int, *, timeout_s: float, kind: str = "outcome"
+) -> float:
+    """Wait until ``count`` entries of ``kind`` are on the outcome stream (``outcome``: the jobs' final
+    outcomes, skipping ``kind call_result`` entries as a counting reader must; ``call_result``: only
+    those); returns the monotonic time it happened. Reads the stream once, incrementally."""
     key = Keys(prefix).outcomes
     deadline = time.monotonic() + timeout_s
-    while await redis.xlen(key) < count:
+    seen, last = 0, "-"
+    while True:
+        entries = await redis.xrange(key, min=last, count=5000)
+        for entry_id, fields in entries:
+            if entry_id == last.encode():
+                continue
+            is_call = fields.get(b"kind") == b"call_result"
+            seen += is_call if kind == "call_result" else not is_call
+        if entries:
+            last = entries[-1][0].decode()
+        if seen >= count:
+            return time.monotonic()
         if time.monotonic() > deadline:
-            raise TimeoutError(f"only {await redis.xlen(key)} of {count} outcomes after {timeout_s}s")
-        await asyncio.sleep(0.02)
-    return time.monotonic()
+            raise TimeoutError(f"only {seen} of {count} {kind} entries after {timeout_s}s")
+        if len(entries) < 5000:
+            await asyncio.sleep(0.02)
 
 
 async def sandbox_calls(sandbox_url: str, portal: str | None = None) -> list[dict[str, Any]]:

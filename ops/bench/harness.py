@@ -80,8 +80,11 @@ def start_worker(
     limits: bool = True,
     concurrency: int = 20,
     rates: dict[str, tuple[float, int]] | None = None,
+    follow: bool = True,
+    first_poll_s: float | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start ``python -m ops.bench.worker_proc`` (a callq worker built from arguments)."""
+    """Start ``python -m ops.bench.worker_proc`` (a callq worker built from arguments; ``follow``:
+    follow each call to its end, first asking ``first_poll_s`` after it was placed)."""
     args = [
         sys.executable,
         "-m",
@@ -100,6 +103,9 @@ def start_worker(
         args += ["--portal", f"{name}:{rate}:{burst}"]
     if not limits:
         args.append("--no-limits")
+    args += ["--follow", "on" if follow else "off"]
+    if first_poll_s is not None:
+        args += ["--first-poll", str(first_poll_s)]
     log = (env.workdir / f"worker-{prefix}-{len(list(env.workdir.glob('worker-*')))}.log").open("ab")
     return subprocess.Popen(args, stdout=log, stderr=log, env={**os.environ})
 

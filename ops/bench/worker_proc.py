@@ -11,8 +11,9 @@ from zoneinfo import ZoneInfo
 
 from ops.cli.assemble import build_callq_worker
 from ops.cli.logs import configure_logging
-from schemas.config import PortalConfig, Settings
+from schemas.config import CallsConfig, PortalConfig, Settings
 from schemas.jobqueue.pool import open_pool
+from schemas.policy.followup import FollowTiming
 from schemas.store.keys import Keys
 from worker.service.app import WorkerOptions
 
@@ -20,9 +21,14 @@ ALWAYS_OPEN = MappingProxyType({day: ((0, 1440),) for day in range(7)})
 
 
 def settings_for(
-    redis_url: str, prefix: str, sandbox_url: str, portals: dict[str, tuple[float, int]]
+    redis_url: str,
+    prefix: str,
+    sandbox_url: str,
+    portals: dict[str, tuple[float, int]],
+    calls: CallsConfig | None = None,
 ) -> Settings:
-    """Settings whose portals are sandbox portals (webhook code = portal name), always open."""
+    """Settings whose portals are sandbox portals (webhook code = portal name), always open; their
+    calls followed as ``calls`` says (default: as configured by default, followed)."""
     return Settings(
         redis_url=redis_url,
         key_prefix=prefix,
@@ -36,6 +42,7 @@ def settings_for(
                     hours=ALWAYS_OPEN,
                     rate=rate,
                     burst=burst,
+                    calls=calls or CallsConfig(),
                 )
                 for name, (rate, burst) in portals.items()
             }
@@ -49,7 +56,11 @@ async def main(args: argparse.Namespace) -> None:
     for spec in args.portal:
         name, rate, burst = spec.split(":")
         portals[name] = (float(rate), int(burst))
-    settings = settings_for(args.redis_url, args.prefix, args.sandbox_url, portals)
+    calls = CallsConfig(
+        follow=args.follow == "on",
+        timing=FollowTiming(first_poll_s=args.first_poll, max_poll_s=max(args.first_poll, 1.0) * 4),
+    )
+    settings = settings_for(args.redis_url, args.prefix, args.sandbox_url, portals, calls)
     pool = await open_pool(settings.redis_url, Keys(settings.key_prefix).jobs)
     options = dataclasses.replace(
         WorkerOptions(),
@@ -73,4 +84,6 @@ if __name__ == "__main__":
     parser.add_argument("--portal", action="append", default=[], help="NAME:RATE:BURST")
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--no-limits", action="store_true")
+    parser.add_argument("--follow", choices=["on", "off"], default="on", help="follow each call to its end")
+    parser.add_argument("--first-poll", type=float, default=FollowTiming().first_poll_s)
     asyncio.run(main(parser.parse_args()))

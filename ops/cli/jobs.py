@@ -22,7 +22,7 @@ from producers.api import AmbiguousKeyError, Producer, Submitted
 from producers.views import iso_utc, portal_halt, portal_move, record_view
 from schemas.config import PortalConfig, Settings, UnknownPortalError
 from schemas.policy.redact import mask_number, redact_value
-from schemas.states import FINAL_STATUSES, Status
+from schemas.states import FINAL_STATUSES, CallState, Status
 from schemas.store.records import JobRecord
 
 T = TypeVar("T")
@@ -237,13 +237,16 @@ async def list_jobs(
     """``callq list``: pending jobs (``--scheduled``: waiting ones) in order of run time."""
     ledger = Producer(redis, settings=settings).ledger
     wanted = {Status.SCHEDULED, Status.RETRYING}
+    redials = {CallState.REDIAL}  # a succeeded job waiting for its redial (issue 14)
     if not args.scheduled:
         wanted.add(Status.RUNNING)
+        redials.add(CallState.DIALLING)
 
     def listed(record: JobRecord) -> bool:
         job = record.job
+        redial = record.state == Status.SUCCEEDED and record.call is not None and record.call.state in redials
         return (
-            record.state in wanted
+            (record.state in wanted or redial)
             and args.portal in (None, job.portal)
             and args.line in (None, job.from_line)
         )
@@ -267,12 +270,23 @@ async def list_jobs(
         when = _when(r.run_at, tz) if r.run_at else "-"
         print(
             f"{r.job_id}  {r.state:<9}  {when}  {r.job.portal}/{r.job.from_line}  "
-            f"{mask_number(r.job.to_number)}  attempts {r.attempts}",
+            f"{mask_number(r.job.to_number)}  attempts {r.attempts}  call {call_column(r)}",
             file=out,
         )
     if not found:
         print("no jobs", file=out)
     return 0
+
+
+def call_column(record: JobRecord) -> str:
+    """``callq list``'s call column: the final call result once known (``connected``, ``busy``, …),
+    else where the follow-up is (``awaiting``, ``redial``, ``dialling``); ``-`` without one."""
+    call = record.call
+    if call is None:
+        return "-"
+    if call.state is CallState.ENDED and call.final is not None:
+        return str(call.final.get("result", call.state))
+    return str(call.state)
 
 
 def json_output(data: Any) -> str:

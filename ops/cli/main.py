@@ -2,7 +2,7 @@
 configures logging, masks what it prints, and runs the verb.
 
 Each verb lives in a module of this package (``worker``, ``serve``, ``jobs``: enqueue, status, list,
-cancel; ``dead``, ``resume``, ``check``, ``portal_lists``: lines, voices; ``sandbox``) as a :class:`~ops.cli.verb.Verb`.
+cancel; ``dead``, ``resume``, ``check``, ``events`` (bind OnVoximplantCallEnd), ``portal_lists``: lines, voices; ``sandbox``) as a :class:`~ops.cli.verb.Verb`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 import structlog
 
-from ops.cli import check, dead, jobs, portal_lists, resume, sandbox, serve, worker
+from ops.cli import check, dead, events, jobs, portal_lists, resume, sandbox, serve, worker
 from ops.cli.logs import RedactingStream, configure_logging
 from ops.cli.redis_check import RedisUnavailable, ensure_redis
 from ops.cli.verb import Verb
@@ -36,6 +36,7 @@ VERBS: tuple[Verb, ...] = (
     dead.VERB,
     resume.VERB,
     check.VERB,
+    events.VERB,
     portal_lists.LINES,
     portal_lists.VOICES,
     sandbox.VERB,

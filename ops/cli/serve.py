@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+from datetime import UTC, datetime
 
 from ops.cli.verb import Verb
 from producers.http.app import NoTokensError, PublicNoAuthError, serve
@@ -96,6 +97,9 @@ async def run_serve_command(args: argparse.Namespace, settings: Settings) -> int
             config_check=serve_config_check(watch),
             on_ready=lambda urls: print(f"callq serve listening on {', '.join(urls)}", flush=True),
             timeouts=timeouts,
+            on_call_end=lambda record, end, final: metrics.count_call_end(
+                record, end, ended=final, now=datetime.now(UTC)
+            ),
         )
     except ConfigError as exc:
         print(f"callq: configuration error: {exc}", file=sys.stderr)

@@ -12,6 +12,7 @@ import secrets
 import sys
 from collections.abc import AsyncIterator
 from types import MappingProxyType
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -20,14 +21,18 @@ from ops.cli.assemble import worker_services
 from ops.cli.verb import Verb
 from ops.sandbox import Sandbox, SandboxPortal, running_sandbox
 from producers.api import Producer
-from producers.outcome_wait import wait_for_outcome
-from schemas.config import PortalConfig, Settings
+from producers.outcome_wait import wait_for_call_result, wait_for_outcome
+from schemas.config import CallsConfig, PortalConfig, Settings
+from schemas.policy.followup import FollowTiming
 from schemas.store.connect import close_client, redis_client
 from worker.service.process import Stopper, options_from_args, run_worker_process
 
 log = structlog.get_logger("callq")
 
 SANDBOX_CODE = "sandboxsecret"
+DEMO_FOLLOW = FollowTiming(first_poll_s=3.0, max_poll_s=5.0, horizon_s=120.0)
+"""The sandbox's calls end after 2 s: ask about them soon, so the demo shows each call's end at once."""
+CALL_RESULT_TIMEOUT_S = 60.0
 ALWAYS_OPEN = MappingProxyType({day: ((0, 1440),) for day in range(7)})
 
 DEMO_JOB = {
@@ -50,6 +55,7 @@ async def sandbox_settings(settings: Settings) -> AsyncIterator[Settings]:
             timezone=ZoneInfo("UTC"),  # open around the clock: the zone changes nothing
             default_region="RU",
             hours=ALWAYS_OPEN,
+            calls=CallsConfig(timing=DEMO_FOLLOW),
         )
         log.info("sandbox.started", url=handle.base_url)
         yield dataclasses.replace(settings, portals=MappingProxyType({"default": portal}))
@@ -135,7 +141,9 @@ async def run_worker_command(args: argparse.Namespace, settings: Settings) -> in
 
 
 async def _demo(settings: Settings, stopper: Stopper | None) -> bool:
-    """Enqueue the sample job, wait for its outcome, print it. True if it succeeded."""
+    """Enqueue the sample job, wait for its outcome, print it; then wait for its call's end (the
+    sandbox plays the call out) and print the call result: whether the client was reached. True if
+    it succeeded and its call result arrived."""
     redis = redis_client(settings.redis_url)
     try:
         producer = Producer(redis, settings=settings)
@@ -144,13 +152,34 @@ async def _demo(settings: Settings, stopper: Stopper | None) -> bool:
         submitted = await producer.submit({**DEMO_JOB, "to_number": number})
         log.info("demo.enqueued", job_id=submitted.job_id, status=str(submitted.status))
         outcome = await wait_for_outcome(producer.ledger, submitted.job_id, timeout_s=30)
+        print(
+            json.dumps(outcome, ensure_ascii=False, indent=2) if outcome else "demo: no outcome within 30 s"
+        )
+        sys.stdout.flush()
+        succeeded = bool(outcome and outcome.get("status") == "succeeded")
+        result = None
+        if succeeded:
+            result = await wait_for_call_result(
+                producer.ledger, submitted.job_id, timeout_s=CALL_RESULT_TIMEOUT_S
+            )
+            _show_call_result(result)
     finally:
         await close_client(redis)
-    print(json.dumps(outcome, ensure_ascii=False, indent=2) if outcome else "demo: no outcome within 30 s")
-    sys.stdout.flush()
     if stopper is not None:
         stopper.stop_gracefully()
-    return bool(outcome and outcome.get("status") == "succeeded")
+    return succeeded and result is not None
+
+
+def _show_call_result(result: dict[str, Any] | None) -> None:
+    """The demo's call result: one line saying whether the client was reached, then the JSON."""
+    if result is None:
+        print(f"demo: no call result within {CALL_RESULT_TIMEOUT_S:g} s")
+    else:
+        reached = "reached the client" if result.get("connected") else "did not reach the client"
+        log.info("demo.call_result", result=result.get("result"), source=result.get("source"))
+        print(f"demo: the callback {reached} ({result.get('result')}, learnt by {result.get('source')}):")
+        print(json.dumps(result, ensure_ascii=False, indent=2))
+    sys.stdout.flush()
 
 
 VERB = Verb(

@@ -13,11 +13,15 @@ import asyncio
 import json
 import socket
 import struct
+import time
+from collections.abc import AsyncIterator
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 from aiohttp import web
 
+from ops.sandbox.calls import event_form
 from ops.sandbox.control import control_routes
 from ops.sandbox.oauth import TOKEN_PATHS
 from ops.sandbox.reply import Reply, ReplyAction
@@ -28,6 +32,7 @@ if TYPE_CHECKING:
 # How often a hanging request checks whether its client went away; only matters when the
 # server was not started with handler cancellation (running_sandbox does cancel handlers).
 _DISCONNECT_POLL_S = 0.05
+_PUSH_EVERY_S = 0.1
 
 
 def create_app(sandbox: Sandbox) -> web.Application:
@@ -66,6 +71,26 @@ def create_app(sandbox: Sandbox) -> web.Application:
     async def release_hanging(_app: web.Application) -> None:
         stopping.set()
 
+    async def push_call_ends(_app: web.Application) -> AsyncIterator[None]:
+        # OnVoximplantCallEnd to every handler bound, once each call ended (a failed POST is dropped,
+        # as Bitrix24 gives up on an unreachable handler)
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+
+            async def push_loop() -> None:
+                while True:
+                    await asyncio.sleep(_PUSH_EVERY_S)
+                    for call, handler in sandbox.player.due_pushes(now=time.time()):
+                        form = event_form(call, handler, domain=f"{call.portal}.sandbox.local")
+                        with suppress(aiohttp.ClientError, TimeoutError, OSError):
+                            async with session.post(handler.url, data=form) as response:
+                                await response.read()
+
+            task = asyncio.create_task(push_loop())
+            yield
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
+
     app.router.add_route("*", "/rest/{user_id}/{code}/{method:[^/]*}", handle_webhook)
     app.router.add_route("*", "/rest/{method:[^/]+}", handle_oauth_form)
     for path in TOKEN_PATHS:  # Bitrix24 documents GET; POST with the same parameters works too
@@ -73,6 +98,7 @@ def create_app(sandbox: Sandbox) -> web.Application:
         app.router.add_post(path, handle_token)
     app.router.add_routes(control_routes(sandbox))
     app.on_shutdown.append(release_hanging)
+    app.cleanup_ctx.append(push_call_ends)
     return app
 
 

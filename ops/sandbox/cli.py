@@ -18,6 +18,7 @@ from typing import Any
 
 import structlog
 
+from ops.sandbox.calls import CODES
 from ops.sandbox.portal import (
     AUTH_REFUSALS,
     DEFAULT_CODE,
@@ -116,6 +117,53 @@ def apply_switches(portals: list[SandboxPortal], args: argparse.Namespace) -> li
     return [portal.with_switches(specs[portal.name]) for portal in portals]
 
 
+_PORTAL_PREFIX = re.compile(r"([a-z0-9_-]+):(.*)", re.DOTALL)
+
+
+def apply_call_options(sandbox: Sandbox, args: argparse.Namespace) -> None:
+    """``--call-mix [NAME:]RESULT=WEIGHT,...`` and ``--call-duration [NAME:]SECONDS``: how the portals'
+    calls end (no NAME: every portal), as ``POST /_sandbox/calls/mix`` sets it.
+
+    Raises:
+        ValueError: an option names no portal, or has a wrong value.
+    """
+    names = sorted(sandbox.portals)
+    mixes: dict[str, dict[str, float]] = {}
+    durations: dict[str, float] = {}
+    for option, given_list, into in (
+        ("--call-mix", args.call_mix, mixes),
+        ("--call-duration", args.call_duration, durations),
+    ):
+        for given in given_list or []:
+            named = _PORTAL_PREFIX.fullmatch(given)
+            target, text = (named.group(1), named.group(2)) if named else (None, given)
+            if target is not None and target not in names:
+                raise ValueError(f"{option} {given!r}: no portal {target!r}")
+            try:
+                value: Any = _mix(text) if option == "--call-mix" else float(text)
+            except ValueError:
+                raise ValueError(f"{option} {given!r}: not a valid value") from None
+            for name in [target] if target else names:
+                into[name] = value
+    for name in sorted(set(mixes) | set(durations)):
+        mix = mixes.get(name) or sandbox.player.mix.get(name) or {"connected": 1.0}
+        try:
+            sandbox.player.set_mix(name, mix, duration_s=durations.get(name))
+        except ValueError as exc:
+            raise ValueError(f"--call-mix/--call-duration for {name!r}: {exc}") from None
+
+
+def _mix(text: str) -> dict[str, float]:
+    """``connected=3,busy=1`` as weights."""
+    mix = {}
+    for item in _names(text):
+        result, _, weight = item.partition("=")
+        mix[result.strip()] = float(weight) if weight else 1.0
+    if not mix:
+        raise ValueError("empty mix")
+    return mix
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``callq sandbox``."""
     parser.add_argument("--host", default="127.0.0.1")
@@ -133,12 +181,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="log warnings only, not every request")
     for option, (_key, _parse, text) in SWITCH_OPTIONS.items():
         parser.add_argument(option, action="append", metavar="[NAME=]VALUE", help=text)
+    parser.add_argument(
+        "--call-mix",
+        action="append",
+        metavar="[NAME:]RESULT=WEIGHT,...",
+        help=f"how its calls end, by weight, of {','.join(CODES)} (default connected=1)",
+    )
+    parser.add_argument(
+        "--call-duration",
+        action="append",
+        metavar="[NAME:]SECONDS",
+        help="seconds after which each call ends and its statistics row appears (default 2)",
+    )
 
 
 async def run(args: argparse.Namespace) -> int:
     """Serve the portals until SIGTERM or SIGINT; 0 after a clean shutdown, 2 for a bad ``--portal`` or switch."""
     try:
         portals = apply_switches(parse_portals(args.portal, args.rate, args.burst), args)
+        sandbox = Sandbox(portals)
+        apply_call_options(sandbox, args)
     except ValueError as exc:
         print(f"callq sandbox: {exc}", file=sys.stderr)
         return 2
@@ -160,5 +222,5 @@ async def run(args: argparse.Namespace) -> int:
                 flush=True,
             )
 
-    await serve_forever(Sandbox(portals), args.host, args.port, on_ready=announce, stop=stop)
+    await serve_forever(sandbox, args.host, args.port, on_ready=announce, stop=stop)
     return 0

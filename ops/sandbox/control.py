@@ -10,6 +10,11 @@ Routes (all JSON):
 - `GET /_sandbox/calls?portal=P&executed_only=true&method=M|all`: recorded requests, oldest
   first (default method `voximplant.callback.start`).
 - `POST /_sandbox/reset`: clear calls, faults and buckets; `{"ok": true}`.
+- `POST /_sandbox/calls/mix`: `{"portal", "mix": {"connected": 3, "busy": 1, ...}, "duration_s"}`: how
+  the portal's next calls end (`ops.sandbox.calls`) and after how long.
+- `GET /_sandbox/calls/results?portal=P`: CALL_ID -> result of every call placed.
+- `POST /_sandbox/events`: `{"portal", "handler", "application_token", "event"}` binds a handler as
+  an administrator's outgoing webhook would (webhook portals; OAuth apps use `event.bind`).
 - `POST /_sandbox/portals`: add or replace a portal (see `SandboxPortal.from_dict`);
   answers its JSON form plus `webhook_url`.
 - `GET /_sandbox/portals`: every portal's JSON form.
@@ -34,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from ops.sandbox.calls import CALL_END_EVENT, Handler
 from ops.sandbox.faults import CALLBACK_START, Fault
 from ops.sandbox.portal import SandboxPortal
 
@@ -92,12 +98,48 @@ def control_routes(sandbox: Sandbox) -> list[web.RouteDef]:
         ("DELETE", "/_sandbox/faults"): delete_faults,
         ("GET", "/_sandbox/calls"): get_calls,
         ("POST", "/_sandbox/reset"): post_reset,
+        **_call_handlers(sandbox),
         **_portal_handlers(sandbox),
         **_oauth_handlers(sandbox),
     }
     return [
         web.route(method, path, _answer_bad_input(handler)) for (method, path), handler in handlers.items()
     ]
+
+
+def _call_handlers(sandbox: Sandbox) -> dict[tuple[str, str], _Handler]:
+    """Return the `/_sandbox/calls...` and `/_sandbox/events` handlers by `(method, path)`."""
+
+    async def post_call_mix(request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        if not isinstance(body, Mapping) or not isinstance(body.get("mix"), Mapping):
+            raise TypeError('expected {"portal", "mix": {result: weight}, "duration_s"}')
+        duration = body.get("duration_s")
+        sandbox.player.set_mix(
+            str(body.get("portal", "default")),
+            body["mix"],
+            duration_s=None if duration is None else float(duration),
+        )
+        return web.json_response({"mix": sandbox.player.mix, "duration_s": sandbox.player.duration_s})
+
+    async def get_call_results(request: web.Request) -> web.Response:
+        return web.json_response(sandbox.player.results(request.query.get("portal")))
+
+    async def post_event_handler(request: web.Request) -> web.Response:
+        # an outgoing webhook an administrator creates in the portal's UI (webhook portals)
+        body = await _json_body(request)
+        if not isinstance(body, Mapping) or not body.get("handler") or not body.get("application_token"):
+            raise TypeError('expected {"portal", "handler", "application_token", "event"}')
+        event = str(body.get("event", CALL_END_EVENT)).upper()
+        handler = Handler(event, str(body["handler"]), str(body["application_token"]))
+        sandbox.player.bind(str(body.get("portal", "default")), handler)
+        return web.json_response({"bound": True})
+
+    return {
+        ("POST", "/_sandbox/calls/mix"): post_call_mix,
+        ("GET", "/_sandbox/calls/results"): get_call_results,
+        ("POST", "/_sandbox/events"): post_event_handler,
+    }
 
 
 def _portal_handlers(sandbox: Sandbox) -> dict[tuple[str, str], _Handler]:

@@ -22,9 +22,19 @@ from ops.sandbox.portal import SCOPES, SandboxPortal
 LINE_GET = "voximplant.line.get"
 VOICES_GET = "voximplant.tts.voices.get"
 SCOPE = "scope"
-SUPPORTED_METHODS = frozenset({CALLBACK_START, LINE_GET, VOICES_GET, SCOPE})
+STATISTIC_GET = "voximplant.statistic.get"
+EVENT_BIND = "event.bind"
+EVENT_GET = "event.get"
+CALL_METHODS = frozenset({STATISTIC_GET, EVENT_BIND, EVENT_GET})
+"""Answered by the sandbox's call player (`ops.sandbox.calls`), not by `run_method`."""
+SUPPORTED_METHODS = frozenset({CALLBACK_START, LINE_GET, VOICES_GET, SCOPE}) | CALL_METHODS
 
-METHOD_SCOPES: Mapping[str, str] = {CALLBACK_START: "call", LINE_GET: "telephony", VOICES_GET: "telephony"}
+METHOD_SCOPES: Mapping[str, str] = {
+    CALLBACK_START: "call",
+    LINE_GET: "telephony",
+    VOICES_GET: "telephony",
+    STATISTIC_GET: "telephony",
+}
 """The scope each method needs (`scope` needs none)."""
 METHOD_PERMISSIONS: Mapping[str, tuple[str, str]] = {
     CALLBACK_START: ("outgoing_call", "Access denied"),

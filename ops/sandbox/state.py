@@ -22,12 +22,17 @@ from typing import Any
 from aiohttp import web
 
 from ops.sandbox.bucket import LeakyBucket
+from ops.sandbox.calls import CallPlayer, Handler, app_token
 from ops.sandbox.envelope import OperatingMeter, time_envelope
 from ops.sandbox.fault_control import FaultControl
 from ops.sandbox.faults import CALLBACK_START, FaultKind
 from ops.sandbox.gates import auth_refusal_reply, moved_reply, operating_reply
 from ops.sandbox.methods import (
+    CALL_METHODS,
+    EVENT_GET,
+    STATISTIC_GET,
     SUPPORTED_METHODS,
+    MethodOutcome,
     error_body,
     new_call_id,
     php_string,
@@ -68,6 +73,7 @@ class Sandbox(FaultControl):
         self._plan = FaultPlan()
         self._recorder = CallRecorder()
         self._oauth = OAuthServer(wall_clock=wall_clock)
+        self.player = CallPlayer()
         for portal in list(portals) or [SandboxPortal(name="default")]:
             self.add_portal(portal)
 
@@ -132,6 +138,7 @@ class Sandbox(FaultControl):
     def reset(self) -> None:
         """Forget recorded calls and token requests, faults, bucket levels and operating meters."""
         self._recorder.clear()
+        self.player.clear()
         self._oauth.clear_requests()
         self._plan.clear()
         self._meters.clear()
@@ -267,7 +274,20 @@ class Sandbox(FaultControl):
         if fault is not None and not fault.executed:
             reply = fault_reply(fault, echo)
             return self._recorder.record(request, reply, executed=False, fault=fault.kind.value)
-        outcome = run_method(portal, name, params, make_call_id=lambda: new_call_id(request.received_wall))
+        if name in CALL_METHODS:
+            outcome = self._call_method(portal, name, params, oauth=request.user_id == "")
+        else:
+            outcome = run_method(
+                portal, name, params, make_call_id=lambda: new_call_id(request.received_wall)
+            )
+        if outcome.call_id is not None:
+            self.player.place(
+                portal.name,
+                outcome.call_id,
+                line=php_string(params.get("FROM_LINE")),
+                number=php_string(params.get("TO_NUMBER")),
+                now=request.received_wall,
+            )
         timed = (portal.name, name, request.received_wall) if outcome.status == 200 else None
         reply = Reply(outcome.status, outcome.body, timed=timed)
         if fault is not None and fault.kind is FaultKind.DELAY:
@@ -280,6 +300,29 @@ class Sandbox(FaultControl):
         return self._recorder.record(
             request, reply, executed=outcome.executed, call_id=outcome.call_id, fault=fault_kind
         )
+
+    def _call_method(
+        self, portal: SandboxPortal, name: str, params: dict[str, Any], *, oauth: bool
+    ) -> MethodOutcome:
+        """``voximplant.statistic.get``, ``event.bind`` (OAuth only, as Bitrix24) and ``event.get``."""
+        if name == STATISTIC_GET:
+            filters = params.get("FILTER") if isinstance(params.get("FILTER"), dict) else {}
+            rows = self.player.rows(portal.name, filters or {}, now=self._wall_clock())
+            return MethodOutcome(200, {"result": rows, "total": len(rows)})
+        if name == EVENT_GET:
+            bound = self.player.handlers.get(portal.name, [])
+            return MethodOutcome(
+                200, {"result": [{"event": h.event, "handler": h.url, "auth_type": 0} for h in bound]}
+            )
+        if not oauth:
+            return MethodOutcome(
+                401, error_body("WRONG_AUTH_TYPE", "Current authorization type is denied for this method")
+            )
+        event, handler = php_string(params.get("event")).upper(), php_string(params.get("handler"))
+        if not event or not handler:
+            return MethodOutcome(400, error_body("ERROR_ARGUMENT", "event and handler are required"))
+        self.player.bind(portal.name, Handler(event, handler, application_token=app_token(portal)))
+        return MethodOutcome(200, {"result": True})
 
     def response_body(self, reply: Reply) -> dict[str, Any] | None:
         """Return the JSON body to send now, with a fresh `time` object for a success."""

@@ -48,6 +48,7 @@ from redis.asyncio import Redis
 
 from producers.api import AmbiguousKeyError, PortalNotAllowed, Producer
 from producers.dashboard.app import add_dashboard
+from producers.http.events import OnCallEnd, add_event_routes
 from producers.http.guards import (
     GUARD,
     JOB_ID,
@@ -68,7 +69,9 @@ from producers.views import portal_halt, record_view
 from schemas.config import ConfigError, Settings, check_api_tokens
 from schemas.config.loopback import is_loopback_host
 from schemas.states import FINAL_STATUSES, Status
+from schemas.store.calls import CallStore
 from schemas.store.keys import Keys
+from schemas.store.ledger import Ledger
 from schemas.store.records import JobRecord, from_ms, to_ms
 
 log = structlog.get_logger("callq.http")
@@ -124,6 +127,7 @@ def create_app(
     allow_no_auth: bool = False,
     config_check: ConfigCheck | None = None,
     body_timeout_s: float = DEFAULT_TIMEOUTS.body_s,
+    on_call_end: OnCallEnd | None = None,
 ) -> web.Application:
     """Build the HTTP application.
 
@@ -137,6 +141,7 @@ def create_app(
         config_check: adds a ``config`` check to the default readiness check (``callq serve``: its
             configuration agrees with the live workers').
         body_timeout_s: a request body must arrive within this long (``408`` otherwise).
+        on_call_end: told of each call's end pushed to ``POST /v1/bitrix/events/{portal}``.
 
     Returns:
         The application, ready for an ``AppRunner`` or aiohttp's test server.
@@ -170,6 +175,13 @@ def create_app(
     callback.add_route(hdrs.METH_GET, status)
     callback.add_route(hdrs.METH_DELETE, cancel)
     callback.add_route(hdrs.METH_OPTIONS, preflight)
+    add_event_routes(
+        app,
+        ledger=Ledger.for_settings(redis, settings),
+        calls=CallStore.for_settings(redis, settings),
+        settings=settings,
+        on_call_end=on_call_end,
+    )
     app.router.add_get("/healthz", healthz, name="healthz", allow_head=False)
     app.router.add_get("/readyz", readyz, name="readyz", allow_head=False)
     app.router.add_get("/openapi.json", openapi, name="openapi", allow_head=False)
@@ -297,6 +309,7 @@ async def serve(
     extra_routes: Sequence[web.RouteDef] = (),
     config_check: ConfigCheck | None = None,
     timeouts: ConnectionTimeouts = DEFAULT_TIMEOUTS,
+    on_call_end: OnCallEnd | None = None,
 ) -> None:
     """Serve the API until cancelled, or until ``stop`` is set (``callq serve``).
 
@@ -315,6 +328,7 @@ async def serve(
         extra_routes: more routes without authentication (the CLI adds ``/metrics``).
         config_check: the ``config`` check of ``/readyz`` (see :func:`create_app`).
         timeouts: keep-alive, request head and body time limits.
+        on_call_end: told of each call's end pushed to the events route (the CLI counts it).
 
     Raises:
         NoTokensError: no token is configured and ``allow_no_auth`` is False (before binding).
@@ -331,6 +345,7 @@ async def serve(
         allow_no_auth=allow_no_auth,
         config_check=config_check,
         body_timeout_s=timeouts.body_s,
+        on_call_end=on_call_end,
     )
     app.router.add_routes(extra_routes)
     runner = ProblemAppRunner(app, timeouts=timeouts, shutdown_timeout=SHUTDOWN_TIMEOUT_S)

@@ -16,6 +16,7 @@ from types import MappingProxyType
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
+from schemas.config.calls import line_redials, read_calls
 from schemas.config.settings import (
     DEFAULT_CONFIG_NAME,
     DEFAULT_PORTAL,
@@ -46,6 +47,7 @@ _ENV_SECRETS = {
     "WEBHOOK_URL": "webhook_url",
     "OAUTH_CLIENT_SECRET": "client_secret",
     "OAUTH_REFRESH_TOKEN": "refresh_token",
+    "EVENT_TOKEN": "event_token",
 }
 _TIMEZONE_VAR = "CALLQ_TIMEZONE"
 """The time zone of portal ``default``, the one ``CALLQ_WEBHOOK_URL`` configures."""
@@ -109,7 +111,7 @@ def _webhook_url(table: _Table, secret: _EnvSecret | None) -> str | None:
 
 def _oauth(table: _Table, name: str, secrets: Mapping[str, _EnvSecret]) -> OAuthConfig | None:
     oauth = table.table("oauth")
-    env_only = [secret for key, secret in secrets.items() if key != "webhook_url"]
+    env_only = [secret for key, secret in secrets.items() if key not in ("webhook_url", "event_token")]
     if oauth is None:
         if env_only:
             raise ConfigError(f"portal {name} has no [portals.{name}.oauth] table", source=env_only[0].var)
@@ -152,6 +154,8 @@ def _portal(
     timezone = _portal_timezone(table, name, secrets, env)
     base = PortalConfig(name=name, webhook_url=webhook_url, oauth=oauth, timezone=timezone)  # the defaults
     hours = table.hours("hours")
+    event_token = secrets.get("event_token")
+    calls = read_calls(table.table("calls"), env_token=event_token.value if event_token else None)
     return PortalConfig(
         name=name,
         webhook_url=webhook_url,
@@ -167,8 +171,9 @@ def _portal(
         default_deadline_s=table.number("default_deadline", base.default_deadline_s, positive=True),
         retry_unknown=table.boolean("retry_unknown", base.retry_unknown),
         operating_budget_s=table.number("operating_budget", base.operating_budget_s, positive=True),
+        calls=calls,
         hours=base.hours if hours is None else hours,
-        lines=MappingProxyType(_lines(table)),
+        lines=MappingProxyType(line_redials(table, _lines(table), calls.redial)),
     )
 
 

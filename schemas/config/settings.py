@@ -17,8 +17,10 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 from schemas.policy.calendar import Calendar
+from schemas.policy.followup import FollowTiming
 from schemas.policy.hours import DEFAULT_HOURS, WeeklyHours
 from schemas.policy.redact import redact_redis_url
+from schemas.policy.redial import RedialPolicy
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 DEFAULT_KEY_PREFIX = "callq"
@@ -97,6 +99,8 @@ class LineConfig:
         min_interval_s: Seconds between two callbacks started on this line.
         text_to_pronounce: Default TEXT_TO_PRONOUNCE for jobs that give none.
         voice: Default VOICE.
+        redial: The line's redial policy, replacing the portal's (`redial_on`, `redial_delays`,
+            `max_redials` in the line's table), or None.
     """
 
     line_id: str
@@ -104,6 +108,27 @@ class LineConfig:
     min_interval_s: float = 0.0
     text_to_pronounce: str | None = None
     voice: str | None = None
+    redial: RedialPolicy | None = None
+
+
+@dataclass(frozen=True)
+class CallsConfig:
+    """Following each callback's call to its end (`[portals.NAME.calls]`, an extension).
+
+    Attributes:
+        follow: Find out how each accepted callback's call ended (pull, and push when an event
+            token is set); off: `succeeded` is the last word, as before.
+        timing: When `voximplant.statistic.get` is asked, and the horizon after which the result
+            is `unknown`.
+        event_token: The `application_token` the portal's `OnVoximplantCallEnd` events carry
+            (hidden from repr); None: pushed events are refused, pull alone is used.
+        redial: Which results redial, after which delays, how many times.
+    """
+
+    follow: bool = True
+    timing: FollowTiming = field(default_factory=FollowTiming)
+    event_token: str | None = field(default=None, repr=False)
+    redial: RedialPolicy = field(default_factory=RedialPolicy)
 
 
 @dataclass(frozen=True)
@@ -137,6 +162,7 @@ class PortalConfig:
         retry_unknown: Re-send an attempt whose result is unknown (may ring twice).
         operating_budget_s: Seconds of `voximplant.callback.start` execution time Bitrix24 allows
             per 10 minutes (its `operating` limit); callq pauses the method before it is spent.
+        calls: Following each call to its end, and redialling (`[portals.NAME.calls]`).
         hours: Weekly business hours of every line without its own.
         lines: Line id -> overrides (read-only).
     """
@@ -155,6 +181,7 @@ class PortalConfig:
     default_deadline_s: float = 86400
     retry_unknown: bool = False
     operating_budget_s: float = DEFAULT_OPERATING_BUDGET_S
+    calls: CallsConfig = field(default_factory=CallsConfig)
     hours: WeeklyHours = field(default_factory=lambda: DEFAULT_HOURS)
     lines: Mapping[str, LineConfig] = field(default_factory=lambda: MappingProxyType({}))
 
@@ -165,6 +192,10 @@ class PortalConfig:
     def line(self, line_id: str) -> LineConfig:
         """Return the configured overrides of a line, or defaults for a line not configured."""
         return self.lines.get(line_id) or LineConfig(line_id)
+
+    def redial_for(self, line_id: str) -> RedialPolicy:
+        """The line's redial policy: its own if set, else the portal's."""
+        return self.line(line_id).redial or self.calls.redial
 
     def calendar_for(self, line_id: str) -> Calendar:
         """Build a line's calendar: its own hours if set, else the portal's; zone and closed days from the portal."""

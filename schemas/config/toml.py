@@ -43,9 +43,10 @@ _TOP_KEYS = frozenset(
 _PORTAL_KEYS = frozenset(
     {"webhook_url", "oauth", "timezone", "default_region", "rate", "burst", "holidays", "closed_dates"}
     | {"max_attempts", "dedupe_window", "default_deadline", "retry_unknown", "hours", "lines"}
-    | {"operating_budget"}
+    | {"operating_budget", "calls"}
 )
 _LINE_KEYS = frozenset({"hours", "min_interval", "text_to_pronounce", "voice"})
+_LINE_REDIAL_KEYS = frozenset({"redial_on", "redial_delays", "max_redials"})
 _OAUTH_KEYS = frozenset({"client_id", "client_secret", "refresh_token", "domain", "token_url"})
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
@@ -254,7 +255,7 @@ def _lines(table: _Table) -> dict[str, LineConfig]:
         if not line_id.strip():
             lines.fail(None, "line names must be non-empty")
         line = lines.table(line_id) or lines.fail(line_id, "must be a table")
-        line.check_keys(_LINE_KEYS)
+        line.check_keys(_LINE_KEYS | _LINE_REDIAL_KEYS)
         configs[line_id] = LineConfig(
             line_id=line_id,
             hours=line.hours("hours"),

@@ -246,13 +246,15 @@ def redact_redis_url(url: str) -> str:
 
 def known_secrets(settings: Settings) -> tuple[str, ...]:
     """Every secret in the configuration: webhook codes, OAuth client secrets and refresh tokens,
-    API tokens (plain and named) and the Redis password (plain or Sentinel URL)."""
+    the portals' event tokens (``OnVoximplantCallEnd``'s application_token), API tokens (plain and
+    named) and the Redis password (plain or Sentinel URL)."""
     found: list[str] = [*settings.api_tokens, *(named.token for named in settings.named_tokens)]
     for portal in settings.portals.values():
         if portal.webhook_url:
             found.append(webhook_code(portal.webhook_url) or "")
         if portal.oauth is not None:
             found += [portal.oauth.client_secret, portal.oauth.refresh_token]
+        found.append(portal.calls.event_token or "")
     found += _url_password(settings.redis_url)
     return tuple(secret for secret in found if secret)
 

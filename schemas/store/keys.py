@@ -221,3 +221,23 @@ class Keys:
     def line_pacing(self, portal: str, line: str) -> str:
         """String: the line's next free start (``min_interval``), GCRA style like the bucket."""
         return f"{self.prefix}:pace:{portal}:{line}"
+
+    def call_index(self, portal: str, call_id: str) -> str:
+        """String: a CALL_ID Bitrix24 returned -> the job that placed it, so that a pushed
+        ``OnVoximplantCallEnd`` finds its job. Lives the follow-up horizon plus a day (an event may come
+        late; after that the call's result is ``unknown`` anyway); deleted when the call's end is recorded."""
+        return f"{self.prefix}:callid:{portal}:{call_id}"
+
+    @property
+    def calls(self) -> str:
+        """Sorted set of jobs whose call's end is awaited, scored by when ``voximplant.statistic.get``
+        is next asked (Redis ms). A worker that takes one moves its score ahead (a claim for as long as
+        one request takes), so one worker asks at a time. Members leave when the call's end is recorded."""
+        return f"{self.prefix}:calls"
+
+    @property
+    def dialling(self) -> str:
+        """Sorted set of jobs whose redial's request is in flight, scored by its lease's expiry (Redis
+        ms). A lease that lapsed means the worker died after marking the redial: its result is
+        ``unknown`` (never dialled again). Members leave when the redial's result is recorded."""
+        return f"{self.prefix}:dialling"

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from schemas.jobqueue.payload import stored_job
 from schemas.policy.bucket import EARLY_WAKE_S, PRECISE_WAIT_S, Bucket
@@ -202,6 +203,7 @@ class Ledger(RecordReader):
         attempt: tuple[int, dict[str, Any]] | None = None,
         orphan_seen_ms: int | None = None,
         owner: str = "",
+        then: Callable[[Pipeline], Awaitable[Any]] | None = None,
     ) -> FinalizeResult:
         """Move a pending job to its final outcome, once.
 
@@ -216,6 +218,8 @@ class Ledger(RecordReader):
                 Redis time (:mod:`worker.jobs.orphans`); otherwise nothing is written (``busy``).
             owner: the lease token of the attempt whose worker writes (:attr:`Start.token`): only
                 while the record holds it (``superseded`` once another attempt started).
+            then: one more script to queue in the same MULTI (a success's call follow-up,
+                :meth:`schemas.store.calls.CallStore.follow_in`): both are written, or neither.
         """
         k = self.keys
         succeeded = outcome.status == Status.SUCCEEDED
@@ -236,6 +240,7 @@ class Ledger(RecordReader):
             attempt=attempt,
             orphan_seen_ms=orphan_seen_ms,
             owner=owner,
+            then=then,
         )
 
     async def _finalize(
@@ -251,6 +256,7 @@ class Ledger(RecordReader):
         orphan_seen_ms: int | None = None,
         replay_of: str | None = None,
         owner: str = "",
+        then: Callable[[Pipeline], Awaitable[Any]] | None = None,
     ) -> FinalizeResult:
         k, job_id = self.keys, outcome.job_id
         claim, idem, strikes = keys
@@ -274,8 +280,21 @@ class Ledger(RecordReader):
         args += [str(step), expect, job_json, outcome.attempts, field, entry, "1" if drop_arq else "0"]
         args += ["" if orphan_seen_ms is None else orphan_seen_ms, STALE_MS, replay_of or "", owner]
         args += [*latency, MINUTE_TTL_MS]
-        reply = await self.retry(lambda: self.scripts.finalize(keys=script_keys, args=args), where="finalize")
-        return FinalizeResult.parse(reply)
+        if then is None:
+            reply = await self.retry(
+                lambda: self.scripts.finalize(keys=script_keys, args=args), where="finalize"
+            )
+            return FinalizeResult.parse(reply)
+        follow_up = then
+
+        async def both() -> Any:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                await self.scripts.finalize(keys=script_keys, args=args, client=pipe)
+                await follow_up(pipe)
+                replies = await pipe.execute()
+            return replies[0]
+
+        return FinalizeResult.parse(await self.retry(both, where="finalize"))
 
     async def start_attempt(
         self,

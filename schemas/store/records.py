@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from schemas.states import Status
+from schemas.states import CallState, Status
 from schemas.wire.job import CallbackJob, parse_rfc3339
 
 
@@ -38,6 +38,63 @@ class JobRecord:
     attempt_log: list[dict[str, Any]]
     created_at: datetime | None
     slots: dict[str, int]  # rate-limit reservations held for the next attempt: name -> unix ms
+    call: CallFollowUp | None = None  # the follow-up of a succeeded job's call (issue 14)
+
+
+@dataclass(frozen=True)
+class CallFollowUp:
+    """A succeeded job's call, followed to its end (the record's ``call*`` fields).
+
+    Attributes:
+        state: the follow-up's state (:class:`schemas.states.CallState`).
+        call_id: the CALL_ID followed now (the last one placed).
+        attempt: the attempt that placed it.
+        since_ms: when it was placed (unix ms): the horizon counts from here.
+        polls: statistics requests made for it so far.
+        redials: redials started for the job.
+        results: each call's end, by the attempt that placed it.
+        final: the final call result, once ended (what the outcome stream got).
+    """
+
+    state: CallState
+    call_id: str | None
+    attempt: int
+    since_ms: int
+    polls: int
+    redials: int
+    results: dict[int, dict[str, Any]]
+    final: dict[str, Any] | None
+
+    def to_view(self) -> dict[str, Any]:
+        """How ``callq status --json`` and ``GET /v1/callbacks/{id}`` show it."""
+        return {
+            "state": str(self.state),
+            "call_id": self.call_id,
+            "redials": self.redials,
+            "calls": [{"attempt": n, **result} for n, result in sorted(self.results.items())],
+            "result": self.final,
+        }
+
+
+def decode_call(data: dict[str, str]) -> CallFollowUp | None:
+    """The follow-up of a decoded record hash, or None when it has none."""
+    if "call" not in data:
+        return None
+    results = {
+        int(key.split(":", 1)[1]): json.loads(value)
+        for key, value in data.items()
+        if key.startswith("call:") and key.split(":", 1)[1].isdigit()
+    }
+    return CallFollowUp(
+        state=CallState(data["call"]),
+        call_id=data.get("call_id"),
+        attempt=int(data.get("call_attempt", 0)),
+        since_ms=int(data.get("call_since", 0)),
+        polls=int(data.get("call_polls", 0)),
+        redials=int(data.get("redials", 0)),
+        results=results,
+        final=json.loads(data["call_result"]) if "call_result" in data else None,
+    )
 
 
 def decode_record(job_id: str, raw: dict[Any, Any]) -> JobRecord | None:
@@ -69,6 +126,7 @@ def decode_record(job_id: str, raw: dict[Any, Any]) -> JobRecord | None:
             else None
         ),
         slots=json.loads(data["slots"]) if "slots" in data else {},
+        call=decode_call(data),
     )
 
 

@@ -198,3 +198,58 @@ class Rescheduled:
         if head == "missing":
             return cls(RescheduleVerdict.MISSING)
         return cls(RescheduleVerdict.ELSEWHERE, state=head)
+
+
+class CallVerdict(StrEnum):
+    """What a script of a call's follow-up (``follow.lua``, ``call_end.lua``) did."""
+
+    OK = "ok"
+    WRITTEN = "written"
+    REFUSED = "refused"
+    """The job is not ``succeeded``, or the state machine does not allow the change."""
+    BUSY = "busy"
+    """The call is not in an expected state."""
+    STALE = "stale"
+    """Another call of the job (a redial) is followed now."""
+    SUPERSEDED = "superseded"
+    """The redial's lease was judged lapsed meanwhile."""
+    CLAIMED = "claimed"
+    """A redial: another job holds the line + number."""
+
+
+@dataclass(frozen=True)
+class CallWrite:
+    """What a call step did: its verdict, and the call state (or the claim's holder)."""
+
+    verdict: CallVerdict
+    state: str
+
+    @property
+    def done(self) -> bool:
+        """The step was made (or had been, by this same call)."""
+        return self.verdict in (CallVerdict.OK, CallVerdict.WRITTEN)
+
+    @classmethod
+    def parse(cls, reply: Any) -> CallWrite:
+        """From ``{verdict, state}``."""
+        return cls(CallVerdict(_text(reply, 0)), _text(reply, 1))
+
+
+@dataclass(frozen=True)
+class RedialStart:
+    """What ``redial_start.lua`` found (the verdicts of :class:`StartVerdict`, for a redial)."""
+
+    verdict: StartVerdict
+    attempt: int = 0
+    halted_ms: int = 0
+    state: str = ""
+
+    @classmethod
+    def parse(cls, reply: Any) -> RedialStart:
+        """From ``{verdict, value}``."""
+        verdict = StartVerdict(_text(reply, 0))
+        if verdict is StartVerdict.HALTED:
+            return cls(verdict, halted_ms=_int(reply, 1))
+        if verdict is StartVerdict.FINAL:
+            return cls(verdict, state=_text(reply, 1))
+        return cls(verdict, attempt=_int(reply, 1))

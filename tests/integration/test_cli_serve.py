@@ -18,7 +18,9 @@ from ops.redis_server import free_port
 from ops.sandbox import SandboxHandle
 from schemas.config.registry import ConfigRegistry
 from schemas.store.keys import Keys
-from tests.support.helpers import read_outcomes
+from schemas.wire.job import CallbackJob
+from tests.support.calls import plant_followed_job
+from tests.support.helpers import read_outcomes, sandbox_portal
 from tests.support.processes import callq_env, run_callq, serve_process
 
 
@@ -148,3 +150,43 @@ async def test_serve_prints_the_real_bound_address(
     assert proc.returncode == 0
     listening = [json.loads(line) for line in err.decode().splitlines() if '"http.listening"' in line]
     assert [entry["urls"] for entry in listening] == [[f"http://127.0.0.1:{port}"]]
+
+
+async def test_serve_counts_pushed_call_results_in_its_metrics(
+    redis_url: str, prefix: str, redis: Redis, portal: SandboxHandle
+) -> None:
+    """A call's end pushed to `callq serve` is counted as a worker counts a pulled one: the call's end,
+    the job's final call result (the reached ratio's terms) and its time to connect."""
+    env = serve_env(
+        redis_url,
+        prefix,
+        portal,
+        CALLQ_API_TOKENS="s3cret-token-0123456789",
+        CALLQ_PORTAL_DEFAULT_EVENT_TOKEN="app-token-0123456789",
+    )
+    job = CallbackJob(
+        job_id="pushed1",
+        portal="default",
+        from_line="reg1332",
+        to_number="+79111234567",
+        text_to_pronounce="Hi",
+        created_at=datetime.now(UTC).isoformat(),
+    )
+    await plant_followed_job(redis, prefix, sandbox_portal(portal.webhook_url("default")), job, call_id="c-1")
+    form = {
+        "event": "ONVOXIMPLANTCALLEND",
+        "data[CALL_ID]": "c-1",
+        "data[CALL_FAILED_CODE]": "200",
+        "data[CALL_DURATION]": "12",
+        "auth[application_token]": "app-token-0123456789",
+    }
+    async with serve_process(free_port(), env) as served, aiohttp.ClientSession() as session:
+        async with session.post(f"{served.base}/v1/bitrix/events/default", data=form) as resp:
+            assert resp.status == 200, await resp.text()
+            assert (await resp.json())["call"] == "ended"
+        async with session.get(f"{served.base}/metrics") as resp:
+            text = await resp.text()
+    labels = 'line="reg1332",portal="default",result="connected"'
+    assert f"callq_call_ends_total{{{labels}}} 1.0" in text
+    assert f"callq_call_results_total{{{labels}}} 1.0" in text
+    assert 'callq_time_to_connect_seconds_count{line="reg1332",portal="default"} 1.0' in text

@@ -72,6 +72,7 @@ async def test_an_oauth_portal_passes(tmp_path: Path, redis_url: str, prefix: st
         "voices (voximplant.tts.voices.get)",
         "voice usenglishfemale",
         "halt",
+        "call end handler (event.get)",
     }
     assert rows[("acme", "credentials")]["detail"] == "the OAuth token works (scope answers)"
     assert rows[("acme", "line reg1332")]["detail"] == "Sandbox line 1"
@@ -169,3 +170,51 @@ async def test_lines_and_voices_list_what_the_portal_offers(
         and "portal acme: insufficient_scope" in refused[2]
         and "scopes call and telephony" in refused[2]
     )
+
+
+async def test_events_bind_binds_an_oauth_portal_and_check_shows_it(
+    tmp_path: Path, redis_url: str, prefix: str
+) -> None:
+    """An OAuth portal expecting pushes (event_token set) fails the handler row until `callq events bind`
+    binds OnVoximplantCallEnd through event.bind; then `callq check` shows it bound."""
+    sandbox = acme()
+    async with running_sandbox(sandbox) as handle:
+        portal = oauth_portal(sandbox, handle, calls={"event_token": "sandbox-app-token-acme"})
+        config = write_config(tmp_path / "callq.toml", {"acme": portal})
+        env = callq_env(config, redis_url, prefix)
+        code, rows = await check(config, redis_url, prefix)
+        assert code == 1
+        assert rows[("acme", "call end handler (event.get)")]["detail"].startswith(
+            "not bound: `callq events bind"
+        )
+        bound = await run_callq(["events", "bind", "acme", "--url", "https://callq.example.com/"], env)
+        assert bound[0] == 0, bound
+        assert "ONVOXIMPLANTCALLEND bound to https://callq.example.com/v1/bitrix/events/acme" in bound[1]
+        code, rows = await check(config, redis_url, prefix)
+        assert code == 0, rows
+        row = rows[("acme", "call end handler (event.get)")]
+        assert row["detail"] == "bound: https://callq.example.com/v1/bitrix/events/acme"
+        assert [(h.event, h.url) for h in sandbox.player.handlers["acme"]] == [
+            ("ONVOXIMPLANTCALLEND", "https://callq.example.com/v1/bitrix/events/acme")
+        ]
+
+
+async def test_events_bind_prints_what_to_paste_for_a_webhook_portal(
+    tmp_path: Path, redis_url: str, prefix: str
+) -> None:
+    """A webhook portal cannot bind through the REST API: the command prints the handler URL and event to
+    paste and where its application_token goes, and sends no event.bind."""
+    sandbox = acme()
+    async with running_sandbox(sandbox) as handle:
+        portals = {"acme": {"webhook_url": f"{handle.base_url}/rest/1/acmesecret/"}}
+        env = callq_env(write_config(tmp_path / "callq.toml", portals), redis_url, prefix)
+        code, out, err = await run_callq(["events", "bind", "--url", "https://callq.example.com"], env)
+        as_json = await run_callq(["events", "bind", "--url", "https://callq.example.com", "--json"], env)
+        unknown = await run_callq(["events", "bind", "nope", "--url", "https://callq.example.com"], env)
+    assert code == 0, err
+    assert "handler URL: https://callq.example.com/v1/bitrix/events/acme" in out
+    assert "ONVOXIMPLANTCALLEND" in out and "CALLQ_PORTAL_ACME_EVENT_TOKEN" in out
+    assert json.loads(as_json[1])[0]["status"] == "paste"
+    assert unknown[0] == 2
+    assert not sandbox.calls(method="event.bind")
+    assert "acmesecret" not in out

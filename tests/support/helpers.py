@@ -116,9 +116,20 @@ async def running_worker(settings: Settings, options: WorkerOptions = FAST) -> A
 
 
 async def read_outcomes(redis: Any, prefix: str) -> list[dict[str, Any]]:
-    """Every outcome on the prefix's outcome stream, oldest first."""
+    """Every final outcome on the prefix's outcome stream, oldest first, one per job: a reader that
+    counts entries skips ``kind call_result`` (the call's end, which repeats its job's outcome)."""
     entries = await redis.xrange(Keys(prefix).outcomes)
-    return [json.loads(fields[b"outcome"]) for _id, fields in entries]
+    return [
+        json.loads(fields[b"outcome"]) for _id, fields in entries if fields.get(b"kind") != b"call_result"
+    ]
+
+
+async def read_call_results(redis: Any, prefix: str) -> list[dict[str, Any]]:
+    """Every call result (``kind call_result``) on the prefix's outcome stream, oldest first."""
+    entries = await redis.xrange(Keys(prefix).outcomes)
+    return [
+        json.loads(fields[b"call_result"]) for _id, fields in entries if fields.get(b"kind") == b"call_result"
+    ]
 
 
 async def wait_for(

@@ -42,11 +42,12 @@ def write_config(path: Path, portals: dict[str, dict[str, Any]]) -> Path:
     for name, fields in portals.items():
         lines.append(f"[portals.{name}]")
         fields = {"timezone": "UTC", **fields}  # a portal's zone is required; open all day it changes nothing
-        tables = ("hours", "lines", "oauth")
+        tables = ("hours", "lines", "oauth", "calls")
         lines.extend(f"{key} = {_toml(value)}" for key, value in fields.items() if key not in tables)
-        if "oauth" in fields:
-            lines.append(f"[portals.{name}.oauth]")
-            lines.extend(f"{key} = {_toml(value)}" for key, value in fields["oauth"].items())
+        for table in ("oauth", "calls"):
+            if table in fields:
+                lines.append(f"[portals.{name}.{table}]")
+                lines.extend(f"{key} = {_toml(value)}" for key, value in fields[table].items())
         lines.append(f"[portals.{name}.hours]")
         lines.append(fields.get("hours", ALWAYS_OPEN_TOML))
         for line_id, line in fields.get("lines", {}).items():
@@ -61,6 +62,8 @@ def _toml(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml(item) for item in value) + "]"
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 

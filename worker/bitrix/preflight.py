@@ -11,7 +11,9 @@ recorded), it proves:
 - ``voices``, ``voice X``: ``voximplant.tts.voices.get`` answers (the list is cached for admission),
   and every voice the configuration names is on it;
 - ``address``: the portal answers at its configured address (a move fails the row: update it);
-- ``halt``: no worker has halted the portal.
+- ``halt``: no worker has halted the portal;
+- ``call end handler (event.get)``: whether ``OnVoximplantCallEnd`` is bound to callq
+  (:func:`worker.bitrix.events.handler_verdict`; fails only a portal that expects pushes).
 
 It never calls ``voximplant.callback.start``; the user's permission "Outgoing call - Perform - any"
 can only be proved by a call, so it is not claimed. It also compares the configuration with the one
@@ -39,6 +41,7 @@ from schemas.store.voices import store_voices
 from worker.bitrix.address import PortalAddresses
 from worker.bitrix.codes import BitrixCode
 from worker.bitrix.errors import AuthRefused, AuthUnavailable, BitrixCallError
+from worker.bitrix.events import EVENTS_CHECK, PortalCalls, bound_call_end_handlers, handler_verdict
 from worker.bitrix.oauth import PortalAuth
 from worker.bitrix.portal_call import call_portal
 
@@ -113,7 +116,28 @@ async def _checks(probe: Probe, portal: PortalConfig) -> list[CheckRow]:
     rows += await _listed(probe, portal, "lines", "voximplant.line.get", sorted(portal.lines))
     voices = sorted({line.voice for line in portal.lines.values() if line.voice})
     rows += await _listed(probe, portal, "voices", "voximplant.tts.voices.get", voices)
+    rows.append(await _events_row(probe, portal))
     return rows
+
+
+async def _events_row(probe: Probe, portal: PortalConfig) -> CheckRow:
+    """Whether ``OnVoximplantCallEnd`` is bound (``event.get``), read against what the portal expects."""
+    handlers: list[str] | None = None
+    error: str | None = None
+    if portal.calls.follow:
+        try:
+            ctx = PortalCalls(probe.session, probe.auth, probe.addresses)
+            handlers = await bound_call_end_handlers(ctx, portal)
+        except (BitrixCallError, AuthRefused, AuthUnavailable, RedisError) as exc:
+            error = describe(exc)
+    ok, detail = handler_verdict(
+        oauth=portal.oauth is not None,
+        follow=portal.calls.follow,
+        token_set=bool(portal.calls.event_token),
+        handlers=handlers,
+        error=error,
+    )
+    return CheckRow(portal.name, EVENTS_CHECK, ok, detail)
 
 
 async def _listed(

@@ -10,6 +10,7 @@ import aiohttp
 
 from schemas.clock import Clock, utcnow
 from schemas.config import Settings
+from schemas.store.calls import CallStore
 from schemas.store.ledger import Ledger
 from schemas.store.writegate import WriteGate
 from worker.bitrix.address import PortalAddresses
@@ -43,6 +44,7 @@ class Deps:
         refused_s: how long a portal halts after Bitrix24 refused it a scope, permission, plan or method.
         block_s: how long a portal halts after ``OVERLOAD_LIMIT`` (a manual block only support lifts).
         gate: whether Redis takes writes (Redis full); the ledger and limiter wait on it.
+        calls: the call follow-up's store (None: calls are not followed in this process).
         attempt_token: while an attempt runs, its lease token: what its worker writes at its end
             lands only while the record still holds it (empty outside an attempt).
     """
@@ -65,6 +67,7 @@ class Deps:
     block_s: float = 3600.0
     gate: WriteGate = field(default_factory=WriteGate)
     attempt_token: str = ""
+    calls: CallStore | None = None
 
     @property
     def halts(self) -> HaltTimes:

@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
 import structlog
+from redis.asyncio.client import Pipeline
 from redis.exceptions import OutOfMemoryError
 
 from schemas.config import PortalConfig
 from schemas.policy.calendar import Calendar, Expired, earliest_run, open_until
 from schemas.policy.log_redaction import bind_job_number
-from schemas.states import FINAL_STATUSES, Status
+from schemas.states import FINAL_STATUSES, CallState, Status
 from schemas.store.records import JobRecord
 from schemas.store.replies import Start, StartVerdict
 from schemas.wire.codes import ErrorCode
@@ -30,6 +32,7 @@ from worker.bitrix.client import CallbackStarted, start_callback
 from worker.bitrix.errors import AuthRefused, AuthUnavailable, BitrixCallError, TransportError
 from worker.bitrix.oauth import send_with_refresh
 from worker.bitrix.oauth_tokens import Credentials
+from worker.calls.redial import run_redial
 from worker.jobs.deps import Deps
 from worker.jobs.failures import auth_error, handle_failure, handle_interrupted, handle_unknown
 from worker.jobs.operating import note_operating
@@ -98,7 +101,7 @@ async def run_job(deps: Deps, job_id: str) -> float | None:
     if record is None:
         log.warning("job.missing", job_id=job_id)
         return None
-    if record.state in FINAL_STATUSES:
+    if record.state in FINAL_STATUSES and not _waits_for_redial(record):
         return None
     job = record.job
     structlog.contextvars.clear_contextvars()
@@ -109,6 +112,8 @@ async def run_job(deps: Deps, job_id: str) -> float | None:
         return await end_job(
             deps, record, Status.DEAD, error=(ErrorCode.PORTAL_NOT_CONFIGURED, f"no portal {job.portal!r}")
         )
+    if _waits_for_redial(record):
+        return await run_redial(deps, record, portal)
     now = deps.clock()
     if record.state == Status.RUNNING:
         # an attempt in flight: its worker's, while its lease lives; else perhaps nobody's
@@ -144,6 +149,13 @@ async def run_job(deps: Deps, job_id: str) -> float | None:
             # an immediate stop, or a graceful one that ran out of time while Redis was away
             log.error(EVENT_RESULT_UNWRITTEN, attempt=start.attempt, hint=RESULT_UNWRITTEN_HINT)
             raise
+
+
+def _waits_for_redial(record: JobRecord) -> bool:
+    """A succeeded job whose call ended unanswered, waiting in the queue for its redial (issue 14)."""
+    return (
+        record.state == Status.SUCCEEDED and record.call is not None and record.call.state == CallState.REDIAL
+    )
 
 
 @dataclass(frozen=True)
@@ -308,6 +320,7 @@ async def _attempt(
             call_id=started.call_id,
             dedupe_window_s=portal.dedupe_window_s,
             attempt_entry=(attempt, entry),
+            then=_follow_up(deps, record, portal, call_id=started.call_id, attempt=attempt),
         ),
     )
     # after the outcome is safe: the budget of the method's execution time, for every worker
@@ -316,6 +329,15 @@ async def _attempt(
         lambda: note_operating(deps.limiter, portal, started.operating, now_s=deps.clock().timestamp()),
     )
     return again
+
+
+def _follow_up(
+    deps: Deps, record: JobRecord, portal: PortalConfig, *, call_id: str | None, attempt: int
+) -> Callable[[Pipeline], Awaitable[Any]] | None:
+    """The success's call follow-up, written in the same MULTI as its outcome (issue 14)."""
+    if deps.calls is None or not call_id or not portal.calls.follow:
+        return None
+    return deps.calls.follow_in(record.job_id, portal, call_id=call_id, attempt=attempt, now=deps.clock())
 
 
 async def _unreplicated(deps: Deps, record: JobRecord, *, attempt: int, started_at: datetime) -> float | None:

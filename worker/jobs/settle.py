@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import structlog
+from redis.asyncio.client import Pipeline
 from redis.exceptions import BusyLoadingError, OutOfMemoryError, ReadOnlyError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -223,6 +224,7 @@ async def end_job(
     dedupe_window_s: float = 0.0,
     attempt_entry: tuple[int, dict[str, Any]] | None = None,
     orphan_seen_ms: int | None = None,
+    then: Callable[[Pipeline], Awaitable[Any]] | None = None,
 ) -> float | None:
     """Write the job's final outcome (once: a job already final is left as it is).
 
@@ -236,6 +238,7 @@ async def end_job(
         dedupe_window_s: After success, how long the line + number stays claimed.
         attempt_entry: (number, entry) of the attempt that ended it, written in the same step.
         orphan_seen_ms: Only if the job's attempt is orphaned (:mod:`worker.jobs.orphans`).
+        then: One more script in the same MULTI (a success's call follow-up).
 
     Returns:
         None: nothing is left to run (or, when the orphan's lease came alive again, the delay
@@ -257,6 +260,7 @@ async def end_job(
         attempt=attempt_entry,
         orphan_seen_ms=orphan_seen_ms,
         owner=deps.attempt_token,
+        then=then,
     )
     if result.busy and orphan_seen_ms is not None:
         return await defer_busy(deps, job.job_id)

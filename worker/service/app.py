@@ -22,6 +22,7 @@ from redis.exceptions import OutOfMemoryError, RedisError
 from schemas.config import Settings
 from schemas.config.drift import ConfigWatch
 from schemas.jobqueue.runner import Again, QueueSettings, QueueWorker
+from schemas.store.calls import CallStore
 from schemas.store.keys import Keys
 from schemas.store.ledger import Ledger
 from schemas.store.secret import deployment_secret
@@ -29,6 +30,7 @@ from schemas.store.writegate import WriteGate
 from worker.bitrix.address import PortalAddresses
 from worker.bitrix.client import DEFAULT_TIMEOUT, USER_AGENT
 from worker.bitrix.oauth import PortalAuth
+from worker.calls.pull import keep_following
 from worker.jobs.deps import Deps
 from worker.jobs.leases import AttemptLeases, LeaseTiming
 from worker.jobs.orphans import keep_reconciling
@@ -75,6 +77,7 @@ class WorkerOptions:
     voices_after_s: float | None = VOICES_TICK_S  # first look at the portals' voice lists; None: never
     metrics_port: int | None = None
     metrics_host: str = "0.0.0.0"
+    follow_every_s: float = 1.0  # how often the calls' follow-up looks for calls to ask about
 
     def with_request_timeout(self, seconds: float) -> WorkerOptions:
         """Options for a Bitrix24 request timeout of ``seconds``; a graceful stop waits 5 s longer
@@ -194,6 +197,7 @@ class CallbackWorker:
             refused_s=options.refused_s,
             block_s=options.block_s,
             gate=gate,
+            calls=CallStore.for_settings(redis, settings, retry=gate.until_written),
         )
         context = ServiceContext(redis=redis, gate=gate, metrics=self.metrics, stop=self.service_stop)
         self._service_tasks = [asyncio.create_task(service(context)) for service in self.services]
@@ -202,6 +206,7 @@ class CallbackWorker:
             asyncio.create_task(keep_gauges_fresh(self.metrics, redis, self.keys, settings.portals)),
             asyncio.create_task(leases.keep_beating()),
             asyncio.create_task(keep_reconciling(deps)),
+            asyncio.create_task(keep_following(deps, every_s=options.follow_every_s)),
             asyncio.create_task(self._watch_config()),
         ]
         if options.voices_after_s is not None:

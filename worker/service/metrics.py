@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Mapping
+from datetime import datetime
 
 import structlog
 from aiohttp import web
@@ -26,8 +27,10 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from schemas.config import PortalConfig
+from schemas.policy.call_result import CallEnd
 from schemas.policy.moves import PortalMove
 from schemas.store.keys import Keys
+from schemas.store.records import JobRecord
 
 log = structlog.get_logger("callq.metrics")
 
@@ -63,6 +66,30 @@ class Metrics:
             buckets=LATENCY_BUCKETS_S,
             registry=r,
         )
+        # a call's follow-up (issue 14): reached ratio = call_results{result="connected"} / call_results
+        self.call_ends = Counter(
+            "callq_call_ends",
+            "Calls whose end became known (redialled ones included), by result",
+            ["portal", "line", "result"],
+            registry=r,
+        )
+        self.call_results = Counter(
+            "callq_call_results",
+            "Final call results of jobs, by result",
+            ["portal", "line", "result"],
+            registry=r,
+        )
+        self.time_to_connect_seconds = Histogram(
+            "callq_time_to_connect_seconds",
+            "From a job's arrival to its connected call's start, redials included",
+            ["portal", "line"],
+            buckets=(5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 900.0, 1800.0, 3600.0, 14400.0, 86400.0),
+            registry=r,
+        )
+        self.statistics_requests = Counter(
+            "callq_statistics_requests", "Requests to voximplant.statistic.get (pull)", ["portal"], registry=r
+        )
+        self.redials = Counter("callq_redials", "Redials started", ["portal", "line"], registry=r)
         self.intake_entries = Counter(
             "callq_intake_entries", "Intake stream entries admitted, by result", ["result"], registry=r
         )
@@ -117,6 +144,19 @@ class Metrics:
             "1 while Redis refuses this worker's writes (maxmemory reached under noeviction)",
             registry=r if worker else CollectorRegistry(),
         )
+
+    def count_call_end(self, record: JobRecord, end: CallEnd, *, ended: bool, now: datetime) -> None:
+        """One call's end became known (pulled by a worker or pushed to ``callq serve``): its result,
+        and when ``ended`` the job's final call result and, if connected, its time to connect."""
+        job = record.job
+        self.call_ends.labels(portal=job.portal, line=job.from_line, result=str(end.kind)).inc()
+        if not ended:
+            return
+        self.call_results.labels(portal=job.portal, line=job.from_line, result=str(end.kind)).inc()
+        if end.connected and record.created_at is not None:
+            self.time_to_connect_seconds.labels(portal=job.portal, line=job.from_line).observe(
+                max((now - record.created_at).total_seconds() - end.duration_s, 0.0)
+            )
 
     def set_config_mismatch(self, differs: bool) -> None:
         """``callq_config_mismatch``: 1 while this process's configuration differs from another's."""

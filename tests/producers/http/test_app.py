@@ -677,6 +677,36 @@ async def test_every_route_and_status_is_documented(
         await expect(
             409, "POST", "/v1/callbacks", json={**later_job, "text_to_pronounce": "Other"}, headers=AUTH
         )
+        events = "/v1/bitrix/events/{portal}"
+        form = {"event": "ONVOXIMPLANTCALLEND", "data[CALL_ID]": "c1", "auth[application_token]": "t" * 20}
+        await expect(403, "POST", events, "/v1/bitrix/events/default", data=form)
+        calls = dataclasses.replace(settings.portals["default"].calls, event_token="t" * 20)
+        with_token = dataclasses.replace(
+            settings, portals={"default": dataclasses.replace(settings.portals["default"], calls=calls)}
+        )
+        async with serving(create_app(redis=redis, settings=with_token)) as pushed:
+            await expect(200, "POST", events, "/v1/bitrix/events/default", data=form, via=pushed)
+            form_type = {"Content-Type": "application/x-www-form-urlencoded"}
+            await expect(
+                400,
+                "POST",
+                events,
+                "/v1/bitrix/events/default",
+                data=b"\xff=\xfe",
+                headers=form_type,
+                via=pushed,
+            )
+            await expect(
+                413,
+                "POST",
+                events,
+                "/v1/bitrix/events/default",
+                data=b"x" * (64 * 1024 + 1),
+                headers=form_type,
+                via=pushed,
+            )
+        async with serving(create_app(redis=dead, settings=with_token)) as down:
+            await expect(503, "POST", events, "/v1/bitrix/events/default", data=form, via=down)
         portals = {
             name: dataclasses.replace(settings.portals["default"], name=name) for name in ("acme", "beta")
         }

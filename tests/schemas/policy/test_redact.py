@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas.config import ApiToken, PortalConfig, Settings
+from schemas.config import ApiToken, CallsConfig, PortalConfig, Settings
 from schemas.policy.redact import (
     Redactor,
     known_secrets,
@@ -156,9 +156,13 @@ def test_redact_value_masks_nested_data_and_keys() -> None:
 
 
 def test_known_secrets_of_the_settings() -> None:
-    """Webhook codes, API tokens and the Redis password are what the configuration holds secret."""
+    """Webhook codes, event tokens, API tokens and the Redis password are what the configuration holds
+    secret."""
     portal = PortalConfig(
-        name="default", webhook_url="https://a.bitrix24.ru/rest/1/c0de77/", timezone=ZoneInfo("UTC")
+        name="default",
+        webhook_url="https://a.bitrix24.ru/rest/1/c0de77/",
+        timezone=ZoneInfo("UTC"),
+        calls=CallsConfig(event_token="ev3nt-t0ken"),
     )
     named = ApiToken(name="shop", token="sh0p-t0ken")
     settings = Settings(
@@ -167,7 +171,7 @@ def test_known_secrets_of_the_settings() -> None:
         named_tokens=(named,),
         portals={"default": portal},
     )
-    assert set(known_secrets(settings)) == {"c0de77", "api-t0ken", "sh0p-t0ken", "pa55word"}
+    assert set(known_secrets(settings)) == {"c0de77", "ev3nt-t0ken", "api-t0ken", "sh0p-t0ken", "pa55word"}
     sentinel = Settings(redis_url="redis+sentinel://:pw%40x@h1:26379/callq/0")
     assert set(known_secrets(sentinel)) == {"pw%40x", "pw@x"}
 
