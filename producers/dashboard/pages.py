@@ -15,6 +15,7 @@ from producers.dashboard.auth import current
 from producers.views import record_view
 from schemas.policy.redact import redact_value
 from schemas.store.records import to_ms
+from schemas.store.stats import reached_ratio
 
 PAGE = 50
 
@@ -40,8 +41,12 @@ async def overview(request: web.Request) -> web.Response:
                 "latency_avg_svg": plots.line(
                     o.latency_avg_ms, title=f"{name}: mean request latency", unit="mean ms", colour="#6a1b9a"
                 ),
-                # REACHED RATIO: issue 14 records call results; plot reached / finished calls here
-                "reached_svg": plots.ratio_placeholder(f"{name}: reached ratio"),
+                "reached_svg": plots.line(
+                    [None if r is None else 100 * r for r in map(reached_ratio, o.minutes)],
+                    title=f"{name}: reached ratio per minute (connected of the calls that ended)",
+                    unit="% reached",
+                    colour="#2e7d32",
+                ),
             }
         )
     return render(request, "overview.html", views=views, now=now)

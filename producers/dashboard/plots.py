@@ -80,11 +80,6 @@ def line(values: Sequence[float | None], *, title: str, unit: str, colour: str =
     return _svg(title, label + paths + _axis(top, len(values)))
 
 
-def ratio_placeholder(title: str) -> str:
-    """The reached-ratio plot's place until call results exist (issue 14)."""
-    return _svg(title, f'<text x="{PAD}" y="{HEIGHT // 2}">call results are not recorded yet</text>')
-
-
 def _axis(top: float, count: int) -> str:
     base = HEIGHT - PAD
     return (

@@ -33,6 +33,7 @@ from schemas.store.ledger import WriteRetry, send_once
 from schemas.store.records import JobRecord, decode_text, to_ms
 from schemas.store.replies import CallVerdict, CallWrite, RedialStart
 from schemas.store.scripts import Scripts
+from schemas.store.stats import MINUTE_TTL_MS, call_stats_field, minute_of
 
 if TYPE_CHECKING:
     from schemas.config import PortalConfig, Settings
@@ -165,6 +166,8 @@ class CallStore:
         index = k.call_index(job.portal, call_id) if call_id else ""
         keys = [k.job(job.job_id), index, k.calls, k.dialling, k.outcomes, k.queue, k.jobs.job(job.job_id)]
         keys.append(k.claim(job.portal, job.from_line, job.to_number))
+        # the dashboard's last hour counts final call results by kind (the reached ratio)
+        keys.append(k.minute_stats(job.portal, minute_of(to_ms(now))) if final else "")
         run_at_ms = to_ms(run_at) if run_at else 0
         args: list[str | int] = [job.job_id, str(step), call_id]
         args += [json.dumps(result, separators=(",", ":")) if result else ""]
@@ -177,6 +180,8 @@ class CallStore:
             token,
             self.retention_ms,
             json.dumps(outcome_call(final), separators=(",", ":"), ensure_ascii=False) if final else "",
+            call_stats_field(str(final.get("result", ""))) if final else "",
+            MINUTE_TTL_MS,
         ]
         reply = await self.retry(lambda: self.scripts.call_end(keys=keys, args=args), where="call end")
         return CallWrite.parse(reply)

@@ -45,3 +45,19 @@ def latency_quantile(buckets: list[int], q: float) -> float | None:
                 LATENCY_BOUNDS_MS[index] if index < len(LATENCY_BOUNDS_MS) else 2 * LATENCY_BOUNDS_MS[-1]
             )
     return float(2 * LATENCY_BOUNDS_MS[-1])
+
+
+CALL_PREFIX = "call:"
+"""Fields ``call:<kind>`` count the final call results of the minute (``call_end.lua``)."""
+
+
+def call_stats_field(kind: str) -> str:
+    """The hash field a final call result of ``kind`` is counted in."""
+    return f"{CALL_PREFIX}{kind}"
+
+
+def reached_ratio(counts: dict[str, int]) -> float | None:
+    """Connected calls over final call results with a known end (``unknown`` left out), or None."""
+    known = {k: v for k, v in counts.items() if k.startswith(CALL_PREFIX) and k != CALL_PREFIX + "unknown"}
+    total = sum(known.values())
+    return known.get(CALL_PREFIX + "connected", 0) / total if total else None

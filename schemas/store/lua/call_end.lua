@@ -5,12 +5,13 @@
 -- dedupe window from now. That entry also carries ``outcome``: the job's stored final outcome, byte
 -- for byte, with ``"call": <ARGV[15]>`` appended (readers of ``fields["outcome"]`` that upsert by
 -- job id see the same outcome, updated; readers that count entries skip ``kind call_result``).
--- KEYS: record, call index (''), calls schedule, dialling leases, outcomes, arq queue, arq job, claim
+-- KEYS: record, call index (''), calls schedule, dialling leases, outcomes, arq queue, arq job, claim,
+--       the portal's stats of this minute ('' but for call_end)
 -- ARGV: job_id, step, expected call_id ('' any), this call's result JSON ('' none), final JSON
 --       (call_end), now_ms, run_at_ms (redial), queue member, stored arq job, claim ttl ms (redial:
 --       while pending; call_end: the dedupe window), outcomes_maxlen, expected call states (csv;
 --       '' any), token ('' or the dialling redial's lease token), retention ms, the outcome's
---       ``call`` object JSON (call_end)
+--       ``call`` object JSON (call_end), the stats field of the final result (``call:<kind>``), stats ttl ms
 -- Returns {'written', call state} | {'refused', job or call state} | {'busy', call state} (not in
 -- an expected state) | {'stale', call state} (another call is followed now) | {'superseded', ...}
 -- | {'claimed', holder} (redial: another job holds the line + number; nothing changed).
@@ -55,6 +56,11 @@ end
 entry[#entry + 1] = 'call_result'
 entry[#entry + 1] = ARGV[5]
 redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[11], '*', unpack(entry))
+if KEYS[9] and KEYS[9] ~= '' and ARGV[16] and ARGV[16] ~= '' then
+  -- the dashboard's last hour: final call results by kind, for the reached ratio
+  redis.call('HINCRBY', KEYS[9], ARGV[16], 1)
+  redis.call('PEXPIRE', KEYS[9], ARGV[17])
+end
 if redis.call('GET', KEYS[8]) == ARGV[1] then
   if tonumber(ARGV[10]) > 0 then redis.call('PEXPIRE', KEYS[8], ARGV[10]) else redis.call('DEL', KEYS[8]) end
 end

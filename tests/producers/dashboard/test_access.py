@@ -21,6 +21,8 @@ from producers.dashboard import plots
 from producers.http.app import create_app
 from schemas.config import ApiToken, Settings
 from schemas.store.keys import Keys
+from schemas.store.records import to_ms
+from schemas.store.stats import minute_of
 from tests.support.helpers import make_settings, sandbox_portal
 
 OPERATOR = "operator-token-0123456789"
@@ -168,3 +170,17 @@ def test_plots_escape_and_scale() -> None:
     svg = plots.stacked_bars([{"succeeded": 2}, {}, {"dead": 1, "succeeded": 1}], title="<a>")
     assert svg.count("<rect") == 3 + len(plots.STATUS_COLOURS) and "&lt;a&gt;" in svg
     assert "<polyline" in plots.line([1.0, None, 3.0], title="t", unit="ms")
+
+
+async def test_overview_plots_the_reached_ratio(redis: Redis, settings: Settings, prefix: str) -> None:
+    """The overview draws the reached ratio from the minute's counted call results (3 of 4 reached)."""
+    minute = minute_of(to_ms(datetime.now(UTC)))
+    stats = Keys(prefix).minute_stats("default", minute)
+    await cast(Awaitable[int], redis.hset(stats, mapping={"call:connected": 3, "call:busy": 1}))
+    async with browser(redis, settings) as client:
+        await log_in(client, READER)
+        async with client.get("/dashboard/") as resp:
+            page = await resp.text()
+    assert "reached ratio per minute" in page
+    assert "% reached" in page and "not recorded yet" not in page
+    assert re.search(r'<circle cx="[\d.]+" cy="[\d.]+" r="2.5" fill="#2e7d32"/>', page), "a dot at 75 %"

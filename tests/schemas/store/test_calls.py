@@ -19,7 +19,9 @@ from schemas.states import CALL_TRANSITIONS, NO_CALL, CallState, CallStep, Statu
 from schemas.store.calls import OUTCOME_FIELDS, CallStore, settle_call_end
 from schemas.store.keys import Keys
 from schemas.store.ledger import Ledger
+from schemas.store.records import to_ms
 from schemas.store.replies import CallVerdict, StartVerdict
+from schemas.store.stats import MINUTE_TTL_MS, minute_of, reached_ratio
 from schemas.wire.job import CallbackJob
 from schemas.wire.outcome import outcome_for
 from tests.support.helpers import read_call_results, read_outcomes
@@ -187,3 +189,37 @@ async def test_redial_refused_when_another_job_holds_the_number(
     (result,) = await read_call_results(redis, prefix)
     assert result["ended_by"] == "not_redialled"
     assert await redis.get(store.keys.claim("default", "reg1332", JOB.to_number)) == b"other"
+
+
+async def test_a_final_result_is_counted_for_the_dashboards_reached_ratio(
+    redis: Redis, store: CallStore, prefix: str
+) -> None:
+    """The final call result is counted by kind in the portal's stats of the minute (not a redial)."""
+    await put(redis, store, CallState.AWAITING)
+    ledger = Ledger(redis, keys=store.keys, retention_s=60, outcomes_maxlen=100)
+    settings = Settings(key_prefix=prefix, portals={"default": PORTAL})
+    record = await ledger.read(JOB.job_id)
+    assert record is not None
+    end = CallEnd(call_id="c1", kind=CallKind.CONNECTED, code="200", duration_s=30)
+    await settle_call_end(store, settings, record, end, now=NOW)
+    stats_key = store.keys.minute_stats("default", minute_of(to_ms(NOW)))
+    raw = await cast(Awaitable[dict[bytes, bytes]], redis.hgetall(stats_key))
+    counts = {k.decode(): int(v) for k, v in raw.items()}
+    assert counts == {"call:connected": 1}
+    assert reached_ratio(counts) == 1.0
+    assert 0 < await redis.pttl(stats_key) <= MINUTE_TTL_MS
+
+
+@pytest.mark.parametrize(
+    ("counts", "ratio"),
+    [
+        ({}, None),
+        ({"succeeded": 4}, None),
+        ({"call:connected": 3, "call:busy": 1}, 0.75),
+        ({"call:connected": 1, "call:unknown": 5}, 1.0),  # an unknown end is not a known miss
+        ({"call:no_answer": 2, "call:declined": 2}, 0.0),
+    ],
+)
+def test_reached_ratio(counts: dict[str, int], ratio: float | None) -> None:
+    """Connected over the final results whose end is known."""
+    assert reached_ratio(counts) == ratio
