@@ -21,6 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from schemas.policy.calendar import Expired, earliest_run
 from schemas.states import Status
+from schemas.store.errors import write_refusal
 from schemas.store.records import JobRecord
 from schemas.store.replies import RescheduleVerdict
 from schemas.wire.codes import ErrorCode
@@ -56,7 +57,9 @@ REDIS_TROUBLE = (
     ReadOnlyError,
     OSError,
 )
-"""What a Redis that stalls, restarts, fails over or fills up raises: wait for it, then write."""
+"""What a Redis that stalls, restarts or fails over raises: wait for it, then write. A Redis that
+refuses writes (full, ``MISCONF``, ``READONLY``, ``NOREPLICAS``: :func:`schemas.store.errors.write_refusal`)
+is waited for too."""
 
 
 async def durably(what: str, step: Callable[[], Awaitable[T]], *, max_wait_s: float = 5.0) -> T:
@@ -72,7 +75,9 @@ async def durably(what: str, step: Callable[[], Awaitable[T]], *, max_wait_s: fl
     while True:
         try:
             return await step()
-        except REDIS_TROUBLE as exc:
+        except Exception as exc:
+            if not isinstance(exc, REDIS_TROUBLE) and write_refusal(exc) is None:
+                raise
             log.warning(
                 EVENT_BOOKKEEPING_RETRY, step=what, error=type(exc).__name__, waited_s=round(waited_s, 1)
             )

@@ -17,11 +17,12 @@ from typing import Any
 import aiohttp
 import structlog
 from redis.asyncio import Redis
-from redis.exceptions import OutOfMemoryError, RedisError
+from redis.exceptions import RedisError
 
 from schemas.config import Settings
 from schemas.config.drift import ConfigWatch
 from schemas.jobqueue.runner import Again, QueueSettings, QueueWorker
+from schemas.store.errors import write_refusal
 from schemas.store.keys import Keys
 from schemas.store.ledger import Ledger
 from schemas.store.secret import deployment_secret
@@ -135,8 +136,8 @@ class CallbackWorker:
         self.metrics = metrics
         self.services = services
         self.keys = Keys(settings.key_prefix)
-        self.gate = WriteGate(on_change=lambda full: metrics.redis_full.set(1 if full else 0))
-        metrics.redis_full.set(0)
+        self.gate = WriteGate(on_change=metrics.set_writes_refused)
+        metrics.set_writes_refused(None)
         self.service_stop = asyncio.Event()
         self.deps: Deps | None = None
         self.config_watch: ConfigWatch | None = None
@@ -153,10 +154,12 @@ class CallbackWorker:
         assert self.deps is not None, "the worker has not started"
         try:
             again = await run_job(self.deps, job_id) is not None
-        except OutOfMemoryError:
-            self.gate.refused("job")  # a write before the request: nothing changed, nothing was sent
-            return Again(in_s=max(self.gate.wait_s(), 1.0))
-        except Exception:
+        except Exception as exc:
+            refusal = write_refusal(exc)
+            if refusal is not None:
+                # a write before the request (Redis refuses writes): nothing changed, nothing was sent
+                self.gate.refused("job", refusal)
+                return Again(in_s=max(self.gate.wait_s(), 1.0))
             # Nothing was sent (run_job records the outcome itself once a request may be out), so
             # the job is tried again rather than left to the queue, which would drop it.
             log.exception("job.runner_failed", job_id=job_id)

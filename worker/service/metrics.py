@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 
 from schemas.config import PortalConfig
 from schemas.policy.moves import PortalMove
+from schemas.store.errors import Refusal
 from schemas.store.keys import Keys
 
 log = structlog.get_logger("callq.metrics")
@@ -117,6 +118,19 @@ class Metrics:
             "1 while Redis refuses this worker's writes (maxmemory reached under noeviction)",
             registry=r if worker else CollectorRegistry(),
         )
+        self.redis_writes_refused = Gauge(
+            "callq_redis_writes_refused",
+            "1 while Redis refuses this worker's writes, by reason (full, misconf, readonly, noreplicas)",
+            ["reason"],
+            registry=r if worker else CollectorRegistry(),
+        )
+
+    def set_writes_refused(self, refusal: Refusal | None) -> None:
+        """``callq_redis_writes_refused{reason}`` (every reason shown, 1 for the current one) and
+        ``callq_redis_full``: why Redis refuses this worker's writes, None when it takes them."""
+        for reason in Refusal:
+            self.redis_writes_refused.labels(reason=str(reason)).set(1 if refusal is reason else 0)
+        self.redis_full.set(1 if refusal is Refusal.FULL else 0)
 
     def set_config_mismatch(self, differs: bool) -> None:
         """``callq_config_mismatch``: 1 while this process's configuration differs from another's."""
