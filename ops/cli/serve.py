@@ -118,7 +118,7 @@ def _checked(args: argparse.Namespace, settings: Settings) -> ConnectionTimeouts
         ConfigError: no token and no ``--no-auth``; ``--no-auth`` on an address that is not
             loopback; a timeout that is not positive.
     """
-    if not settings.api_tokens and not args.no_auth:
+    if not settings.bearer_tokens() and not args.no_auth:  # plain and named ([api_tokens.NAME]) tokens
         raise NoTokensError(switch="--no-auth")
     if args.no_auth and not is_loopback_host(args.host):
         raise PublicNoAuthError(args.host, switch="--no-auth")
