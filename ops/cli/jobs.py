@@ -15,6 +15,7 @@ from typing import Any, TextIO, TypeVar
 
 from redis.asyncio import Redis
 
+from ops.cli.numbers import int_in
 from ops.cli.timeparse import parse_at, parse_duration
 from ops.cli.verb import Verb, with_redis
 from producers.api import AmbiguousKeyError, Producer, Submitted
@@ -210,7 +211,9 @@ def add_list_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--portal", help="only this portal")
     parser.add_argument("--line", help="only this line")
-    parser.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    parser.add_argument(
+        "--limit", type=int_in(1, 100_000), default=100, help="at most this many (default 100)"
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable output (one JSON list)")
 
 

@@ -8,6 +8,7 @@ import contextlib
 import signal
 import sys
 
+from ops.cli.numbers import int_in, seconds_in
 from ops.cli.verb import Verb
 from producers.http.app import NoTokensError, PublicNoAuthError, serve
 from producers.http.server import ConnectionTimeouts
@@ -23,7 +24,7 @@ from worker.service.metrics import Metrics, keep_gauges_fresh, metrics_routes
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``callq serve``."""
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 for every interface)")
-    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--port", type=int_in(0, 65535), default=8080)
     parser.add_argument(
         "--cors-origin",
         action="append",
@@ -31,7 +32,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="ORIGIN",
         help="a browser origin allowed to call the API (repeatable), e.g. https://shop.example",
     )
-    parser.add_argument("--max-body-bytes", type=int, default=64 * 1024)
+    parser.add_argument("--max-body-bytes", type=int_in(1, 2**30), default=64 * 1024)
     parser.add_argument(
         "--no-auth",
         action="store_true",
@@ -40,21 +41,21 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = ConnectionTimeouts()
     parser.add_argument(
         "--keepalive-timeout",
-        type=float,
+        type=seconds_in(0, 86400, above=True),
         default=defaults.keepalive_s,
         metavar="S",
         help=f"close a connection idle between requests after S seconds (default {defaults.keepalive_s:g})",
     )
     parser.add_argument(
         "--header-timeout",
-        type=float,
+        type=seconds_in(0, 86400, above=True),
         default=defaults.header_s,
         metavar="S",
         help=f"408 unless the request line and headers arrive within S seconds (default {defaults.header_s:g})",
     )
     parser.add_argument(
         "--body-timeout",
-        type=float,
+        type=seconds_in(0, 86400, above=True),
         default=defaults.body_s,
         metavar="S",
         help=f"408 unless a request body arrives within S seconds (default {defaults.body_s:g})",
