@@ -11,7 +11,7 @@ from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
-from ops.bench import dedupe_cost, intake, lateness, memory, rate_limit, throughput
+from ops.bench import dedupe_cost, intake, lateness, memory, rate_limit, redaction, throughput
 from ops.cli.logs import configure_logging
 
 BENCHES: dict[str, Callable[..., Coroutine[Any, Any, dict[str, Any]]]] = {
@@ -21,6 +21,7 @@ BENCHES: dict[str, Callable[..., Coroutine[Any, Any, dict[str, Any]]]] = {
     "intake": intake.run,
     "memory": memory.run,
     "lateness": lateness.run,
+    "redaction": redaction.run,
 }
 
 

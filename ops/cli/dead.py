@@ -9,6 +9,7 @@ from typing import Any, TextIO
 from redis.asyncio import Redis
 
 from ops.cli.jobs import find_job, json_output
+from ops.cli.logs import show_in_full
 from ops.cli.numbers import int_in
 from ops.cli.timeparse import TimeParseError, parse_duration
 from ops.cli.verb import Verb, with_redis
@@ -137,8 +138,10 @@ def _summary(record: JobRecord) -> dict[str, Any]:
 def _emit(
     rows: list[dict[str, Any]], as_json: bool, out: TextIO, *, empty: str = "", single: bool = False
 ) -> None:
+    lines = {str(row["from_line"]) for row in rows if row.get("from_line")}
+    show_in_full(out, lines)
     if as_json:
-        print(json_output(rows[0] if single else rows), file=out)
+        print(json_output(rows[0] if single else rows, lines=lines), file=out)
         return
     if not rows and empty:
         print(empty, file=out)

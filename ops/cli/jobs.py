@@ -9,12 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from typing import Any, TextIO, TypeVar
 
 from redis.asyncio import Redis
 
+from ops.cli.logs import show_in_full
 from ops.cli.numbers import int_in
 from ops.cli.timeparse import parse_at, parse_duration
 from ops.cli.verb import Verb, with_redis
@@ -198,7 +199,8 @@ async def cancel(
     if not cancelled:
         print(f"callq cancel: job {record.job_id} is {record.state} and cannot be cancelled", file=sys.stderr)
         if args.json:
-            print(json_output(record_view(record, settings=settings)), file=out)
+            show_in_full(out, [record.job.from_line])
+            print(json_output(record_view(record, settings=settings), lines=[record.job.from_line]), file=out)
         return 1
     _print_record(record, settings=settings, as_json=args.json, out=out)
     return 0
@@ -245,8 +247,10 @@ async def list_jobs(
             break
         start += page
     found = found[: args.limit]
+    lines = {r.job.from_line for r in found}
+    show_in_full(out, lines)
     if args.json:
-        print(json_output([record_view(r, settings=settings) for r in found]), file=out)
+        print(json_output([record_view(r, settings=settings) for r in found], lines=lines), file=out)
         return 0
     for r in found:
         tz = settings.portals[r.job.portal].timezone if r.job.portal in settings.portals else UTC
@@ -261,11 +265,12 @@ async def list_jobs(
     return 0
 
 
-def json_output(data: Any) -> str:
+def json_output(data: Any, *, lines: Collection[str] = ()) -> str:
     """``--json`` output: numbers and secrets masked in the data first (a producer's metadata too), so
     that the masking of the CLI's output stream finds nothing left that would make the JSON invalid
-    (a bare 11-digit value masked in the text would no longer be a JSON number)."""
-    return json.dumps(redact_value(data), ensure_ascii=False)
+    (a bare 11-digit value masked in the text would no longer be a JSON number). ``lines``, the
+    line ids shown, are configuration and stay as they are (see :func:`ops.cli.logs.show_in_full`)."""
+    return json.dumps(redact_value(data, kept=lines), ensure_ascii=False)
 
 
 def _print_record(
@@ -278,12 +283,13 @@ def _print_record(
     moved: dict[str, str] | None = None,
 ) -> None:
     view = record_view(record, settings=settings)
+    show_in_full(out, [record.job.from_line])
     if halt is not None:
         view["portal_halted"] = halt
     if moved is not None:
         view["portal_moved"] = moved
     if as_json:
-        print(json_output(view), file=out)
+        print(json_output(view, lines=[record.job.from_line]), file=out)
         return
     tz = settings.portals[record.job.portal].timezone if record.job.portal in settings.portals else UTC
     head = f"{record.job_id} {record.state}"
