@@ -256,8 +256,8 @@ async def list_jobs(
         tz = settings.portals[r.job.portal].timezone if r.job.portal in settings.portals else UTC
         when = _when(r.run_at, tz) if r.run_at else "-"
         print(
-            f"{r.job_id}  {r.state:<9}  {when}  {r.job.portal}/{r.job.from_line}  "
-            f"{mask_number(r.job.to_number)}  attempts {r.attempts}",
+            f"{r.job_id}  {r.state:<9}  {when}  {_shown(r.job.portal)}/{_shown(r.job.from_line)}  "
+            f"{_shown(mask_number(r.job.to_number) if r.job.to_number else None)}  attempts {r.attempts}",
             file=out,
         )
     if not found:
@@ -297,7 +297,8 @@ def _print_record(
         head += f", runs at {_when(record.run_at, tz)}"
     print(head, file=out)
     print(
-        f"  portal {view['portal']}  line {view['from_line']}  to {view['to_number']}  attempts {record.attempts}",
+        f"  portal {_shown(view['portal'])}  line {_shown(view['from_line'])}  to {_shown(view['to_number'])}"
+        f"  attempts {record.attempts}",
         file=out,
     )
     if halt is not None:
@@ -322,8 +323,20 @@ def _print_record(
 
 
 def _when(moment: datetime, tz: Any) -> str:
+    """``2026-11-22 10:00:00 UTC (2026-11-22 13:00:00 MSK Europe/Moscow)``; a portal in UTC shows
+    UTC once, and a zone whose abbreviation is its name (``Etc/GMT-3`` → ``+03``) is named once."""
+    utc = f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
     local = moment.astimezone(tz)
-    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC ({local:%Y-%m-%d %H:%M:%S %Z} {tz})"
+    if local.tzname() == "UTC":
+        return utc
+    name = str(tz)
+    zone = local.tzname() if local.tzname() == name else f"{local.tzname()} {name}"
+    return f"{utc} ({local:%Y-%m-%d %H:%M:%S} {zone})"
+
+
+def _shown(value: Any) -> str:
+    """A field of a record for the text output: a rejected job may lack it (``-``, not ``None``)."""
+    return "-" if value is None or value == "" else str(value)
 
 
 def add_job_arguments(parser: argparse.ArgumentParser) -> None:

@@ -301,12 +301,20 @@ def require_write(request: web.Request) -> None:
         raise HttpProblem(403, "FORBIDDEN", 'this token may only read (access = "read")')
 
 
+DECODED_ENCODINGS = frozenset({"", "identity", "gzip", "x-gzip", "deflate"})
+"""The ``Content-Encoding`` values a body may have: aiohttp decodes these (``br`` only with the
+optional brotli package, which callq does not require: refused like any other)."""
+UNSUPPORTED_ENCODING = "UNSUPPORTED_CONTENT_ENCODING"
+UNSUPPORTED_ENCODING_DESCRIPTION = "send the body uncompressed, or with Content-Encoding: gzip or deflate"
+
+
 async def read_json_body(request: web.Request) -> bytes:
     """The body of a JSON request, at most ``max_body_bytes``, within ``body_timeout_s``.
 
     Raises:
         HttpProblem: 413 over the limit (by Content-Length, or counted while reading a chunked or
-            compressed body), 415 unless the Content-Type is ``application/json`` in UTF-8, 400 if
+            compressed body), 415 unless the Content-Type is ``application/json`` in UTF-8 and the
+            Content-Encoding one of :data:`DECODED_ENCODINGS`, 400 if
             the body cannot be decoded (a ``Content-Encoding`` or chunked framing it does not have)
             or the client went away before sending it all, 408 if it did not arrive in time. None
             of these quotes what was sent, and none is logged with a traceback.
@@ -323,6 +331,9 @@ async def read_json_body(request: web.Request) -> bytes:
         or charset not in ("utf-8", "utf8")
     ):
         raise HttpProblem(415, "UNSUPPORTED_MEDIA_TYPE", "send Content-Type: application/json (UTF-8)")
+    headers = request.headers.getall(hdrs.CONTENT_ENCODING, [])
+    if any(enc.strip().lower() not in DECODED_ENCODINGS for header in headers for enc in header.split(",")):
+        raise HttpProblem(415, UNSUPPORTED_ENCODING, UNSUPPORTED_ENCODING_DESCRIPTION, close=True)
     try:
         async with asyncio.timeout(guard.body_timeout_s):
             return await request.read()  # the app's client_max_size counts the bytes as they come

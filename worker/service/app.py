@@ -140,6 +140,7 @@ class CallbackWorker:
         metrics.set_writes_refused(None)
         self.service_stop = asyncio.Event()
         self.deps: Deps | None = None
+        self.session: aiohttp.ClientSession | None = None
         self.config_watch: ConfigWatch | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._service_tasks: list[asyncio.Task[None]] = []
@@ -168,12 +169,25 @@ class CallbackWorker:
 
     async def start(self) -> None:
         """Build the collaborators and start the background tasks."""
-        options, settings, redis, gate = self.options, self.settings, self.redis, self.gate
-        session = aiohttp.ClientSession(
-            timeout=options.client_timeout,
+        self.session = aiohttp.ClientSession(
+            timeout=self.options.client_timeout,
             headers={"User-Agent": USER_AGENT},
-            connector=aiohttp.TCPConnector(limit=max(options.concurrency * 2, 20)),
+            connector=aiohttp.TCPConnector(limit=max(self.options.concurrency * 2, 20)),
         )
+        try:
+            self._start(self.session)
+        except BaseException:  # a crash at start must not leave the session open (aiohttp warns of it)
+            await self.close_session()
+            raise
+
+    async def close_session(self) -> None:
+        """Close the HTTP session, if one was opened (safe to call twice)."""
+        session, self.session = self.session, None
+        if session is not None and not session.closed:
+            await session.close()
+
+    def _start(self, session: aiohttp.ClientSession) -> None:
+        options, settings, redis, gate = self.options, self.settings, self.redis, self.gate
         ledger = Ledger.for_settings(redis, settings, retry=gate.until_written)
         leases = AttemptLeases(ledger, timing=options.leases)
         self.deps = deps = Deps(
@@ -224,6 +238,13 @@ class CallbackWorker:
     async def stop(self) -> None:
         """After the jobs in flight ended (their leases were kept alive meanwhile): stop the rest."""
         self.metrics.worker_up.set(0)
+        try:
+            await self._stop()
+        finally:
+            await self.close_session()
+        log.info("worker.stopped")
+
+    async def _stop(self) -> None:
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -235,9 +256,6 @@ class CallbackWorker:
             await asyncio.wait(self._service_tasks, timeout=SERVICE_STOP_S)
             for task in self._service_tasks:
                 task.cancel()
-        if self.deps is not None:
-            await self.deps.session.close()
-        log.info("worker.stopped")
 
     async def _watch_config(self) -> None:
         """Register this worker's configuration and keep comparing it with the other processes'.

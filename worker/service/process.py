@@ -184,6 +184,8 @@ async def _run_once(
         # after an immediate stop the queue's close() re-raises the cancelled jobs' CancelledError
         with contextlib.suppress(Exception, asyncio.CancelledError):
             await worker.queue.close()
+        # close() may fail before its shutdown hook (Redis gone): the session still closes
+        await worker.callbacks.close_session()
     return result
 
 
