@@ -29,6 +29,7 @@ from schemas.wire.job import CallbackJob
 from schemas.wire.outcome import OutcomeError, outcome_for
 from worker.jobs.deps import Deps
 from worker.policy.classify import Failure
+from worker.policy.dropped import dropped_reason
 
 log = structlog.get_logger("callq.worker")
 
@@ -211,10 +212,33 @@ async def put_back(
         return await defer_busy(deps, record.job_id)
     if result.verdict is not RescheduleVerdict.OK:
         if deps.attempt_token:
-            log.warning(EVENT_RESULT_DROPPED, meant=str(state), found=str(result.verdict), state=result.state)
+            result_dropped(
+                deps, record.job.portal, meant=str(state), found=str(result.verdict), state=result.state
+            )
         return None  # cancelled, or finished, meanwhile
     log.info("job.deferred", state=str(state), run_at=run_at.isoformat())
     return max((run_at - now).total_seconds(), 0.0)
+
+
+def result_dropped(
+    deps: Deps, portal: str, *, meant: str, found: str, state: str | None, **fields: Any
+) -> None:
+    """An attempt's end its record did not take: log :data:`EVENT_RESULT_DROPPED` and count it
+    (``callq_results_dropped_total{reason}``). Every path that drops a result calls this.
+
+    Args:
+        deps: The worker's collaborators (the metrics).
+        portal: The job's portal (logged).
+        meant: The state or status the attempt meant to write.
+        found: The script's verdict.
+        state: The state the script found.
+        fields: More to log (the call id, the error code).
+    """
+    reason = dropped_reason(found, state)
+    deps.metrics.results_dropped.labels(reason=reason).inc()
+    log.warning(
+        EVENT_RESULT_DROPPED, portal=portal, meant=meant, found=found, state=state, reason=reason, **fields
+    )
 
 
 async def end_job(
@@ -267,13 +291,14 @@ async def end_job(
         return await defer_busy(deps, job.job_id)
     if not result.written and deps.attempt_token:
         # this attempt's end, known only here: say so, since the record will not
-        log.warning(
-            EVENT_RESULT_DROPPED,
+        result_dropped(
+            deps,
+            job.portal,
             meant=str(status),
-            call_id=call_id,
-            error_code=error[0] if error else None,
             found=str(result.verdict),
             state=result.state,
+            call_id=call_id,
+            error_code=error[0] if error else None,
         )
     if result.written:
         deps.metrics.jobs_finished.labels(portal=job.portal, status=str(status)).inc()

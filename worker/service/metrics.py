@@ -67,6 +67,13 @@ class Metrics:
         self.intake_entries = Counter(
             "callq_intake_entries", "Intake stream entries admitted, by result", ["result"], registry=r
         )
+        self.results_dropped = Counter(
+            "callq_results_dropped",
+            "Attempt ends their record no longer took (missing, final, superseded, other): the log's"
+            " job.result_dropped is then the only trace besides the portal's call history",
+            ["reason"],
+            registry=r,
+        )
         self.orphans_ended = Counter(
             "callq_orphaned_attempts",
             "Attempts found with their lease lapsed (their worker stopped working on them)",

@@ -46,6 +46,7 @@ KNOWN_METRICS = frozenset(
         "callq_config_mismatch",
         "callq_intake_entries_total",
         "callq_orphaned_attempts_total",
+        "callq_results_dropped_total",
         "callq_running_attempts",
         "callq_redis_full",
         "callq_redis_writes_refused",
@@ -564,6 +565,7 @@ def test_alerts_cover_the_agreed_conditions(rules: list[dict[str, Any]]) -> None
     assert "callq_redis_writes_refused" in exprs["CallqRedisRefusesWrites"]
     assert 'result="unknown"' in exprs["CallqOutcomeUnknown"]
     assert 'status="expired"' in exprs["CallqJobsExpiring"]
+    assert "callq_results_dropped_total" in exprs["CallqResultsDropped"]
     jobs = set(re.findall(r'job="([\w-]+)"', " ".join(exprs.values())))
     assert jobs <= {"callq-worker", "callq-serve"}
 
