@@ -25,6 +25,7 @@ def test_a_closed_pipe_stops_callq_quietly(redis_url: str, prefix: str) -> None:
     )
     assert proc.stdout is not None and proc.stderr is not None
     proc.stdout.close()  # the reader leaves before callq writes a line
-    err = proc.stderr.read().decode()
+    with proc.stderr:
+        err = proc.stderr.read().decode()
     assert proc.wait(timeout=30) == 141, err
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
