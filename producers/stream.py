@@ -21,10 +21,11 @@ from typing import Any
 
 import structlog
 from redis.asyncio import Redis
-from redis.exceptions import OutOfMemoryError, RedisError, ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from producers.api import Producer
 from producers.validation import FieldError, Invalid
+from schemas.store.errors import write_refusal
 from schemas.store.keys import INTAKE_GROUP, Keys
 from schemas.store.records import decode_text
 from schemas.store.secret import deployment_secret, derive_key
@@ -231,12 +232,14 @@ async def keep_consuming(consumer: IntakeConsumer, stop: asyncio.Event, gate: Wr
             await consumer.run(stop)
         except asyncio.CancelledError:
             raise
-        except OutOfMemoryError:
-            gate.refused("intake")
-            wait = max(gate.wait_s(), 0.5)
-        except Exception:
-            log.exception("intake.failed", retry_in_s=delay)
-            wait, delay = delay, min(delay * 2, 30.0)
+        except Exception as exc:
+            refusal = write_refusal(exc)
+            if refusal is not None:
+                gate.refused("intake", refusal)
+                wait = max(gate.wait_s(), 0.5)
+            else:
+                log.exception("intake.failed", retry_in_s=delay)
+                wait, delay = delay, min(delay * 2, 30.0)
         else:
             delay = 0.5
             continue

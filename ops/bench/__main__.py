@@ -11,7 +11,17 @@ from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
-from ops.bench import dashboard, dedupe_cost, follow_cost, intake, lateness, memory, rate_limit, throughput
+from ops.bench import (
+    dashboard,
+    dedupe_cost,
+    follow_cost,
+    intake,
+    lateness,
+    memory,
+    rate_limit,
+    redaction,
+    throughput,
+)
 from ops.cli.logs import configure_logging
 
 BENCHES: dict[str, Callable[..., Coroutine[Any, Any, dict[str, Any]]]] = {
@@ -23,6 +33,7 @@ BENCHES: dict[str, Callable[..., Coroutine[Any, Any, dict[str, Any]]]] = {
     "memory": memory.run,
     "lateness": lateness.run,
     "dashboard": dashboard.run,
+    "redaction": redaction.run,
 }
 
 

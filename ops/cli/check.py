@@ -15,7 +15,7 @@ from redis.exceptions import RedisError
 from ops.cli.verb import Verb
 from schemas.config import Settings
 from schemas.policy.moves import PortalMove
-from schemas.store.connect import close_client, redis_client
+from schemas.store.connect import close_client, ping, redis_client
 from schemas.store.keys import Keys
 from worker.bitrix.address import PortalAddresses
 from worker.bitrix.client import DEFAULT_TIMEOUT, USER_AGENT
@@ -75,7 +75,7 @@ async def _probe_portals(settings: Settings, client: Redis, redis: Redis | None)
 async def _answering(client: Redis) -> Redis | None:
     """The client if Redis answers, else None (the checks that need it say so)."""
     try:
-        await client.ping()
+        await ping(client)
     except (RedisError, OSError):
         return None
     return client

@@ -9,6 +9,8 @@ from typing import Any, TextIO
 from redis.asyncio import Redis
 
 from ops.cli.jobs import find_job, json_output
+from ops.cli.logs import show_in_full
+from ops.cli.numbers import int_in
 from ops.cli.timeparse import TimeParseError, parse_duration
 from ops.cli.verb import Verb, with_redis
 from producers.api import Producer
@@ -26,7 +28,7 @@ def add_dead_arguments(parser: argparse.ArgumentParser) -> None:
     listing = sub.add_parser("list", help="dead jobs, oldest first")
     listing.add_argument("--portal")
     listing.add_argument("--code", help="only this error code (case-insensitive), e.g. OUTCOME_UNKNOWN")
-    listing.add_argument("--limit", type=int, default=100)
+    listing.add_argument("--limit", type=int_in(1, 100_000), default=100)
     listing.add_argument("--json", action="store_true")
     show = sub.add_parser("show", help="one dead job with every attempt")
     show.add_argument("id", help="job id or idempotency key")
@@ -136,8 +138,10 @@ def _summary(record: JobRecord) -> dict[str, Any]:
 def _emit(
     rows: list[dict[str, Any]], as_json: bool, out: TextIO, *, empty: str = "", single: bool = False
 ) -> None:
+    lines = {str(row["from_line"]) for row in rows if row.get("from_line")}
+    show_in_full(out, lines)
     if as_json:
-        print(json_output(rows[0] if single else rows), file=out)
+        print(json_output(rows[0] if single else rows, lines=lines), file=out)
         return
     if not rows and empty:
         print(empty, file=out)

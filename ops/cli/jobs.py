@@ -9,13 +9,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from typing import Any, TextIO, TypeVar
 
 from redis.asyncio import Redis
 
 from ops.cli import bulk
+from ops.cli.logs import show_in_full
+from ops.cli.numbers import int_in
 from ops.cli.timeparse import parse_at, parse_duration
 from ops.cli.verb import Verb, with_redis
 from producers.api import AmbiguousKeyError, Producer, Submitted
@@ -214,7 +216,8 @@ async def cancel(
     if not cancelled:
         print(f"callq cancel: job {record.job_id} is {record.state} and cannot be cancelled", file=sys.stderr)
         if args.json:
-            print(json_output(record_view(record, settings=settings)), file=out)
+            show_in_full(out, [record.job.from_line])
+            print(json_output(record_view(record, settings=settings), lines=[record.job.from_line]), file=out)
         return 1
     _print_record(record, settings=settings, as_json=args.json, out=out)
     return 0
@@ -227,7 +230,9 @@ def add_list_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--portal", help="only this portal")
     parser.add_argument("--line", help="only this line")
-    parser.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    parser.add_argument(
+        "--limit", type=int_in(1, 100_000), default=100, help="at most this many (default 100)"
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable output (one JSON list)")
 
 
@@ -262,15 +267,18 @@ async def list_jobs(
             break
         start += page
     found = found[: args.limit]
+    lines = {r.job.from_line for r in found}
+    show_in_full(out, lines)
     if args.json:
-        print(json_output([record_view(r, settings=settings) for r in found]), file=out)
+        print(json_output([record_view(r, settings=settings) for r in found], lines=lines), file=out)
         return 0
     for r in found:
         tz = settings.portals[r.job.portal].timezone if r.job.portal in settings.portals else UTC
         when = _when(r.run_at, tz) if r.run_at else "-"
         print(
-            f"{r.job_id}  {r.state:<9}  {when}  {r.job.portal}/{r.job.from_line}  "
-            f"{mask_number(r.job.to_number)}  attempts {r.attempts}  call {call_column(r)}",
+            f"{r.job_id}  {r.state:<9}  {when}  {_shown(r.job.portal)}/{_shown(r.job.from_line)}  "
+            f"{_shown(mask_number(r.job.to_number) if r.job.to_number else None)}  attempts {r.attempts}  "
+            f"call {call_column(r)}",
             file=out,
         )
     if not found:
@@ -289,11 +297,12 @@ def call_column(record: JobRecord) -> str:
     return str(call.state)
 
 
-def json_output(data: Any) -> str:
+def json_output(data: Any, *, lines: Collection[str] = ()) -> str:
     """``--json`` output: numbers and secrets masked in the data first (a producer's metadata too), so
     that the masking of the CLI's output stream finds nothing left that would make the JSON invalid
-    (a bare 11-digit value masked in the text would no longer be a JSON number)."""
-    return json.dumps(redact_value(data), ensure_ascii=False)
+    (a bare 11-digit value masked in the text would no longer be a JSON number). ``lines``, the
+    line ids shown, are configuration and stay as they are (see :func:`ops.cli.logs.show_in_full`)."""
+    return json.dumps(redact_value(data, kept=lines), ensure_ascii=False)
 
 
 def _print_record(
@@ -306,12 +315,13 @@ def _print_record(
     moved: dict[str, str] | None = None,
 ) -> None:
     view = record_view(record, settings=settings)
+    show_in_full(out, [record.job.from_line])
     if halt is not None:
         view["portal_halted"] = halt
     if moved is not None:
         view["portal_moved"] = moved
     if as_json:
-        print(json_output(view), file=out)
+        print(json_output(view, lines=[record.job.from_line]), file=out)
         return
     tz = settings.portals[record.job.portal].timezone if record.job.portal in settings.portals else UTC
     head = f"{record.job_id} {record.state}"
@@ -319,7 +329,8 @@ def _print_record(
         head += f", runs at {_when(record.run_at, tz)}"
     print(head, file=out)
     print(
-        f"  portal {view['portal']}  line {view['from_line']}  to {view['to_number']}  attempts {record.attempts}",
+        f"  portal {_shown(view['portal'])}  line {_shown(view['from_line'])}  to {_shown(view['to_number'])}"
+        f"  attempts {record.attempts}",
         file=out,
     )
     if halt is not None:
@@ -344,8 +355,20 @@ def _print_record(
 
 
 def _when(moment: datetime, tz: Any) -> str:
+    """``2026-11-22 10:00:00 UTC (2026-11-22 13:00:00 MSK Europe/Moscow)``; a portal in UTC shows
+    UTC once, and a zone whose abbreviation is its name (``Etc/GMT-3`` → ``+03``) is named once."""
+    utc = f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
     local = moment.astimezone(tz)
-    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC ({local:%Y-%m-%d %H:%M:%S %Z} {tz})"
+    if local.tzname() == "UTC":
+        return utc
+    name = str(tz)
+    zone = local.tzname() if local.tzname() == name else f"{local.tzname()} {name}"
+    return f"{utc} ({local:%Y-%m-%d %H:%M:%S} {zone})"
+
+
+def _shown(value: Any) -> str:
+    """A field of a record for the text output: a rejected job may lack it (``-``, not ``None``)."""
+    return "-" if value is None or value == "" else str(value)
 
 
 def add_job_arguments(parser: argparse.ArgumentParser) -> None:

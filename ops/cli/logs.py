@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TextIO
 
 import structlog
@@ -84,6 +84,9 @@ class RedactingStream(io.TextIOBase):
         raw: the real stream.
         redactor: the process's redactor; the CLI swaps in the configured one once settings load.
         numbers: spellings of numbers known to be in play (``callq enqueue --to``).
+
+    Line ids a command prints are configuration, not a client's number: :func:`show_in_full` lets
+    them through as they are, although a rented line is named by the company's own number.
     """
 
     def __init__(self, raw: TextIO, redactor: Redactor = SHAPES, numbers: Sequence[str] = ()) -> None:
@@ -91,6 +94,7 @@ class RedactingStream(io.TextIOBase):
         self.raw = raw
         self.redactor = redactor
         self.numbers = tuple(numbers)
+        self.kept: set[str] = set()
         self._pending = ""
 
     def write(self, text: str) -> int:
@@ -98,13 +102,13 @@ class RedactingStream(io.TextIOBase):
         self._pending += text
         if "\n" in self._pending:
             lines, _, self._pending = self._pending.rpartition("\n")
-            self.raw.write(self.redactor.text(lines + "\n", self.numbers))
+            self.raw.write(self.redactor.text(lines + "\n", self.numbers, self.kept))
         return len(text)
 
     def flush(self) -> None:
         """Write what is buffered (masked), then flush the real stream."""
         if self._pending:
-            self.raw.write(self.redactor.text(self._pending, self.numbers))
+            self.raw.write(self.redactor.text(self._pending, self.numbers, self.kept))
             self._pending = ""
         self.raw.flush()
 
@@ -130,3 +134,16 @@ class RedactingStream(io.TextIOBase):
         if not self.closed:
             self.flush()
         super().close()
+
+
+def show_in_full(out: object, values: Iterable[str | None]) -> None:
+    """Let ``out`` print these line ids as they are (a masking stream would mask one shaped like a
+    number by shape): the company's own lines are configuration, shown in full like in the outcome
+    records. The numbers in play (``callq enqueue --to``) are still masked exactly.
+
+    Args:
+        out: where the command prints; nothing happens unless it is a :class:`RedactingStream`.
+        values: line ids (``FROM_LINE`` values).
+    """
+    if isinstance(out, RedactingStream):
+        out.kept.update(value for value in values if value)

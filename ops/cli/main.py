@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -64,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
+"""The status a shell reports for a program that a closed pipe stopped (141)."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``callq`` console script.
 
@@ -73,11 +79,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     out, err = RedactingStream(sys.stdout), RedactingStream(sys.stderr)
     sys.stdout, sys.stderr = out, err
     try:
-        return _main(argv, out, err)
-    finally:
-        sys.stdout, sys.stderr = out.raw, err.raw
-        out.flush()
-        err.flush()
+        try:
+            return _main(argv, out, err)
+        finally:
+            sys.stdout, sys.stderr = out.raw, err.raw
+            out.flush()
+            err.flush()
+    except BrokenPipeError:
+        # the reader went away (`callq list | head -1`): stop quietly, as Unix tools do; what is
+        # left in the buffer goes nowhere, so that the interpreter's own flush at exit finds no pipe
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 def _main(argv: Sequence[str] | None, out: RedactingStream, err: RedactingStream) -> int:

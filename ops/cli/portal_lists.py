@@ -17,6 +17,7 @@ from typing import Any, TextIO
 import aiohttp
 from redis.asyncio import Redis
 
+from ops.cli.logs import show_in_full
 from ops.cli.verb import Verb, with_redis
 from schemas.config import PortalConfig, Settings, UnknownPortalError
 from schemas.store.keys import Keys
@@ -51,6 +52,8 @@ async def list_offered(
         print(f"callq {what}: no portal is configured", file=sys.stderr)
         return 2
     found = [await _ask(portal, settings, redis, what=what) for portal in portals]
+    if what == "lines":  # line ids are configuration: shown in full (their names are free text: masked)
+        show_in_full(out, [line for entry in found for line in entry.get("lines", {})])
     if args.json:
         print(json.dumps(found, ensure_ascii=False), file=out)
     else:

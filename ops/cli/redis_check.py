@@ -19,6 +19,7 @@ from ops.redis_server import RedisServer
 from schemas.config import Settings, redact_redis_url
 from schemas.policy.redact import redact_text
 from schemas.store.connect import close_client, redis_client
+from schemas.store.connect import ping as ping_client
 
 log = structlog.get_logger("callq")
 
@@ -31,7 +32,7 @@ async def ping(url: str, *, timeout_s: float = 2.0) -> str | None:
     """None if Redis at ``url`` answers PING, else the reason."""
     client = redis_client(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
     try:
-        await client.ping()
+        await ping_client(client)
         return None
     except (RedisError, OSError) as exc:
         return str(exc) or type(exc).__name__

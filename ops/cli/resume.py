@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from redis.asyncio import Redis
 
 from ops.cli.verb import Verb, with_redis
-from schemas.config import Settings
+from schemas.config import Settings, UnknownPortalError
 from schemas.store.ledger import Ledger
 
 
@@ -17,7 +18,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def run(args: argparse.Namespace, settings: Settings, redis: Redis) -> int:
-    """Lift the halt and pause of ``args.portal``; say how many waiting jobs were woken."""
+    """Lift the halt and pause of ``args.portal``; say how many waiting jobs were woken (exit 2 for a
+    portal that is not configured: nothing of it to resume)."""
+    try:
+        settings.portal(args.portal)
+    except UnknownPortalError as exc:
+        print(f"callq resume: {exc}", file=sys.stderr)
+        return 2
     ledger = Ledger.for_settings(redis, settings)
     lifted, woken = await ledger.resume(args.portal)
     state = "resumed" if lifted else "was not halted or paused"

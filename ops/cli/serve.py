@@ -9,6 +9,7 @@ import signal
 import sys
 from datetime import UTC, datetime
 
+from ops.cli.numbers import int_in, seconds_in
 from ops.cli.verb import Verb
 from producers.http.app import NoTokensError, PublicNoAuthError, serve
 from producers.http.server import ConnectionTimeouts
@@ -24,7 +25,7 @@ from worker.service.metrics import Metrics, keep_gauges_fresh, metrics_routes
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``callq serve``."""
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 for every interface)")
-    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--port", type=int_in(0, 65535), default=8080)
     parser.add_argument(
         "--cors-origin",
         action="append",
@@ -32,7 +33,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="ORIGIN",
         help="a browser origin allowed to call the API (repeatable), e.g. https://shop.example",
     )
-    parser.add_argument("--max-body-bytes", type=int, default=64 * 1024)
+    parser.add_argument("--max-body-bytes", type=int_in(1, 2**30), default=64 * 1024)
     parser.add_argument(
         "--no-auth",
         action="store_true",
@@ -41,21 +42,21 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = ConnectionTimeouts()
     parser.add_argument(
         "--keepalive-timeout",
-        type=float,
+        type=seconds_in(0, 86400, above=True),
         default=defaults.keepalive_s,
         metavar="S",
         help=f"close a connection idle between requests after S seconds (default {defaults.keepalive_s:g})",
     )
     parser.add_argument(
         "--header-timeout",
-        type=float,
+        type=seconds_in(0, 86400, above=True),
         default=defaults.header_s,
         metavar="S",
         help=f"408 unless the request line and headers arrive within S seconds (default {defaults.header_s:g})",
     )
     parser.add_argument(
         "--body-timeout",
-        type=float,
+        type=seconds_in(0, 86400, above=True),
         default=defaults.body_s,
         metavar="S",
         help=f"408 unless a request body arrives within S seconds (default {defaults.body_s:g})",
@@ -122,7 +123,7 @@ def _checked(args: argparse.Namespace, settings: Settings) -> ConnectionTimeouts
         ConfigError: no token and no ``--no-auth``; ``--no-auth`` on an address that is not
             loopback; a timeout that is not positive.
     """
-    if not settings.api_tokens and not args.no_auth:
+    if not settings.bearer_tokens() and not args.no_auth:  # plain and named ([api_tokens.NAME]) tokens
         raise NoTokensError(switch="--no-auth")
     if args.no_auth and not is_loopback_host(args.host):
         raise PublicNoAuthError(args.host, switch="--no-auth")

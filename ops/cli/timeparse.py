@@ -7,6 +7,8 @@ from datetime import datetime, time, timedelta, tzinfo
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|m|s)", re.IGNORECASE)
 _UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+MAX_DURATION_S = 3650 * 86400
+"""Ten years: far beyond the horizon admission accepts, far below what ``timedelta`` can hold."""
 
 
 class TimeParseError(ValueError):
@@ -21,11 +23,16 @@ def parse_duration(text: str) -> timedelta:
     """
     raw = text.strip()
     if re.fullmatch(r"\d+(\.\d+)?", raw):
-        return timedelta(seconds=float(raw))
-    parts = _DURATION.findall(raw)
-    if not parts or _DURATION.sub("", raw).strip():
-        raise TimeParseError(f"{text!r} is not a duration: use e.g. 90s, 15m, 2h, 1d or 1h30m")
-    return timedelta(seconds=sum(float(n) * _UNITS[u.lower()] for n, u in parts))
+        total_s = float(raw)
+    else:
+        parts = _DURATION.findall(raw)
+        if not parts or _DURATION.sub("", raw).strip():
+            raise TimeParseError(f"{text!r} is not a duration: use e.g. 90s, 15m, 2h, 1d or 1h30m")
+        total_s = sum(float(n) * _UNITS[u.lower()] for n, u in parts)
+    if total_s > MAX_DURATION_S:
+        # timedelta itself overflows near 10**9 days; no callback is asked for years ahead
+        raise TimeParseError(f"{text!r} is too long: at most {MAX_DURATION_S // 86400} days")
+    return timedelta(seconds=total_s)
 
 
 def parse_at(text: str, *, tz: tzinfo, now: datetime) -> datetime:

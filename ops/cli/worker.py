@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 import structlog
 
 from ops.cli.assemble import worker_services
+from ops.cli.numbers import int_in, seconds_in
 from ops.cli.verb import Verb
 from ops.sandbox import Sandbox, SandboxPortal, running_sandbox
 from producers.api import Producer
@@ -63,15 +64,17 @@ async def sandbox_settings(settings: Settings) -> AsyncIterator[Settings]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``callq worker``."""
-    parser.add_argument("--concurrency", type=int, default=20, help="jobs in flight in this process")
+    parser.add_argument(
+        "--concurrency", type=int_in(1, 10_000), default=20, help="jobs in flight in this process"
+    )
     parser.add_argument("--burst", action="store_true", help="exit once the queue is empty")
     parser.add_argument("--no-intake", action="store_true", help="do not read the intake stream")
     parser.add_argument(
-        "--metrics-port", type=int, default=None, help="serve Prometheus /metrics on this port"
+        "--metrics-port", type=int_in(0, 65535), default=None, help="serve Prometheus /metrics on this port"
     )
     parser.add_argument(
         "--request-timeout",
-        type=float,
+        type=seconds_in(0, 3600, above=True),
         default=30.0,
         help="seconds one Bitrix24 request may take (default 30; Bitrix24 stops requests at 60)",
     )
@@ -82,7 +85,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds a worker that died holds its jobs: they are taken over (an attempt in flight ended "
         "OUTCOME_UNKNOWN) about this long after its last heartbeat (default 20, at least 2)",
     )
-    parser.add_argument("--job-timeout", type=float, default=None, help=argparse.SUPPRESS)  # 0.2's, ignored
+    parser.add_argument(
+        "--job-timeout", type=seconds_in(0, 10**7), default=None, help=argparse.SUPPRESS
+    )  # 0.2's, ignored
     parser.add_argument(
         "--sandbox",
         action="store_true",

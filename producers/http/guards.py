@@ -19,11 +19,11 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import LooseHeaders
 from aiohttp.web_protocol import RequestPayloadError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import OutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from schemas.config import ApiToken
 from schemas.policy.redact import redact_text
+from schemas.store.errors import Refusal, write_refusal
 
 log = structlog.get_logger("callq.http")
 
@@ -31,6 +31,7 @@ EVENT_REQUEST = "http.request"
 EVENT_ERROR = "http.error"
 EVENT_REDIS_UNAVAILABLE = "http.redis_unavailable"
 EVENT_REDIS_FULL = "http.redis_full"
+EVENT_REDIS_REFUSES_WRITES = "http.redis_refuses_writes"
 
 REDIS_FULL_RETRY_AFTER_S = "30"
 """Memory is freed by a person (or a retention expiry), not in a blink: clients wait longer than for a
@@ -141,12 +142,37 @@ def _log_path(request: web.Request) -> str:
     return redact_text(request.path)[:200]
 
 
+REFUSED_WRITES = {
+    Refusal.FULL: "Redis is full and refuses writes; nothing was stored, try again later",
+    Refusal.MISCONF: "Redis cannot save its snapshot and refuses writes; nothing was stored, try again later",
+    Refusal.READONLY: "Redis is a read-only replica and refuses writes; nothing was stored, try again later",
+    Refusal.NOREPLICAS: "Redis has too few replicas and refuses writes; nothing was stored, try again later",
+}
+"""What a client is told, by reason (``REDIS_FULL``, else ``REDIS_REFUSES_WRITES`` with the reason)."""
+
+
+def refused_writes(request: web.Request, refusal: Refusal) -> web.Response:
+    """503 with ``Retry-After`` for a request Redis refused to store: ``REDIS_FULL`` for a full Redis,
+    ``REDIS_REFUSES_WRITES`` (with ``reason``) for the other refusals; logged as one line."""
+    headers = {hdrs.RETRY_AFTER: REDIS_FULL_RETRY_AFTER_S}
+    if refusal is Refusal.FULL:
+        log.warning(EVENT_REDIS_FULL, method=request.method, path=_log_path(request))
+        return HttpProblem(503, "REDIS_FULL", REFUSED_WRITES[refusal], headers=headers).response()
+    log.warning(
+        EVENT_REDIS_REFUSES_WRITES, reason=str(refusal), method=request.method, path=_log_path(request)
+    )
+    problem = HttpProblem(
+        503, "REDIS_REFUSES_WRITES", REFUSED_WRITES[refusal], headers=headers, extra={"reason": str(refusal)}
+    )
+    return problem.response()
+
+
 @web.middleware
 async def outer_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Answer every failure as JSON, add CORS headers for allowed origins, log one line per request.
 
-    Redis being unreachable or full is the only expected 5xx (503 ``UNAVAILABLE`` or ``REDIS_FULL``,
-    with ``Retry-After``); anything else that escapes a handler is a bug, answered 500 and logged
+    Redis being unreachable or refusing writes is the only expected 5xx (503 ``UNAVAILABLE``,
+    ``REDIS_FULL`` or ``REDIS_REFUSES_WRITES``, with ``Retry-After``); anything else that escapes a handler is a bug, answered 500 and logged
     with its traceback.
     """
     started = time.perf_counter()
@@ -163,16 +189,14 @@ async def outer_middleware(request: web.Request, handler: Handler) -> web.Stream
         response = HttpProblem(
             503, "UNAVAILABLE", "Redis is unavailable; try again shortly", headers={hdrs.RETRY_AFTER: "5"}
         ).response()
-    except OutOfMemoryError:
-        # nothing was stored (Redis refuses a write whole): the client may send it again later
-        log.warning(EVENT_REDIS_FULL, method=request.method, path=_log_path(request))
-        full = "Redis is full and refuses writes; nothing was stored, try again later"
-        response = HttpProblem(
-            503, "REDIS_FULL", full, headers={hdrs.RETRY_AFTER: REDIS_FULL_RETRY_AFTER_S}
-        ).response()
-    except Exception:
-        log.exception(EVENT_ERROR, method=request.method, path=_log_path(request))
-        response = HttpProblem(500, "INTERNAL", "internal error").response()
+    except Exception as exc:
+        refusal = write_refusal(exc)
+        if refusal is None:
+            log.exception(EVENT_ERROR, method=request.method, path=_log_path(request))
+            response = HttpProblem(500, "INTERNAL", "internal error").response()
+        else:
+            # nothing was stored (Redis refuses a write whole): the client may send it again later
+            response = refused_writes(request, refusal)
     _add_cors_headers(request, response, request.app[GUARD].cors_origins)
     log.info(
         EVENT_REQUEST,
@@ -277,12 +301,20 @@ def require_write(request: web.Request) -> None:
         raise HttpProblem(403, "FORBIDDEN", 'this token may only read (access = "read")')
 
 
+DECODED_ENCODINGS = frozenset({"", "identity", "gzip", "x-gzip", "deflate"})
+"""The ``Content-Encoding`` values a body may have: aiohttp decodes these (``br`` only with the
+optional brotli package, which callq does not require: refused like any other)."""
+UNSUPPORTED_ENCODING = "UNSUPPORTED_CONTENT_ENCODING"
+UNSUPPORTED_ENCODING_DESCRIPTION = "send the body uncompressed, or with Content-Encoding: gzip or deflate"
+
+
 async def read_json_body(request: web.Request) -> bytes:
     """The body of a JSON request, at most ``max_body_bytes``, within ``body_timeout_s``.
 
     Raises:
         HttpProblem: 413 over the limit (by Content-Length, or counted while reading a chunked or
-            compressed body), 415 unless the Content-Type is ``application/json`` in UTF-8, 400 if
+            compressed body), 415 unless the Content-Type is ``application/json`` in UTF-8 and the
+            Content-Encoding one of :data:`DECODED_ENCODINGS`, 400 if
             the body cannot be decoded (a ``Content-Encoding`` or chunked framing it does not have)
             or the client went away before sending it all, 408 if it did not arrive in time. None
             of these quotes what was sent, and none is logged with a traceback.
@@ -299,6 +331,9 @@ async def read_json_body(request: web.Request) -> bytes:
         or charset not in ("utf-8", "utf8")
     ):
         raise HttpProblem(415, "UNSUPPORTED_MEDIA_TYPE", "send Content-Type: application/json (UTF-8)")
+    headers = request.headers.getall(hdrs.CONTENT_ENCODING, [])
+    if any(enc.strip().lower() not in DECODED_ENCODINGS for header in headers for enc in header.split(",")):
+        raise HttpProblem(415, UNSUPPORTED_ENCODING, UNSUPPORTED_ENCODING_DESCRIPTION, close=True)
     try:
         async with asyncio.timeout(guard.body_timeout_s):
             return await request.read()  # the app's client_max_size counts the bytes as they come

@@ -15,9 +15,11 @@ from typing import Any
 import structlog
 from aiohttp import web
 from redis.asyncio import Redis
-from redis.exceptions import OutOfMemoryError, RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from producers.http.guards import json_response
+from schemas.store.connect import ping
+from schemas.store.errors import Refusal, write_refusal
 from schemas.store.keys import Keys
 
 log = structlog.get_logger("callq.http")
@@ -34,6 +36,13 @@ WRITE_PROBE_TTL_MS = 10_000
 """The probe key only has to exist for the probe (see ``Keys.write_probe``)."""
 
 REDIS_FULL = "no: Redis is full (maxmemory reached) and refuses writes"
+NOT_WRITABLE = {
+    Refusal.FULL: REDIS_FULL,
+    Refusal.MISCONF: "no: Redis cannot save its RDB snapshot (MISCONF) and refuses writes",
+    Refusal.READONLY: "no: Redis is a read-only replica (READONLY) and refuses writes",
+    Refusal.NOREPLICAS: "no: Redis has too few replicas (NOREPLICAS) and refuses writes",
+}
+"""The ``redis_writable`` check's answer, by why Redis refuses writes."""
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -60,20 +69,23 @@ ConfigCheck = Callable[[], Awaitable[str]]
 
 def redis_and_worker_check(redis: Redis, keys: Keys, *, config: ConfigCheck | None = None) -> ReadyCheck:
     """The default readiness check: Redis answers PING (``redis``), takes a write (``redis_writable``:
-    a full Redis refuses every job), and arq's health-check key of the queue exists (``worker``: a
+    a Redis that refuses writes refuses every job), and arq's health-check key of the queue exists (``worker``: a
     worker refreshes it every few seconds with a short TTL); with ``config``, also that this
     process's configuration agrees with the workers' (``callq serve`` passes one)."""
 
     async def check() -> dict[str, Any]:
         try:
             async with asyncio.timeout(READY_TIMEOUT_S):
-                await redis.ping()
+                await ping(redis)
                 alive = await redis.exists(keys.health)
                 try:
                     await redis.set(keys.write_probe, b"1", px=WRITE_PROBE_TTL_MS)
                     writable = "ok"
-                except OutOfMemoryError:
-                    writable = REDIS_FULL
+                except ResponseError as exc:
+                    refusal = write_refusal(exc)
+                    if refusal is None:
+                        raise
+                    writable = NOT_WRITABLE[refusal]
                 agreed = await config() if config is not None else None
         except (RedisError, OSError, TimeoutError) as exc:  # refused, timed out, wrong password...
             unknown = "unknown: Redis is unreachable"

@@ -44,11 +44,11 @@ from typing import Any
 import structlog
 from aiohttp import hdrs, web
 from aiohttp.http import HttpVersion11
-from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
+from aiohttp.http_exceptions import BadHttpMessage, ContentEncodingError, HttpProcessingError, LineTooLong
 from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 from aiohttp.web_request import BaseRequest
 
-from producers.http.guards import problem_body
+from producers.http.guards import UNSUPPORTED_ENCODING, UNSUPPORTED_ENCODING_DESCRIPTION, problem_body
 
 log = structlog.get_logger("callq.http")
 
@@ -61,6 +61,10 @@ MAX_REQUEST_LINE_BYTES = 4096
 """callq's longest path is ``/v1/callbacks/`` and a 200-character id: 4 KiB is plenty (414 over it)."""
 MAX_HEADER_BYTES = 8190
 """One header line (name and value), aiohttp's default (431 over it)."""
+MAX_HEADERS = 128
+"""Header lines in one request, aiohttp's default (431 over it; aiohttp says so only in its message)."""
+TOO_MANY_HEADERS = ("Too many headers", "Too many trailers")
+"""How aiohttp's parsers (C and Python) word a request over ``max_headers``: it has no class for it."""
 LINGER_S = 5.0
 """How long a body the API did not read is drained after the answer before the connection closes."""
 
@@ -169,6 +173,10 @@ class ProblemRequestHandler(RequestHandler):
             if len(exc.args) > 1 and exc.args[1] == self.max_line_size:
                 return 414, "URI_TOO_LONG", f"the request line is over {self.max_line_size} bytes"
             return 431, "HEADER_TOO_LARGE", f"a header line is over {self.max_field_size} bytes"
+        if isinstance(exc, BadHttpMessage) and str(exc.message).startswith(TOO_MANY_HEADERS):
+            return 431, "HEADER_TOO_LARGE", f"over {MAX_HEADERS} header lines"
+        if isinstance(exc, ContentEncodingError):  # one aiohttp cannot decode (br without brotli)
+            return 415, UNSUPPORTED_ENCODING, UNSUPPORTED_ENCODING_DESCRIPTION
         if isinstance(exc, HttpProcessingError) or status == 400:
             return 400, "BAD_REQUEST", "the request is not valid HTTP/1.1"
         if status == 504:
@@ -250,6 +258,7 @@ class ProblemAppRunner(web.AppRunner):
             "lingering_time": LINGER_S,
             "max_line_size": MAX_REQUEST_LINE_BYTES,
             "max_field_size": MAX_HEADER_BYTES,
+            "max_headers": MAX_HEADERS,
             "access_log": access_log,
         }
 

@@ -17,10 +17,14 @@ due and that no one holds), and the job then runs through arq's ``run_job``. Two
   still its claim token; a full Redis still takes it; a key that lapsed while Redis was away is
   taken again unless another worker took it). A job running here is never claimed here again. A
   worker that dies stops renewing: its jobs are taken over ``lease_s`` later.
-- **Redis full.** While the :class:`~schemas.store.writegate.WriteGate` says Redis refuses writes, no job is
-  claimed and the heartbeat is tried only when a try is due (it is the probe: the first one Redis takes
-  clears the gate); arq's bookkeeping refused before a job ran releases the job; arq's
-  ``finish_job`` is sent until Redis takes it. Nothing crashes the worker.
+- **Redis refusing writes** (full, ``MISCONF``, ``READONLY``, ``NOREPLICAS``:
+  :func:`schemas.store.errors.write_refusal`). While the :class:`~schemas.store.writegate.WriteGate` says
+  Redis refuses writes, no job is claimed and the heartbeat is tried only when a try is due (it is the
+  probe: the first one Redis takes clears the gate); arq's bookkeeping refused before a job ran releases
+  the job (or, when Redis refuses the delete too, leaves its claim to lapse with its lease); arq's
+  ``finish_job`` is sent until Redis takes it. Nothing crashes the worker: arq's ``_poll_iteration``
+  re-raises whatever a job's task raised (``t.result()``), so :meth:`BatchClaimWorker.run_job` lets
+  no refusal out.
 
 It relies on arq internals: ``_poll_iteration`` calling ``start_jobs`` with the due ids, ``sem``,
 ``job_counter``, ``_release_sem_dec_counter_on_complete``, ``tasks``, ``allow_pick_jobs``,
@@ -45,10 +49,10 @@ from arq.constants import in_progress_key_prefix
 from arq.utils import timestamp_ms
 from arq.worker import Worker
 from redis.commands.core import AsyncScript
-from redis.exceptions import OutOfMemoryError, RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from schemas.store.records import decode_text
-from schemas.store.writegate import WriteGate
+from schemas.store.writegate import WriteGate, refusal_or_raise
 
 logger = logging.getLogger("callq.dispatch")
 
@@ -200,8 +204,9 @@ class BatchClaimWorker(Worker):
             ]
             try:
                 reply = await self._claim(keys=[self.queue_name], args=args)
-            except OutOfMemoryError:
-                self.gate.refused("claim")  # nothing claimed: the jobs stay due for any worker
+            except ResponseError as exc:
+                # nothing claimed: the jobs stay due for any worker
+                self.gate.refused("claim", refusal_or_raise(exc))
                 return
             at += int(reply[0])
             if len(reply) > 1:
@@ -271,12 +276,20 @@ class BatchClaimWorker(Worker):
 
     async def run_job(self, job_id: str, score: int) -> None:
         """arq's ``run_job``; if Redis refuses arq's own bookkeeping before the job ran (its try
-        counter), the job is released for any worker to claim once Redis takes writes again."""
+        counter), the job is released for any worker to claim once Redis takes writes again.
+
+        Nothing that Redis refusing writes raises leaves here: arq's poll loop re-raises a finished
+        task's exception and would stop the worker."""
         try:
             await super().run_job(job_id, score)
-        except OutOfMemoryError:
-            self.gate.refused("arq job start")
-            await self.pool.delete(in_progress_key_prefix + job_id)  # a delete: a full Redis takes it
+        except ResponseError as exc:
+            self.gate.refused("arq job start", refusal_or_raise(exc))
+            try:
+                await self.pool.delete(in_progress_key_prefix + job_id)  # a full Redis takes a delete
+            except ResponseError as again:
+                # MISCONF, READONLY and NOREPLICAS refuse deletes too: the claim lapses with its lease
+                # (it is no longer renewed: the job's task has ended)
+                self.gate.refused("arq job release", refusal_or_raise(again))
 
     async def finish_job(
         self,
@@ -304,16 +317,16 @@ class BatchClaimWorker(Worker):
 
     async def record_health(self) -> None:
         """arq's heartbeat (the health-check key readiness checks read). While Redis is full it is
-        tried only when a try is due, and is the probe: the first one Redis takes clears the gate."""
+        tried only when a try is due (for any refusal), and is the probe: the first one Redis takes clears the gate."""
         if not self.gate.due():
             return
-        if self.gate.full:
+        if self.gate.refusing:
             self._last_health_check = 0  # write now, whatever arq's interval says
         before = self._last_health_check
         try:
             await super().record_health()
-        except OutOfMemoryError:
-            self.gate.refused("heartbeat")
+        except ResponseError as exc:
+            self.gate.refused("heartbeat", refusal_or_raise(exc))
             return
         if self._last_health_check != before:
             self.gate.accepted()

@@ -17,6 +17,9 @@ NUMBER_KEYS = frozenset({"to_number", "number", "phone", "TO_NUMBER"})
 SECRET_KEYS = frozenset(
     {"webhook_url", "token", "access_token", "refresh_token", "client_secret", "api_token", "authorization"}
 )
+LINE_KEYS = frozenset({"from_line", "line", "FROM_LINE"})
+"""Keys whose value is a line id: configuration, kept as it is (a rented line is named by the
+company's own number); the job's number is still masked in it."""
 KNOWN_NUMBERS = "_callq_numbers"
 """Context key under which the runner binds the job's number; the processor takes it out."""
 _KEPT = frozenset({"timestamp", "level", "_record", "_from_structlog"})  # ours, or structlog's own meta
@@ -64,6 +67,8 @@ class RedactProcessor:
                 out[key] = MASK
             elif key in NUMBER_KEYS and isinstance(value, str) and MASK not in value:
                 out[key] = mask_number(value)
+            elif key in LINE_KEYS and isinstance(value, str):
+                out[key] = redactor.text(value, numbers, (value,))
             else:
                 out[redactor.key(key, numbers)] = redactor.value(value, numbers)
         return out

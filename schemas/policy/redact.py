@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import phonenumbers
 
-from schemas.policy.redact_patterns import DIGIT, NUMBERS, SECRETS, is_ip_address, may_hold_secret
+from schemas.policy.redact_patterns import DIGIT, NUMBERS, SECRETS, fold, is_ip_address, may_hold_secret
 
 if TYPE_CHECKING:
     from schemas.config.settings import Settings
@@ -118,43 +118,49 @@ class Redactor:
     def __repr__(self) -> str:
         return "Redactor(<secrets hidden>)"
 
-    def text(self, text: str, numbers: Sequence[str] = ()) -> str:
+    def text(self, text: str, numbers: Sequence[str] = (), kept: Collection[str] = ()) -> str:
         """``text`` with numbers and secrets masked.
 
         Args:
             text: any text: a message, an error description, a traceback, a URL.
             numbers: spellings of numbers known to be in play (the job's); masked exactly.
+            kept: configuration values shown as they are although shaped like a number (line ids:
+                a rented line is named by the company's own number); ``numbers`` still masks them.
         """
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, MASK)
+        if not (DIGIT.search(text) if text.isascii() else _ANY_DIGIT.search(text)):  # most lines
+            return SECRETS.sub(_replace_secret, text) if may_hold_secret(text) else text
         if numbers:
             text = _mask_spellings(text, numbers)
+            text = _sub_folded(_spelling_pattern(tuple(numbers)), _replace_spelling, text)
         if may_hold_secret(text):
             text = SECRETS.sub(_replace_secret, text)
-        if DIGIT.search(text):
-            text = NUMBERS.sub(_replace_number, text)
-        return text
+        present = [value for value in kept if value in text] if kept else ()
+        return _sub_folded(NUMBERS, _keeping(frozenset(present)) if present else _replace_number, text)
 
-    def value(self, value: Any, numbers: Sequence[str] = ()) -> Any:
+    def value(self, value: Any, numbers: Sequence[str] = (), kept: Collection[str] = ()) -> Any:
         """``value`` with every string in it masked: nested dicts, lists and tuples, dict keys too.
 
         Large ints (10 digits or more) become masked strings; other scalars stay as they are.
         """
         if isinstance(value, str):
-            return self.text(value, numbers)
+            return self.text(value, numbers, kept)
         if isinstance(value, dict):
-            return {self.key(k, numbers): self.value(v, numbers) for k, v in value.items()}
+            return {self.key(k, numbers, kept): self.value(v, numbers, kept) for k, v in value.items()}
         if isinstance(value, list | tuple):
-            return [self.value(item, numbers) for item in value]
+            return [self.value(item, numbers, kept) for item in value]
         if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= _LARGE_INT:
-            return self.text(str(value), numbers)
+            return self.text(str(value), numbers, kept)
         return value
 
-    def key(self, key: Any, numbers: Sequence[str] = ()) -> Any:
+    def key(self, key: Any, numbers: Sequence[str] = (), kept: Collection[str] = ()) -> Any:
         """A mapping key, masked (remembered, since the same few keys come back on every line)."""
         if not isinstance(key, str):
-            return self.value(key, numbers)
+            return self.value(key, numbers, kept)
+        if kept:
+            return self.text(key, numbers, kept)
         done = self._keys.get(key)
         if done is None:
             if len(self._keys) >= _MAX_MEMO:
@@ -170,6 +176,91 @@ def _mask_spellings(text: str, numbers: Sequence[str]) -> str:
     return text
 
 
+def _sub_folded(pattern: re.Pattern[str], replace: Callable[[re.Match[str]], str], text: str) -> str:
+    """``pattern.sub(replace, text)``, matched on the ASCII view of ``text`` (:func:`fold`).
+
+    Where the view differs from the text (other Unicode digits, dashes, spaces), a match that is
+    kept keeps the text's own characters and a masked one is replaced as found in the view.
+    """
+    view = fold(text)
+    if not DIGIT.search(view):
+        return text
+    if view is text:
+        return pattern.sub(replace, text)
+    parts: list[str] = []
+    end = 0
+    for match in pattern.finditer(view):
+        masked = replace(match)
+        if masked != match.group():
+            parts += (text[end : match.start()], masked)
+            end = match.end()
+    return "".join((*parts, text[end:])) if parts else text
+
+
+@functools.lru_cache(maxsize=256)
+def _spelling_pattern(numbers: tuple[str, ...]) -> re.Pattern[str]:
+    """The job's number in any separator form: its digits with any non-alphanumeric characters (or
+    ``%20``) between them, up to three at a time, a ``+`` (or ``%2B``) before them or not.
+
+    One pattern around the shortest spelling (the national significant number), the longer ones
+    as optional heads (country code, trunk prefix): a scan tries a few characters per position.
+    """
+    between = r"(?:[^0-9A-Za-z]|%20){0,3}"
+    spelled = {"".join(c for c in spelling if c.isdigit()) for spelling in numbers}
+    spelled = {digits for digits in spelled if len(digits) >= _MIN_SPELLING_DIGITS}
+    if not spelled:
+        return _NOTHING
+    core = min(spelled, key=len)
+    heads = sorted(
+        {d[: -len(core)] for d in spelled if d.endswith(core) and d != core}, key=len, reverse=True
+    )
+    others = sorted((d for d in spelled if not d.endswith(core)), key=len, reverse=True)
+    head = f"(?:(?:{'|'.join(between.join(h) for h in heads)}){between})?" if heads else ""
+    forms = [f"{head}{between.join(core)}", *(between.join(d) for d in others)]
+    plus = rf"(?:(?:\+|%2[Bb]){between})?"
+    return re.compile(rf"(?=[+%0-9])(?<![0-9]){plus}(?:{'|'.join(forms)})(?![0-9])", re.ASCII)
+
+
+_NOTHING = re.compile(r"(?!)")
+
+
+def _replace_spelling(match: re.Match[str]) -> str:
+    return _masked_digits(match.group())
+
+
+def _masked_digits(text: str) -> str:
+    """A number as matched (``+``, ``%2B``, separators, ``%20``), masked as its digits."""
+    plus = text.startswith("+") or text[:3].upper() == "%2B"
+    digits = "".join(filter(str.isdigit, (text[3:] if plus and text[0] == "%" else text).replace("%20", " ")))
+    return mask_number(f"+{digits}" if plus else digits) or MASK
+
+
+def _keeping(kept: frozenset[str]) -> Callable[[re.Match[str]], str]:
+    """:func:`_replace_number`, except for a match that is (or whose word is) one of ``kept``."""
+
+    def replace(match: re.Match[str]) -> str:
+        start, end, view = match.start(), match.end(), match.string
+        while start and view[start - 1].isascii() and view[start - 1].isalnum():
+            start -= 1
+        while end < len(view) and view[end].isascii() and view[end].isalnum():
+            end += 1
+        text = match.group()
+        if text in kept or view[start:end] in kept:
+            return text
+        if not words.search(text):
+            return _replace_number(match)
+        # a run that joins a kept value to its neighbours ("74951234568 74951234568"): mask the rest
+        return "".join(
+            part if index % 2 else NUMBERS.sub(_replace_number, part)
+            for index, part in enumerate(words.split(text))
+        )
+
+    words = re.compile(
+        rf"(?<![0-9A-Za-z])({'|'.join(map(re.escape, sorted(kept, key=len, reverse=True)))})(?![0-9A-Za-z])"
+    )
+    return replace
+
+
 def _replace_secret(match: re.Match[str]) -> str:
     kind = match.lastgroup
     return f"{match.group(kind)}{MASK}" if kind else MASK
@@ -182,28 +273,43 @@ def _replace_number(match: re.Match[str]) -> str:
         return mask_number(text) or MASK if _MIN_BARE_DIGITS <= len(text) <= _MAX_BARE_DIGITS else text
     if kind in _KEPT_KINDS or (kind == "ip" and is_ip_address(match.group("ip"))):
         return text
-    plus = text.startswith("+") or text[:3].upper() == "%2B"
-    digits = "".join(filter(str.isdigit, text[3:] if text.startswith("%") else text))
-    if len(digits) < _MIN_NUMBER_DIGITS:
-        return text
-    return mask_number(f"+{digits}" if plus else digits) or MASK
+    if kind == "prefixed":  # digits ending a word that starts with letters: kept if the word is a hex id
+        word_start = match.start()
+        while (
+            word_start and match.string[word_start - 1].isascii() and match.string[word_start - 1].isalnum()
+        ):
+            word_start -= 1
+        word = match.string[word_start : match.end()]
+        return text if len(word) >= _MIN_HEX_ID_CHARS and _HEX.fullmatch(word) else mask_number(text) or MASK
+    digits = sum(map(str.isdigit, text)) - 2 * text.count("%20") - int(text[:3].upper() == "%2B")
+    return text if digits < _MIN_NUMBER_DIGITS else _masked_digits(text)
 
 
-_KEPT_KINDS = frozenset({"iso", "entry", "decimal"})
+_ANY_DIGIT = re.compile(r"\d")  # any Unicode digit: a text without one holds no number
+
+_KEPT_KINDS = frozenset({"iso", "entry", "decimal", "dmy"})
+_HEX = re.compile(r"[0-9a-fA-F]+")
+_MIN_HEX_ID_CHARS = 16  # job ids have 20 hex characters, Bitrix24 call ids 32; a word of letters+digits this long and all hex is one
 
 
 SHAPES = Redactor()
 """A redactor that masks by shape only, for code that knows no configured secret."""
 
 
-def redact_text(text: str, *, numbers: Sequence[str] = (), redactor: Redactor = SHAPES) -> str:
-    """``text`` with numbers and secrets masked (by shape, plus ``numbers`` and ``redactor``'s secrets)."""
-    return redactor.text(text, numbers)
+def redact_text(
+    text: str, *, numbers: Sequence[str] = (), kept: Collection[str] = (), redactor: Redactor = SHAPES
+) -> str:
+    """``text`` with numbers and secrets masked (by shape, plus ``numbers`` and ``redactor``'s
+    secrets), except the configuration values ``kept`` (line ids, see :meth:`Redactor.text`)."""
+    return redactor.text(text, numbers, kept)
 
 
-def redact_value(value: Any, *, numbers: Sequence[str] = (), redactor: Redactor = SHAPES) -> Any:
-    """``value`` (JSON-like data) with every string in it, keys included, masked."""
-    return redactor.value(value, numbers)
+def redact_value(
+    value: Any, *, numbers: Sequence[str] = (), kept: Collection[str] = (), redactor: Redactor = SHAPES
+) -> Any:
+    """``value`` (JSON-like data) with every string in it, keys included, masked (``kept`` as in
+    :func:`redact_text`)."""
+    return redactor.value(value, numbers, kept)
 
 
 def redact_webhook_url(url: str) -> str:

@@ -26,18 +26,27 @@ their characters:
   or a dotted name (job ids of 20 hex characters, ``s1764482129000-0``, ``reg1332``,
   ``python3.11``, the timestamp at the end of ``callback.<hex>.1795287427``), unless the letter
   ends a JSON escape (``\\n79111234567``, ``\\u043079111234567``: masked).
-- ``plus``: ``+`` (or ``%2B``, URL-encoded) then digits, possibly split by spaces, dots, dashes and
-  parentheses: masked when it holds 7 digits or more (E.164 allows 15; more are masked too, to be
-  safe).
-- ``run``: digit groups, possibly joined by those separators: masked when joined by separators
-  and holding 7 digits or more, or when a single run of 10 to 15 digits (a number without its
-  country code or trunk prefix has 10 digits in most plans; a unix time has 10 or 13 and is masked
-  with it: safety first). Runs of 7 to 9 digits (counts, sizes) and over 15 (ids) are kept.
+- kept too: ``dmy`` (``30.11.2026``, ``11/30/2026``: a day, a month and a year).
+- ``plus``: ``+`` (or ``%2B``, URL-encoded) then digits, possibly split by spaces, dots, dashes,
+  underscores, slashes, parentheses, a comma or URL-encoded spaces (``%20``): masked when it holds
+  7 digits or more (E.164 allows 15; more are masked too, to be safe).
+- ``run``: digit groups, possibly joined by those separators (``8(911)1234567`` too: a
+  parenthesised group needs none): masked when joined by separators and holding 7 digits or more,
+  or when a single run of 10 to 15 digits (a number without its country code or trunk prefix has
+  10 digits in most plans; a unix time has 10 or 13 and is masked with it: safety first). Runs of
+  7 to 9 digits (counts, sizes) and over 15 (ids) are kept.
+- ``prefixed``: a run of 10 to 15 digits ending a word that starts with letters (``id79111234567``);
+  :mod:`schemas.policy.redact` keeps it when the whole word is a long hex id.
+
+The patterns are ASCII; :func:`fold` gives a same-length view of a text in which other Unicode
+digits (full-width, Arabic-Indic...), dashes, spaces, ``＋`` and full-width parentheses are their
+ASCII counterparts, so that the patterns find numbers spelled with them.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 
 SECRET_NAMES = ("auth", "access_token", "refresh_token", "client_secret", "password", "token", "api_token")
 """Parameter and member names whose value is a secret (compared case-insensitively)."""
@@ -60,7 +69,8 @@ SECRETS = re.compile(
     re.VERBOSE | re.ASCII,
 )
 
-_SEP = r"[ .\-\u00a0]"
+_SEP = r"(?:[ .\-\u00a0_/]|%20)"  # between two digit groups, once or twice; a comma only alone
+_JOIN = rf"(?:{_SEP}{{1,2}}|,|(?<=\))|(?=\())"  # a parenthesised group needs no separator: 8(911)1234567
 _NOT_A_DATE = r"(?!\(?\d{4}-\d{2}-\d{2})"  # a run never swallows a date (nor starts on one)
 # not inside a word; a JSON or repr escape before the digits ("\n79111234567") is a boundary too
 _BOUNDARY = r"(?:(?<![A-Za-z0-9])|(?<=\\[nrt])|(?<=\\u[0-9A-Fa-f]{4}))"
@@ -68,19 +78,58 @@ _GROUP = r"(?:\(\d{1,15}\)|\d{1,15})"  # a parenthesis only as a pair: "(911)", 
 
 NUMBERS = re.compile(
     rf"""
-      (?P<plus>(?:\+|%2[Bb])\(?\d(?:[ .\-\u00a0()]{{0,3}}{_NOT_A_DATE}\d)*)
+    (?=[+%0-9(])  # each alternative starts with one of these: lets the scan skip other characters fast
+    (?:
+      (?P<plus>(?:\+|%2[Bb])\(?\d(?:(?:(?:[ .\-\u00a0()_/]|%20){{0,3}}|,){_NOT_A_DATE}\d)*)
     | {_BOUNDARY}(?<![A-Za-z0-9]\.)(?:
           (?P<iso>\d{{4}}-\d{{2}}-\d{{2}}(?:[T ]\d{{2}}:\d{{2}}(?::\d{{2}}(?:[.,]\d+)?)?(?:Z|[+-]\d{{2}}(?::?\d{{2}})?)?)?)
         | (?P<ip>\d{{1,3}}(?:\.\d{{1,3}}){{3}})(?::\d{{1,5}})?(?![.\d])
         | (?P<entry>\d{{13}}-\d{{1,6}})
         | (?P<decimal>\d+\.\d+)(?![.\d])
-        | (?P<run>{_NOT_A_DATE}{_GROUP}(?:{_SEP}{{1,2}}{_NOT_A_DATE}{_GROUP})*)
+        | (?P<dmy>\d{{1,2}}(?P<sep_dmy>[./])\d{{1,2}}(?P=sep_dmy)\d{{4}})(?![./\d])
+        | (?P<run>{_NOT_A_DATE}{_GROUP}(?:{_JOIN}{_NOT_A_DATE}{_GROUP})*)
       )(?![A-Za-z0-9])
+    | (?<=[A-Za-z])(?<!\\u)(?P<prefixed>\d{{10,15}})(?![A-Za-z0-9]|-\d)
+    )
     """,
     re.VERBOSE | re.ASCII,
 )
 
 DIGIT = re.compile(r"[0-9]")
+
+
+_FOLDED_CHARS = {0xFF0B: "+", 0xFF08: "(", 0xFF09: ")", 0x2212: "-", 0xFE63: "-", 0xFF0D: "-"}
+
+
+class _FoldTable(dict[int, int | str]):
+    """A ``str.translate`` table filled as characters are met (listing every Unicode digit up front
+    would cost an import-time scan of all code points); one entry per distinct character seen."""
+
+    def __missing__(self, code: int) -> int | str:
+        char = chr(code)
+        digit = unicodedata.decimal(char, None)
+        if digit is not None:
+            folded: int | str = str(digit)
+        elif code in _FOLDED_CHARS:
+            folded = _FOLDED_CHARS[code]
+        else:
+            category = unicodedata.category(char)
+            folded = "-" if category == "Pd" else " " if category == "Zs" else code
+        if len(self) < 65536:
+            self[code] = folded
+        return folded
+
+
+_FOLD = _FoldTable()
+
+
+def fold(text: str) -> str:
+    """``text`` with other Unicode digits, dashes, spaces, ``＋`` and full-width parentheses made ASCII.
+
+    One character for one, so a match in the folded text has the same span in the original.
+    An ASCII text is returned as it is (the same object).
+    """
+    return text if text.isascii() else text.translate(_FOLD)
 
 
 def may_hold_secret(text: str) -> bool:

@@ -15,6 +15,9 @@ from urllib.parse import unquote
 
 from redis.asyncio import Redis
 from redis.asyncio.sentinel import Sentinel
+from redis.exceptions import ResponseError
+
+from schemas.store.errors import write_refusal
 
 SENTINEL_SCHEME = "redis+sentinel://"
 
@@ -78,3 +81,16 @@ async def close_client(client: Redis) -> None:
     manager = getattr(client.connection_pool, "sentinel_manager", None)
     for sentinel in getattr(manager, "sentinels", ()):
         await sentinel.aclose()
+
+
+async def ping(redis: Redis) -> None:
+    """PING ``redis``: returns if it answers, raises what redis-py raises if not.
+
+    A Redis that refuses writes answers too: under ``MISCONF`` Redis refuses PING itself (it counts
+    as a write there), and that is a Redis that is up and can be waited for, not an unreachable one.
+    """
+    try:
+        await redis.ping()
+    except ResponseError as exc:
+        if write_refusal(exc) is None:
+            raise

@@ -47,8 +47,17 @@ HTTP, HTTP_FIELD, HTTP_PORTAL, HTTP_PATH = "+79128901234", "+79129012345", "+791
 NUMBERS = {*ECHOED, GONE, OAUTH, HALT, AS_FIELD, AS_PORTAL, AS_ENTRY_FIELD}
 NUMBERS |= {CLI, CLI_NATIONAL, CLI_PORTAL, CLI_REJECTED, HTTP, HTTP_FIELD, HTTP_PORTAL, HTTP_PATH}
 
+ODD = ["+79137654321", "+79137654322", "+79137654323", "+79137654324", "+79137654325", "+79137654326"]
+ODD_SPELLINGS = (  # the red team's spellings that once passed the masker: other numbers the portal echoes
+    "+7\u2011913\u2011765\u201143\u201121, \uff17\uff19\uff11\uff13\uff17\uff16\uff15\uff14\uff13\uff12\uff12, "
+    "id79137654323, +7_913_765_43_24, +7%20913%207654325, 8(913)7654326"
+)
+NUMBERS |= set(ODD)
+
 ECHOING_FAULTS = [
-    Fault.error(400, "ERROR_CORE", "Phone number {TO_NUMBER} is not correct (webhook {WEBHOOK})"),
+    Fault.error(
+        400, "ERROR_CORE", "Phone number {TO_NUMBER} is not correct (webhook {WEBHOOK}); " + ODD_SPELLINGS
+    ),
     Fault.error(500, "INTERNAL_SERVER_ERROR", "Failed for {TO_NUMBER} at /rest/1/{WEBHOOK}/"),
     Fault.raw(
         502,

@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import re
 import socket
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,15 +63,34 @@ class Written:
         return code, out, err
 
     def leaks(self) -> list[str]:
-        """Each planted value found, with where and around what."""
+        """Each planted value found, with where and around what: secrets verbatim, numbers in any
+        spelling (separators of any kind between the digits, any script of digits)."""
         values = self.secrets | {form for number in self.numbers for form in spellings(number)}
+        separated = {number: _separated(number[2:]) for number in self.numbers}
         found = []
         for label, text in self.texts.items():
             for value in sorted(values):
                 at = text.find(value)
                 if at >= 0:
                     found.append(f"{label}: {value!r} in …{text[max(at - 100, 0) : at + 100]!r}…")
+            ascii_digits = text if text.isascii() else "".join(_ascii_digit(c) for c in text)
+            for number, pattern in sorted(separated.items()):
+                if match := pattern.search(ascii_digits):
+                    at = match.start()
+                    found.append(
+                        f"{label}: {number!r} spelled {text[at : match.end()]!r} in …{text[max(at - 100, 0) : at + 100]!r}…"
+                    )
         return found
+
+
+def _separated(digits: str) -> re.Pattern[str]:
+    between = r"(?:[^0-9A-Za-z]|%20){0,3}"
+    return re.compile(between.join(digits))
+
+
+def _ascii_digit(char: str) -> str:
+    digit = unicodedata.decimal(char, None)
+    return char if digit is None else str(digit)
 
 
 async def redis_texts(redis: Redis, prefix: str) -> dict[str, str]:

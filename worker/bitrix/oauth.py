@@ -222,7 +222,13 @@ class PortalAuth:
         try:
             http_status, text = await self._request(name, oauth, refresh_token)
             tokens = parse_token_response(
-                name, http_status, text, now_s=now_s, default_endpoint=fallback, seed=seed_of(oauth)
+                name,
+                http_status,
+                text,
+                now_s=now_s,
+                default_endpoint=fallback,
+                seed=seed_of(oauth),
+                secrets=(refresh_token, oauth.client_secret),
             )
         except AuthRefused as refused:
             current = await self._stored(name, oauth)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 from schemas.config import OAuthConfig
-from schemas.policy.redact import redact_text
+from schemas.policy.redact import Redactor
 from schemas.store.keys import Keys
 from schemas.store.records import decode_text
 from worker.bitrix.errors import AuthRefused, AuthUnavailable
@@ -161,9 +161,20 @@ def classify_token_error(http_status: int, code: str) -> Literal["refused", "una
 
 
 def parse_token_response(
-    portal: str, http_status: int, text: str, *, now_s: float, default_endpoint: str, seed: str
+    portal: str,
+    http_status: int,
+    text: str,
+    *,
+    now_s: float,
+    default_endpoint: str,
+    seed: str,
+    secrets: Sequence[str] = (),
 ) -> TokenSet:
     """Turn the token endpoint's answer into a token set, or raise.
+
+    Args:
+        secrets: what the request sent (the refresh token, the client secret): masked wherever
+            an error's code, description or quoted body echoes them, not only in their shapes.
 
     Raises:
         AuthRefused: An OAuth error body (see :func:`classify_token_error`).
@@ -173,8 +184,9 @@ def parse_token_response(
         body = json.loads(text)
     except ValueError:
         body = None
+    mask = Redactor(secrets).text
     if isinstance(body, dict) and body.get("error"):
-        code, description = str(body["error"]), redact_text(str(body.get("error_description") or ""))
+        code, description = mask(str(body["error"])), mask(str(body.get("error_description") or ""))
         if classify_token_error(http_status, code) == "refused":
             raise AuthRefused(portal=portal, code=code, description=description, http_status=http_status)
         raise AuthUnavailable(portal=portal, description=f"{code}: {description}", http_status=http_status)
@@ -184,7 +196,7 @@ def parse_token_response(
         or not body.get("access_token")
         or not body.get("refresh_token")
     ):
-        shown = redact_text(text)[:200]
+        shown = mask(text)[:200]  # masked before it is cut: a cut must not leave half a token
         raise AuthUnavailable(
             portal=portal, description=f"no tokens in HTTP {http_status}: {shown!r}", http_status=http_status
         )

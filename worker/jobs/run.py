@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 import structlog
 from redis.asyncio.client import Pipeline
-from redis.exceptions import OutOfMemoryError
+from redis.exceptions import ResponseError
 
 from schemas.config import PortalConfig
 from schemas.policy.calendar import Calendar, Expired, earliest_run, open_until
@@ -27,6 +27,7 @@ from schemas.policy.log_redaction import bind_job_number
 from schemas.states import FINAL_STATUSES, CallState, Status
 from schemas.store.records import JobRecord
 from schemas.store.replies import Start, StartVerdict
+from schemas.store.writegate import refusal_or_raise
 from schemas.wire.codes import ErrorCode
 from worker.bitrix.client import CallbackStarted, start_callback
 from worker.bitrix.errors import AuthRefused, AuthUnavailable, BitrixCallError, TransportError
@@ -269,11 +270,12 @@ async def _attempt(
     except (AuthRefused, AuthUnavailable) as exc:
         # the refresh failed: nothing was sent
         failure = classify(auth_error(exc))
-    except OutOfMemoryError:
+    except ResponseError as exc:
         # Redis refused a write of the OAuth refresh (its lock) before anything was sent: not spent
-        deps.gate.refused("oauth refresh")
+        refusal = refusal_or_raise(exc)
+        deps.gate.refused("oauth refresh", refusal)
         not_sent = TransportError(
-            phase="connect", description="not sent: Redis is full (OAuth token refresh)"
+            phase="connect", description=f"not sent: Redis refuses writes ({refusal}; OAuth token refresh)"
         )
         entry = _attempt_entry(deps, began, started_at, failure=Failure(Verdict.PAUSE_PORTAL, not_sent))
         return await durably(

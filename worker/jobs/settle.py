@@ -22,6 +22,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from schemas.policy.calendar import Expired, earliest_run
 from schemas.states import Status
+from schemas.store.errors import write_refusal
 from schemas.store.records import JobRecord
 from schemas.store.replies import RescheduleVerdict
 from schemas.wire.codes import ErrorCode
@@ -29,6 +30,7 @@ from schemas.wire.job import CallbackJob
 from schemas.wire.outcome import OutcomeError, outcome_for
 from worker.jobs.deps import Deps
 from worker.policy.classify import Failure
+from worker.policy.dropped import dropped_reason
 
 log = structlog.get_logger("callq.worker")
 
@@ -57,7 +59,9 @@ REDIS_TROUBLE = (
     ReadOnlyError,
     OSError,
 )
-"""What a Redis that stalls, restarts, fails over or fills up raises: wait for it, then write."""
+"""What a Redis that stalls, restarts or fails over raises: wait for it, then write. A Redis that
+refuses writes (full, ``MISCONF``, ``READONLY``, ``NOREPLICAS``: :func:`schemas.store.errors.write_refusal`)
+is waited for too."""
 
 
 async def durably(what: str, step: Callable[[], Awaitable[T]], *, max_wait_s: float = 5.0) -> T:
@@ -73,7 +77,9 @@ async def durably(what: str, step: Callable[[], Awaitable[T]], *, max_wait_s: fl
     while True:
         try:
             return await step()
-        except REDIS_TROUBLE as exc:
+        except Exception as exc:
+            if not isinstance(exc, REDIS_TROUBLE) and write_refusal(exc) is None:
+                raise
             log.warning(
                 EVENT_BOOKKEEPING_RETRY, step=what, error=type(exc).__name__, waited_s=round(waited_s, 1)
             )
@@ -207,10 +213,33 @@ async def put_back(
         return await defer_busy(deps, record.job_id)
     if result.verdict is not RescheduleVerdict.OK:
         if deps.attempt_token:
-            log.warning(EVENT_RESULT_DROPPED, meant=str(state), found=str(result.verdict), state=result.state)
+            result_dropped(
+                deps, record.job.portal, meant=str(state), found=str(result.verdict), state=result.state
+            )
         return None  # cancelled, or finished, meanwhile
     log.info("job.deferred", state=str(state), run_at=run_at.isoformat())
     return max((run_at - now).total_seconds(), 0.0)
+
+
+def result_dropped(
+    deps: Deps, portal: str, *, meant: str, found: str, state: str | None, **fields: Any
+) -> None:
+    """An attempt's end its record did not take: log :data:`EVENT_RESULT_DROPPED` and count it
+    (``callq_results_dropped_total{reason}``). Every path that drops a result calls this.
+
+    Args:
+        deps: The worker's collaborators (the metrics).
+        portal: The job's portal (logged).
+        meant: The state or status the attempt meant to write.
+        found: The script's verdict.
+        state: The state the script found.
+        fields: More to log (the call id, the error code).
+    """
+    reason = dropped_reason(found, state)
+    deps.metrics.results_dropped.labels(reason=reason).inc()
+    log.warning(
+        EVENT_RESULT_DROPPED, portal=portal, meant=meant, found=found, state=state, reason=reason, **fields
+    )
 
 
 async def end_job(
@@ -266,13 +295,14 @@ async def end_job(
         return await defer_busy(deps, job.job_id)
     if not result.written and deps.attempt_token:
         # this attempt's end, known only here: say so, since the record will not
-        log.warning(
-            EVENT_RESULT_DROPPED,
+        result_dropped(
+            deps,
+            job.portal,
             meant=str(status),
-            call_id=call_id,
-            error_code=error[0] if error else None,
             found=str(result.verdict),
             state=result.state,
+            call_id=call_id,
+            error_code=error[0] if error else None,
         )
     if result.written:
         deps.metrics.jobs_finished.labels(portal=job.portal, status=str(status)).inc()

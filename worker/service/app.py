@@ -17,12 +17,13 @@ from typing import Any
 import aiohttp
 import structlog
 from redis.asyncio import Redis
-from redis.exceptions import OutOfMemoryError, RedisError
+from redis.exceptions import RedisError
 
 from schemas.config import Settings
 from schemas.config.drift import ConfigWatch
 from schemas.jobqueue.runner import Again, QueueSettings, QueueWorker
 from schemas.store.calls import CallStore
+from schemas.store.errors import write_refusal
 from schemas.store.keys import Keys
 from schemas.store.ledger import Ledger
 from schemas.store.secret import deployment_secret
@@ -138,10 +139,11 @@ class CallbackWorker:
         self.metrics = metrics
         self.services = services
         self.keys = Keys(settings.key_prefix)
-        self.gate = WriteGate(on_change=lambda full: metrics.redis_full.set(1 if full else 0))
-        metrics.redis_full.set(0)
+        self.gate = WriteGate(on_change=metrics.set_writes_refused)
+        metrics.set_writes_refused(None)
         self.service_stop = asyncio.Event()
         self.deps: Deps | None = None
+        self.session: aiohttp.ClientSession | None = None
         self.config_watch: ConfigWatch | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._service_tasks: list[asyncio.Task[None]] = []
@@ -156,10 +158,12 @@ class CallbackWorker:
         assert self.deps is not None, "the worker has not started"
         try:
             again = await run_job(self.deps, job_id) is not None
-        except OutOfMemoryError:
-            self.gate.refused("job")  # a write before the request: nothing changed, nothing was sent
-            return Again(in_s=max(self.gate.wait_s(), 1.0))
-        except Exception:
+        except Exception as exc:
+            refusal = write_refusal(exc)
+            if refusal is not None:
+                # a write before the request (Redis refuses writes): nothing changed, nothing was sent
+                self.gate.refused("job", refusal)
+                return Again(in_s=max(self.gate.wait_s(), 1.0))
             # Nothing was sent (run_job records the outcome itself once a request may be out), so
             # the job is tried again rather than left to the queue, which would drop it.
             log.exception("job.runner_failed", job_id=job_id)
@@ -168,12 +172,25 @@ class CallbackWorker:
 
     async def start(self) -> None:
         """Build the collaborators and start the background tasks."""
-        options, settings, redis, gate = self.options, self.settings, self.redis, self.gate
-        session = aiohttp.ClientSession(
-            timeout=options.client_timeout,
+        self.session = aiohttp.ClientSession(
+            timeout=self.options.client_timeout,
             headers={"User-Agent": USER_AGENT},
-            connector=aiohttp.TCPConnector(limit=max(options.concurrency * 2, 20)),
+            connector=aiohttp.TCPConnector(limit=max(self.options.concurrency * 2, 20)),
         )
+        try:
+            self._start(self.session)
+        except BaseException:  # a crash at start must not leave the session open (aiohttp warns of it)
+            await self.close_session()
+            raise
+
+    async def close_session(self) -> None:
+        """Close the HTTP session, if one was opened (safe to call twice)."""
+        session, self.session = self.session, None
+        if session is not None and not session.closed:
+            await session.close()
+
+    def _start(self, session: aiohttp.ClientSession) -> None:
+        options, settings, redis, gate = self.options, self.settings, self.redis, self.gate
         ledger = Ledger.for_settings(redis, settings, retry=gate.until_written)
         leases = AttemptLeases(ledger, timing=options.leases)
         self.deps = deps = Deps(
@@ -226,6 +243,13 @@ class CallbackWorker:
     async def stop(self) -> None:
         """After the jobs in flight ended (their leases were kept alive meanwhile): stop the rest."""
         self.metrics.worker_up.set(0)
+        try:
+            await self._stop()
+        finally:
+            await self.close_session()
+        log.info("worker.stopped")
+
+    async def _stop(self) -> None:
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -237,9 +261,6 @@ class CallbackWorker:
             await asyncio.wait(self._service_tasks, timeout=SERVICE_STOP_S)
             for task in self._service_tasks:
                 task.cancel()
-        if self.deps is not None:
-            await self.deps.session.close()
-        log.info("worker.stopped")
 
     async def _watch_config(self) -> None:
         """Register this worker's configuration and keep comparing it with the other processes'.

@@ -29,6 +29,7 @@ from redis.exceptions import RedisError
 from schemas.config import PortalConfig
 from schemas.policy.call_result import CallEnd
 from schemas.policy.moves import PortalMove
+from schemas.store.errors import Refusal
 from schemas.store.keys import Keys
 from schemas.store.records import JobRecord
 
@@ -93,6 +94,13 @@ class Metrics:
         self.intake_entries = Counter(
             "callq_intake_entries", "Intake stream entries admitted, by result", ["result"], registry=r
         )
+        self.results_dropped = Counter(
+            "callq_results_dropped",
+            "Attempt ends their record no longer took (missing, final, superseded, other): the log's"
+            " job.result_dropped is then the only trace besides the portal's call history",
+            ["reason"],
+            registry=r,
+        )
         self.orphans_ended = Counter(
             "callq_orphaned_attempts",
             "Attempts found with their lease lapsed (their worker stopped working on them)",
@@ -144,6 +152,19 @@ class Metrics:
             "1 while Redis refuses this worker's writes (maxmemory reached under noeviction)",
             registry=r if worker else CollectorRegistry(),
         )
+        self.redis_writes_refused = Gauge(
+            "callq_redis_writes_refused",
+            "1 while Redis refuses this worker's writes, by reason (full, misconf, readonly, noreplicas)",
+            ["reason"],
+            registry=r if worker else CollectorRegistry(),
+        )
+
+    def set_writes_refused(self, refusal: Refusal | None) -> None:
+        """``callq_redis_writes_refused{reason}`` (every reason shown, 1 for the current one) and
+        ``callq_redis_full``: why Redis refuses this worker's writes, None when it takes them."""
+        for reason in Refusal:
+            self.redis_writes_refused.labels(reason=str(reason)).set(1 if refusal is reason else 0)
+        self.redis_full.set(1 if refusal is Refusal.FULL else 0)
 
     def count_call_end(self, record: JobRecord, end: CallEnd, *, ended: bool, now: datetime) -> None:
         """One call's end became known (pulled by a worker or pushed to ``callq serve``): its result,

@@ -7,10 +7,11 @@
 - Redis unreachable: redis-py retries each command with backoff (``open_pool``); if Redis stays
   away longer, the worker is rebuilt after a growing pause (1 s doubling to 30 s) instead of exiting
   into a supervisor's crash loop. Jobs it held are taken over from arq's queue once Redis is back.
-- Redis full (``maxmemory`` under ``noeviction``): not a lost connection, and not the process's to
+- Redis refusing writes (full, ``MISCONF``, ``READONLY``, ``NOREPLICAS``:
+  :func:`schemas.store.errors.write_refusal`): not a lost connection, and not the process's to
   handle: the worker waits it out where it writes (:mod:`schemas.store.writegate`), staying up. A refusal
   that still escapes (a write nobody expected) is treated like a lost Redis: the worker is rebuilt
-  after the same pause, logged as ``schemas.store.writegate`` without a traceback, and never exits.
+  after the same pause, logged as ``worker.redis_full`` (or ``worker.redis_refuses_writes``) without a traceback, and never exits.
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ from typing import Any
 
 import structlog
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import OutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from schemas.config import Settings
 from schemas.jobqueue.pool import open_pool
+from schemas.store.errors import Refusal, write_refusal
 from schemas.store.keys import Keys
 from schemas.store.ledger import Ledger
 from worker.jobs.leases import LeaseTiming
@@ -38,8 +39,20 @@ log = structlog.get_logger("callq.worker")
 
 REDIS_LOST = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 
-REBUILD_EVENTS = {"redis_lost": "worker.redis_lost", "redis_full": "worker.redis_full"}
+REBUILD_EVENTS = {
+    "redis_lost": "worker.redis_lost",
+    "redis_full": "worker.redis_full",
+    "redis_refuses_writes": "worker.redis_refuses_writes",
+}
 """What a worker that is rebuilt logs, by why."""
+
+
+def _refused(exc: BaseException) -> str | None:
+    """The rebuild reason for a refusal of writes, None for anything else."""
+    refusal = write_refusal(exc)
+    if refusal is None:
+        return None
+    return "redis_full" if refusal is Refusal.FULL else "redis_refuses_writes"
 
 
 class Stopper:
@@ -139,8 +152,11 @@ async def _run_once(
             held.clear()
     except REDIS_LOST:
         return "redis_lost"
-    except OutOfMemoryError:
-        return "redis_full"
+    except Exception as exc:
+        refused = _refused(exc)
+        if refused is None:
+            raise
+        return refused
     worker = build_worker(settings, redis, options, metrics, services)
     stopper.worker = worker
     if stopper.requested.is_set():
@@ -150,8 +166,11 @@ async def _run_once(
         await worker.queue.run()
     except asyncio.CancelledError:
         pass
-    except (*REDIS_LOST, OutOfMemoryError) as exc:
-        result = "redis_full" if isinstance(exc, OutOfMemoryError) else "redis_lost"
+    except Exception as exc:
+        refused = None if isinstance(exc, REDIS_LOST) else _refused(exc)
+        if refused is None and not isinstance(exc, REDIS_LOST):
+            raise
+        result = refused or "redis_lost"
         in_flight = worker.queue.jobs_in_flight()
         held.extend(job_id for job_id in in_flight if job_id not in held)
         # the jobs in flight keep their results and write them once Redis is back (their leases
@@ -165,6 +184,8 @@ async def _run_once(
         # after an immediate stop the queue's close() re-raises the cancelled jobs' CancelledError
         with contextlib.suppress(Exception, asyncio.CancelledError):
             await worker.queue.close()
+        # close() may fail before its shutdown hook (Redis gone): the session still closes
+        await worker.callbacks.close_session()
     return result
 
 

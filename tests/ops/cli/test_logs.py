@@ -13,9 +13,9 @@ from aiohttp.http_exceptions import BadHttpMessage
 from redis.exceptions import OutOfMemoryError
 
 from ops.cli.jobs import json_output
-from ops.cli.logs import RedactingStream, configure_logging
-from schemas.policy.log_redaction import KNOWN_NUMBERS, bind_job_number, redact
-from schemas.policy.redact import Redactor
+from ops.cli.logs import RedactingStream, configure_logging, show_in_full
+from schemas.policy.log_redaction import KNOWN_NUMBERS, KnownNumbers, bind_job_number, redact
+from schemas.policy.redact import Redactor, number_spellings
 
 PIPELINE_ERROR = (
     'Command # 1 (EVALSHA 59b9 7 p:job:0e4b p:claim:default:reg1332:+79111234567 0e4b {"portal":"default",'
@@ -123,3 +123,20 @@ def test_json_output_stays_valid_json_through_the_masking_stream() -> None:
         "metadata": {"lead": "79***67", "phone": "+7911***4567"},
         "attempts": 2,
     }
+
+
+def test_line_ids_are_shown_in_full_in_cli_output_and_logs() -> None:
+    """A line named by the company's number prints in full (text, JSON, log field); the job's number stays masked."""
+    raw = io.StringIO()
+    stream = RedactingStream(raw, numbers=("79111234567",))
+    show_in_full(stream, ["74951234568", None])
+    view = {"from_line": "74951234568", "lines": {"74951234568": "Sales 74951234569"}, "to": "79111234567"}
+    print(json_output(view, lines=["74951234568"]), file=stream)
+    print("line 74951234568 to 79111234567", file=stream)
+    assert raw.getvalue().splitlines() == [
+        '{"from_line": "74951234568", "lines": {"74951234568": "Sales 74***69"}, "to": "79***67"}',
+        "line 74951234568 to 79***67",
+    ]
+    number = KnownNumbers(number_spellings("+79111234567"))
+    event = {"event": "job.sent", "from_line": "74951234568", "line": "79111234567", KNOWN_NUMBERS: number}
+    assert redact(None, "info", event) == {"event": "job.sent", "from_line": "74951234568", "line": "79***67"}

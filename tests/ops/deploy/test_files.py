@@ -46,8 +46,10 @@ KNOWN_METRICS = frozenset(
         "callq_config_mismatch",
         "callq_intake_entries_total",
         "callq_orphaned_attempts_total",
+        "callq_results_dropped_total",
         "callq_running_attempts",
         "callq_redis_full",
+        "callq_redis_writes_refused",
         "callq_portal_moved",
     }
 )
@@ -560,8 +562,10 @@ def test_alerts_cover_the_agreed_conditions(rules: list[dict[str, Any]]) -> None
     assert re.search(r"callq_intake_lag_seconds\)? > 60\b", exprs["CallqIntakeLag"])
     assert "absent(callq_worker_up" in exprs["CallqNoWorker"]
     assert "callq_redis_full" in exprs["CallqRedisFull"]
+    assert "callq_redis_writes_refused" in exprs["CallqRedisRefusesWrites"]
     assert 'result="unknown"' in exprs["CallqOutcomeUnknown"]
     assert 'status="expired"' in exprs["CallqJobsExpiring"]
+    assert "callq_results_dropped_total" in exprs["CallqResultsDropped"]
     jobs = set(re.findall(r'job="([\w-]+)"', " ".join(exprs.values())))
     assert jobs <= {"callq-worker", "callq-serve"}
 

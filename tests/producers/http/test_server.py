@@ -274,3 +274,23 @@ def test_the_aiohttp_internals_it_relies_on_are_there() -> None:
         assert attribute in init
     assert "_make_server" in web.AppRunner.__dict__
     assert issubclass(ProblemAppRunner, web.AppRunner)
+
+
+@pytest.mark.parametrize("encoding", [b"br", b"compress", b"x-unknown", b"gzip, br", b"zstd"])
+async def test_an_unsupported_content_encoding_is_a_json_415(
+    encoding: bytes, redis: Redis, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A body in an encoding callq does not decode (only gzip, deflate, identity) is a JSON 415, no traceback."""
+    async with serve_on_free_port(redis, settings) as address:
+        with caplog.at_level(logging.DEBUG, logger="aiohttp"):
+            answer = await exchange(address, post(MARK + JOB, b"Content-Encoding: " + encoding))
+    assert_problem(answer, 415, "UNSUPPORTED_CONTENT_ENCODING")
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+
+
+async def test_too_many_headers_is_a_json_431(redis: Redis, settings: Settings) -> None:
+    """A request with more header lines than allowed is a JSON 431 that quotes none of them."""
+    headers = b"".join(b"X-%d: %s\r\n" % (i, MARK) for i in range(200))
+    async with serve_on_free_port(redis, settings) as address:
+        answer = await exchange(address, b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n")
+    assert_problem(answer, 431, "HEADER_TOO_LARGE")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -60,6 +61,23 @@ def test_mask_number(number: str, masked: str) -> None:
         ('"text":"Call me\\n79111234567\\u043079112223344"', '"text":"Call me\\n79***67\\u043079***44"'),
         ("79111234567 89111234567", "79111***4567"),
         ("+79111234567\n2026-11-30", "+7911***4567\n2026-11-30"),
+        # issue 11, red team: more spellings of a full number
+        ("8(911)1234567", "89***67"),
+        ("a 8(911)123-45-67 b", "a 89***67 b"),
+        ("+7_911_123_45_67", "+7911***4567"),
+        ("+7/911/123/45/67", "+7911***4567"),
+        ("7,911,123,45,67", "79***67"),
+        ("+7 911 123,45,67", "+7911***4567"),
+        ("+7\u2011911\u2011123\u20114567", "+7911***4567"),
+        ("+7\u2013911\u2014123\u2212 45 67", "+7911***4567"),
+        ("Номер 8\u00a0(911)\u2009123\u201045\u201167 неверный", "Номер 89***67 неверный"),
+        ("\uff17\uff19\uff11\uff11\uff11\uff12\uff13\uff14\uff15\uff16\uff17", "79***67"),
+        ("\uff0b\uff17 (\uff19\uff11\uff11) 123-45-67", "+7911***4567"),
+        ("номер \u0667\u0669\u0661\u0661\u0661\u0662\u0663\u0664\u0665\u0666\u0667.", "номер 79***67."),
+        ("+7%20911%201234567", "+7911***4567"),
+        ("?to=%2B7%20911%20123%2045%2067&x=1", "?to=+7911***4567&x=1"),
+        ("id79111234567", "id79***67"),
+        ("client=abc79111234567;", "client=abc79***67;"),
         # secrets
         (
             "POST https://a.bitrix24.ru/rest/1/s3cr3tc0de/voximplant.callback.start.json?auth=tok123&x=1",
@@ -117,6 +135,10 @@ def test_masked(text: str, expected: str) -> None:
         "the bearer-less request",
         "callq serve needs at least one bearer token (CALLQ_API_TOKENS, or api_tokens in the TOML file)",
         "bearer authentication, Bearer tokens",
+        "30.11.2026, 11/30/2026",
+        "job abcdef12345678901234 and 9f1a2b3c4d1234567890",
+        "2026 \u2014 the year; \uff11\uff12\uff13 items \u2013 ok",
+        "\u0661\u0662\u0663-\u0664\u0665",
     ],
 )
 def test_kept(text: str) -> None:
@@ -141,6 +163,35 @@ def test_known_numbers_in_every_spelling() -> None:
     assert "5123456" not in out
     assert set(number_spellings("+79111234567")) == set(NUMBER_FORMS)
     assert number_spellings("8 (911) 123-45-67", "RU")[0] == "+79111234567"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "7;911;123;45;67",
+        "+7 - 911 - 123 - 45 - 67",
+        "8*911*123*45*67",
+        "%2B7%20911%201234567",
+        "x9111234567x",
+    ],
+)
+def test_the_job_number_in_any_separator_form(text: str) -> None:
+    """The job's own number is masked whatever separates its digits, where no shape would find it."""
+    out = redact_text(f"call {text} now", numbers=number_spellings("+79111234567"))
+    assert "9111234567" not in "".join(filter(str.isdigit, out))
+
+
+def test_kept_line_ids_are_shown_but_other_numbers_are_not() -> None:
+    """A line id named by the company's number stays; the same shape elsewhere, or the job's number, is masked."""
+    text = "default  74951234568  74951234568\nline sip74951234569 calls 74951234569 and 79111234567"
+    out = redact_text(text, kept={"74951234568", "sip74951234569"}, numbers=number_spellings("+79111234567"))
+    assert out == "default  74951234568  74951234568\nline sip74951234569 calls 74***69 and 79***67"
+    assert redact_value({"74951234568": ["74951234568"]}, kept={"74951234568"}) == {
+        "74951234568": ["74951234568"]
+    }
+    assert redact_text(
+        "line 79111234567", kept={"79111234567"}, numbers=number_spellings("+79111234567")
+    ) == ("line 79***67")
 
 
 def test_redact_value_masks_nested_data_and_keys() -> None:
@@ -200,17 +251,22 @@ WORDS = st.text(alphabet=st.sampled_from("abcxyzабв ,;:/\"'"), max_size=12)
 @given(
     nsn=st.integers(9_000_000_000, 9_999_999_999).map(str),
     form=st.sampled_from(["e164", "digits", "national", "nsn", "grouped", "national grouped", "spaced"]),
-    sep=st.sampled_from([" ", "-", ".", "\u00a0"]),
+    sep=st.sampled_from([" ", "-", ".", "\u00a0", "_", "/", "%20", "\u2011", "\u2013", "\u2009"]),
+    digits=st.sampled_from(
+        ["0123456789", "\uff10\uff11\uff12\uff13\uff14\uff15\uff16\uff17\uff18\uff19", "٠١٢٣٤٥٦٧٨٩"]
+    ),
     wrap=st.sampled_from([" ", '"', "'", "(", ":", "=", "\n", "[", ",", "/"]),
     before=WORDS,
     after=WORDS,
 )
 def test_no_spelling_of_a_number_survives(
-    nsn: str, form: str, sep: str, wrap: str, before: str, after: str
+    nsn: str, form: str, sep: str, digits: str, wrap: str, before: str, after: str
 ) -> None:
-    """A number in any spelling, set off by anything but a letter or digit, leaves no full spelling behind."""
-    out = redact_text(f"{before}{wrap}{_spelled(nsn, form, sep)}{wrap}{after}")
-    assert nsn not in out and "".join(c for c in out if c.isdigit()).count(nsn) == 0
+    """A number in any spelling and script, set off by anything but a letter or digit, leaves no full spelling behind."""
+    spelled = _spelled(nsn, form, sep).translate(str.maketrans("0123456789", digits))
+    out = redact_text(f"{before}{wrap}{spelled}{wrap}{after}")
+    shown = "".join(str(unicodedata.digit(c)) for c in out if c.isdigit())
+    assert nsn not in shown
 
 
 @given(

@@ -7,10 +7,10 @@ import asyncio
 
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import OutOfMemoryError, ResponseError
+from redis.exceptions import OutOfMemoryError, ReadOnlyError, ResponseError
 from structlog.testing import capture_logs
 
-from schemas.store.errors import REDIS_FULL, describe_redis_error
+from schemas.store.errors import REDIS_FULL, REFUSALS, Refusal, describe_redis_error, write_refusal
 from schemas.store.writegate import WriteGate
 from tests.support.helpers import FakeClock
 
@@ -18,7 +18,7 @@ from tests.support.helpers import FakeClock
 def test_a_full_redis_is_logged_once_and_reported_to_the_gauge() -> None:
     """Many refusals log one redis.full and call on_change(True) once; the heartbeat's success logs
     redis.writable and on_change(False)."""
-    changes: list[bool] = []
+    changes: list[Refusal | None] = []
     clock = FakeClock(100.0)
     gate = WriteGate(on_change=changes.append, clock=clock)
     with capture_logs() as logs:
@@ -29,8 +29,8 @@ def test_a_full_redis_is_logged_once_and_reported_to_the_gauge() -> None:
         gate.accepted()
         gate.accepted()
     assert [(e["event"], e.get("where")) for e in logs] == [("redis.full", "claim"), ("redis.writable", None)]
-    assert logs[1]["full_for_s"] == 7.4
-    assert changes == [True, False]
+    assert logs[1]["refused_for_s"] == 7.4
+    assert changes == [Refusal.FULL, None]
     assert not gate.full and gate.due() and gate.wait_s() == 0
 
 
@@ -128,3 +128,84 @@ def test_redis_errors_are_described_without_what_was_sent(error: Exception, expe
     text = describe_redis_error(error)
     assert text == expected
     assert "79111234567" not in text and "\n" not in text
+
+
+MISCONF = (
+    "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk. "
+    "Commands that may modify the data set are disabled"
+)
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (OutOfMemoryError("command not allowed when used memory > 'maxmemory'."), Refusal.FULL),
+        (ReadOnlyError("You can't write against a read only replica."), Refusal.READONLY),
+        (ResponseError(MISCONF), Refusal.MISCONF),
+        (ResponseError(f"{MISCONF} script: 2466aaf8, on @user_script:1."), Refusal.MISCONF),
+        (
+            ResponseError(
+                f'Command # 1 (EVALSHA abc 1 callq:job:x +79111234567) of pipeline caused error: ("{MISCONF}",)'
+            ),
+            Refusal.MISCONF,
+        ),
+        (ResponseError("NOREPLICAS Not enough good replicas to write."), Refusal.NOREPLICAS),
+        (
+            ResponseError(
+                "Command # 1 (SET a 1) of pipeline caused error: ('NOREPLICAS Not enough good replicas to write.',)"
+            ),
+            Refusal.NOREPLICAS,
+        ),
+        (
+            ResponseError(
+                "UNBLOCKED force unblock from blocking operation, instance state changed (master -> replica?)"
+            ),
+            Refusal.READONLY,
+        ),
+        (ResponseError("UNBLOCKED client unblocked via CLIENT UNBLOCK"), None),
+        (ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"), None),
+        (ResponseError("ERR MISCONF is not a prefix here"), None),
+        (RedisConnectionError("Error 111 connecting"), None),
+        (ValueError("NOREPLICAS"), None),
+    ],
+    ids=[
+        "oom",
+        "readonly",
+        "misconf",
+        "misconf-in-script",
+        "misconf-in-pipeline",
+        "noreplicas",
+        "noreplicas-in-pipeline",
+        "became-replica-while-blocked",
+        "client-unblock",
+        "wrongtype",
+        "err",
+        "connection",
+        "not-redis",
+    ],
+)
+def test_one_classification_tells_every_refusal_of_writes(error: Exception, expected: Refusal | None) -> None:
+    """write_refusal names why Redis refuses writes from the class or Redis's error prefix, wherever
+    redis-py put it (plain, in a script's error, in a pipeline's), and nothing else."""
+    assert write_refusal(error) is expected
+    if expected is not None:
+        assert describe_redis_error(error) == REFUSALS[expected]
+
+
+def test_another_refusal_is_logged_with_its_reason_and_the_gauge_told() -> None:
+    """A refusal other than memory logs redis.writes_refused with its reason, once; a change of reason
+    is logged again; the first accepted write ends it."""
+    changes: list[Refusal | None] = []
+    gate = WriteGate(on_change=changes.append, clock=FakeClock(0.0))
+    with capture_logs() as logs:
+        gate.refused("claim", Refusal.READONLY)
+        gate.refused("heartbeat", Refusal.READONLY)
+        gate.refused("heartbeat", Refusal.NOREPLICAS)
+        gate.accepted()
+    assert [(e["event"], e.get("reason")) for e in logs] == [
+        ("redis.writes_refused", "readonly"),
+        ("redis.writes_refused", "noreplicas"),
+        ("redis.writable", "noreplicas"),
+    ]
+    assert changes == [Refusal.READONLY, Refusal.NOREPLICAS, None]
+    assert not gate.refusing

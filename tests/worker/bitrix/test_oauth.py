@@ -122,6 +122,30 @@ def test_parse_token_response_errors(status: int, text: str, error: type[Excepti
         parse_token_response("acme", status, text, now_s=0.0, default_endpoint="x", seed="s")
 
 
+@pytest.mark.parametrize(
+    ("status", "text"),
+    [
+        (400, '{"error": "invalid_grant", "error_description": "refresh token rt-0ld-t0ken-42 is revoked"}'),
+        (503, '{"error": "rt-0ld-t0ken-42", "error_description": "cs-s3cret-77"}'),
+        (502, "<html>bad refresh token rt-0ld-t0ken-42 for client cs-s3cret-77</html>"),
+    ],
+)
+def test_parse_token_response_errors_do_not_echo_what_was_sent(status: int, text: str) -> None:
+    """A refresh token or client secret the endpoint echoes in free text is masked in the error."""
+    with pytest.raises((AuthRefused, AuthUnavailable)) as raised:
+        parse_token_response(
+            "acme",
+            status,
+            text,
+            now_s=0.0,
+            default_endpoint="x",
+            seed="s",
+            secrets=("rt-0ld-t0ken-42", "cs-s3cret-77"),
+        )
+    shown = f"{raised.value} {vars(raised.value)}"
+    assert "rt-0ld-t0ken-42" not in shown and "cs-s3cret-77" not in shown
+
+
 def test_auth_params_and_credentials_repr() -> None:
     """OAuth credentials add `auth`; webhooks add nothing; neither repr shows a secret."""
     assert auth_params(Credentials("https://a/rest/", "tok")) == {"auth": "tok"}
