@@ -57,7 +57,9 @@ async def test_a_missing_scope_halts_the_portal_once_and_no_job_dies(
                     ) as resp:
                         assert resp.status == 200
                 env = {k: v for k, v in os.environ.items() if not k.startswith("CALLQ_")}
-                env.update(CALLQ_REDIS_URL=redis_url, CALLQ_KEY_PREFIX=prefix)
+                # the same configuration as the workers: `resume` names a configured portal
+                env.update(CALLQ_REDIS_URL=redis_url, CALLQ_KEY_PREFIX=prefix, CALLQ_WEBHOOK_URL=url)
+                env.update(CALLQ_TIMEZONE="UTC")
                 code, out, err = await run_callq(["resume", "default"], env)
                 assert code == 0 and out.startswith("portal default: resumed;"), err
                 outcomes = await wait_outcomes(redis, prefix, JOBS, timeout_s=60)
