@@ -23,7 +23,7 @@ from producers.api import Producer
 from producers.dashboard.auth import Session, current
 from producers.deadletters import DeadLetters
 from schemas.config import Settings
-from schemas.policy.redact import mask_number
+from schemas.policy.redact import Redactor, known_secrets, mask_number
 from schemas.store.keys import Keys
 
 BASE = "/dashboard"
@@ -39,6 +39,9 @@ class Dashboard:
     dead_letters: DeadLetters
     keys: Keys
     templates: jinja2.Environment
+    redactor: Redactor
+    """Masks what pages show: numbers, and the configured secrets (:func:`schemas.policy.redact.known_secrets`),
+    as ``callq status --json`` does."""
     closing: asyncio.Event = field(default_factory=asyncio.Event)
     """Set when the server shuts down: the live streams end (they would hold the shutdown up)."""
 
@@ -125,6 +128,7 @@ def add_dashboard(app: web.Application, *, redis: Redis, settings: Settings, pro
         dead_letters=DeadLetters(producer),
         keys=Keys(settings.key_prefix),
         templates=templates(),
+        redactor=Redactor(known_secrets(settings)),
     )
     app.on_shutdown.append(_close_streams)
     r = app.router

@@ -89,7 +89,7 @@ async def scheduled(request: web.Request) -> web.Response:
         cursor = max(int(request.query.get("cursor", "0")), 0)
     except ValueError:
         cursor = 0
-    page = await queries.scheduled(dash.producer.ledger, f, cursor=cursor, limit=PAGE)
+    page = await queries.scheduled(dash.producer.ledger, f, cursor=cursor, limit=PAGE, redactor=dash.redactor)
     return render(request, "scheduled.html", page=page, f=f, q=request.query, tz=tz, cursor=cursor)
 
 

@@ -184,3 +184,38 @@ async def test_overview_plots_the_reached_ratio(redis: Redis, settings: Settings
     assert "reached ratio per minute" in page
     assert "% reached" in page and "not recorded yet" not in page
     assert re.search(r'<circle cx="[\d.]+" cy="[\d.]+" r="2.5" fill="#2e7d32"/>', page), "a dot at 75 %"
+
+
+async def test_number_search_finds_only_what_the_mask_shows(redis: Redis, settings: Settings) -> None:
+    """The scheduled list's text filter finds a job by its number's last 4 digits or its whole mask, but
+    never by a longer run of its digits (a read-only token would recover the number one digit at a time),
+    nor by a number or a secret inside its text or metadata (the page shows them masked)."""
+    producer = Producer(redis, settings=settings)
+    submitted = await producer.enqueue(
+        from_line="reg1332",
+        to_number=NUMBER,
+        text_to_pronounce="Call back +79997654321 please",
+        metadata={"note": f"token {OPERATOR}"},
+        not_before=datetime.now(UTC) + timedelta(days=30),
+    )
+    job_id = submitted.job_id
+
+    async def found(q: str) -> bool:
+        async with client.get("/dashboard/scheduled", params={"q": q}) as resp:
+            assert resp.status == 200
+            return job_id in await resp.text()
+
+    async with browser(redis, settings) as client:
+        await log_in(client, READER)
+        assert await found("4567") and await found("+7911***4567") and await found("please")
+        for probe in (
+            "14567",
+            "234567",
+            "79111234567",
+            NUMBER,
+            "7654321",
+            "+7999765",
+            OPERATOR[:12],
+            "0123456",
+        ):
+            assert not await found(probe), probe
