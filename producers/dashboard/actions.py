@@ -5,6 +5,7 @@ way in, and is logged with who did it (the token's name)."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from datetime import datetime
 from urllib.parse import quote
@@ -13,7 +14,15 @@ import structlog
 from aiohttp import web
 
 from producers.api import PortalNotAllowed
-from producers.bulk import MAX_FILE_BYTES, FileProblem, import_rows, preview, read_rows
+from producers.bulk import (
+    DASHBOARD_MAX_BYTES,
+    DASHBOARD_MAX_ROWS,
+    FileProblem,
+    FileTooLarge,
+    import_rows,
+    preview,
+    read_rows,
+)
 from producers.dashboard.app import BASE, DASHBOARD, SESSION, redirect, render, require_session
 from producers.dashboard.auth import SESSION_IDLE_S, check_post, log_in, log_out, set_cookie
 from producers.reschedule import NotReschedulable, run_at_another_time
@@ -191,13 +200,29 @@ async def schedule_one(request: web.Request) -> web.Response:
     )
 
 
+SPLIT = "; split it, or import it with callq enqueue --file"
+TOO_LARGE = (
+    f"the file is larger than {DASHBOARD_MAX_BYTES // (1024 * 1024)} MiB, the most the dashboard imports at once"
+    + SPLIT
+)
+
+
+def _import_problem(request: web.Request, problem: str, *, status: int) -> web.Response:
+    return render(
+        request, "import.html", status=status, summary=None, upload_id=None, problem=problem, done=False
+    )
+
+
 @require_session
 async def import_file(request: web.Request) -> web.Response:
     """Bulk import, in two steps: ``preview`` (upload; nothing queued; the rejected rows with their
     reasons) and ``confirm`` (queue the previewed file)."""
     dash, session = request.app[DASHBOARD], request[SESSION]
-    # a file is larger than the API's body limit (a job is a few hundred bytes)
-    form = await request.clone(client_max_size=MAX_FILE_BYTES + 64 * 1024).post()
+    # a file is larger than the API's body limit (a job is a few hundred bytes), up to the dashboard's cap
+    try:
+        form = await request.clone(client_max_size=DASHBOARD_MAX_BYTES + 64 * 1024).post()
+    except web.HTTPRequestEntityTooLarge:
+        return _import_problem(request, TOO_LARGE, status=413)
     check_post(request, session, str(form.get("csrf", "")), action="import")
     scope = session.caller.portals
     default = next(iter(dash.settings.portals)) if len(dash.settings.portals) == 1 else None
@@ -226,10 +251,18 @@ async def import_file(request: web.Request) -> web.Response:
         )
     with upload.file:
         data = upload.file.read()
-    try:
-        rows = read_rows(data, filename=upload.filename)
+    try:  # parsed in a thread: the server's other requests go on meanwhile
+        rows = await asyncio.to_thread(
+            read_rows,
+            data,
+            filename=upload.filename,
+            max_rows=DASHBOARD_MAX_ROWS,
+            max_bytes=DASHBOARD_MAX_BYTES,
+        )
+    except FileTooLarge as exc:
+        return _import_problem(request, f"{exc}{SPLIT}", status=413)
     except FileProblem as exc:
-        return render(request, "import.html", summary=None, upload_id=None, problem=str(exc), done=False)
+        return _import_problem(request, str(exc), status=422)
     summary, _ = await preview(dash.producer, rows, default_portal=default, scope=scope)
     upload_id = secrets.token_urlsafe(16)
     # the rows as read (a canonical JSONL), so the confirmation imports exactly what was previewed

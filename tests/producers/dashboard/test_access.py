@@ -5,11 +5,13 @@ without buttons and is refused 403; numbers are masked on every page."""
 from __future__ import annotations
 
 import contextlib
+import io
 import re
 from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -17,6 +19,7 @@ from redis.asyncio import Redis
 from structlog.testing import capture_logs
 
 from producers.api import Producer
+from producers.bulk import DASHBOARD_MAX_BYTES, DASHBOARD_MAX_ROWS
 from producers.dashboard import plots
 from producers.http.app import create_app
 from schemas.config import ApiToken, Settings
@@ -219,3 +222,21 @@ async def test_number_search_finds_only_what_the_mask_shows(redis: Redis, settin
             "0123456",
         ):
             assert not await found(probe), probe
+
+
+async def test_an_upload_over_the_dashboard_caps_is_refused(redis: Redis, settings: Settings) -> None:
+    """A file with more rows, or more bytes, than the dashboard imports at once is refused with 413 and
+    a message that says the limit and the way round it; nothing is stored."""
+    rows = b"from_line,to_number\n" + b"L,+79111234567\n" * (DASHBOARD_MAX_ROWS + 1)
+    async with browser(redis, settings) as client:
+        csrf = await log_in(client, OPERATOR)
+        for data, said in (
+            (rows, f"at most {DASHBOARD_MAX_ROWS} are imported at once"),
+            (b"x" * (DASHBOARD_MAX_BYTES + 128 * 1024), "the most the dashboard imports at once"),
+        ):
+            form = aiohttp.FormData({"csrf": csrf, "step": "preview"})
+            form.add_field("file", io.BytesIO(data), filename="big.csv", content_type="text/csv")
+            async with client.post("/dashboard/import", data=form) as resp:
+                page = await resp.text()
+                assert resp.status == 413 and said in page and "callq enqueue --file" in page
+        assert await redis.keys(f"{settings.key_prefix}:upload:*") == []
