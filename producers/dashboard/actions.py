@@ -24,7 +24,7 @@ from producers.bulk import (
     read_rows,
 )
 from producers.dashboard.app import BASE, DASHBOARD, SESSION, redirect, render, require_session
-from producers.dashboard.auth import SESSION_IDLE_S, check_post, log_in, log_out, set_cookie
+from producers.dashboard.auth import SESSION_IDLE_S, check_origin, check_post, log_in, log_out, set_cookie
 from producers.reschedule import NotReschedulable, run_at_another_time
 from schemas.states import Status
 from schemas.store.records import JobRecord
@@ -54,6 +54,7 @@ def _back(request: web.Request, fallback: str, message: str) -> web.Response:
 async def login(request: web.Request) -> web.Response:
     """Check the posted token; set the session cookie."""
     dash = request.app[DASHBOARD]
+    check_origin(request, caller=None, action="login")
     form = await request.post()
     session = await log_in(request, redis=dash.redis, keys=dash.keys, given=str(form.get("token", "")))
     if session is None:

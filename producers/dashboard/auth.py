@@ -12,7 +12,9 @@
   its sessions at the next request (the name no longer resolves).
 - **CSRF.** Every session has a random CSRF token; every form that changes something carries it and
   every POST is refused ``403`` unless it matches (compared in constant time), and unless its
-  ``Origin``, when sent, is this server.
+  ``Origin``, when sent, is one this server allows (scheme, host and port: its ``--public-url``, or
+  its own). The login form has no session yet: its POST is checked for the ``Origin`` alone (a
+  login CSRF would log a victim in as the attacker).
 - **Who did it.** Every action is logged (``dashboard.*`` events) with the token's name.
 """
 
@@ -28,7 +30,7 @@ import structlog
 from aiohttp import hdrs, web
 from redis.asyncio import Redis
 
-from producers.http.guards import GUARD, HttpProblem, match_token
+from producers.http.guards import GUARD, HttpProblem, allowed_origins, match_token, parse_origin
 from schemas.config import ApiToken
 from schemas.store.keys import Keys
 
@@ -125,13 +127,24 @@ def set_cookie(request: web.Request, response: web.StreamResponse, session: Sess
     )
 
 
+def check_origin(request: web.Request, *, caller: str | None, action: str) -> None:
+    """Refuse (``403``) a POST whose ``Origin``, when sent, is not one this server allows
+    (:func:`producers.http.guards.allowed_origins`): scheme, host and port compared."""
+    origin = request.headers.get(hdrs.ORIGIN)
+    if origin is not None and parse_origin(origin) not in allowed_origins(request):
+        log.warning("dashboard.refused", caller=caller, action=action, reason="origin")
+        raise HttpProblem(
+            403,
+            "FORBIDDEN",
+            "a request from another origin (behind a proxy, give callq serve --public-url with the "
+            "address browsers use)",
+        )
+
+
 def check_post(request: web.Request, session: Session, form_csrf: str | None, *, action: str) -> None:
     """Refuse (``403``) a state change by a read-only session, with a wrong CSRF token, or from
     another origin."""
-    origin = request.headers.get(hdrs.ORIGIN)
-    if origin is not None and origin.split("://", 1)[-1] != request.host:
-        log.warning("dashboard.refused", caller=session.caller.name, action=action, reason="origin")
-        raise HttpProblem(403, "FORBIDDEN", "a request from another origin")
+    check_origin(request, caller=session.caller.name, action=action)
     if not form_csrf or not hmac.compare_digest(form_csrf.encode(), session.csrf.encode()):
         log.warning("dashboard.refused", caller=session.caller.name, action=action, reason="csrf")
         raise HttpProblem(403, "CSRF", "the form's CSRF token is missing or wrong: reload the page")

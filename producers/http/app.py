@@ -54,11 +54,14 @@ from producers.http.guards import (
     JOB_ID,
     Guard,
     HttpProblem,
+    Origin,
     auth_middleware,
     caller_scope,
+    host_middleware,
     json_response,
     normalise_origins,
     outer_middleware,
+    parse_origin,
     preflight,
     read_json_body,
     require_write,
@@ -128,6 +131,7 @@ def create_app(
     config_check: ConfigCheck | None = None,
     body_timeout_s: float = DEFAULT_TIMEOUTS.body_s,
     on_call_end: OnCallEnd | None = None,
+    public_urls: Sequence[str] = (),
 ) -> web.Application:
     """Build the HTTP application.
 
@@ -142,24 +146,31 @@ def create_app(
             configuration agrees with the live workers').
         body_timeout_s: a request body must arrive within this long (``408`` otherwise).
         on_call_end: told of each call's end pushed to ``POST /v1/bitrix/events/{portal}``.
+        public_urls: where browsers reach the server (``scheme://host[:port]``, ``--public-url``): the
+            dashboard answers only for these hosts (and loopback ones) and takes POSTs only from these
+            origins (and its own loopback one); without any, it takes POSTs from its own origin.
 
     Returns:
         The application, ready for an ``AppRunner`` or aiohttp's test server.
 
     Raises:
         NoTokensError: no token is configured and ``allow_no_auth`` is False.
+        ConfigError: a public URL is not ``http(s)://host[:port]``.
     """
     tokens = settings.bearer_tokens()
     if not tokens and not allow_no_auth:
         raise NoTokensError()
     check_api_tokens([token.token for token in tokens], source=None, key="api_tokens")
-    app = web.Application(client_max_size=max_body_bytes, middlewares=[outer_middleware, auth_middleware])
+    app = web.Application(
+        client_max_size=max_body_bytes, middlewares=[outer_middleware, host_middleware, auth_middleware]
+    )
     app[GUARD] = Guard(
         tokens=tuple((token.token.encode(), token) for token in tokens),
         cors_origins=normalise_origins(cors_origins),
         max_body_bytes=max_body_bytes,
         protected=frozenset({submit, status, cancel}),
         body_timeout_s=body_timeout_s,
+        public_origins=public_origins(public_urls),
     )
     app[PRODUCER] = Producer(redis, settings=settings)
     app[SETTINGS] = settings
@@ -187,6 +198,21 @@ def create_app(
     app.router.add_get("/openapi.json", openapi, name="openapi", allow_head=False)
     add_dashboard(app, redis=redis, settings=settings, producer=app[PRODUCER])
     return app
+
+
+def public_origins(urls: Sequence[str]) -> frozenset[Origin]:
+    """The origins of ``--public-url`` values.
+
+    Raises:
+        ConfigError: a value is not ``http(s)://host[:port]`` (a path is allowed and ignored).
+    """
+    found = set()
+    for url in urls:
+        origin = parse_origin(url)
+        if origin is None:
+            raise ConfigError(f"{url!r} is not http(s)://host[:port]", key="public-url")
+        found.add(origin)
+    return frozenset(found)
 
 
 async def submit(request: web.Request) -> web.Response:
@@ -310,6 +336,7 @@ async def serve(
     config_check: ConfigCheck | None = None,
     timeouts: ConnectionTimeouts = DEFAULT_TIMEOUTS,
     on_call_end: OnCallEnd | None = None,
+    public_urls: Sequence[str] = (),
 ) -> None:
     """Serve the API until cancelled, or until ``stop`` is set (``callq serve``).
 
@@ -329,6 +356,7 @@ async def serve(
         config_check: the ``config`` check of ``/readyz`` (see :func:`create_app`).
         timeouts: keep-alive, request head and body time limits.
         on_call_end: told of each call's end pushed to the events route (the CLI counts it).
+        public_urls: where browsers reach the server (see :func:`create_app`).
 
     Raises:
         NoTokensError: no token is configured and ``allow_no_auth`` is False (before binding).
@@ -346,6 +374,7 @@ async def serve(
         config_check=config_check,
         body_timeout_s=timeouts.body_s,
         on_call_end=on_call_end,
+        public_urls=public_urls,
     )
     app.router.add_routes(extra_routes)
     runner = ProblemAppRunner(app, timeouts=timeouts, shutdown_timeout=SHUTDOWN_TIMEOUT_S)

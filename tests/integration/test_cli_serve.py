@@ -81,6 +81,11 @@ def serve_env(redis_url: str, prefix: str, portal: SandboxHandle, **extra: str) 
             {"CALLQ_API_TOKENS": "a-token-0123456789"},
             "header timeout must be positive",
         ),
+        (
+            ["--public-url", "callq.example"],
+            {"CALLQ_API_TOKENS": "a-token-0123456789"},
+            "public-url: 'callq.example' is not http(s)://host[:port]",
+        ),
     ],
     ids=[
         "no-token",
@@ -89,6 +94,7 @@ def serve_env(redis_url: str, prefix: str, portal: SandboxHandle, **extra: str) 
         "no-auth-lan",
         "short-token",
         "bad-timeout",
+        "bad-public-url",
     ],
 )
 async def test_serve_refuses_what_it_must_in_the_command_lines_terms(
