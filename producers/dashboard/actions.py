@@ -13,7 +13,7 @@ from urllib.parse import quote
 import structlog
 from aiohttp import web
 
-from producers.api import PortalNotAllowed
+from producers.api import PortalNotAllowed, not_cancellable
 from producers.bulk import (
     DASHBOARD_MAX_BYTES,
     DASHBOARD_MAX_ROWS,
@@ -94,12 +94,13 @@ async def cancel(request: web.Request) -> web.Response:
     record = await _job(request, "cancel")
     if record is None:
         return _back(request, f"{BASE}/scheduled", "no such job")
-    cancelled, _ = await request.app[DASHBOARD].producer.cancel(record.job_id)
-    log.info("dashboard.cancel", caller=request[SESSION].caller.name, job_id=record.job_id, done=cancelled)
+    caller = request[SESSION].caller.name
+    cancelled, after = await request.app[DASHBOARD].producer.cancel(record.job_id, by=caller)
+    log.info("dashboard.cancel", caller=caller, job_id=record.job_id, done=cancelled)
     return _back(
         request,
         f"{BASE}/scheduled",
-        f"cancelled {record.job_id}" if cancelled else f"{record.job_id} could not be cancelled",
+        f"cancelled {record.job_id}" if cancelled else not_cancellable(after or record),
     )
 
 

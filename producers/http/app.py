@@ -46,10 +46,11 @@ import structlog
 from aiohttp import hdrs, web
 from redis.asyncio import Redis
 
-from producers.api import AmbiguousKeyError, PortalNotAllowed, Producer
+from producers.api import AmbiguousKeyError, PortalNotAllowed, Producer, not_cancellable
 from producers.dashboard.app import add_dashboard
 from producers.http.events import OnCallEnd, add_event_routes
 from producers.http.guards import (
+    CALLER,
     GUARD,
     JOB_ID,
     Guard,
@@ -300,17 +301,19 @@ async def status(request: web.Request) -> web.Response:
 
 
 async def cancel(request: web.Request) -> web.Response:
-    """``DELETE /v1/callbacks/{id}``: cancel a job that has not started."""
+    """``DELETE /v1/callbacks/{id}``: cancel a job that has not started, or the redial it waits for."""
     require_write(request)
     found = await _find(request)
-    cancelled, record = await request.app[PRODUCER].cancel(found.job_id)
+    caller = request.get(CALLER)
+    by = caller.name if caller is not None else "anonymous"
+    cancelled, record = await request.app[PRODUCER].cancel(found.job_id, by=by)
     record = record or found
     view = record_view(record, settings=request.app[SETTINGS])
     if not cancelled:
         raise HttpProblem(
             409,
             "NOT_CANCELLABLE",
-            f"job {record.job_id} is {record.state}: only a scheduled or retrying job can be cancelled",
+            not_cancellable(record),
             extra={"job": view},
         )
     return json_response(view)

@@ -380,6 +380,61 @@ async def settle_call_end(
     )
 
 
+async def cancel_redial(
+    store: CallStore, settings: Settings, record: JobRecord, *, by: str, now: datetime
+) -> CallWrite:
+    """End a waiting redial for good (call step ``cancel``: ``redial`` → ``ended``): the final call
+    result is the last call's end, ``ended_by: cancelled`` and ``detail`` naming who; its arq queue
+    entry goes, the line + number claim is kept for the dedupe window like any final call result's,
+    and the outcome stream gets the one ``call_result`` entry.
+
+    Args:
+        store: the call store.
+        settings: the configuration (the portal's dedupe window, the secrets masked).
+        record: the job's record (``succeeded``, its call in ``redial``).
+        by: who cancels (a token's name, ``callq cancel``), said in ``detail``.
+        now: the current time.
+
+    Returns:
+        ``written``; ``busy`` with the state if the follow-up is no longer waiting for its redial
+        (``dialling``: its request may be out; ``ended``: over), ``refused`` if the job is not
+        ``succeeded``.
+    """
+    job = record.job
+    portal = settings.portals.get(job.portal)
+    call = record.call
+    last = (call.results.get(call.attempt) if call else None) or {}
+    end = CallEnd(
+        call_id=str(last.get("call_id") or (call.call_id if call else "") or ""),
+        kind=_kind(last.get("result")),
+        code=last.get("code"),
+        reason=last.get("reason"),
+        duration_s=int(last.get("duration_s") or 0),
+        started_at=last.get("started_at"),
+        source=str(last.get("source") or "pull"),
+    )
+    redactor = Redactor(known_secrets(settings))
+    final = call_result_entry(
+        record, end, reason=EndReason.CANCELLED, detail=f"cancelled by {by}", now=now, redactor=redactor
+    )
+    final["placed_at"] = last.get("placed_at") or _placed_at(record)
+    return await store.write_end(
+        record,
+        step=CallStep.CANCEL,
+        now=now,
+        final=final,
+        claim_ttl_s=portal.dedupe_window_s if portal else 0.0,
+        expect=frozenset({CallState.REDIAL}),
+    )
+
+
+def _kind(value: Any) -> CallKind:
+    try:
+        return CallKind(str(value))
+    except ValueError:
+        return CallKind.UNKNOWN
+
+
 def _placed_at(record: JobRecord) -> str | None:
     """When the followed call was placed (its attempt's start)."""
     call = record.call

@@ -64,6 +64,7 @@ async def test_login_checks_the_origin_scheme_host_and_port(
     settings = make_settings(redis_url, prefix, portals())
     async with server(redis, settings, no_auth=True) as client:
         port = client.port
+        assert port is not None
         for origin in (
             f"http://evil.test:{port}",
             f"https://127.0.0.1:{port}",
