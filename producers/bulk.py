@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 from producers.api import Producer, Submitted
 from producers.validation import Invalid, validate_job
@@ -171,14 +171,26 @@ def read_rows(
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise FileProblem(f"the file is not UTF-8 text (byte {exc.start})") from None
-    name = filename.lower()
-    jsonl = name.endswith((".jsonl", ".ndjson")) or (
-        not name.endswith(".csv") and text.lstrip().startswith("{")
-    )
-    rows = list(_jsonl_rows(text) if jsonl else _csv_rows(text))
+    jsonl = file_format(text, filename) == "jsonl"
+    try:
+        rows = list(_jsonl_rows(text) if jsonl else _csv_rows(text))
+    except csv.Error as exc:  # a cell over the csv module's field limit, a NUL byte: quotes nothing
+        raise FileProblem(f"the file cannot be read as CSV: {exc}") from None
     if len(rows) > max_rows:
         raise FileTooLarge(f"the file has {len(rows)} rows; at most {max_rows} are imported at once")
     return rows
+
+
+def file_format(text: str, filename: str) -> Literal["csv", "jsonl"]:
+    """The format of a file (pure): ``.csv`` or ``.jsonl``/``.ndjson`` by its name; otherwise JSONL if
+    its first character is ``{``, else CSV. A name that chose it must be kept with the file (the
+    dashboard's preview keeps it for the confirmation)."""
+    name = filename.lower()
+    if name.endswith((".jsonl", ".ndjson")):
+        return "jsonl"
+    if name.endswith(".csv"):
+        return "csv"
+    return "jsonl" if text.lstrip().startswith("{") else "csv"
 
 
 def _jsonl_rows(text: str) -> Iterator[Row]:

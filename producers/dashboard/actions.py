@@ -19,6 +19,7 @@ from producers.bulk import (
     DASHBOARD_MAX_ROWS,
     FileProblem,
     FileTooLarge,
+    file_format,
     import_rows,
     preview,
     read_rows,
@@ -231,8 +232,8 @@ async def import_file(request: web.Request) -> web.Response:
     if form.get("step") == "confirm":
         upload_id = str(form.get("upload_id", ""))[:64]
         key = dash.keys.dashboard_upload(session.session_id, upload_id)
-        data = await dash.redis.getdel(key)
-        if data is None:
+        stored = await dash.redis.getdel(key)
+        if stored is None:
             return render(
                 request,
                 "import.html",
@@ -241,7 +242,14 @@ async def import_file(request: web.Request) -> web.Response:
                 problem="the preview expired: upload the file again",
                 done=False,
             )
-        summary = await import_rows(dash.producer, read_rows(data), default_portal=default, scope=scope)
+        # read as the preview read it: its format was kept with the file (a .jsonl whose first line is
+        # not "{" would be read as CSV otherwise)
+        fmt, _, data = stored.partition(b"\n")
+        try:
+            rows = await asyncio.to_thread(read_rows, data, filename=f"upload.{fmt.decode()}")
+        except FileProblem as exc:
+            return _import_problem(request, str(exc), status=422)
+        summary = await import_rows(dash.producer, rows, default_portal=default, scope=scope)
         log.info(
             "dashboard.import", caller=session.caller.name, **{str(k): v for k, v in summary.counts.items()}
         )
@@ -267,9 +275,12 @@ async def import_file(request: web.Request) -> web.Response:
         return _import_problem(request, str(exc), status=422)
     summary, _ = await preview(dash.producer, rows, default_portal=default, scope=scope)
     upload_id = secrets.token_urlsafe(16)
-    # the rows as read (a canonical JSONL), so the confirmation imports exactly what was previewed
+    # the file and the format it was read in, so that the confirmation imports exactly what was previewed
+    fmt = file_format(data.decode("utf-8-sig"), upload.filename or "")
     await dash.redis.set(
-        dash.keys.dashboard_upload(session.session_id, upload_id), data, ex=min(UPLOAD_TTL_S, SESSION_IDLE_S)
+        dash.keys.dashboard_upload(session.session_id, upload_id),
+        fmt.encode() + b"\n" + data,
+        ex=min(UPLOAD_TTL_S, SESSION_IDLE_S),
     )
     log.info("dashboard.import_preview", caller=session.caller.name, rows=summary.total)
     return render(request, "import.html", summary=summary, upload_id=upload_id, problem=None, done=False)

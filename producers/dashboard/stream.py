@@ -26,6 +26,24 @@ KEEPALIVE_EVERY = 15
 BACKLOG = 50
 
 
+_U64 = 2**64
+
+
+def stream_id(text: str) -> str | None:
+    """``text`` as a Redis stream id (``<ms>`` or ``<ms>-<seq>``, each below 2**64), or None."""
+    ms, dash, seq = text.strip().partition("-")
+    parts = [ms, seq] if dash else [ms]
+    if not all(part.isascii() and part.isdigit() and len(part) <= 20 and int(part) < _U64 for part in parts):
+        return None
+    return f"{int(ms)}-{int(seq) if dash else 0}"
+
+
+async def _newest(redis: Redis, stream: str) -> str:
+    """The id of the stream's newest entry ("0-0" for none): following from it gives what comes next."""
+    newest = await redis.xrevrange(stream, count=1)
+    return decode_text(newest[0][0]) if newest else "0-0"
+
+
 def _event(entry_id: str, fields: dict[Any, Any], may_see: Any) -> bytes | None:
     raw = fields.get(b"outcome") or fields.get("outcome")
     if raw is None:
@@ -47,8 +65,9 @@ async def outcomes_stream(request: web.Request) -> web.StreamResponse:
     )
     await response.prepare(request)
     last = request.headers.get("Last-Event-ID", "")
-    if last:
+    if last:  # a reconnect: what came after the last event it saw (from now, if that is no stream id)
         backlog: list[Any] = []
+        last = stream_id(last) or await _newest(dash.redis, stream)
     else:
         backlog = list(reversed(await dash.redis.xrevrange(stream, count=BACKLOG)))
         last = decode_text(backlog[-1][0]) if backlog else "0-0"  # empty: everything from now on

@@ -24,7 +24,7 @@ from redis.asyncio.client import Pipeline
 
 from schemas.jobqueue.payload import stored_job
 from schemas.policy.bucket import Bucket
-from schemas.policy.call_result import CallEnd, CallKind
+from schemas.policy.call_result import MAX_CALL_DURATION_S, CallEnd, CallKind
 from schemas.policy.redact import SHAPES, Redactor, known_secrets, mask_number, number_spellings, redact_text
 from schemas.policy.redial import EndCall, EndReason, Redial, decide_redial
 from schemas.states import CallState, CallStep
@@ -277,7 +277,7 @@ def time_to_connect_s(record: JobRecord, end: CallEnd, *, now: datetime) -> floa
     start is not given), redials included; None unless connected."""
     if not end.connected or record.created_at is None:
         return None
-    started = now - timedelta(seconds=end.duration_s)
+    started = now - timedelta(seconds=min(max(end.duration_s, 0), MAX_CALL_DURATION_S))
     if end.started_at:
         try:
             parsed = datetime.fromisoformat(end.started_at)

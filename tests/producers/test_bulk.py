@@ -185,3 +185,11 @@ async def test_a_preview_lets_other_tasks_run(redis: Redis, redis_url: str, pref
     await ticker
     assert summary.counts[RowVerdict.REJECTED] == 2000
     assert ticks - started >= 2000 // YIELD_EVERY - 1
+
+
+def test_a_cell_over_the_csv_limit_is_a_file_problem() -> None:
+    """A CSV cell larger than the csv module's field limit fails the file with a clear problem (no
+    ``csv.Error`` escapes to become a 500 or a traceback)."""
+    data = b"from_line,to_number,text_to_pronounce\nL,+79111234567," + b"a" * 200_000 + b"\n"
+    with pytest.raises(FileProblem, match="cannot be read as CSV: field larger than field limit"):
+        read_rows(data, filename="big.csv")

@@ -4,8 +4,10 @@ without buttons and is refused 403; numbers are masked on every page."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
+import json
 import re
 from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, datetime, timedelta
@@ -240,3 +242,59 @@ async def test_an_upload_over_the_dashboard_caps_is_refused(redis: Redis, settin
                 page = await resp.text()
                 assert resp.status == 413 and said in page and "callq enqueue --file" in page
         assert await redis.keys(f"{settings.key_prefix}:upload:*") == []
+
+
+async def upload(client: Client, csrf: str, data: bytes, filename: str) -> tuple[int, str]:
+    """Preview a file on the import page: the status and the page."""
+    form = aiohttp.FormData({"csrf": csrf, "step": "preview"})
+    form.add_field("file", io.BytesIO(data), filename=filename, content_type="application/octet-stream")
+    async with client.post("/dashboard/import", data=form) as resp:
+        return resp.status, await resp.text()
+
+
+async def test_an_import_is_confirmed_in_the_format_it_was_previewed(
+    redis: Redis, settings: Settings, prefix: str
+) -> None:
+    """A ``.jsonl`` whose first line is no ``{`` is read as JSONL by the preview and by the confirmation
+    alike (it was re-read as CSV: a 500, nothing queued)."""
+    line = {"from_line": "reg1332", "to_number": NUMBER, "text_to_pronounce": "Hi"}
+    data = b"[1]\n" + json.dumps(line).encode() + b"\n"
+    async with browser(redis, settings) as client:
+        csrf = await log_in(client, OPERATOR)
+        status, page = await upload(client, csrf, data, "calls.jsonl")
+        assert status == 200
+        match = re.search(r'name="upload_id" value="([^"]+)"', page)
+        assert match
+        form = {"csrf": csrf, "step": "confirm", "upload_id": match.group(1)}
+        async with client.post("/dashboard/import", data=form) as resp:
+            assert resp.status == 200, await resp.text()
+            page = await resp.text()
+    assert 'data-count="queued">1<' in page and 'data-count="rejected">1<' in page
+    assert await redis.zcard(Keys(prefix).queue) == 1
+
+
+async def test_a_cell_over_the_csv_limit_is_a_422(redis: Redis, settings: Settings) -> None:
+    """A CSV cell larger than the csv module's limit is a file that cannot be read: 422 with why."""
+    data = b"from_line,to_number,text_to_pronounce\nL,+79111234567," + b"a" * 200_000 + b"\n"
+    async with browser(redis, settings) as client:
+        csrf = await log_in(client, OPERATOR)
+        status, page = await upload(client, csrf, data, "big.csv")
+    assert status == 422 and "cannot be read as CSV" in page
+
+
+@pytest.mark.parametrize("last", ["not-an-id", "1-x", "-1", "99999999999999999999999", "1-2-3"])
+async def test_a_garbage_last_event_id_follows_from_now(
+    redis: Redis, settings: Settings, prefix: str, last: str
+) -> None:
+    """The live outcomes' stream takes a ``Last-Event-ID`` that is no stream id as "from now": 200, and
+    the next outcome arrives (it was a 500 written into the 200 stream)."""
+    async with browser(redis, settings) as client:
+        await log_in(client, READER)
+        async with client.get("/dashboard/outcomes/stream", headers={"Last-Event-ID": last}) as resp:
+            assert resp.status == 200
+            assert await resp.content.readuntil(b": ready\n\n")
+            outcome = {"job_id": "j-sse", "status": "succeeded", "portal": "default"}
+            await redis.xadd(Keys(prefix).outcomes, {"outcome": json.dumps(outcome)})
+            async with asyncio.timeout(5):
+                event = await resp.content.readuntil(b"\n\n")
+            assert b"event: outcome" in event and b"j-sse" in event
