@@ -63,6 +63,11 @@ def shown_text(record: JobRecord, *, redactor: Redactor = SHAPES) -> str:
     return redactor.text(raw, job_numbers(record), _lines(record))
 
 
+def shown_text_to_pronounce(record: JobRecord, *, redactor: Redactor = SHAPES) -> str:
+    """The text to pronounce as the dashboard shows it, masked like :func:`shown_view`."""
+    return redactor.text(record.job.text_to_pronounce or "", job_numbers(record), _lines(record))
+
+
 def job_numbers(record: JobRecord) -> tuple[str, ...]:
     """The job's number in every spelling (masked exactly wherever it occurs)."""
     return number_spellings(record.job.to_number) if record.job.to_number else ()

@@ -16,7 +16,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from producers.dashboard.app import DASHBOARD, SESSION, require_session
-from schemas.policy.redact import redact_value
+from schemas.policy.redact import Redactor
 from schemas.store.records import decode_text
 
 BLOCK_MS = 1_000
@@ -44,14 +44,14 @@ async def _newest(redis: Redis, stream: str) -> str:
     return decode_text(newest[0][0]) if newest else "0-0"
 
 
-def _event(entry_id: str, fields: dict[Any, Any], may_see: Any) -> bytes | None:
+def _event(entry_id: str, fields: dict[Any, Any], may_see: Any, redactor: Redactor) -> bytes | None:
     raw = fields.get(b"outcome") or fields.get("outcome")
     if raw is None:
         return None
     outcome = json.loads(raw)
     if not may_see(outcome.get("portal") or ""):
         return None
-    data = json.dumps(redact_value(outcome), separators=(",", ":"))
+    data = json.dumps(redactor.value(outcome), separators=(",", ":"))
     return f"id: {entry_id}\nevent: outcome\ndata: {data}\n\n".encode()
 
 
@@ -72,12 +72,14 @@ async def outcomes_stream(request: web.Request) -> web.StreamResponse:
         backlog = list(reversed(await dash.redis.xrevrange(stream, count=BACKLOG)))
         last = decode_text(backlog[-1][0]) if backlog else "0-0"  # empty: everything from now on
     for entry_id, fields in backlog:
-        event = _event(decode_text(entry_id), fields, session.caller.may_see)
+        event = _event(decode_text(entry_id), fields, session.caller.may_see, dash.redactor)
         if event:
             await response.write(event)
     await response.write(b": ready\n\n")
     try:
-        await _follow(response, dash.redis, stream, last, session.caller.may_see, closing=dash.closing)
+        await _follow(
+            response, dash.redis, stream, last, session.caller.may_see, dash.redactor, closing=dash.closing
+        )
     except (ConnectionResetError, ConnectionError):
         pass  # the browser went away (it reconnects with Last-Event-ID)
     return response
@@ -89,6 +91,7 @@ async def _follow(
     stream: str,
     last: str,
     may_see: Any,
+    redactor: Redactor,
     *,
     closing: asyncio.Event,
 ) -> None:
@@ -103,6 +106,6 @@ async def _follow(
         for _name, entries in replies:
             for entry_id, fields in entries:
                 last = decode_text(entry_id)
-                event = _event(last, fields, may_see)
+                event = _event(last, fields, may_see, redactor)
                 if event:
                     await response.write(event)

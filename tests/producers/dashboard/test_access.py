@@ -298,3 +298,29 @@ async def test_a_garbage_last_event_id_follows_from_now(
             async with asyncio.timeout(5):
                 event = await resp.content.readuntil(b"\n\n")
             assert b"event: outcome" in event and b"j-sse" in event
+
+
+async def test_pages_mask_numbers_and_secrets_in_every_field(redis: Redis, settings: Settings) -> None:
+    """A number inside the text to pronounce, the job's own number in another spelling, and a configured
+    secret (an API token) in the metadata are masked on the job page and the scheduled list, as
+    ``callq status --json`` masks them."""
+    producer = Producer(redis, settings=settings)
+    submitted = await producer.enqueue(
+        from_line="reg1332",
+        to_number=NUMBER,
+        text_to_pronounce="Call +79997654321 or 8 911 123 45 67",
+        metadata={"token": OPERATOR, "note": f"reader {READER}"},
+        not_before=datetime.now(UTC) + timedelta(days=30),
+    )
+    async with browser(redis, settings) as client:
+        await log_in(client, READER)
+        pages = []
+        for path in (f"/dashboard/jobs/{submitted.job_id}", "/dashboard/scheduled"):
+            async with client.get(path) as resp:
+                assert resp.status == 200
+                pages.append(await resp.text())
+    for page in pages:
+        for shown in ("79997654321", "9997654321", "911 123 45 67", NUMBER, OPERATOR, READER):
+            assert shown not in page, shown
+        assert "Call " in page
+    assert "***" in pages[0] and '"token"' in pages[0].replace("&#34;", '"')
