@@ -6,10 +6,11 @@
   anything; a POST from it is refused ``403`` all the same. The same scopes as the HTTP API, so one
   token means one thing everywhere.
 - **Session.** The login form posts the token once; the server keeps a session in Redis
-  (``{p}:session:{id}``, JSON: the token's name, never the token) whose random id (256 bits) is the
-  cookie: ``HttpOnly``, ``SameSite=Strict``, ``Path=/dashboard``, ``Secure`` behind HTTPS. Idle for
-  :data:`SESSION_IDLE_S`, it expires; logout deletes it. A token removed from the configuration ends
-  its sessions at the next request (the name no longer resolves).
+  (``{p}:session:{id}``, JSON: the token's name and fingerprint, never the token) whose random id
+  (256 bits) is the cookie: ``HttpOnly``, ``SameSite=Strict``, ``Path=/dashboard``, ``Secure`` behind HTTPS. Idle for
+  :data:`SESSION_IDLE_S`, it expires; logout deletes it. The session keeps a fingerprint of the token
+  (:func:`token_fingerprint`, keyed by the session id), checked on each request: a token removed from
+  the configuration, or given another value under the same name, ends its sessions at the next request.
 - **CSRF.** Every session has a random CSRF token; every form that changes something carries it and
   every POST is refused ``403`` unless it matches (compared in constant time), and unless its
   ``Origin``, when sent, is one this server allows (scheme, host and port: its ``--public-url``, or
@@ -81,7 +82,9 @@ async def log_in(request: web.Request, *, redis: Redis, keys: Keys, given: str) 
         log.info("dashboard.login_refused")
         return None
     session = Session(secrets.token_urlsafe(32), caller, secrets.token_urlsafe(32))
-    value = json.dumps({"name": caller.name, "csrf": session.csrf})
+    value = json.dumps(
+        {"name": caller.name, "csrf": session.csrf, "fp": token_fingerprint(session.session_id, caller)}
+    )
     await redis.set(keys.dashboard_session(session.session_id), value, ex=SESSION_IDLE_S)
     log.info("dashboard.login", caller=caller.name, role=session.role)
     return session
@@ -102,10 +105,23 @@ async def current(request: web.Request, *, redis: Redis, keys: Keys) -> Session 
         caller: ApiToken | None = ANONYMOUS
     else:
         caller = next((token for _, token in tokens if token.name == data["name"]), None)
+    if caller is not None and not hmac.compare_digest(
+        str(data.get("fp", "")).encode(), token_fingerprint(session_id, caller).encode()
+    ):
+        caller = None  # the token of that name is another now (rotated): its old sessions end
     if caller is None:
         await redis.delete(key)
         return None
     return Session(session_id, caller, data["csrf"])
+
+
+def token_fingerprint(session_id: str, caller: ApiToken) -> str:
+    """What a session keeps of the token it logged in with: HMAC-SHA256 of the token keyed by the
+    session's id (never the token itself). Checked on each request, so that a token whose value
+    changed (rotated under the same name) or was removed ends its sessions at once."""
+    return hmac.new(
+        session_id.encode(), caller.token.encode("utf-8", "surrogateescape"), "sha256"
+    ).hexdigest()
 
 
 async def log_out(session: Session, *, redis: Redis, keys: Keys) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import io
 import json
 import re
@@ -324,3 +325,33 @@ async def test_pages_mask_numbers_and_secrets_in_every_field(redis: Redis, setti
             assert shown not in page, shown
         assert "Call " in page
     assert "***" in pages[0] and '"token"' in pages[0].replace("&#34;", '"')
+
+
+@pytest.mark.parametrize("rotated", [True, False], ids=["rotated", "removed"])
+async def test_a_rotated_or_removed_token_ends_its_sessions(
+    redis: Redis, settings: Settings, prefix: str, rotated: bool
+) -> None:
+    """A session is bound to the token's value (a keyed fingerprint, never the token): once ``ops`` has
+    another value (or is gone), its old session's cookie opens nothing and the session is deleted."""
+    async with browser(redis, settings) as client:
+        await log_in(client, OPERATOR)
+        cookie = next(c.value for c in client.session.cookie_jar if c.key == "callq_session")
+    (key,) = await redis.keys(f"{prefix}:session:*")
+    stored = await redis.get(key)
+    assert stored is not None and OPERATOR.encode() not in stored
+    tokens = (
+        (ApiToken(name="ops", token="operator-token-ROTATED-99", access="write"),) if rotated else ()
+    ) + (ApiToken(name="viewer", token=READER, access="read"),)
+    changed = dataclasses.replace(settings, named_tokens=tokens)
+    async with browser(redis, changed) as client:
+        headers = {"Cookie": f"callq_session={cookie}"}
+        async with client.get("/dashboard/scheduled", headers=headers, allow_redirects=False) as resp:
+            assert (resp.status, resp.headers["Location"]) == (303, "/dashboard/login")
+    assert await redis.keys(f"{prefix}:session:*") == []
+    async with browser(redis, settings) as client:  # the control: the same token keeps its session
+        await log_in(client, OPERATOR)
+        cookie = next(c.value for c in client.session.cookie_jar if c.key == "callq_session")
+        async with client.get(
+            "/dashboard/scheduled", headers={"Cookie": f"callq_session={cookie}"}, allow_redirects=False
+        ) as resp:
+            assert resp.status == 200
