@@ -26,6 +26,7 @@ from producers.bulk import (
 )
 from producers.dashboard.app import BASE, DASHBOARD, SESSION, redirect, render, require_session
 from producers.dashboard.auth import SESSION_IDLE_S, check_origin, check_post, log_in, log_out, set_cookie
+from producers.http.guards import CALLER
 from producers.reschedule import NotReschedulable, run_at_another_time
 from schemas.states import Status
 from schemas.store.records import JobRecord
@@ -60,6 +61,7 @@ async def login(request: web.Request) -> web.Response:
     session = await log_in(request, redis=dash.redis, keys=dash.keys, given=str(form.get("token", "")))
     if session is None:
         return render(request, "login.html", failed=True, status=401)
+    request[CALLER] = session.caller  # the access log names the token
     response = redirect(f"{BASE}/")
     set_cookie(request, response, session)
     return response

@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 from producers.api import Producer
 from producers.dashboard.auth import Session, current
 from producers.deadletters import DeadLetters
+from producers.http.guards import CALLER
 from schemas.config import Settings
 from schemas.policy.redact import Redactor, known_secrets, mask_number
 from schemas.store.keys import Keys
@@ -95,6 +96,7 @@ def require_session(handler: Handler) -> Handler:
                 return redirect(f"{BASE}/login")
             return web.Response(status=401, text="log in first", content_type="text/plain")
         request[SESSION] = session
+        request[CALLER] = session.caller  # the access log names the token
         return await handler(request)
 
     return wrapped

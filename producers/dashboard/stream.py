@@ -52,7 +52,10 @@ def _event(entry_id: str, fields: dict[Any, Any], may_see: Any, redactor: Redact
     if not may_see(outcome.get("portal") or ""):
         return None
     data = json.dumps(redactor.value(outcome), separators=(",", ":"))
-    return f"id: {entry_id}\nevent: outcome\ndata: {data}\n\n".encode()
+    # a call result updates its job's row (its outcome came before): no second outcome
+    kind = fields.get(b"kind") or fields.get("kind")
+    name = "call_result" if kind in (b"call_result", "call_result") else "outcome"
+    return f"id: {entry_id}\nevent: {name}\ndata: {data}\n\n".encode()
 
 
 @require_session

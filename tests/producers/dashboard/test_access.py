@@ -355,3 +355,38 @@ async def test_a_rotated_or_removed_token_ends_its_sessions(
             "/dashboard/scheduled", headers={"Cookie": f"callq_session={cookie}"}, allow_redirects=False
         ) as resp:
             assert resp.status == 200
+
+
+async def test_a_call_result_is_an_update_not_a_second_outcome(
+    redis: Redis, settings: Settings, prefix: str
+) -> None:
+    """The live outcomes' stream sends a job's outcome as ``outcome`` and its call result (which carries
+    the outcome again, with ``call``) as ``call_result``: the page updates the job's row with it
+    instead of showing the job twice; in the backlog and live alike."""
+    outcomes = Keys(prefix).outcomes
+    outcome = {"job_id": "j-call", "status": "succeeded", "portal": "default"}
+    await redis.xadd(outcomes, {"outcome": json.dumps(outcome)})
+    call = {**outcome, "call": {"result": "busy", "ended_by": "cancelled"}}
+    await redis.xadd(outcomes, {"kind": "call_result", "outcome": json.dumps(call), "call_result": "{}"})
+    async with browser(redis, settings) as client:
+        await log_in(client, READER)
+        async with client.get("/dashboard/outcomes/stream") as resp:
+            backlog = await resp.content.readuntil(b": ready\n\n")
+            await redis.xadd(
+                outcomes, {"kind": "call_result", "outcome": json.dumps(call), "call_result": "{}"}
+            )
+            async with asyncio.timeout(5):
+                live = await resp.content.readuntil(b"\n\n")
+    assert backlog.count(b"event: outcome\n") == 1 and backlog.count(b"event: call_result\n") == 1
+    assert live.startswith(b"id: ") and b"event: call_result\n" in live
+
+
+async def test_the_access_log_names_the_dashboard_s_token(redis: Redis, settings: Settings) -> None:
+    """A dashboard request's access log line names its session's token (it said ``caller=None``)."""
+    async with browser(redis, settings) as client:
+        with capture_logs() as logs:
+            await log_in(client, READER)
+            async with client.get("/dashboard/scheduled") as resp:
+                assert resp.status == 200
+    callers = {(e["path"], e["caller"]) for e in logs if e["event"] == "http.request"}
+    assert ("/dashboard/scheduled", "viewer") in callers and ("/dashboard/login", "viewer") in callers
