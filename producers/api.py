@@ -27,7 +27,8 @@ from schemas.clock import Clock, utcnow
 from schemas.config import Settings
 from schemas.policy.bucket import pacing_bucket
 from schemas.policy.redact import mask_number
-from schemas.states import Status, Step
+from schemas.states import CallState, Status, Step
+from schemas.store.calls import CallStore, cancel_redial
 from schemas.store.keys import Keys
 from schemas.store.ledger import AdmitRequest, Ledger
 from schemas.store.records import JobRecord
@@ -297,14 +298,34 @@ class Producer:
         )
 
     async def cancel(
-        self, ident: str, *, portal: str | None = None, scope: Collection[str] | None = None
+        self,
+        ident: str,
+        *,
+        portal: str | None = None,
+        scope: Collection[str] | None = None,
+        by: str = "api",
     ) -> tuple[bool, JobRecord | None]:
-        """Cancel a job that has not started. Returns (cancelled now, the record afterwards).
+        """Cancel a job that has not started, or the redial a succeeded job waits for. Returns
+        (cancelled now, the record afterwards).
 
         ``ident``, ``portal`` and ``scope`` find the job as :meth:`status` does (and it raises
-        :class:`AmbiguousKeyError` the same way).
+        :class:`AmbiguousKeyError` the same way). A waiting redial (call ``redial``) ends with its
+        final call result, ``ended_by: cancelled`` and ``detail`` naming ``by`` (who: a token's name,
+        ``callq cancel``); one already ``dialling`` cannot be cancelled (:func:`not_cancellable`).
         """
         record = await self.status(ident, portal=portal, scope=scope)
+        if record is not None and record.call is not None and record.call.state is CallState.REDIAL:
+            store = CallStore.for_settings(self.redis, self.settings)
+            written = await cancel_redial(store, self.settings, record, by=by, now=self.clock())
+            if written.done:
+                log.info(
+                    "job.redial_cancelled",
+                    job_id=record.job_id,
+                    portal=record.job.portal,
+                    line=record.job.from_line,
+                    by=by,
+                )
+            return written.done, await self.ledger.read(record.job_id)
         if record is None or record.state not in (Status.SCHEDULED, Status.RETRYING):
             return False, record
         now = self.clock()
@@ -313,6 +334,26 @@ class Producer:
         result = await self.ledger.finalize(outcome, job=record.job, step=Step.CANCEL)
         if result.written:
             log.info(
-                "job.cancelled", job_id=record.job_id, portal=record.job.portal, line=record.job.from_line
+                "job.cancelled",
+                job_id=record.job_id,
+                portal=record.job.portal,
+                line=record.job.from_line,
+                by=by,
             )
         return result.written, await self.ledger.read(record.job_id)
+
+
+def not_cancellable(record: JobRecord) -> str:
+    """Why ``record`` cannot be cancelled (what ``DELETE /v1/callbacks/{id}``'s 409, ``callq cancel``
+    and the dashboard say)."""
+    call = record.call
+    if call is not None and call.state is CallState.DIALLING:
+        return (
+            f"job {record.job_id}'s redial is being dialled now (its request may be out): it can no longer "
+            "be cancelled"
+        )
+    return (
+        f"job {record.job_id} is {record.state}"
+        + (f" (call {call.state})" if call is not None else "")
+        + ": only a scheduled or retrying job, or a redial that waits, can be cancelled"
+    )

@@ -13,7 +13,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from schemas.config import Settings
-from schemas.policy.redact import mask_number
+from schemas.policy.redact import SHAPES, Redactor, mask_number, number_spellings
 from schemas.store.keys import Keys
 from schemas.store.portal_moves import read_move
 from schemas.store.records import JobRecord
@@ -40,6 +40,41 @@ def record_view(record: JobRecord, *, settings: Settings) -> dict[str, Any]:
         "outcome": record.outcome,
         "call": record.call.to_view() if record.call is not None else None,
     }
+
+
+def shown_view(record: JobRecord, *, settings: Settings, redactor: Redactor = SHAPES) -> dict[str, Any]:
+    """A job record as the dashboard shows it: :func:`record_view` plus the text to pronounce, with every
+    string masked as ``callq status --json`` prints it (numbers by shape and the job's own in every
+    spelling, the configured secrets ``redactor`` knows; the line id stays as it is)."""
+    view = record_view(record, settings=settings)
+    view["text_to_pronounce"] = record.job.text_to_pronounce
+    masked: dict[str, Any] = redactor.value(view, numbers=job_numbers(record), kept=_lines(record))
+    return masked
+
+
+def shown_text(record: JobRecord, *, redactor: Redactor = SHAPES) -> str:
+    """The free text of a record as the dashboard shows it, masked like :func:`shown_view` (job id, text
+    to pronounce, idempotency key, metadata): what a text search may match, so that it never finds what
+    the page hides."""
+    job = record.job
+    raw = " ".join(
+        [job.job_id, job.text_to_pronounce or "", job.idempotency_key or "", json.dumps(job.metadata or "")]
+    )
+    return redactor.text(raw, job_numbers(record), _lines(record))
+
+
+def shown_text_to_pronounce(record: JobRecord, *, redactor: Redactor = SHAPES) -> str:
+    """The text to pronounce as the dashboard shows it, masked like :func:`shown_view`."""
+    return redactor.text(record.job.text_to_pronounce or "", job_numbers(record), _lines(record))
+
+
+def job_numbers(record: JobRecord) -> tuple[str, ...]:
+    """The job's number in every spelling (masked exactly wherever it occurs)."""
+    return number_spellings(record.job.to_number) if record.job.to_number else ()
+
+
+def _lines(record: JobRecord) -> tuple[str, ...]:
+    return (record.job.from_line,) if record.job.from_line else ()
 
 
 async def portal_halt(redis: Redis, settings: Settings, portal: str) -> dict[str, Any] | None:

@@ -42,6 +42,7 @@ second, smaller machine on the same record, its field ``call``, only while the j
     redial        awaiting, dialling, redial    redial      call_end.lua
     call_end      awaiting, dialling, redial    ended       call_end.lua
     redial_start  redial                        dialling    redial_start.lua
+    cancel        redial                        ended       call_end.lua (the final result: cancelled)
 
 - ``awaiting``: a CALL_ID is out and its end not known yet (pull asks ``voximplant.statistic.get``,
   push takes ``OnVoximplantCallEnd``).
@@ -51,6 +52,9 @@ second, smaller machine on the same record, its field ``call``, only while the j
 - ``dialling``: a redial's request is in flight: marked (a lease in ``{p}:dialling``) before it is
   sent, like ``running``; accepted → ``awaiting`` with the new CALL_ID; lost → ``ended`` unknown.
 - ``ended``: the final call result, written once, with its entry on ``{p}:outcomes``.
+- ``cancel``: a person cancels a waiting redial (``DELETE /v1/callbacks/{id}``, ``callq cancel``, the
+  dashboard): the final call result is the last call's, ``ended_by: cancelled``; its queue entry is
+  removed. A redial already ``dialling`` cannot be cancelled (its request may be out).
 """
 
 from __future__ import annotations
@@ -159,6 +163,7 @@ class CallStep(StrEnum):
     REDIAL = "redial"
     CALL_END = "call_end"
     REDIAL_START = "redial_start"
+    CANCEL = "cancel"
 
 
 C = CallState
@@ -167,6 +172,7 @@ CALL_TRANSITIONS: tuple[Transition, ...] = tuple(
     + _each(CallStep.REDIAL, [C.AWAITING, C.DIALLING, C.REDIAL], [C.REDIAL])
     + _each(CallStep.CALL_END, [C.AWAITING, C.DIALLING, C.REDIAL], [C.ENDED])
     + _each(CallStep.REDIAL_START, [C.REDIAL], [C.DIALLING])
+    + _each(CallStep.CANCEL, [C.REDIAL], [C.ENDED])
 )
 """Every allowed change of a call's follow-up: the second machine."""
 

@@ -20,7 +20,7 @@ from ops.cli.logs import show_in_full
 from ops.cli.numbers import int_in
 from ops.cli.timeparse import parse_at, parse_duration
 from ops.cli.verb import Verb, with_redis
-from producers.api import AmbiguousKeyError, Producer, Submitted
+from producers.api import AmbiguousKeyError, Producer, Submitted, not_cancellable
 from producers.views import iso_utc, portal_halt, portal_move, record_view
 from schemas.config import PortalConfig, Settings, UnknownPortalError
 from schemas.policy.redact import mask_number, redact_value
@@ -208,13 +208,15 @@ async def cancel(
     if isinstance(found, int):
         return found
     cancelled, record = (
-        (False, None) if found is None else await Producer(redis, settings=settings).cancel(found.job_id)
+        (False, None)
+        if found is None
+        else await Producer(redis, settings=settings).cancel(found.job_id, by="callq cancel")
     )
     if record is None:
         print(f"callq cancel: no job with id or idempotency key {args.id!r}", file=sys.stderr)
         return 1
     if not cancelled:
-        print(f"callq cancel: job {record.job_id} is {record.state} and cannot be cancelled", file=sys.stderr)
+        print(f"callq cancel: {not_cancellable(record)}", file=sys.stderr)
         if args.json:
             show_in_full(out, [record.job.from_line])
             print(json_output(record_view(record, settings=settings), lines=[record.job.from_line]), file=out)

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 from ops.cli.numbers import int_in, seconds_in
 from ops.cli.verb import Verb
-from producers.http.app import NoTokensError, PublicNoAuthError, serve
+from producers.http.app import NoTokensError, PublicNoAuthError, public_origins, serve
 from producers.http.server import ConnectionTimeouts
 from schemas.config import ConfigError, Settings
 from schemas.config.drift import ConfigWatch, serve_config_check
@@ -32,6 +32,14 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="ORIGIN",
         help="a browser origin allowed to call the API (repeatable), e.g. https://shop.example",
+    )
+    parser.add_argument(
+        "--public-url",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="where browsers reach the dashboard (repeatable), e.g. https://callq.example behind a TLS "
+        "proxy: its pages answer only for these hosts (and loopback) and take POSTs only from these origins",
     )
     parser.add_argument("--max-body-bytes", type=int_in(1, 2**30), default=64 * 1024)
     parser.add_argument(
@@ -98,6 +106,7 @@ async def run_serve_command(args: argparse.Namespace, settings: Settings) -> int
             config_check=serve_config_check(watch),
             on_ready=lambda urls: print(f"callq serve listening on {', '.join(urls)}", flush=True),
             timeouts=timeouts,
+            public_urls=args.public_url,
             on_call_end=lambda record, end, final: metrics.count_call_end(
                 record, end, ended=final, now=datetime.now(UTC)
             ),
@@ -127,6 +136,7 @@ def _checked(args: argparse.Namespace, settings: Settings) -> ConnectionTimeouts
         raise NoTokensError(switch="--no-auth")
     if args.no_auth and not is_loopback_host(args.host):
         raise PublicNoAuthError(args.host, switch="--no-auth")
+    public_origins(args.public_url)  # a bad one said before anything starts
     try:
         return ConnectionTimeouts(
             keepalive_s=args.keepalive_timeout, header_s=args.header_timeout, body_s=args.body_timeout

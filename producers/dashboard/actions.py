@@ -5,6 +5,7 @@ way in, and is logged with who did it (the token's name)."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from datetime import datetime
 from urllib.parse import quote
@@ -12,10 +13,20 @@ from urllib.parse import quote
 import structlog
 from aiohttp import web
 
-from producers.api import PortalNotAllowed
-from producers.bulk import MAX_FILE_BYTES, FileProblem, import_rows, preview, read_rows
+from producers.api import PortalNotAllowed, not_cancellable
+from producers.bulk import (
+    DASHBOARD_MAX_BYTES,
+    DASHBOARD_MAX_ROWS,
+    FileProblem,
+    FileTooLarge,
+    file_format,
+    import_rows,
+    preview,
+    read_rows,
+)
 from producers.dashboard.app import BASE, DASHBOARD, SESSION, redirect, render, require_session
-from producers.dashboard.auth import SESSION_IDLE_S, check_post, log_in, log_out, set_cookie
+from producers.dashboard.auth import SESSION_IDLE_S, check_origin, check_post, log_in, log_out, set_cookie
+from producers.http.guards import CALLER
 from producers.reschedule import NotReschedulable, run_at_another_time
 from schemas.states import Status
 from schemas.store.records import JobRecord
@@ -45,10 +56,12 @@ def _back(request: web.Request, fallback: str, message: str) -> web.Response:
 async def login(request: web.Request) -> web.Response:
     """Check the posted token; set the session cookie."""
     dash = request.app[DASHBOARD]
+    check_origin(request, caller=None, action="login")
     form = await request.post()
     session = await log_in(request, redis=dash.redis, keys=dash.keys, given=str(form.get("token", "")))
     if session is None:
         return render(request, "login.html", failed=True, status=401)
+    request[CALLER] = session.caller  # the access log names the token
     response = redirect(f"{BASE}/")
     set_cookie(request, response, session)
     return response
@@ -84,12 +97,13 @@ async def cancel(request: web.Request) -> web.Response:
     record = await _job(request, "cancel")
     if record is None:
         return _back(request, f"{BASE}/scheduled", "no such job")
-    cancelled, _ = await request.app[DASHBOARD].producer.cancel(record.job_id)
-    log.info("dashboard.cancel", caller=request[SESSION].caller.name, job_id=record.job_id, done=cancelled)
+    caller = request[SESSION].caller.name
+    cancelled, after = await request.app[DASHBOARD].producer.cancel(record.job_id, by=caller)
+    log.info("dashboard.cancel", caller=caller, job_id=record.job_id, done=cancelled)
     return _back(
         request,
         f"{BASE}/scheduled",
-        f"cancelled {record.job_id}" if cancelled else f"{record.job_id} could not be cancelled",
+        f"cancelled {record.job_id}" if cancelled else not_cancellable(after or record),
     )
 
 
@@ -191,21 +205,37 @@ async def schedule_one(request: web.Request) -> web.Response:
     )
 
 
+SPLIT = "; split it, or import it with callq enqueue --file"
+TOO_LARGE = (
+    f"the file is larger than {DASHBOARD_MAX_BYTES // (1024 * 1024)} MiB, the most the dashboard imports at once"
+    + SPLIT
+)
+
+
+def _import_problem(request: web.Request, problem: str, *, status: int) -> web.Response:
+    return render(
+        request, "import.html", status=status, summary=None, upload_id=None, problem=problem, done=False
+    )
+
+
 @require_session
 async def import_file(request: web.Request) -> web.Response:
     """Bulk import, in two steps: ``preview`` (upload; nothing queued; the rejected rows with their
     reasons) and ``confirm`` (queue the previewed file)."""
     dash, session = request.app[DASHBOARD], request[SESSION]
-    # a file is larger than the API's body limit (a job is a few hundred bytes)
-    form = await request.clone(client_max_size=MAX_FILE_BYTES + 64 * 1024).post()
+    # a file is larger than the API's body limit (a job is a few hundred bytes), up to the dashboard's cap
+    try:
+        form = await request.clone(client_max_size=DASHBOARD_MAX_BYTES + 64 * 1024).post()
+    except web.HTTPRequestEntityTooLarge:
+        return _import_problem(request, TOO_LARGE, status=413)
     check_post(request, session, str(form.get("csrf", "")), action="import")
     scope = session.caller.portals
     default = next(iter(dash.settings.portals)) if len(dash.settings.portals) == 1 else None
     if form.get("step") == "confirm":
         upload_id = str(form.get("upload_id", ""))[:64]
         key = dash.keys.dashboard_upload(session.session_id, upload_id)
-        data = await dash.redis.getdel(key)
-        if data is None:
+        stored = await dash.redis.getdel(key)
+        if stored is None:
             return render(
                 request,
                 "import.html",
@@ -214,7 +244,14 @@ async def import_file(request: web.Request) -> web.Response:
                 problem="the preview expired: upload the file again",
                 done=False,
             )
-        summary = await import_rows(dash.producer, read_rows(data), default_portal=default, scope=scope)
+        # read as the preview read it: its format was kept with the file (a .jsonl whose first line is
+        # not "{" would be read as CSV otherwise)
+        fmt, _, data = stored.partition(b"\n")
+        try:
+            rows = await asyncio.to_thread(read_rows, data, filename=f"upload.{fmt.decode()}")
+        except FileProblem as exc:
+            return _import_problem(request, str(exc), status=422)
+        summary = await import_rows(dash.producer, rows, default_portal=default, scope=scope)
         log.info(
             "dashboard.import", caller=session.caller.name, **{str(k): v for k, v in summary.counts.items()}
         )
@@ -226,15 +263,26 @@ async def import_file(request: web.Request) -> web.Response:
         )
     with upload.file:
         data = upload.file.read()
-    try:
-        rows = read_rows(data, filename=upload.filename)
+    try:  # parsed in a thread: the server's other requests go on meanwhile
+        rows = await asyncio.to_thread(
+            read_rows,
+            data,
+            filename=upload.filename,
+            max_rows=DASHBOARD_MAX_ROWS,
+            max_bytes=DASHBOARD_MAX_BYTES,
+        )
+    except FileTooLarge as exc:
+        return _import_problem(request, f"{exc}{SPLIT}", status=413)
     except FileProblem as exc:
-        return render(request, "import.html", summary=None, upload_id=None, problem=str(exc), done=False)
+        return _import_problem(request, str(exc), status=422)
     summary, _ = await preview(dash.producer, rows, default_portal=default, scope=scope)
     upload_id = secrets.token_urlsafe(16)
-    # the rows as read (a canonical JSONL), so the confirmation imports exactly what was previewed
+    # the file and the format it was read in, so that the confirmation imports exactly what was previewed
+    fmt = file_format(data.decode("utf-8-sig"), upload.filename or "")
     await dash.redis.set(
-        dash.keys.dashboard_upload(session.session_id, upload_id), data, ex=min(UPLOAD_TTL_S, SESSION_IDLE_S)
+        dash.keys.dashboard_upload(session.session_id, upload_id),
+        fmt.encode() + b"\n" + data,
+        ex=min(UPLOAD_TTL_S, SESSION_IDLE_S),
     )
     log.info("dashboard.import_preview", caller=session.caller.name, rows=summary.total)
     return render(request, "import.html", summary=summary, upload_id=upload_id, problem=None, done=False)

@@ -22,8 +22,9 @@ from redis.asyncio import Redis
 from producers.api import Producer
 from producers.dashboard.auth import Session, current
 from producers.deadletters import DeadLetters
+from producers.http.guards import CALLER
 from schemas.config import Settings
-from schemas.policy.redact import mask_number
+from schemas.policy.redact import Redactor, known_secrets, mask_number
 from schemas.store.keys import Keys
 
 BASE = "/dashboard"
@@ -39,6 +40,9 @@ class Dashboard:
     dead_letters: DeadLetters
     keys: Keys
     templates: jinja2.Environment
+    redactor: Redactor
+    """Masks what pages show: numbers, and the configured secrets (:func:`schemas.policy.redact.known_secrets`),
+    as ``callq status --json`` does."""
     closing: asyncio.Event = field(default_factory=asyncio.Event)
     """Set when the server shuts down: the live streams end (they would hold the shutdown up)."""
 
@@ -92,6 +96,7 @@ def require_session(handler: Handler) -> Handler:
                 return redirect(f"{BASE}/login")
             return web.Response(status=401, text="log in first", content_type="text/plain")
         request[SESSION] = session
+        request[CALLER] = session.caller  # the access log names the token
         return await handler(request)
 
     return wrapped
@@ -125,6 +130,7 @@ def add_dashboard(app: web.Application, *, redis: Redis, settings: Settings, pro
         dead_letters=DeadLetters(producer),
         keys=Keys(settings.key_prefix),
         templates=templates(),
+        redactor=Redactor(known_secrets(settings)),
     )
     app.on_shutdown.append(_close_streams)
     r = app.router

@@ -6,13 +6,16 @@
   anything; a POST from it is refused ``403`` all the same. The same scopes as the HTTP API, so one
   token means one thing everywhere.
 - **Session.** The login form posts the token once; the server keeps a session in Redis
-  (``{p}:session:{id}``, JSON: the token's name, never the token) whose random id (256 bits) is the
-  cookie: ``HttpOnly``, ``SameSite=Strict``, ``Path=/dashboard``, ``Secure`` behind HTTPS. Idle for
-  :data:`SESSION_IDLE_S`, it expires; logout deletes it. A token removed from the configuration ends
-  its sessions at the next request (the name no longer resolves).
+  (``{p}:session:{id}``, JSON: the token's name and fingerprint, never the token) whose random id
+  (256 bits) is the cookie: ``HttpOnly``, ``SameSite=Strict``, ``Path=/dashboard``, ``Secure`` behind HTTPS. Idle for
+  :data:`SESSION_IDLE_S`, it expires; logout deletes it. The session keeps a fingerprint of the token
+  (:func:`token_fingerprint`, keyed by the session id), checked on each request: a token removed from
+  the configuration, or given another value under the same name, ends its sessions at the next request.
 - **CSRF.** Every session has a random CSRF token; every form that changes something carries it and
   every POST is refused ``403`` unless it matches (compared in constant time), and unless its
-  ``Origin``, when sent, is this server.
+  ``Origin``, when sent, is one this server allows (scheme, host and port: its ``--public-url``, or
+  its own). The login form has no session yet: its POST is checked for the ``Origin`` alone (a
+  login CSRF would log a victim in as the attacker).
 - **Who did it.** Every action is logged (``dashboard.*`` events) with the token's name.
 """
 
@@ -28,7 +31,7 @@ import structlog
 from aiohttp import hdrs, web
 from redis.asyncio import Redis
 
-from producers.http.guards import GUARD, HttpProblem, match_token
+from producers.http.guards import GUARD, HttpProblem, allowed_origins, match_token, parse_origin
 from schemas.config import ApiToken
 from schemas.store.keys import Keys
 
@@ -79,7 +82,9 @@ async def log_in(request: web.Request, *, redis: Redis, keys: Keys, given: str) 
         log.info("dashboard.login_refused")
         return None
     session = Session(secrets.token_urlsafe(32), caller, secrets.token_urlsafe(32))
-    value = json.dumps({"name": caller.name, "csrf": session.csrf})
+    value = json.dumps(
+        {"name": caller.name, "csrf": session.csrf, "fp": token_fingerprint(session.session_id, caller)}
+    )
     await redis.set(keys.dashboard_session(session.session_id), value, ex=SESSION_IDLE_S)
     log.info("dashboard.login", caller=caller.name, role=session.role)
     return session
@@ -100,10 +105,23 @@ async def current(request: web.Request, *, redis: Redis, keys: Keys) -> Session 
         caller: ApiToken | None = ANONYMOUS
     else:
         caller = next((token for _, token in tokens if token.name == data["name"]), None)
+    if caller is not None and not hmac.compare_digest(
+        str(data.get("fp", "")).encode(), token_fingerprint(session_id, caller).encode()
+    ):
+        caller = None  # the token of that name is another now (rotated): its old sessions end
     if caller is None:
         await redis.delete(key)
         return None
     return Session(session_id, caller, data["csrf"])
+
+
+def token_fingerprint(session_id: str, caller: ApiToken) -> str:
+    """What a session keeps of the token it logged in with: HMAC-SHA256 of the token keyed by the
+    session's id (never the token itself). Checked on each request, so that a token whose value
+    changed (rotated under the same name) or was removed ends its sessions at once."""
+    return hmac.new(
+        session_id.encode(), caller.token.encode("utf-8", "surrogateescape"), "sha256"
+    ).hexdigest()
 
 
 async def log_out(session: Session, *, redis: Redis, keys: Keys) -> None:
@@ -125,13 +143,24 @@ def set_cookie(request: web.Request, response: web.StreamResponse, session: Sess
     )
 
 
+def check_origin(request: web.Request, *, caller: str | None, action: str) -> None:
+    """Refuse (``403``) a POST whose ``Origin``, when sent, is not one this server allows
+    (:func:`producers.http.guards.allowed_origins`): scheme, host and port compared."""
+    origin = request.headers.get(hdrs.ORIGIN)
+    if origin is not None and parse_origin(origin) not in allowed_origins(request):
+        log.warning("dashboard.refused", caller=caller, action=action, reason="origin")
+        raise HttpProblem(
+            403,
+            "FORBIDDEN",
+            "a request from another origin (behind a proxy, give callq serve --public-url with the "
+            "address browsers use)",
+        )
+
+
 def check_post(request: web.Request, session: Session, form_csrf: str | None, *, action: str) -> None:
     """Refuse (``403``) a state change by a read-only session, with a wrong CSRF token, or from
     another origin."""
-    origin = request.headers.get(hdrs.ORIGIN)
-    if origin is not None and origin.split("://", 1)[-1] != request.host:
-        log.warning("dashboard.refused", caller=session.caller.name, action=action, reason="origin")
-        raise HttpProblem(403, "FORBIDDEN", "a request from another origin")
+    check_origin(request, caller=session.caller.name, action=action)
     if not form_csrf or not hmac.compare_digest(form_csrf.encode(), session.csrf.encode()):
         log.warning("dashboard.refused", caller=session.caller.name, action=action, reason="csrf")
         raise HttpProblem(403, "CSRF", "the form's CSRF token is missing or wrong: reload the page")

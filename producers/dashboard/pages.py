@@ -1,6 +1,7 @@
 """The dashboard's pages (GET): overview, scheduled callbacks, one job, dead letters, live outcomes,
 the forms to schedule one callback and to import a file. Numbers are masked (the templates' ``masked``
-filter, :func:`schemas.policy.redact.redact_value` for outcomes and metadata)."""
+filter; every other field of a job through :func:`producers.views.shown_view`, the masking of
+``callq status --json``: numbers, the job's own in every spelling, and the configured secrets)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,7 @@ from aiohttp import web
 from producers.dashboard import plots, queries
 from producers.dashboard.app import DASHBOARD, SESSION, Dashboard, render, require_session
 from producers.dashboard.auth import current
-from producers.views import record_view
-from schemas.policy.redact import redact_value
+from producers.views import job_numbers, shown_text_to_pronounce, shown_view
 from schemas.store.records import to_ms
 from schemas.store.stats import reached_ratio
 
@@ -89,8 +89,11 @@ async def scheduled(request: web.Request) -> web.Response:
         cursor = max(int(request.query.get("cursor", "0")), 0)
     except ValueError:
         cursor = 0
-    page = await queries.scheduled(dash.producer.ledger, f, cursor=cursor, limit=PAGE)
-    return render(request, "scheduled.html", page=page, f=f, q=request.query, tz=tz, cursor=cursor)
+    page = await queries.scheduled(dash.producer.ledger, f, cursor=cursor, limit=PAGE, redactor=dash.redactor)
+    texts = {r.job_id: shown_text_to_pronounce(r, redactor=dash.redactor)[:60] for r in page.records}
+    return render(
+        request, "scheduled.html", page=page, f=f, q=request.query, tz=tz, cursor=cursor, texts=texts
+    )
 
 
 @require_session
@@ -100,7 +103,7 @@ async def job(request: web.Request) -> web.Response:
     record = await dash.producer.ledger.read(request.match_info["id"][:200])
     if record is None or not session.caller.may_see(record.job.portal):
         return render(request, "missing.html", status=404)
-    view = redact_value(record_view(record, settings=dash.settings))
+    view = shown_view(record, settings=dash.settings, redactor=dash.redactor)
     portal = dash.settings.portals.get(record.job.portal)
     tz = portal.timezone if portal else None
     return render(request, "job.html", record=record, view=view, tz=tz)
@@ -120,7 +123,9 @@ async def dead(request: web.Request) -> web.Response:
         if portal
         else ([], 0)
     )
-    errors = {r.job_id: redact_value((r.outcome or {}).get("error") or {}) for r in records}
+    errors = {
+        r.job_id: dash.redactor.value((r.outcome or {}).get("error") or {}, job_numbers(r)) for r in records
+    }
     return render(
         request,
         "dead.html",

@@ -17,9 +17,11 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from producers.views import shown_text
 from schemas.config import PortalConfig
 from schemas.policy.bucket import pacing_bucket
 from schemas.policy.calendar import next_open
+from schemas.policy.redact import SHAPES, Redactor, mask_number
 from schemas.store.keys import Keys
 from schemas.store.reads import RecordReader
 from schemas.store.records import JobRecord, decode_text, to_ms
@@ -169,9 +171,15 @@ class ScheduledPage:
 
 
 async def scheduled(
-    reader: RecordReader, f: ScheduledFilter, *, cursor: int = 0, limit: int = 50
+    reader: RecordReader,
+    f: ScheduledFilter,
+    *,
+    cursor: int = 0,
+    limit: int = 50,
+    redactor: Redactor = SHAPES,
 ) -> ScheduledPage:
-    """A page of the portal's waiting jobs in order of ``run_at``, from index position ``cursor``."""
+    """A page of the portal's waiting jobs in order of ``run_at``, from index position ``cursor``; a text
+    filter matches what the page shows (masked by ``redactor``, see :func:`_matches`)."""
     redis, index = reader.redis, reader.keys.scheduled(f.portal)
     low = "-inf" if f.start_ms is None else f.start_ms
     high = "+inf" if f.end_ms is None else f.end_ms
@@ -183,7 +191,7 @@ async def scheduled(
         records = await reader.read_many(ids)
         for offset, record in enumerate(records):
             page.scanned += 1
-            if _matches(record, f):
+            if _matches(record, f, redactor):
                 if len(page.records) == limit:
                     page.next_cursor = position + offset
                     return page
@@ -196,20 +204,22 @@ async def scheduled(
             return page
 
 
-def _matches(record: JobRecord, f: ScheduledFilter) -> bool:
+def _matches(record: JobRecord, f: ScheduledFilter, redactor: Redactor = SHAPES) -> bool:
+    """Whether ``record`` passes the filter. A text finds only what the dashboard shows: the number by
+    exactly what its mask shows (its last 4 digits, or the whole mask ``+7911***4567``), never a longer
+    run of its digits (each digit more would be an oracle: a read-only token could recover the number
+    one digit at a time); other text in the job's text, key, id and metadata as masked on the page
+    (:func:`producers.views.shown_text`), so that a number or a secret inside them cannot be probed
+    either."""
     job = record.job
     if f.line and job.from_line != f.line:
         return False
     if not f.text:
         return True
     needle = f.text.lower()
-    digits = "".join(ch for ch in needle if ch.isdigit())
-    if len(digits) >= 4 and digits == needle.lstrip("+") and job.to_number.endswith(digits):
-        return True  # the end of a number: searched, never shown
-    haystack = " ".join(
-        [job.job_id, job.text_to_pronounce or "", job.idempotency_key or "", json.dumps(job.metadata or "")]
-    )
-    return needle in haystack.lower()
+    if job.to_number and needle in (job.to_number[-4:], (mask_number(job.to_number) or "").lower()):
+        return True  # what the mask shows: searched, never more
+    return needle in shown_text(record, redactor=redactor).lower()
 
 
 async def dead_page(

@@ -46,19 +46,23 @@ import structlog
 from aiohttp import hdrs, web
 from redis.asyncio import Redis
 
-from producers.api import AmbiguousKeyError, PortalNotAllowed, Producer
+from producers.api import AmbiguousKeyError, PortalNotAllowed, Producer, not_cancellable
 from producers.dashboard.app import add_dashboard
 from producers.http.events import OnCallEnd, add_event_routes
 from producers.http.guards import (
+    CALLER,
     GUARD,
     JOB_ID,
     Guard,
     HttpProblem,
+    Origin,
     auth_middleware,
     caller_scope,
+    host_middleware,
     json_response,
     normalise_origins,
     outer_middleware,
+    parse_origin,
     preflight,
     read_json_body,
     require_write,
@@ -128,6 +132,7 @@ def create_app(
     config_check: ConfigCheck | None = None,
     body_timeout_s: float = DEFAULT_TIMEOUTS.body_s,
     on_call_end: OnCallEnd | None = None,
+    public_urls: Sequence[str] = (),
 ) -> web.Application:
     """Build the HTTP application.
 
@@ -142,24 +147,31 @@ def create_app(
             configuration agrees with the live workers').
         body_timeout_s: a request body must arrive within this long (``408`` otherwise).
         on_call_end: told of each call's end pushed to ``POST /v1/bitrix/events/{portal}``.
+        public_urls: where browsers reach the server (``scheme://host[:port]``, ``--public-url``): the
+            dashboard answers only for these hosts (and loopback ones) and takes POSTs only from these
+            origins (and its own loopback one); without any, it takes POSTs from its own origin.
 
     Returns:
         The application, ready for an ``AppRunner`` or aiohttp's test server.
 
     Raises:
         NoTokensError: no token is configured and ``allow_no_auth`` is False.
+        ConfigError: a public URL is not ``http(s)://host[:port]``.
     """
     tokens = settings.bearer_tokens()
     if not tokens and not allow_no_auth:
         raise NoTokensError()
     check_api_tokens([token.token for token in tokens], source=None, key="api_tokens")
-    app = web.Application(client_max_size=max_body_bytes, middlewares=[outer_middleware, auth_middleware])
+    app = web.Application(
+        client_max_size=max_body_bytes, middlewares=[outer_middleware, host_middleware, auth_middleware]
+    )
     app[GUARD] = Guard(
         tokens=tuple((token.token.encode(), token) for token in tokens),
         cors_origins=normalise_origins(cors_origins),
         max_body_bytes=max_body_bytes,
         protected=frozenset({submit, status, cancel}),
         body_timeout_s=body_timeout_s,
+        public_origins=public_origins(public_urls),
     )
     app[PRODUCER] = Producer(redis, settings=settings)
     app[SETTINGS] = settings
@@ -187,6 +199,21 @@ def create_app(
     app.router.add_get("/openapi.json", openapi, name="openapi", allow_head=False)
     add_dashboard(app, redis=redis, settings=settings, producer=app[PRODUCER])
     return app
+
+
+def public_origins(urls: Sequence[str]) -> frozenset[Origin]:
+    """The origins of ``--public-url`` values.
+
+    Raises:
+        ConfigError: a value is not ``http(s)://host[:port]`` (a path is allowed and ignored).
+    """
+    found = set()
+    for url in urls:
+        origin = parse_origin(url)
+        if origin is None:
+            raise ConfigError(f"{url!r} is not http(s)://host[:port]", key="public-url")
+        found.add(origin)
+    return frozenset(found)
 
 
 async def submit(request: web.Request) -> web.Response:
@@ -274,17 +301,19 @@ async def status(request: web.Request) -> web.Response:
 
 
 async def cancel(request: web.Request) -> web.Response:
-    """``DELETE /v1/callbacks/{id}``: cancel a job that has not started."""
+    """``DELETE /v1/callbacks/{id}``: cancel a job that has not started, or the redial it waits for."""
     require_write(request)
     found = await _find(request)
-    cancelled, record = await request.app[PRODUCER].cancel(found.job_id)
+    caller = request.get(CALLER)
+    by = caller.name if caller is not None else "anonymous"
+    cancelled, record = await request.app[PRODUCER].cancel(found.job_id, by=by)
     record = record or found
     view = record_view(record, settings=request.app[SETTINGS])
     if not cancelled:
         raise HttpProblem(
             409,
             "NOT_CANCELLABLE",
-            f"job {record.job_id} is {record.state}: only a scheduled or retrying job can be cancelled",
+            not_cancellable(record),
             extra={"job": view},
         )
     return json_response(view)
@@ -310,6 +339,7 @@ async def serve(
     config_check: ConfigCheck | None = None,
     timeouts: ConnectionTimeouts = DEFAULT_TIMEOUTS,
     on_call_end: OnCallEnd | None = None,
+    public_urls: Sequence[str] = (),
 ) -> None:
     """Serve the API until cancelled, or until ``stop`` is set (``callq serve``).
 
@@ -329,6 +359,7 @@ async def serve(
         config_check: the ``config`` check of ``/readyz`` (see :func:`create_app`).
         timeouts: keep-alive, request head and body time limits.
         on_call_end: told of each call's end pushed to the events route (the CLI counts it).
+        public_urls: where browsers reach the server (see :func:`create_app`).
 
     Raises:
         NoTokensError: no token is configured and ``allow_no_auth`` is False (before binding).
@@ -346,6 +377,7 @@ async def serve(
         config_check=config_check,
         body_timeout_s=timeouts.body_s,
         on_call_end=on_call_end,
+        public_urls=public_urls,
     )
     app.router.add_routes(extra_routes)
     runner = ProblemAppRunner(app, timeouts=timeouts, shutdown_timeout=SHUTDOWN_TIMEOUT_S)

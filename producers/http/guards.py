@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import structlog
 from aiohttp import hdrs, web
@@ -22,6 +23,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from schemas.config import ApiToken
+from schemas.config.loopback import is_loopback_host
 from schemas.policy.redact import redact_text
 from schemas.store.errors import Refusal, write_refusal
 
@@ -63,6 +65,8 @@ class Guard:
         max_body_bytes: the largest request body read.
         body_timeout_s: a request body must arrive within this long (408 otherwise).
         protected: the handlers that need a token (the ``/v1`` ones except CORS preflights).
+        public_origins: where browsers reach this server (``--public-url``): the dashboard takes
+            requests for these hosts (and loopback ones) only, and POSTs from these origins.
     """
 
     tokens: tuple[tuple[bytes, ApiToken], ...]
@@ -70,9 +74,79 @@ class Guard:
     max_body_bytes: int
     protected: frozenset[Handler] = field(default_factory=frozenset)
     body_timeout_s: float = 30.0
+    public_origins: frozenset[Origin] = frozenset()
+
+    @property
+    def loopback_only(self) -> bool:
+        """No token is checked (``--no-auth``): only requests addressed to a loopback host are served."""
+        return not self.tokens
 
 
 GUARD = web.AppKey("callq.http.guard", Guard)
+
+Origin = tuple[str, str, int]
+"""A web origin compared as browsers do: scheme, host (lower case, no brackets) and port."""
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def parse_origin(text: str) -> Origin | None:
+    """``scheme://host[:port]`` (an ``Origin`` header, a ``--public-url``) as an :data:`Origin`, or None
+    for anything else (``null``, another scheme, a bad port)."""
+    try:
+        parts = urlsplit(text.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS or not parts.hostname:
+        return None
+    return scheme, parts.hostname.lower().rstrip("."), port or DEFAULT_PORTS[scheme]
+
+
+def request_host(request: web.Request) -> tuple[str, int | None] | None:
+    """The host and port a request is addressed to (its ``Host`` header), or None if it has none or it
+    cannot be read."""
+    header = request.headers.get(hdrs.HOST)
+    if header is None:
+        return None
+    try:
+        parts = urlsplit(f"//{header.strip()}")
+        port = parts.port
+    except ValueError:
+        return None
+    return (parts.hostname.lower().rstrip("."), port) if parts.hostname else None
+
+
+def host_allowed(request: web.Request, guard: Guard) -> bool:
+    """Whether the server takes a request addressed to its ``Host``: with ``--no-auth``, a loopback
+    name or address only (a DNS-rebinding page on ``evil.example`` resolving to 127.0.0.1 is refused);
+    with tokens and ``--public-url``, the dashboard's pages for those hosts or loopback only; anything
+    otherwise."""
+    if not guard.loopback_only and not (guard.public_origins and request.path.startswith("/dashboard")):
+        return True
+    host = request_host(request)
+    if host is None:
+        return hdrs.HOST not in request.headers  # HTTP/1.0 without Host: no browser sends that
+    if is_loopback_host(host[0]):
+        return True
+    return not guard.loopback_only and any(
+        host[0] == origin[1] and (host[1] or DEFAULT_PORTS[origin[0]]) == origin[2]
+        for origin in guard.public_origins
+    )
+
+
+def allowed_origins(request: web.Request) -> frozenset[Origin]:
+    """The origins whose pages may POST to the dashboard: the ``--public-url`` ones, and the request's
+    own (its scheme, its ``Host``) only when that host is loopback, or when no public URL is set (with
+    ``--no-auth`` the host is loopback: :func:`host_allowed` refused any other)."""
+    guard = request.app[GUARD]
+    found = set(guard.public_origins)
+    host = request_host(request)
+    if host is not None and (not guard.public_origins or is_loopback_host(host[0])):
+        scheme = request.scheme
+        found.add((scheme, host[0], host[1] or DEFAULT_PORTS.get(scheme, 80)))
+    return frozenset(found)
 
 
 class HttpProblem(Exception):
@@ -253,6 +327,20 @@ def match_token(given: bytes, tokens: Sequence[tuple[bytes, ApiToken]]) -> ApiTo
         if hmac.compare_digest(given, secret):
             found = token
     return found
+
+
+@web.middleware
+async def host_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse (``421``) a request addressed to a host this server does not answer for
+    (:func:`host_allowed`): DNS rebinding turns a browser on any page into a client of a loopback
+    server, and only the ``Host`` header tells."""
+    if not host_allowed(request, request.app[GUARD]):
+        raise HttpProblem(
+            421,
+            "MISDIRECTED_REQUEST",
+            "this server does not answer for that host: use its loopback address or its public URL",
+        )
+    return await handler(request)
 
 
 @web.middleware

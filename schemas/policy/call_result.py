@@ -123,12 +123,18 @@ class CallEnd:
         }
 
 
+MAX_CALL_DURATION_S = 86_400
+"""A ``CALL_DURATION`` longer than a day is no call's: read as a day (a hostile or broken value such as
+``1e12`` must not overflow the date arithmetic of the time to connect)."""
+
+
 def call_end_from_fields(fields: Mapping[str, Any], *, source: str) -> CallEnd | None:
     """A call's end from a statistics row or an event's ``data``; None without a ``CALL_ID``.
 
     Args:
         fields: ``CALL_ID``, ``CALL_FAILED_CODE``, ``CALL_FAILED_REASON``, ``CALL_DURATION``,
-            ``CALL_START_DATE`` (strings or numbers, as the portal sent them).
+            ``CALL_START_DATE`` (strings or numbers, as the portal sent them); a duration is read
+            as 0 to :data:`MAX_CALL_DURATION_S` seconds.
         source: ``push`` or ``pull``.
     """
     call_id = str(fields.get("CALL_ID") or "").strip()
@@ -137,7 +143,7 @@ def call_end_from_fields(fields: Mapping[str, Any], *, source: str) -> CallEnd |
     raw_code = fields.get("CALL_FAILED_CODE")
     code = None if raw_code is None or str(raw_code).strip() == "" else str(raw_code).strip()
     try:
-        duration_s = max(int(float(str(fields.get("CALL_DURATION") or 0))), 0)
+        duration_s = min(max(int(float(str(fields.get("CALL_DURATION") or 0))), 0), MAX_CALL_DURATION_S)
     except (ValueError, OverflowError):  # not a number, NaN, infinity
         duration_s = 0
     reason = fields.get("CALL_FAILED_REASON")

@@ -66,6 +66,8 @@ class EndReason(StrEnum):
     """No end arrived within the follow-up horizon, or a redial's result is unknown."""
     REDIAL_REFUSED = "redial_refused"
     """Bitrix24 refused the redial's ``callback.start`` for good."""
+    CANCELLED = "cancelled"
+    """A person cancelled the waiting redial (``detail`` says who)."""
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from redis.asyncio.client import Pipeline
 
 from schemas.jobqueue.payload import stored_job
 from schemas.policy.bucket import Bucket
-from schemas.policy.call_result import CallEnd, CallKind
+from schemas.policy.call_result import MAX_CALL_DURATION_S, CallEnd, CallKind
 from schemas.policy.redact import SHAPES, Redactor, known_secrets, mask_number, number_spellings, redact_text
 from schemas.policy.redial import EndCall, EndReason, Redial, decide_redial
 from schemas.states import CallState, CallStep
@@ -277,7 +277,7 @@ def time_to_connect_s(record: JobRecord, end: CallEnd, *, now: datetime) -> floa
     start is not given), redials included; None unless connected."""
     if not end.connected or record.created_at is None:
         return None
-    started = now - timedelta(seconds=end.duration_s)
+    started = now - timedelta(seconds=min(max(end.duration_s, 0), MAX_CALL_DURATION_S))
     if end.started_at:
         try:
             parsed = datetime.fromisoformat(end.started_at)
@@ -378,6 +378,61 @@ async def settle_call_end(
         expect=expect,
         token=token,
     )
+
+
+async def cancel_redial(
+    store: CallStore, settings: Settings, record: JobRecord, *, by: str, now: datetime
+) -> CallWrite:
+    """End a waiting redial for good (call step ``cancel``: ``redial`` → ``ended``): the final call
+    result is the last call's end, ``ended_by: cancelled`` and ``detail`` naming who; its arq queue
+    entry goes, the line + number claim is kept for the dedupe window like any final call result's,
+    and the outcome stream gets the one ``call_result`` entry.
+
+    Args:
+        store: the call store.
+        settings: the configuration (the portal's dedupe window, the secrets masked).
+        record: the job's record (``succeeded``, its call in ``redial``).
+        by: who cancels (a token's name, ``callq cancel``), said in ``detail``.
+        now: the current time.
+
+    Returns:
+        ``written``; ``busy`` with the state if the follow-up is no longer waiting for its redial
+        (``dialling``: its request may be out; ``ended``: over), ``refused`` if the job is not
+        ``succeeded``.
+    """
+    job = record.job
+    portal = settings.portals.get(job.portal)
+    call = record.call
+    last = (call.results.get(call.attempt) if call else None) or {}
+    end = CallEnd(
+        call_id=str(last.get("call_id") or (call.call_id if call else "") or ""),
+        kind=_kind(last.get("result")),
+        code=last.get("code"),
+        reason=last.get("reason"),
+        duration_s=int(last.get("duration_s") or 0),
+        started_at=last.get("started_at"),
+        source=str(last.get("source") or "pull"),
+    )
+    redactor = Redactor(known_secrets(settings))
+    final = call_result_entry(
+        record, end, reason=EndReason.CANCELLED, detail=f"cancelled by {by}", now=now, redactor=redactor
+    )
+    final["placed_at"] = last.get("placed_at") or _placed_at(record)
+    return await store.write_end(
+        record,
+        step=CallStep.CANCEL,
+        now=now,
+        final=final,
+        claim_ttl_s=portal.dedupe_window_s if portal else 0.0,
+        expect=frozenset({CallState.REDIAL}),
+    )
+
+
+def _kind(value: Any) -> CallKind:
+    try:
+        return CallKind(str(value))
+    except ValueError:
+        return CallKind.UNKNOWN
 
 
 def _placed_at(record: JobRecord) -> str | None:

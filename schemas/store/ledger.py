@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
@@ -341,35 +341,30 @@ class Ledger(RecordReader):
 
     async def finish_attempt(
         self, job_id: str, attempt: int, entry: dict[str, Any], *, job: CallbackJob | None = None
-    ) -> None:
-        """Store how attempt ``attempt`` ended (time, HTTP status, error code and description).
+    ) -> bool:
+        """Store how attempt ``attempt`` ended (time, HTTP status, error code and description), and
+        with ``job`` and a ``duration_ms`` the request's latency in the dashboard's minute stats.
 
-        The code and description are masked first (numbers, secrets; ``job``'s number exactly).
+        The code and description are masked first (numbers, secrets; ``job``'s number exactly). One
+        script (``attempt_entry.lua``) writes only if the record exists: False if it is gone.
         """
-        key = self.keys.job(job_id)
         value = json.dumps(stored_attempt_entry(entry, job), separators=(",", ":"))
         duration_ms = entry.get("duration_ms")
-        if job is None or not isinstance(duration_ms, int | float):
-            await self.retry(
-                lambda: cast(Awaitable[int], self.redis.hset(key, f"attempt:{attempt}", value)),
-                where="attempt entry",
+        stats, latency, duration = "", "", 0
+        if job is not None and isinstance(duration_ms, int | float):
+            ended = entry.get("ended_at")
+            ended_ms = (
+                to_ms(datetime.fromisoformat(ended)) if isinstance(ended, str) else int(time.time() * 1000)
             )
-            return
-        ended = entry.get("ended_at")
-        ended_ms = to_ms(datetime.fromisoformat(ended)) if isinstance(ended, str) else int(time.time() * 1000)
-        stats = self.keys.minute_stats(job.portal, minute_of(ended_ms))
-
-        async def write() -> None:
-            # the entry and the dashboard's latency of this minute, together
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.hset(key, f"attempt:{attempt}", value)
-                pipe.hincrby(stats, latency_field(duration_ms), 1)
-                pipe.hincrby(stats, LATENCY_COUNT, 1)
-                pipe.hincrby(stats, LATENCY_SUM, int(duration_ms))
-                pipe.pexpire(stats, MINUTE_TTL_MS)
-                await pipe.execute()
-
-        await self.retry(write, where="attempt entry")
+            stats = self.keys.minute_stats(job.portal, minute_of(ended_ms))
+            latency, duration = latency_field(duration_ms), int(duration_ms)
+        keys = [self.keys.job(job_id), stats]
+        args: list[str | int] = [f"attempt:{attempt}", value, latency, LATENCY_COUNT, LATENCY_SUM, duration]
+        args.append(MINUTE_TTL_MS)
+        written = await self.retry(
+            lambda: self.scripts.attempt_entry(keys=keys, args=args), where="attempt entry"
+        )
+        return bool(written)
 
     async def reschedule(
         self,

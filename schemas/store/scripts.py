@@ -71,6 +71,7 @@ class Scripts:
         self.pause_until = script("pause_until")
         self.operating = script("operating")
         self.deployment_secret = script("deployment_secret")
+        self.attempt_entry = script("attempt_entry")
         # a call's follow-up (schemas.store.calls)
         self.follow = script("follow")
         self.call_end = script("call_end")

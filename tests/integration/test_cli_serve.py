@@ -76,6 +76,11 @@ def serve_env(redis_url: str, prefix: str, portal: SandboxHandle, **extra: str) 
         (["--no-auth", "--host", "::"], {"CALLQ_API_TOKENS": "a-token-0123456789"}, "host: --no-auth serves"),
         (["--no-auth", "--host", "10.1.2.3"], {}, "allowed only on a loopback address"),
         ([], {"CALLQ_API_TOKENS": "short1"}, "CALLQ_API_TOKENS: every token must be at least 16 characters"),
+        (
+            ["--public-url", "callq.example"],
+            {"CALLQ_API_TOKENS": "a-token-0123456789"},
+            "public-url: 'callq.example' is not http(s)://host[:port]",
+        ),
     ],
     ids=[
         "no-token",
@@ -83,6 +88,7 @@ def serve_env(redis_url: str, prefix: str, portal: SandboxHandle, **extra: str) 
         "no-auth-ipv6-wildcard",
         "no-auth-lan",
         "short-token",
+        "bad-public-url",
     ],
 )
 async def test_serve_refuses_what_it_must_in_the_command_lines_terms(

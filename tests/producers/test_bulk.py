@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
 from redis.asyncio import Redis
 
 from producers.api import Producer
-from producers.bulk import FileProblem, RowVerdict, import_rows, preview, read_rows, row_key
+from producers.bulk import (
+    YIELD_EVERY,
+    FileProblem,
+    FileTooLarge,
+    RowVerdict,
+    import_rows,
+    preview,
+    read_rows,
+    row_key,
+)
 from schemas.store.keys import Keys
 from tests.support.helpers import make_settings, read_outcomes, sandbox_portal
 
@@ -136,3 +146,50 @@ async def test_a_duplicate_line_and_number_is_recorded(redis: Redis, redis_url: 
     )
     assert (summary.counts[RowVerdict.QUEUED], summary.counts[RowVerdict.DUPLICATE]) == (1, 1)
     assert [o["status"] for o in await read_outcomes(redis, prefix)] == ["duplicate"]
+
+
+def test_a_file_over_the_caps_is_too_large() -> None:
+    """More rows or bytes than the caller's caps (the dashboard's are smaller) fail the file as too large."""
+    data = b"from_line,to_number\n" + b"L,+79111234567\n" * 11
+    with pytest.raises(FileTooLarge, match="the file has 11 rows; at most 10"):
+        read_rows(data, filename="f.csv", max_rows=10)
+    with pytest.raises(FileTooLarge, match="at most 100 are imported"):
+        read_rows(data, filename="f.csv", max_bytes=100)
+    assert len(read_rows(data, filename="f.csv", max_rows=11)) == 11
+
+
+async def test_a_preview_lets_other_tasks_run(redis: Redis, redis_url: str, prefix: str) -> None:
+    """Validating a large file yields to the event loop every :data:`YIELD_EVERY` rows, so that the
+    server's other requests (``/healthz``, the API) are answered meanwhile: a task beside it ticks
+    between the rows. (Every row here is rejected, so the preview itself does no I/O that would yield.)"""
+    settings = make_settings(
+        redis_url, prefix, {"default": sandbox_portal("https://acme.bitrix24.ru/rest/1/x/")}
+    )
+    rows = read_rows(
+        b"from_line,to_number,text_to_pronounce\n" + b"L,not a number,Hi\n" * 2000, filename="c.csv"
+    )
+    finished = False
+    ticks = 0
+
+    async def beside() -> None:
+        nonlocal ticks
+        while not finished:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    ticker = asyncio.create_task(beside())
+    await asyncio.sleep(0)  # the ticker is running
+    started = ticks
+    summary, _ = await preview(Producer(redis, settings=settings), rows)
+    finished = True
+    await ticker
+    assert summary.counts[RowVerdict.REJECTED] == 2000
+    assert ticks - started >= 2000 // YIELD_EVERY - 1
+
+
+def test_a_cell_over_the_csv_limit_is_a_file_problem() -> None:
+    """A CSV cell larger than the csv module's field limit fails the file with a clear problem (no
+    ``csv.Error`` escapes to become a 500 or a traceback)."""
+    data = b"from_line,to_number,text_to_pronounce\nL,+79111234567," + b"a" * 200_000 + b"\n"
+    with pytest.raises(FileProblem, match="cannot be read as CSV: field larger than field limit"):
+        read_rows(data, filename="big.csv")

@@ -1,5 +1,6 @@
 -- uses: _now
--- CALL_END (call steps call_end and redial): a call's end is known. ``redial``: the job waits in
+-- CALL_END (call steps call_end, redial and cancel): a call's end is known, or a person cancels a
+-- waiting redial (``cancel``: like ``call_end``, with the last call's result as the final one). ``redial``: the job waits in
 -- arq's queue for its redial, holding its line + number claim. ``call_end``: the final call result,
 -- written once, with one entry on the outcome stream (``kind call_result``), the claim kept for the
 -- dedupe window from now. That entry also carries ``outcome``: the job's stored final outcome, byte

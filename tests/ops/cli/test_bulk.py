@@ -74,3 +74,18 @@ async def test_line_and_to_required_without_file(
     )
     assert await enqueue(parse("--line", "L"), settings=settings, redis=redis) == 2
     assert "--line and --to are required" in capsys.readouterr().err
+
+
+async def test_a_cell_over_the_csv_limit_exits_2_in_one_line(
+    redis: Redis, redis_url: str, prefix: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A cell larger than the csv module's field limit is a file that cannot be imported: exit 2 and one
+    line that says so, no traceback."""
+    settings = make_settings(
+        redis_url, prefix, {"default": sandbox_portal("https://acme.bitrix24.ru/rest/1/x/")}
+    )
+    path = tmp_path / "big.csv"
+    path.write_text("from_line,to_number,text_to_pronounce\nL,+79111234567," + "a" * 200_000 + "\n")
+    assert await enqueue(parse("--file", str(path)), settings=settings, redis=redis) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot be read as CSV" in err and "field larger than field limit" in err

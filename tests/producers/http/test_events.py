@@ -100,6 +100,8 @@ async def test_refused_events_are_4xx_json_and_change_nothing(
     "fields",
     [
         {"data[CALL_DURATION]": "1e400"},  # infinity
+        {"data[CALL_DURATION]": "1e12"},  # a number, too large for a date
+        {"data[CALL_DURATION]": "1e300"},
         {"data[CALL_DURATION]": "nan"},
         {"data[CALL_DURATION]": "-5"},
         {"data[CALL_DURATION]": "twelve"},

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from schemas.policy.call_result import CallKind, call_end_from_fields, classify_call
+from schemas.policy.call_result import MAX_CALL_DURATION_S, CallKind, call_end_from_fields, classify_call
 
 K = CallKind
 
@@ -77,3 +77,15 @@ def test_call_end_from_fields(fields: dict[str, Any], expected: tuple[Any, ...])
 def test_call_end_needs_a_call_id() -> None:
     """Without a CALL_ID there is nothing to match a job with."""
     assert call_end_from_fields({"CALL_FAILED_CODE": "200"}, source="push") is None
+
+
+@pytest.mark.parametrize(
+    ("sent", "read"), [("1e12", 86_400), ("1e300", 86_400), ("86401", 86_400), ("60", 60)]
+)
+def test_a_duration_is_at_most_a_day(sent: str, read: int) -> None:
+    """A ``CALL_DURATION`` over a day (a broken or hostile value) is read as a day, on push and pull
+    alike, so that the time to connect cannot overflow the date arithmetic."""
+    end = call_end_from_fields(
+        {"CALL_ID": "c", "CALL_FAILED_CODE": "200", "CALL_DURATION": sent}, source="push"
+    )
+    assert end is not None and end.duration_s == read == min(read, MAX_CALL_DURATION_S)

@@ -16,7 +16,7 @@ from schemas.config import PortalConfig, Settings
 from schemas.policy.call_result import CallEnd, CallKind
 from schemas.policy.hours import parse_hours
 from schemas.states import CALL_TRANSITIONS, NO_CALL, CallState, CallStep, Status, call_allowed
-from schemas.store.calls import OUTCOME_FIELDS, CallStore, settle_call_end
+from schemas.store.calls import OUTCOME_FIELDS, CallStore, cancel_redial, settle_call_end
 from schemas.store.keys import Keys
 from schemas.store.ledger import Ledger
 from schemas.store.records import to_ms
@@ -86,6 +86,9 @@ async def make(store: CallStore, step: CallStep, redis: Redis, *, source: str = 
             JOB.job_id, portal="default", now=NOW, info={}, lease_s=30, token="u"
         )
         return started.verdict is StartVerdict.STARTED
+    if step is CallStep.CANCEL:
+        settings = Settings(key_prefix=store.keys.prefix, portals={"default": PORTAL})
+        return (await cancel_redial(store, settings, record, by="ops", now=NOW)).done
     final = {"job_id": JOB.job_id} if step is CallStep.CALL_END else None
     run_at = NOW + timedelta(minutes=5) if step is CallStep.REDIAL else None
     written = await store.write_end(record, step=step, now=NOW, final=final, run_at=run_at, claim_ttl_s=60)

@@ -4,7 +4,9 @@ guard acts only once it lapsed (and never after a stall), put-backs own the queu
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import pytest
 from redis.asyncio import Redis
@@ -14,6 +16,7 @@ from schemas.states import Status
 from schemas.store.keys import Keys
 from schemas.store.ledger import Ledger
 from schemas.store.records import to_ms
+from schemas.store.stats import LATENCY_COUNT, minute_of
 from schemas.wire.codes import ErrorCode
 from schemas.wire.outcome import OutcomeError, outcome_for
 from tests.support.helpers import make_settings, sandbox_portal
@@ -241,3 +244,25 @@ async def test_callq_list_shows_an_attempt_in_flight_whose_arq_job_is_gone(
     args = argparse.Namespace(scheduled=False, portal=None, line=None, limit=10, json=True)
     assert await producer_cli.list_jobs(args, settings=settings, redis=redis, out=out) == 0
     assert [(r["job_id"], r["status"]) for r in json.loads(out.getvalue())] == [(job_id, "running")]
+
+
+async def test_an_attempt_entry_needs_its_record(
+    ledger: Ledger, redis: Redis, redis_url: str, prefix: str
+) -> None:
+    """``finish_attempt`` writes the attempt's entry (and its latency in the minute's stats) only on a
+    record that exists: one gone meanwhile does not come back as a hash holding only ``attempt:N``."""
+    keys = Keys(prefix)
+    ended = datetime.now(UTC)
+    entry = {"ended_at": ended.isoformat(), "duration_ms": 120, "http_status": 200}
+    job_id = await new_job(redis, redis_url, prefix)
+    record = await ledger.read(job_id)
+    assert record is not None
+    assert await ledger.finish_attempt(job_id, 1, entry, job=record.job)
+    assert await cast(Awaitable[bool], redis.hexists(keys.job(job_id), "attempt:1"))
+    stats = keys.minute_stats(record.job.portal, minute_of(to_ms(ended)))
+    assert int(await cast(Awaitable[bytes | None], redis.hget(stats, LATENCY_COUNT)) or 0) == 1
+    await redis.delete(keys.job(job_id))
+    assert not await ledger.finish_attempt(job_id, 2, entry, job=record.job)
+    assert not await ledger.finish_attempt(job_id, 2, entry)
+    assert not await redis.exists(keys.job(job_id))
+    assert int(await cast(Awaitable[bytes | None], redis.hget(stats, LATENCY_COUNT)) or 0) == 1
