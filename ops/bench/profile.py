@@ -3,6 +3,7 @@
 Brings up a private Redis and sandbox, fills the intake with N jobs over 10 portals (limits high),
 runs a worker in this process under the profiler until every job has an outcome, and prints the
 call tree (time per function, in-process only; Redis and the sandbox run in their own processes).
+It logs as a production worker does (JSON at INFO, to /dev/null), so logging's cost shows.
 pyinstrument is a development dependency (``make install`` brings it).
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import sys
 
 from redis.asyncio import Redis
@@ -30,7 +32,8 @@ async def profile(n: int) -> str:
     """Run n jobs through one in-process worker under pyinstrument; the text report."""
     from pyinstrument import Profiler
 
-    configure_logging(json_output=True, level="WARNING")
+    # as ops.bench.worker_proc and production do: JSON at INFO (the lines go nowhere here)
+    configure_logging(json_output=True, level="INFO", stream=open(os.devnull, "w"))  # noqa: SIM115
     with bench_env(dict.fromkeys(PORTALS, (100_000.0, 100_000))) as env:
         redis = Redis.from_url(env.redis_url)
         prefix = "profile"
