@@ -56,6 +56,48 @@ async def send_once(write: Callable[[], Awaitable[T]], *, where: str) -> T:
 
 
 @dataclass(frozen=True)
+class Reading:
+    """A method's execution-time reading from a Bitrix24 answer, kept by FINALIZE in the same step
+    (as :meth:`worker.jobs.ratelimit.RateLimiter.record_operating` keeps it on its own).
+
+    Attributes:
+        portal: the portal that answered.
+        method: the method.
+        reading_json: the reading, as JSON.
+        finish_ms: the answer's finish (unix ms): the newest reading is kept.
+        ttl_ms: how long the portal's readings are kept.
+    """
+
+    portal: str
+    method: str
+    reading_json: str
+    finish_ms: int
+    ttl_ms: int
+
+
+@dataclass(frozen=True)
+class SlotRequest:
+    """The rate-limit slots an attempt's START takes in the same step (:meth:`Ledger.start_attempt`).
+
+    Attributes:
+        portal_bucket: the portal's bucket (:func:`schemas.policy.bucket.pacing_bucket`).
+        line: the line whose pacing slot is taken, or None when the line is not paced.
+        line_interval_ms: the line's ``min_interval`` in ms.
+        line_lateness_ms: how late a held line slot may still be used.
+        portal_lateness_ms: how late a held portal slot may still be used.
+        deadline_ms: the job's deadline (unix ms), or 0: a slot at or past it puts the job back to
+            wake at the deadline (and expire then).
+    """
+
+    portal_bucket: Bucket
+    line: str | None
+    line_interval_ms: float
+    line_lateness_ms: float
+    portal_lateness_ms: float
+    deadline_ms: int = 0
+
+
+@dataclass(frozen=True)
 class AdmitRequest:
     """One job to admit.
 
@@ -198,6 +240,7 @@ class Ledger(RecordReader):
         attempt: tuple[int, dict[str, Any]] | None = None,
         orphan_seen_ms: int | None = None,
         owner: str = "",
+        reading: Reading | None = None,
     ) -> FinalizeResult:
         """Move a pending job to its final outcome, once.
 
@@ -212,6 +255,8 @@ class Ledger(RecordReader):
                 Redis time (:mod:`worker.jobs.orphans`); otherwise nothing is written (``busy``).
             owner: the lease token of the attempt whose worker writes (:attr:`Start.token`): only
                 while the record holds it (``superseded`` once another attempt started).
+            reading: an execution-time reading of the answer, kept in the same round trip
+                (whatever the verdict).
         """
         k = self.keys
         succeeded = outcome.status == Status.SUCCEEDED
@@ -232,6 +277,7 @@ class Ledger(RecordReader):
             attempt=attempt,
             orphan_seen_ms=orphan_seen_ms,
             owner=owner,
+            reading=reading,
         )
 
     async def _finalize(
@@ -247,6 +293,7 @@ class Ledger(RecordReader):
         orphan_seen_ms: int | None = None,
         replay_of: str | None = None,
         owner: str = "",
+        reading: Reading | None = None,
     ) -> FinalizeResult:
         k, job_id = self.keys, outcome.job_id
         claim, idem, strikes = keys
@@ -262,6 +309,9 @@ class Ledger(RecordReader):
         args += [self.outcomes_maxlen, int(dedupe_window_s * 1000), now_ms, k.jobs.member(job_id)]
         args += [str(step), expect, job_json, outcome.attempts, field, entry, "1" if drop_arq else "0"]
         args += ["" if orphan_seen_ms is None else orphan_seen_ms, STALE_MS, replay_of or "", owner]
+        if reading is not None:
+            script_keys.append(k.operating(reading.portal))
+            args += [reading.method, reading.reading_json, reading.finish_ms, reading.ttl_ms]
         reply = await self.retry(lambda: self.scripts.finalize(keys=script_keys, args=args), where="finalize")
         return FinalizeResult.parse(reply)
 
@@ -275,6 +325,7 @@ class Ledger(RecordReader):
         lease_s: float,
         replicas: int = 0,
         replicas_timeout_s: float = 1.0,
+        slots: SlotRequest | None = None,
     ) -> Start:
         """Record that a request is about to be sent; the record says ``running`` until it ends.
 
@@ -286,13 +337,24 @@ class Ledger(RecordReader):
 
         With ``replicas``, Redis waits (``WAIT``, on the same connection, up to ``replicas_timeout_s``)
         until that many replicas have the START; :attr:`Start.replicated` says whether they did.
+
+        With ``slots``, the job's rate-limit slots (its line's pacing, its portal's bucket) are taken
+        in the same step, first: a slot within the precise wait is waited for by the caller after
+        START (:attr:`Start.wait_ms`); one farther ahead puts the job back to wake just before it,
+        holding it, and starts nothing (``held``).
         """
         k = self.keys
         entry = json.dumps({"started_at": now.isoformat(), **info}, separators=(",", ":"))
         keys = [k.job(job_id), k.portal_halt(portal), k.portal_pause(portal), k.running, k.queue]
         # one token per call: a START redis-py re-sends after a lost reply finds its own attempt
         token = secrets.token_hex(8)
-        args: list[str | int] = [job_id, entry, int(lease_s * 1000), k.jobs.member(job_id), token]
+        args: list[str | int | float] = [job_id, entry, int(lease_s * 1000), k.jobs.member(job_id), token]
+        if slots is not None:
+            bucket = slots.portal_bucket
+            keys += [k.line_pacing(portal, slots.line) if slots.line else "", k.rate_bucket(portal)]
+            args += [slots.line_interval_ms, bucket.interval_ms, bucket.tolerance_ms]
+            args += [slots.line_lateness_ms, slots.portal_lateness_ms, int(PRECISE_WAIT_S * 1000)]
+            args += [int(EARLY_WAKE_S * 1000), slots.deadline_ms]
         if not replicas:
             reply = await self.retry(lambda: self.scripts.start(keys=keys, args=args), where="start")
             return Start.parse(reply, token=token)
@@ -306,6 +368,14 @@ class Ledger(RecordReader):
 
         reply, acked = await self.retry(start_and_wait, where="start")
         return replace(Start.parse(reply, token=token), replicated=acked >= replicas)
+
+    async def portal_held_ms(self, portal: str) -> int:
+        """How long ``portal`` stays halted or paused (ms; 0 when it is neither), in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.pttl(self.keys.portal_halt(portal))
+            pipe.pttl(self.keys.portal_pause(portal))
+            halt_ms, pause_ms = await pipe.execute()
+        return max(int(halt_ms), int(pause_ms), 0)
 
     async def finish_attempt(
         self, job_id: str, attempt: int, entry: dict[str, Any], *, job: CallbackJob | None = None

@@ -21,6 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from schemas.policy.calendar import Expired, earliest_run
 from schemas.states import Status
+from schemas.store.ledger import Reading
 from schemas.store.records import JobRecord
 from schemas.store.replies import RescheduleVerdict
 from schemas.wire.codes import ErrorCode
@@ -223,6 +224,7 @@ async def end_job(
     dedupe_window_s: float = 0.0,
     attempt_entry: tuple[int, dict[str, Any]] | None = None,
     orphan_seen_ms: int | None = None,
+    reading: Reading | None = None,
 ) -> float | None:
     """Write the job's final outcome (once: a job already final is left as it is).
 
@@ -236,6 +238,7 @@ async def end_job(
         dedupe_window_s: After success, how long the line + number stays claimed.
         attempt_entry: (number, entry) of the attempt that ended it, written in the same step.
         orphan_seen_ms: Only if the job's attempt is orphaned (:mod:`worker.jobs.orphans`).
+        reading: The answer's execution-time reading, kept in the same step.
 
     Returns:
         None: nothing is left to run (or, when the orphan's lease came alive again, the delay
@@ -257,6 +260,7 @@ async def end_job(
         attempt=attempt_entry,
         orphan_seen_ms=orphan_seen_ms,
         owner=deps.attempt_token,
+        reading=reading,
     )
     if result.busy and orphan_seen_ms is not None:
         return await defer_busy(deps, job.job_id)

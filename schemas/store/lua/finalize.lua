@@ -1,4 +1,4 @@
--- uses: _orphaned, _replayed
+-- uses: _orphaned, _replayed, _operating
 -- FINALIZE (steps record, finish, cancel): write a job's final outcome, exactly once, and append it
 -- to the outcome stream in the same step. ``record``: a submission final on arrival (no record yet:
 -- rejected, duplicate, expired; a replay that expired at once marks the dead job it replays).
@@ -9,13 +9,17 @@
 --       queue member, step, expected states (csv; '' any the step allows), job_json (record),
 --       attempts (record), attempt field (''), attempt entry, drop_arq ('1': remove the arq job and
 --       its queue entry), orphan guard ('': none, else the Redis ms the caller saw the lease lapse),
---       stale_ms, replayed job id, owner ('' or the lease token of the attempt whose worker writes)
+--       stale_ms, replayed job id, owner ('' or the lease token of the attempt whose worker writes),
+--       then, with KEYS[11] (the portal's execution-time readings; absent or '' if none): method,
+--       reading (JSON), its finish (unix ms), the readings' lifetime (ms); kept first, whatever
+--       else happens (OPERATING's step, in the same round trip)
 -- Returns {verdict, state}: 'written', or what prevented it: 'exists' / 'missing' / 'final' /
 -- 'busy' (not in an expected state, or the orphan's lease came alive again) / 'superseded' (the
 -- owner's attempt was judged orphaned and another one started since) / 'refused' (the
 -- transition is not in the state machine, or the replayed job cannot be replayed).
 local state = redis.call('HGET', KEYS[1], 'state')
 local step, status = ARGV[9], ARGV[2]
+if (KEYS[11] or '') ~= '' then keep_reading(KEYS[11], ARGV[20], ARGV[21], ARGV[22], ARGV[23]) end
 if step == 'record' then
   if state then return {'exists', state} end
   if KEYS[10] ~= '' then
