@@ -12,6 +12,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from schemas.jobqueue.names import QueueNames
 from schemas.jobqueue.payload import dumps, loads
 from schemas.store.connect import parse_sentinel_url
+from schemas.store.packing import pack_with_hiredis
 
 CONNECT_TIMEOUT_S = 5
 COMMAND_RETRIES = 20
@@ -44,4 +45,5 @@ async def open_pool(redis_url: str, names: QueueNames) -> Redis:
     pool: ArqRedis = await create_pool(
         settings, job_serializer=dumps, job_deserializer=loads, default_queue_name=names.queue
     )
+    await pack_with_hiredis(pool)  # the worker's scripts take many arguments: pack them in C
     return pool
