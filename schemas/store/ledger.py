@@ -196,12 +196,12 @@ class Ledger(RecordReader):
             k.job(job.replay_of) if job.replay_of else "",
             k.dead,
         ]
-        args: list[str | int | float] = [job.job_id, job.to_json(), to_ms(request.run_at)]
+        args: list[str | int | float] = [job.job_id, "", to_ms(request.run_at)]
         args += [stored_job(job.job_id, to_ms(now)), ttl_ms, k.jobs.member(job.job_id), to_ms(now)]
         args += [bucket.interval_ms if bucket else 0, bucket.tolerance_ms if bucket else 0]
         args += [int(PRECISE_WAIT_S * 1000), int(EARLY_WAKE_S * 1000)]
         args += [to_ms(deadline) if deadline else to_ms(now) + ttl_ms, "1" if job.replay_of else "0"]
-        args += [job.replay_of or "", self.retention_ms]
+        args += [job.replay_of or "", self.retention_ms, *job.to_fields()]
         return keys, args
 
     async def record_final(

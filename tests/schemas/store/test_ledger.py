@@ -301,3 +301,22 @@ async def test_a_halted_portal_takes_no_slot(
     )
     assert halted.verdict is StartVerdict.HALTED
     assert await redis.exists(k.rate_bucket("default")) == 0
+
+
+async def test_a_scheduled_record_keeps_redis_default_compact_encoding(
+    redis: Redis, redis_url: str, prefix: str
+) -> None:
+    """Admitted, a typical job's record is a listpack under Redis's default limits (its job is kept
+    in small fields, not one JSON value over 64 bytes), and reads back as the job admitted."""
+    limit = int((await redis.config_get("hash-max-listpack-value"))["hash-max-listpack-value"])
+    if limit < 64:
+        pytest.skip(f"this Redis keeps hashes compact only up to {limit} bytes a value")
+    job_id = await new_job(redis, redis_url, prefix)
+    assert await redis.object("encoding", Keys(prefix).job(job_id)) == b"listpack"
+    record = await Ledger(redis, keys=Keys(prefix), retention_s=60, outcomes_maxlen=100).read(job_id)
+    assert record is not None
+    assert (record.job.to_number, record.job.text_to_pronounce, record.state) == (
+        NUMBER,
+        "Hello",
+        "scheduled",
+    )
