@@ -13,6 +13,7 @@ import asyncio
 import dataclasses
 import os
 import sys
+from typing import TextIO
 
 from redis.asyncio import Redis
 
@@ -28,12 +29,13 @@ from worker.service.app import WorkerOptions
 PORTALS = [f"p{n}" for n in range(10)]
 
 
-async def profile(n: int) -> str:
-    """Run n jobs through one in-process worker under pyinstrument; the text report."""
+async def profile(n: int, *, log_stream: TextIO) -> str:
+    """Run n jobs through one in-process worker under pyinstrument; the text report. The worker's
+    log lines go to ``log_stream``."""
     from pyinstrument import Profiler
 
     # as ops.bench.worker_proc and production do: JSON at INFO (the lines go nowhere here)
-    configure_logging(json_output=True, level="INFO", stream=open(os.devnull, "w"))  # noqa: SIM115
+    configure_logging(json_output=True, level="INFO", stream=log_stream)
     with bench_env(dict.fromkeys(PORTALS, (100_000.0, 100_000))) as env:
         redis = Redis.from_url(env.redis_url)
         prefix = "profile"
@@ -60,4 +62,5 @@ async def profile(n: int) -> str:
 
 
 if __name__ == "__main__":
-    print(asyncio.run(profile(int(sys.argv[1]) if len(sys.argv) > 1 else 3000)))
+    with open(os.devnull, "w") as devnull:
+        print(asyncio.run(profile(int(sys.argv[1]) if len(sys.argv) > 1 else 3000, log_stream=devnull)))
