@@ -38,12 +38,20 @@ def hiredis_packing(base: type[AbstractConnection]) -> type[AbstractConnection]:
     )
 
 
-async def pack_with_hiredis(client: Redis) -> Redis:
-    """Make ``client``'s connections (plain or Sentinel-managed) pack commands with hiredis, if it is
-    installed; connections it already holds are closed and made again on first use. Returns it."""
+def packing_with_hiredis(client: Redis) -> Redis:
+    """Make the connections ``client`` opens from now on (plain or Sentinel-managed) pack commands
+    with hiredis, if it is installed. For a client that holds no connection yet. Returns it."""
     if HIREDIS_AVAILABLE:
         pool = client.connection_pool
         pool.connection_class = hiredis_packing(pool.connection_class)
+    return client
+
+
+async def pack_with_hiredis(client: Redis) -> Redis:
+    """:func:`packing_with_hiredis` for a client that may hold connections already: they are closed
+    and made again on first use. Returns it."""
+    if HIREDIS_AVAILABLE:
+        pool = packing_with_hiredis(client).connection_pool
         await pool.disconnect()
         pool.reset()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
     return client

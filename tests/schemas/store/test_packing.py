@@ -7,6 +7,7 @@ from redis.asyncio import Redis
 from redis.asyncio.connection import Connection
 from redis.typing import EncodableT
 
+from schemas.store.connect import redis_client
 from schemas.store.packing import hiredis_packing, pack_with_hiredis
 
 ARGS: list[tuple[EncodableT, ...]] = [
@@ -37,3 +38,9 @@ async def test_a_client_packing_with_hiredis_reads_and_writes(
             assert await pipe.execute() == ["é→✓".encode(), b"a1.5"]
     finally:
         await client.aclose()
+
+
+def test_callqs_clients_pack_with_hiredis(redis_url: str) -> None:
+    """Every process's client (:func:`schemas.store.connect.redis_client`) packs in C too."""
+    client = redis_client(redis_url)
+    assert getattr(client.connection_pool.connection_class, "packs_with_hiredis", False)
