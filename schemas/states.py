@@ -13,8 +13,8 @@ table: each transition it allows is made by its script, each one it forbids is r
     admit      (new)                         scheduled                        admit.lua
     record     (new)                         rejected, duplicate, expired     finalize.lua
     start      scheduled, retrying           running                          start.lua
-    put_back   scheduled                     scheduled                        reschedule.lua
-    put_back   retrying                      retrying                         reschedule.lua
+    put_back   scheduled                     scheduled                        reschedule.lua, start.lua
+    put_back   retrying                      retrying                         reschedule.lua, start.lua
     put_back   running                       retrying                         reschedule.lua
     finish     running                       succeeded, expired, dead         finalize.lua
     finish     scheduled, retrying           expired, dead                    finalize.lua
@@ -22,7 +22,8 @@ table: each transition it allows is made by its script, each one it forbids is r
     replay     dead                          dead (replayed; a new job)       admit.lua / finalize.lua
     purge      dead                          (gone)                           purge.lua
 
-- ``put_back``: wait for a later time: business hours, a rate-limit slot, a halted portal
+- ``put_back``: wait for a later time: business hours, a rate-limit slot (START takes the slots
+  and, for one too far ahead, puts the job back in the same step), a halted portal
   (``scheduled``/``retrying`` stay as they are), or the next try after a failed attempt, or after an
   orphaned one on a portal with ``retry_unknown`` (``running`` → ``retrying``).
 - ``finish`` from ``scheduled``/``retrying``: the deadline passed before the job could run

@@ -127,23 +127,27 @@ def median(values: list[float]) -> float:
 
 
 def start_plain_arq(
-    env: Env, queue: str, *, mode: str, concurrency: int = 20, batched: bool = False
+    env: Env, queue: str, *, mode: str, concurrency: int = 20, batched: bool = False, tuned: bool = False
 ) -> subprocess.Popen[bytes]:
     """Start a bare arq worker (:mod:`ops.bench.plain_arq`) on ``queue``."""
     log = (env.workdir / f"arq-{queue}.log").open("ab")
-    args = [
-        sys.executable,
-        "-m",
-        "ops.bench.plain_arq",
-        "--redis-url",
-        env.redis_url,
-        "--queue",
-        queue,
-        "--mode",
-        mode,
-        "--concurrency",
-        str(concurrency),
-    ] + (["--batched"] if batched else [])
+    args = (
+        [
+            sys.executable,
+            "-m",
+            "ops.bench.plain_arq",
+            "--redis-url",
+            env.redis_url,
+            "--queue",
+            queue,
+            "--mode",
+            mode,
+            "--concurrency",
+            str(concurrency),
+        ]
+        + (["--batched"] if batched else [])
+        + (["--tuned"] if tuned else [])
+    )
     return subprocess.Popen(args, stdout=log, stderr=log)
 
 

@@ -21,6 +21,7 @@ from ops.bench.plain_arq import dumps, loads
 from ops.bench.worker_proc import settings_for
 from producers.api import Producer
 from producers.stream import IntakeConsumer
+from schemas.store.connect import redis_client
 from schemas.store.keys import Keys
 
 PORTALS = [f"p{n}" for n in range(10)]
@@ -33,7 +34,7 @@ async def run(*, quick: bool) -> dict[str, Any]:
     rates: dict[str, list[float]] = {"callq": [], "enqueue_job": []}
     counter = itertools.count()
     with bench_env({}) as env:
-        redis = Redis.from_url(env.redis_url)
+        redis = redis_client(env.redis_url)  # as callq's processes make theirs
         for _ in range(rounds):
             rates["callq"].append(
                 await callq_intake(env.redis_url, env.sandbox_url, redis, f"in{next(counter)}", n)

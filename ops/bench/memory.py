@@ -40,8 +40,8 @@ async def run(*, quick: bool) -> dict[str, Any]:
         await _admit(redis, env.redis_url, env.sandbox_url, "mem-s", jobs)
         scheduled_default = (await _used(redis) - before) / scheduled_n
         assert await redis.zcard(Keys("mem-s").queue) == scheduled_n
-        # ops/deploy/redis/redis.conf raises this: a record's job JSON (250 bytes or more) is over the
-        # default 64, which turns every record hash into a hashtable
+        # ops/deploy/redis/redis.conf raises this: a finished record's outcome and attempt entries are
+        # over the default 64, which turns its hash into a hashtable (a waiting one's job fields are not)
         await redis.config_set("hash-max-listpack-value", 1024)
         # measured from an empty keyspace too, so that neither figure pays for the other's share of
         # Redis's key table growing

@@ -3,6 +3,7 @@
 Brings up a private Redis and sandbox, fills the intake with N jobs over 10 portals (limits high),
 runs a worker in this process under the profiler until every job has an outcome, and prints the
 call tree (time per function, in-process only; Redis and the sandbox run in their own processes).
+It logs as a production worker does (JSON at INFO, to /dev/null), so logging's cost shows.
 pyinstrument is a development dependency (``make install`` brings it).
 """
 
@@ -10,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import sys
+from typing import TextIO
 
 from redis.asyncio import Redis
 
@@ -26,11 +29,13 @@ from worker.service.app import WorkerOptions
 PORTALS = [f"p{n}" for n in range(10)]
 
 
-async def profile(n: int) -> str:
-    """Run n jobs through one in-process worker under pyinstrument; the text report."""
+async def profile(n: int, *, log_stream: TextIO) -> str:
+    """Run n jobs through one in-process worker under pyinstrument; the text report. The worker's
+    log lines go to ``log_stream``."""
     from pyinstrument import Profiler
 
-    configure_logging(json_output=True, level="WARNING")
+    # as ops.bench.worker_proc and production do: JSON at INFO (the lines go nowhere here)
+    configure_logging(json_output=True, level="INFO", stream=log_stream)
     with bench_env(dict.fromkeys(PORTALS, (100_000.0, 100_000))) as env:
         redis = Redis.from_url(env.redis_url)
         prefix = "profile"
@@ -57,4 +62,5 @@ async def profile(n: int) -> str:
 
 
 if __name__ == "__main__":
-    print(asyncio.run(profile(int(sys.argv[1]) if len(sys.argv) > 1 else 3000)))
+    with open(os.devnull, "w") as devnull:
+        print(asyncio.run(profile(int(sys.argv[1]) if len(sys.argv) > 1 else 3000, log_stream=devnull)))

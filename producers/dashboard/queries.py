@@ -26,6 +26,7 @@ from schemas.store.keys import Keys
 from schemas.store.reads import RecordReader
 from schemas.store.records import JobRecord, decode_text, to_ms
 from schemas.store.stats import LATENCY_BOUNDS_MS, LATENCY_COUNT, LATENCY_SUM, latency_quantile, minute_of
+from schemas.wire.job import RECORD_FIELDS
 
 MINUTES = 60
 SCAN_LIMIT = 2000
@@ -126,9 +127,19 @@ async def running_on(redis: Redis, keys: Keys, portal: str) -> int:
         return 0
     async with redis.pipeline(transaction=False) as pipe:
         for job_id in ids:
-            pipe.hget(keys.job(job_id), "job")
-        jobs = await pipe.execute()
-    return sum(1 for raw in jobs if raw and json.loads(raw).get("portal") == portal)
+            # the job's portal: its own field (CallbackJob.to_fields), or its JSON (older records)
+            pipe.hmget(keys.job(job_id), [RECORD_FIELDS["portal"], "job"])
+        replies = await pipe.execute()
+    return sum(1 for short, raw in replies if _portal_of(short, raw) == portal)
+
+
+def _portal_of(short: bytes | None, raw: bytes | None) -> str | None:
+    if short:
+        return decode_text(short)
+    if raw:
+        job = json.loads(raw)
+        return job.get("portal") if isinstance(job, dict) else None
+    return None
 
 
 def openings(portal: PortalConfig, *, now: datetime) -> list[Opening]:

@@ -7,6 +7,7 @@ none of them), so the readers can build these objects without an import cycle.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -198,13 +199,25 @@ class PortalConfig:
         return self.line(line_id).redial or self.calls.redial
 
     def calendar_for(self, line_id: str) -> Calendar:
-        """Build a line's calendar: its own hours if set, else the portal's; zone and closed days from the portal."""
-        line_hours = self.line(line_id).hours
+        """A line's calendar: its own hours if set, else the portal's; zone and closed days from the
+        portal. Built once per line with hours of its own, and once for all the others (a job's
+        run asks for it two or three times)."""
+        return self._calendars.get(line_id) or self._calendars[None]
+
+    @functools.cached_property
+    def _calendars(self) -> dict[str | None, Calendar]:
+        """The calendars of the lines with hours of their own, and the portal's (under None)."""
+        calendars: dict[str | None, Calendar] = {
+            line_id: self._calendar(line.hours)
+            for line_id, line in self.lines.items()
+            if line.hours is not None
+        }
+        calendars[None] = self._calendar(self.hours)
+        return calendars
+
+    def _calendar(self, weekly: WeeklyHours) -> Calendar:
         return Calendar(
-            tz=self.timezone,
-            weekly=self.hours if line_hours is None else line_hours,
-            closed_dates=self.closed_dates,
-            holiday_country=self.holidays,
+            tz=self.timezone, weekly=weekly, closed_dates=self.closed_dates, holiday_country=self.holidays
         )
 
 

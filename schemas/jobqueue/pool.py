@@ -18,6 +18,7 @@ from schemas.jobqueue.names import QueueNames
 from schemas.jobqueue.payload import dumps, loads
 from schemas.store.connect import parse_sentinel_url, redis_client
 from schemas.store.errors import write_refusal
+from schemas.store.packing import pack_with_hiredis
 
 logger = logging.getLogger("callq.dispatch")
 
@@ -54,12 +55,15 @@ async def open_pool(redis_url: str, names: QueueNames) -> Redis:
             pool: ArqRedis = await create_pool(
                 settings, job_serializer=dumps, job_deserializer=loads, default_queue_name=names.queue
             )
+            await pack_with_hiredis(pool)  # the worker's scripts take many arguments: pack them in C
             return pool
         except (RedisError, OSError, TimeoutError) as exc:
             if write_refusal(exc) is not None:
                 # arq's create_pool tests the pool with PING, which Redis refuses under MISCONF: Redis
                 # answers, and the worker waits out the refusal where it writes
-                return _unchecked_pool(redis_url, settings, names)
+                unchecked = _unchecked_pool(redis_url, settings, names)
+                await pack_with_hiredis(unchecked)
+                return unchecked
             if retry > CONNECT_RETRIES:
                 raise
             logger.warning(

@@ -8,7 +8,9 @@ The job function it runs knows nothing of arq: it takes a callq job id and retur
 Why arq's settings are what they are:
 
 - ``poll_delay`` 0.25 s: arq's default 0.5 s adds up to half a second to every due job; a sorted-set
-  read every 250 ms is cheap.
+  read every 250 ms is cheap. Between two polls the worker wakes up when the earliest job ahead
+  comes due (:class:`~schemas.jobqueue.worker.BatchClaimWorker`'s ``wake_ups``), so a job does not
+  wait for the next poll.
 - job timeout 7 days, in effect none: arq never cuts a callback job short. Its request is bounded
   by the HTTP client's timeout, and the bookkeeping after it must be written however long Redis takes;
   a timeout there would throw a known result away. A worker that died has its jobs taken over through
@@ -136,6 +138,7 @@ class QueueWorker:
             log_results=False,
             gate=gate,
             lease_s=settings.lease_s,
+            wake_ups=True,
         )
 
     async def _run(self, _ctx: dict[str, Any], job_id: str) -> None:

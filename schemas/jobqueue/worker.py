@@ -26,6 +26,13 @@ due and that no one holds), and the job then runs through arq's ``run_job``. Two
   re-raises whatever a job's task raised (``t.result()``), so :meth:`BatchClaimWorker.run_job` lets
   no refusal out.
 
+- **Wake-ups** (``wake_ups``, on for callq): between two of arq's polls the worker does not sleep
+  blindly. One script call (``DUE``) gives the due ids and the earliest score still ahead; the worker
+  claims what is due, then waits until that score (at least ``WAKE_MIN_S`` apart) or until the
+  next poll, whichever is first, and looks again. A job scheduled ahead starts within a few
+  milliseconds of its time rather than within a poll delay, and an idle queue costs what it did:
+  one read per poll delay.
+
 It relies on arq internals: ``_poll_iteration`` calling ``start_jobs`` with the due ids, ``sem``,
 ``job_counter``, ``_release_sem_dec_counter_on_complete``, ``tasks``, ``allow_pick_jobs``,
 ``run_job`` and the ``finish_job`` it calls (shielded), ``record_health`` and its
@@ -101,6 +108,18 @@ end
 return renewed
 """
 
+DUE = """
+-- KEYS: arq queue; ARGV: now_ms, at most this many ids
+-- Returns {earliest score after now ('' if none), due ids...}.
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local ahead = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+table.insert(ids, 1, ahead[2] or '')
+return ids
+"""
+
+WAKE_MIN_S = 0.01
+"""Wake-ups between two polls come at least this far apart: jobs due within it are claimed together."""
+
 DEFAULT_LEASE_S = 20.0
 """How long arq's in-progress key of a claimed job lives without renewal. The worker renews the keys
 of the jobs it runs, so however long a job takes no other worker takes it over; a worker that died
@@ -118,6 +137,7 @@ def _signature_with_options(base: inspect.Signature) -> inspect.Signature:
     options = [
         inspect.Parameter("gate", keyword, default=None, annotation="WriteGate | None"),
         inspect.Parameter("lease_s", keyword, default=DEFAULT_LEASE_S, annotation="float"),
+        inspect.Parameter("wake_ups", keyword, default=False, annotation="bool"),
     ]
     return base.replace(parameters=[*base.parameters.values(), *options])
 
@@ -136,20 +156,55 @@ class BatchClaimWorker(Worker):
     __signature__ = _signature_with_options(inspect.signature(Worker))
     _claim: AsyncScript | None = None
     _renew: AsyncScript | None = None
+    _due: AsyncScript | None = None
     _slot_freed: asyncio.Event | None = None
     _renewing: asyncio.Task[None] | None = None
     _claimer = ""
     _claims = itertools.count()
 
     def __init__(
-        self, *args: Any, gate: WriteGate | None = None, lease_s: float = DEFAULT_LEASE_S, **kwargs: Any
+        self,
+        *args: Any,
+        gate: WriteGate | None = None,
+        lease_s: float = DEFAULT_LEASE_S,
+        wake_ups: bool = False,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.gate = gate or WriteGate()
         self.lease_ms = int(lease_s * 1000)
+        self.wake_ups = wake_ups
         self._tokens: dict[str, str] = {}
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
+        """Claim and start the due jobs among ``job_ids`` (:meth:`claim_due`); with wake-ups, go on
+        until the next poll is due, claiming each job as its time comes (:meth:`wake_and_claim`)."""
+        until = self.loop.time() + self.poll_delay_s
+        await self.claim_due(job_ids, until=until)
+        if self.wake_ups and not (self.allow_abort_jobs or self.cron_jobs):
+            await self.wake_and_claim(until=until)
+
+    async def wake_and_claim(self, *, until: float) -> None:
+        """Until ``until`` (the next poll): wait for the earliest job ahead, then claim what is due."""
+        if self._due is None:
+            self._due = self.pool.register_script(DUE)
+        while self.allow_pick_jobs and self.gate.due():
+            now_ms = timestamp_ms()
+            reply = await self._due(keys=[self.queue_name], args=[now_ms, self.queue_read_limit])
+            ahead, due = reply[0], reply[1:]
+            if due:
+                await self.claim_due(due, until=until)
+            left_s = until - self.loop.time()
+            if left_s <= 0:
+                return
+            wait_s = left_s
+            if ahead not in (b"", ""):
+                wait_s = min(left_s, max((float(ahead) - timestamp_ms()) / 1000, WAKE_MIN_S))
+            await asyncio.sleep(wait_s)
+            if wait_s >= left_s:
+                return
+
+    async def claim_due(self, job_ids: list[bytes], *, until: float) -> None:
         """Claim and start the due jobs among ``job_ids`` (arq's queue order), as slots free up.
 
         arq returns as soon as its slots are full and reads the queue again after the poll delay;
@@ -178,7 +233,6 @@ class BatchClaimWorker(Worker):
         ids = [job_id.decode() for job_id in job_ids]
         ids = [job_id for job_id in ids if not self._runs_here(job_id)]
         at = 0
-        until = self.loop.time() + self.poll_delay_s
         claimed_once = False
         while at < len(ids) and self.allow_pick_jobs:
             free = self.max_jobs - self.job_counter

@@ -18,6 +18,7 @@ from redis.asyncio.sentinel import Sentinel
 from redis.exceptions import ResponseError
 
 from schemas.store.errors import write_refusal
+from schemas.store.packing import packing_with_hiredis
 
 SENTINEL_SCHEME = "redis+sentinel://"
 
@@ -66,13 +67,13 @@ def redis_client(url: str, **options: Any) -> Redis:
     target = parse_sentinel_url(url)
     if target is None:
         plain: Redis = Redis.from_url(url, **options)
-        return plain
+        return packing_with_hiredis(plain)
     sentinel_options = {k: v for k, v in options.items() if k.startswith("socket_")}
     sentinel = Sentinel(list(target.sentinels), **sentinel_options)  # type: ignore[no-untyped-call]
     client: Redis = sentinel.master_for(
         target.master, db=target.db, username=target.username, password=target.password, **options
     )
-    return client
+    return packing_with_hiredis(client)
 
 
 async def close_client(client: Redis) -> None:

@@ -1,7 +1,9 @@
 """The job record in Redis, shared by every producer and the worker: each state change of a job.
 
-A job lives in one hash, ``{p}:job:{id}``: its normalised JSON, its state, ``run_at`` while it
-waits, an ``attempt:N`` entry per request made and, once final, its outcome. Every change of state
+A job lives in one hash, ``{p}:job:{id}``: the normalised job (a short-named field per value,
+:meth:`schemas.wire.job.CallbackJob.to_fields`; a ``job`` JSON for one final on arrival), its
+state, ``run_at`` while it waits, an ``attempt:N`` entry per request made and, once final, its
+outcome. Every change of state
 is one script (:mod:`schemas.store.scripts`) checked against the state machine
 (:mod:`schemas.states`), so a job is written final exactly once and its outcome is appended to
 ``{p}:outcomes`` in the same step. Reading is :class:`schemas.store.reads.RecordReader`'s.
@@ -56,6 +58,48 @@ class WriteRetry(Protocol):
 async def send_once(write: Callable[[], Awaitable[T]], *, where: str) -> T:
     """The default :class:`WriteRetry`: one try; a refusal is raised to the caller."""
     return await write()
+
+
+@dataclass(frozen=True)
+class Reading:
+    """A method's execution-time reading from a Bitrix24 answer, kept by FINALIZE in the same step
+    (as :meth:`worker.jobs.ratelimit.RateLimiter.record_operating` keeps it on its own).
+
+    Attributes:
+        portal: the portal that answered.
+        method: the method.
+        reading_json: the reading, as JSON.
+        finish_ms: the answer's finish (unix ms): the newest reading is kept.
+        ttl_ms: how long the portal's readings are kept.
+    """
+
+    portal: str
+    method: str
+    reading_json: str
+    finish_ms: int
+    ttl_ms: int
+
+
+@dataclass(frozen=True)
+class SlotRequest:
+    """The rate-limit slots an attempt's START takes in the same step (:meth:`Ledger.start_attempt`).
+
+    Attributes:
+        portal_bucket: the portal's bucket (:func:`schemas.policy.bucket.pacing_bucket`).
+        line: the line whose pacing slot is taken, or None when the line is not paced.
+        line_interval_ms: the line's ``min_interval`` in ms.
+        line_lateness_ms: how late a held line slot may still be used.
+        portal_lateness_ms: how late a held portal slot may still be used.
+        deadline_ms: the job's deadline (unix ms), or 0: a slot at or past it puts the job back to
+            wake at the deadline (and expire then).
+    """
+
+    portal_bucket: Bucket
+    line: str | None
+    line_interval_ms: float
+    line_lateness_ms: float
+    portal_lateness_ms: float
+    deadline_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -159,12 +203,12 @@ class Ledger(RecordReader):
             k.scheduled(job.portal),
             k.dead_on(job.portal),
         ]
-        args: list[str | int | float] = [job.job_id, job.to_json(), to_ms(request.run_at)]
+        args: list[str | int | float] = [job.job_id, "", to_ms(request.run_at)]
         args += [stored_job(job.job_id, to_ms(now)), ttl_ms, k.jobs.member(job.job_id), to_ms(now)]
         args += [bucket.interval_ms if bucket else 0, bucket.tolerance_ms if bucket else 0]
         args += [int(PRECISE_WAIT_S * 1000), int(EARLY_WAKE_S * 1000)]
         args += [to_ms(deadline) if deadline else to_ms(now) + ttl_ms, "1" if job.replay_of else "0"]
-        args += [job.replay_of or "", self.retention_ms]
+        args += [job.replay_of or "", self.retention_ms, *job.to_fields()]
         return keys, args
 
     async def record_final(
@@ -204,6 +248,7 @@ class Ledger(RecordReader):
         orphan_seen_ms: int | None = None,
         owner: str = "",
         then: Callable[[Pipeline], Awaitable[Any]] | None = None,
+        reading: Reading | None = None,
     ) -> FinalizeResult:
         """Move a pending job to its final outcome, once.
 
@@ -220,6 +265,8 @@ class Ledger(RecordReader):
                 while the record holds it (``superseded`` once another attempt started).
             then: one more script to queue in the same MULTI (a success's call follow-up,
                 :meth:`schemas.store.calls.CallStore.follow_in`): both are written, or neither.
+            reading: an execution-time reading of the answer, kept in the same round trip
+                (whatever the verdict).
         """
         k = self.keys
         succeeded = outcome.status == Status.SUCCEEDED
@@ -241,6 +288,7 @@ class Ledger(RecordReader):
             orphan_seen_ms=orphan_seen_ms,
             owner=owner,
             then=then,
+            reading=reading,
         )
 
     async def _finalize(
@@ -257,6 +305,7 @@ class Ledger(RecordReader):
         replay_of: str | None = None,
         owner: str = "",
         then: Callable[[Pipeline], Awaitable[Any]] | None = None,
+        reading: Reading | None = None,
     ) -> FinalizeResult:
         k, job_id = self.keys, outcome.job_id
         claim, idem, strikes = keys
@@ -280,6 +329,9 @@ class Ledger(RecordReader):
         args += [str(step), expect, job_json, outcome.attempts, field, entry, "1" if drop_arq else "0"]
         args += ["" if orphan_seen_ms is None else orphan_seen_ms, STALE_MS, replay_of or "", owner]
         args += [*latency, MINUTE_TTL_MS]
+        if reading is not None:
+            script_keys.append(k.operating(reading.portal))
+            args += [reading.method, reading.reading_json, reading.finish_ms, reading.ttl_ms]
         if then is None:
             reply = await self.retry(
                 lambda: self.scripts.finalize(keys=script_keys, args=args), where="finalize"
@@ -306,6 +358,7 @@ class Ledger(RecordReader):
         lease_s: float,
         replicas: int = 0,
         replicas_timeout_s: float = 1.0,
+        slots: SlotRequest | None = None,
     ) -> Start:
         """Record that a request is about to be sent; the record says ``running`` until it ends.
 
@@ -317,6 +370,11 @@ class Ledger(RecordReader):
 
         With ``replicas``, Redis waits (``WAIT``, on the same connection, up to ``replicas_timeout_s``)
         until that many replicas have the START; :attr:`Start.replicated` says whether they did.
+
+        With ``slots``, the job's rate-limit slots (its line's pacing, its portal's bucket) are taken
+        in the same step, first: a slot within the precise wait is waited for by the caller after
+        START (:attr:`Start.wait_ms`); one farther ahead puts the job back to wake just before it,
+        holding it, and starts nothing (``held``).
         """
         k = self.keys
         entry = json.dumps({"started_at": now.isoformat(), **info}, separators=(",", ":"))
@@ -324,7 +382,13 @@ class Ledger(RecordReader):
         keys += [k.scheduled(portal)]
         # one token per call: a START redis-py re-sends after a lost reply finds its own attempt
         token = secrets.token_hex(8)
-        args: list[str | int] = [job_id, entry, int(lease_s * 1000), k.jobs.member(job_id), token]
+        args: list[str | int | float] = [job_id, entry, int(lease_s * 1000), k.jobs.member(job_id), token]
+        if slots is not None:
+            bucket = slots.portal_bucket
+            keys += [k.line_pacing(portal, slots.line) if slots.line else "", k.rate_bucket(portal)]
+            args += [slots.line_interval_ms, bucket.interval_ms, bucket.tolerance_ms]
+            args += [slots.line_lateness_ms, slots.portal_lateness_ms, int(PRECISE_WAIT_S * 1000)]
+            args += [int(EARLY_WAKE_S * 1000), slots.deadline_ms]
         if not replicas:
             reply = await self.retry(lambda: self.scripts.start(keys=keys, args=args), where="start")
             return Start.parse(reply, token=token)
@@ -338,6 +402,14 @@ class Ledger(RecordReader):
 
         reply, acked = await self.retry(start_and_wait, where="start")
         return replace(Start.parse(reply, token=token), replicated=acked >= replicas)
+
+    async def portal_held_ms(self, portal: str) -> int:
+        """How long ``portal`` stays halted or paused (ms; 0 when it is neither), in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.pttl(self.keys.portal_halt(portal))
+            pipe.pttl(self.keys.portal_pause(portal))
+            halt_ms, pause_ms = await pipe.execute()
+        return max(int(halt_ms), int(pause_ms), 0)
 
     async def finish_attempt(
         self, job_id: str, attempt: int, entry: dict[str, Any], *, job: CallbackJob | None = None

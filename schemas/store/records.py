@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from schemas.states import CallState, Status
-from schemas.wire.job import CallbackJob, parse_rfc3339
+from schemas.wire.job import RECORD_FIELDS, CallbackJob, parse_rfc3339
 
 
 def to_ms(moment: datetime) -> int:
@@ -109,7 +109,12 @@ def decode_record(job_id: str, raw: dict[Any, Any]) -> JobRecord | None:
     )
     job_json = data.get("job", "null")
     outcome = json.loads(data["outcome"]) if "outcome" in data else None
-    job = CallbackJob.from_json(job_json, job_id) if job_json != "null" else _placeholder_job(job_id, outcome)
+    if job_json != "null":
+        job = CallbackJob.from_json(job_json, job_id)  # final on arrival, or admitted up to 0.3
+    elif RECORD_FIELDS["portal"] in data:
+        job = CallbackJob.from_fields(data, job_id)
+    else:
+        job = _placeholder_job(job_id, outcome)
     return JobRecord(
         job_id=job_id,
         state=Status(data.get("state", "rejected")),

@@ -74,8 +74,12 @@ class StartVerdict(StrEnum):
     """An attempt is in flight but its lease lapsed: nobody may be working on it any more."""
     HALTED = "halted"
     """The portal is halted or paused: nothing is sent."""
+    HELD = "held"
+    """A rate-limit slot is too far ahead (or past the deadline): the job was put back to wake
+    just before it, holding its slots."""
     FINAL = "final"
     MISSING = "missing"
+    REFUSED = "refused"
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,8 @@ class Start:
         token: the attempt's lease token (``started``): the worker's end of the attempt is
             written only while the record still holds it.
         replicated: the START reached the replicas asked for (always, when none were).
+        wait_ms: how long to wait for the slots START took before sending (``started``).
+        wake_ms: when the job wakes again, holding its slots (``held``; unix ms).
     """
 
     verdict: StartVerdict
@@ -100,15 +106,20 @@ class Start:
     seen_ms: int = 0
     token: str = ""
     replicated: bool = True
+    wait_ms: int = 0
+    wake_ms: int = 0
 
     @classmethod
     def parse(cls, reply: Any, *, token: str = "") -> Start:
-        """From ``{verdict, value[, redis ms]}``; ``token`` is the one the START call sent."""
+        """From ``{verdict, value[, redis ms or wait ms]}``; ``token`` is the one the START call sent."""
         verdict = StartVerdict(_text(reply, 0))
         if verdict is StartVerdict.HALTED:
             return cls(verdict, halted_ms=_int(reply, 1))
+        if verdict is StartVerdict.HELD:
+            return cls(verdict, wake_ms=_int(reply, 1))
         if verdict is StartVerdict.STARTED:
-            return cls(verdict, attempt=_int(reply, 1), token=token)
+            wait_ms = max(_int(reply, 2), 0) if len(reply) > 2 else 0
+            return cls(verdict, attempt=_int(reply, 1), token=token, wait_ms=wait_ms)
         if verdict in (StartVerdict.BUSY, StartVerdict.INTERRUPTED):
             return cls(verdict, attempt=_int(reply, 1), seen_ms=_int(reply, 2))
         return cls(verdict, state=_text(reply, 1) or None)

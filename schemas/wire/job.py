@@ -48,6 +48,24 @@ JOB_FIELDS = (
 
 Rfc3339 = Annotated[str, StringConstraints(pattern=RFC3339_PATTERN)]
 
+RECORD_FIELDS = {
+    "portal": "p",
+    "from_line": "l",
+    "to_number": "n",
+    "text_to_pronounce": "t",
+    "created_at": "c",
+    "voice": "v",
+    "not_before": "nb",
+    "deadline": "dl",
+    "idempotency_key": "k",
+    "metadata": "m",
+    "replay_of": "r",
+    "intake_id": "i",
+}
+"""A job's fields in its record hash (:meth:`CallbackJob.to_fields`): short names, since every job has
+a record (``metadata`` as JSON). The record's own fields (``state``, ``run_at``, ``attempts``,
+``attempt:N``, ``outcome``…) are all longer."""
+
 LEGACY_INTAKE_JOB_ID = re.compile(r"s(\d+-\d+)")
 """Up to 0.2 an intake entry's job id was ``s`` + its entry id: guessable (a millisecond timestamp).
 Records written then are still read (their ``intake_id`` is derived from the id, not stored)."""
@@ -171,6 +189,36 @@ class CallbackJob:
         if self.intake_id is not None and self.job_id == legacy_intake_job_id(self.intake_id):
             del data["intake_id"]
         return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+    def to_fields(self) -> list[str]:
+        """Encode for the job record as hash fields (name, value, name, value…), one per field set.
+
+        Short names (:data:`RECORD_FIELDS`) and one field each, rather than one JSON value, so that a
+        typical job's record keeps every value within Redis's default ``hash-max-listpack-value``
+        (64 bytes) and stays in its compact encoding (issue 16's memory target, with Redis's
+        defaults). What :meth:`to_json` leaves out is left out here too.
+        """
+        pairs: list[str] = []
+        for name, short in RECORD_FIELDS.items():
+            value = getattr(self, name)
+            if value is None or (name == "intake_id" and self.job_id == legacy_intake_job_id(value)):
+                continue
+            if name == "metadata":
+                value = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+            pairs += [short, value]
+        return pairs
+
+    @classmethod
+    def from_fields(cls, data: dict[str, str], job_id: str) -> CallbackJob:
+        """Decode a job record written by :meth:`to_fields` (its other fields are ignored)."""
+        values: dict[str, Any] = {name: data[short] for name, short in RECORD_FIELDS.items() if short in data}
+        if "metadata" in values:
+            values["metadata"] = json.loads(values["metadata"])
+        values["job_id"] = job_id
+        derived = LEGACY_INTAKE_JOB_ID.fullmatch(job_id)
+        if derived and "intake_id" not in values:
+            values["intake_id"] = derived.group(1)
+        return cls(**values)
 
     @classmethod
     def from_json(cls, raw: str | bytes, job_id: str) -> CallbackJob:

@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 
 from schemas.store.keys import Keys
 from schemas.store.records import decode_text
+from schemas.wire.job import RECORD_FIELDS
 from tests.support.helpers import job_json
 from tests.support.processes import run_callq
 
@@ -101,7 +102,8 @@ async def redis_texts(redis: Redis, prefix: str) -> dict[str, str]:
     found = {f"{keys.outcomes} {_s(entry_id)}": json.dumps(_text(fields)) for entry_id, fields in entries}
     async for key in redis.scan_iter(match=keys.job("*")):
         record = {_s(k): _s(v) for k, v in (await redis.hgetall(key)).items()}  # type: ignore[misc]
-        record.pop("job", None)
+        for name in ("job", *RECORD_FIELDS.values()):  # the job: as JSON, or one field per value
+            record.pop(name, None)
         found[_s(key)] = json.dumps(record)
     async for key in redis.scan_iter(match=f"{prefix}:halt:*"):
         found[_s(key)] = _s(await redis.get(key) or b"")

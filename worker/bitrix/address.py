@@ -13,6 +13,7 @@ send_with_refresh` goes around that.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -33,6 +34,9 @@ log = structlog.get_logger("callq.worker")
 
 T = TypeVar("T")
 
+MOVE_FRESH_S = 5.0
+"""How long a process keeps using the move it read for a portal (or that there was none)."""
+
 
 class PortalAddresses:
     """The portals' addresses for one worker process; the moves are kept in Redis.
@@ -43,6 +47,8 @@ class PortalAddresses:
         keys: its key names.
         retry: what to do when Redis refuses to store a move for being full (the worker: keep trying).
         on_move: called with the portal's name and the move when a move is newly seen (a metric).
+        fresh_s: how long a move read from Redis is used before it is read again.
+        clock: a monotonic clock (tests pass their own).
     """
 
     def __init__(
@@ -52,8 +58,12 @@ class PortalAddresses:
         *,
         retry: WriteRetry = send_once,
         on_move: Callable[[str, PortalMove], None] = lambda _portal, _move: None,
+        fresh_s: float = MOVE_FRESH_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.redis, self.keys, self.retry, self.on_move = redis, keys, retry, on_move
+        self.fresh_s, self.clock = fresh_s, clock
+        self._read: dict[str, tuple[float, PortalMove | None]] = {}
 
     async def send(
         self, portal: PortalConfig, creds: Credentials, send: Callable[[Credentials], Awaitable[T]]
@@ -81,11 +91,17 @@ class PortalAddresses:
         been sent yet: a portal that moved redirects again, and is followed)."""
         if self.redis is None:
             return None
+        now = self.clock()
+        read_at, move = self._read.get(portal, (float("-inf"), None))
+        if now - read_at < self.fresh_s:
+            return move
         try:
-            return await read_move(self.redis, self.keys, portal)
+            move = await read_move(self.redis, self.keys, portal)
         except RedisError as exc:
             log.warning("portal.move_unread", portal=portal, error=type(exc).__name__)
             return None
+        self._read[portal] = (now, move)
+        return move
 
     async def record(self, portal: str, *, moved_from: str, moved_to: str) -> PortalMove:
         """Remember that ``portal`` moved; log it (and count it) the first time it is seen."""
@@ -95,6 +111,7 @@ class PortalAddresses:
         if redis is not None:
             previous = await self.retry(lambda: redis.set(key, value, get=True), where="portal move")
             before = PortalMove.from_json(previous)
+        self._read[portal] = (self.clock(), move)
         if before is None or (before.moved_from, before.moved_to) != (moved_from, moved_to):
             self.on_move(portal, move)
             log.warning(

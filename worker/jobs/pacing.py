@@ -1,8 +1,11 @@
-"""Taking a job's rate-limit slots before its attempt: the line's pacing, then the portal's bucket.
+"""The rules of a job's rate-limit slots: the line's pacing, then the portal's bucket.
 
-A slot in the future is *held*: the job is put back to wake just before it (its reservations kept
-in the record's ``slots`` field), then waits the last fraction precisely, so calls start on their
-slot rather than up to a poll interval late. A job never sleeps in a worker for long.
+START takes them in the same step as the attempt (``schemas/store/lua/_slots.lua``, asked by
+:func:`worker.jobs.run.slot_request`). A slot in the future is *held*: the job is put back to wake
+just before it (its reservations kept in the record's ``slots`` field), then waits the last
+fraction precisely, so calls start on their slot rather than up to a poll interval late. A job
+never sleeps in a worker for long. A redial (:mod:`worker.calls.redial`) does not go through START:
+it takes the same slots, by the same rules, with :func:`take_slots` before its own step.
 """
 
 from __future__ import annotations

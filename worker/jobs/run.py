@@ -25,7 +25,8 @@ from schemas.config import PortalConfig
 from schemas.policy.calendar import Calendar, Expired, earliest_run, open_until
 from schemas.policy.log_redaction import bind_job_number
 from schemas.states import FINAL_STATUSES, CallState, Status
-from schemas.store.records import JobRecord
+from schemas.store.ledger import SlotRequest
+from schemas.store.records import JobRecord, from_ms, to_ms
 from schemas.store.replies import Start, StartVerdict
 from schemas.store.writegate import refusal_or_raise
 from schemas.wire.codes import ErrorCode
@@ -36,8 +37,8 @@ from worker.bitrix.oauth_tokens import Credentials
 from worker.calls.redial import run_redial
 from worker.jobs.deps import Deps
 from worker.jobs.failures import auth_error, handle_failure, handle_interrupted, handle_unknown
-from worker.jobs.operating import note_operating
-from worker.jobs.pacing import take_slots
+from worker.jobs.operating import kept_reading, note_operating
+from worker.jobs.pacing import LINE_LATENESS_MS, effective_bucket, usable_lateness_ms
 from worker.jobs.settle import defer_busy, durably, end_job, put_back, retry_at
 from worker.policy.classify import Failure, Verdict, classify
 
@@ -136,7 +137,13 @@ async def run_job(deps: Deps, job_id: str) -> float | None:
         lease_s=deps.leases.timing.lease_s,
         replicas=deps.settings.start_replicas,
         replicas_timeout_s=deps.settings.start_replicas_timeout_s,
+        slots=slot_request(record, portal) if deps.rate_limit else None,
     )
+    if start.verdict is StartVerdict.HELD:
+        # a slot too far ahead: START put the job back to wake just before it, holding it
+        deps.metrics.rate_limit_waits.labels(portal=portal.name).inc()
+        log.info("job.deferred", state=str(record.state), run_at=from_ms(start.wake_ms).isoformat())
+        return max((start.wake_ms - to_ms(now)) / 1000, 0.0)
     if start.verdict is not StartVerdict.STARTED:
         return await _not_started(deps, record, portal, start, now=now)
     deps = replace(deps, attempt_token=start.token)  # its end is written only while it is the attempt
@@ -145,6 +152,10 @@ async def run_job(deps: Deps, job_id: str) -> float | None:
         return await _unreplicated(deps, record, attempt=start.attempt, started_at=now)
     with deps.leases.holding(job_id, taken_at=taken_at):
         try:
+            sent = await _still_sendable(deps, record, portal, start, now=now)
+            if not isinstance(sent, datetime):
+                return sent.delay
+            now = sent
             return await _attempt(deps, record, portal, attempt=start.attempt, spent=spent, started_at=now)
         except asyncio.CancelledError:
             # an immediate stop, or a graceful one that ran out of time while Redis was away
@@ -159,6 +170,90 @@ def _waits_for_redial(record: JobRecord) -> bool:
     )
 
 
+async def _still_sendable(
+    deps: Deps, record: JobRecord, portal: PortalConfig, start: Start, *, now: datetime
+) -> datetime | _Settled:
+    """After START: wait for the slots it took, then look at the calendar again (the wait, or START
+    itself, may cross a closing time or the deadline) and, after a wait, at the portal's pause.
+
+    Returns the instant the request is sent at, or how the job was put back instead (not sent).
+    """
+    if start.wait_ms > 0:
+        await asyncio.sleep(start.wait_ms / 1000)
+    now = deps.clock()
+    closed = _closed_at(record, portal, now=now)
+    if closed is not None:
+        return _Settled(await _closed_before_send(deps, record, closed, attempt=start.attempt, now=now))
+    if start.wait_ms > 0:
+        # a rate refusal meanwhile pauses the portal: not even a slot taken before it is used
+        held_ms = await deps.ledger.portal_held_ms(portal.name)
+        if held_ms > 0:
+            return _Settled(await _paused_before_send(deps, record, portal, held_ms, attempt=start.attempt))
+    return now
+
+
+async def _paused_before_send(
+    deps: Deps, record: JobRecord, portal: PortalConfig, held_ms: int, *, attempt: int
+) -> float | None:
+    """The portal was halted or paused during the slot's wait after START: nothing is sent; the
+    attempt is recorded as not sent and the job waits the pause out (``callq resume`` wakes it)."""
+    error = TransportError(phase="connect", description="not sent: the portal was paused before the slot")
+    failure = Failure(Verdict.PAUSE_PORTAL, error)
+    entry = _attempt_entry(deps, time.monotonic(), deps.clock(), failure=failure)
+    held_s = held_ms / 1000
+
+    async def put_off() -> float | None:
+        await deps.ledger.finish_attempt(record.job_id, attempt, entry)
+        now = deps.clock()
+        wake = now + timedelta(seconds=held_s + 2 * deps.jitter())
+        return await retry_at(
+            deps, record, wake, now=now, failure=failure, attempts=attempt, held_by=portal.name, held_s=held_s
+        )
+
+    return await durably("not_sent", put_off)
+
+
+def slot_request(record: JobRecord, portal: PortalConfig) -> SlotRequest:
+    """The rate-limit slots the job's START takes (:mod:`worker.jobs.pacing`'s rules)."""
+    job = record.job
+    bucket = effective_bucket(portal)
+    min_interval_s = portal.line(job.from_line).min_interval_s
+    deadline = job.deadline_at
+    return SlotRequest(
+        portal_bucket=bucket,
+        line=job.from_line if min_interval_s > 0 else None,
+        line_interval_ms=min_interval_s * 1000,
+        line_lateness_ms=LINE_LATENESS_MS,
+        portal_lateness_ms=usable_lateness_ms(bucket),
+        deadline_ms=to_ms(deadline) if deadline else 0,
+    )
+
+
+def _closed_at(record: JobRecord, portal: PortalConfig, *, now: datetime) -> Expired | datetime | None:
+    """None if the job may be sent now; else when it may (or that it cannot before its deadline)."""
+    job = record.job
+    calendar = portal.calendar_for(job.from_line)
+    decision = earliest_run(calendar, now=now, not_before=job.not_before_at, deadline=job.deadline_at)
+    if isinstance(decision, Expired):
+        return decision
+    return decision.at if decision.at > now else None
+
+
+async def _closed_before_send(
+    deps: Deps, record: JobRecord, closed: Expired | datetime, *, attempt: int, now: datetime
+) -> float | None:
+    """The line closed (or the deadline came) during the slot's wait after START: nothing is sent;
+    the attempt is recorded as not sent and the job waits for the next opening, or expires."""
+    reason = closed.reason if isinstance(closed, Expired) else "the line closed before the slot"
+    error = TransportError(phase="connect", description=f"not sent: {reason}")
+    entry = _attempt_entry(deps, time.monotonic(), now, failure=Failure(Verdict.PAUSE_PORTAL, error))
+    wake = closed.next_opening or now if isinstance(closed, Expired) else closed
+    wait_s = max((wake - now).total_seconds(), 0.0)
+    return await durably(
+        "not_sent", lambda: _not_sent(deps, record, error, attempt=attempt, entry=entry, wait_s=wait_s)
+    )
+
+
 @dataclass(frozen=True)
 class _Settled:
     """The job was put back or ended before its attempt: what :func:`run_job` returns."""
@@ -169,38 +264,25 @@ class _Settled:
 async def _ready_to_start(
     deps: Deps, record: JobRecord, portal: PortalConfig, *, now: datetime
 ) -> datetime | _Settled:
-    """Business hours, then the rate limit, then business hours again at the moment of START.
+    """Business hours and the deadline, as the job wakes.
 
     Returns the instant the attempt starts at, or how the job was put back or ended instead. A job
-    woken a blink early waits for its time here rather than start early; the rate limit's precise
-    wait may cross a closing time, hence the second look.
+    woken a blink early waits for its time here rather than start early. The rate limit's slots
+    are taken by START itself (:func:`slot_request`).
     """
     job = record.job
     calendar = portal.calendar_for(job.from_line)
-    for look in ("wake", "start"):
-        decision = earliest_run(calendar, now=now, not_before=job.not_before_at, deadline=job.deadline_at)
-        if isinstance(decision, Expired):
-            error = (ErrorCode.DEADLINE_PASSED, decision.reason)
-            return _Settled(await end_job(deps, record, Status.EXPIRED, error=error))
-        early = decision.at - now
-        if early > (EARLY_TOLERANCE if look == "wake" else timedelta(0)):
-            return _Settled(await put_back(deps, record, state=record.state, run_at=decision.at, now=now))
-        if look == "start":
-            return now
-        if early > timedelta(0):
-            await asyncio.sleep(early.total_seconds())
-            now = deps.clock()
-        hold = await take_slots(deps.limiter, record, portal, now=now) if deps.rate_limit else None
-        if hold is not None:
-            # a slot past the deadline: wake at the deadline, and expire then
-            wake = min(hold.wake, job.deadline_at) if job.deadline_at else hold.wake
-            deps.metrics.rate_limit_waits.labels(portal=portal.name).inc()
-            slots = {"slots": hold.slots_json}
-            return _Settled(
-                await put_back(deps, record, state=record.state, run_at=wake, now=now, fields=slots)
-            )
+    decision = earliest_run(calendar, now=now, not_before=job.not_before_at, deadline=job.deadline_at)
+    if isinstance(decision, Expired):
+        error = (ErrorCode.DEADLINE_PASSED, decision.reason)
+        return _Settled(await end_job(deps, record, Status.EXPIRED, error=error))
+    early = decision.at - now
+    if early > EARLY_TOLERANCE:
+        return _Settled(await put_back(deps, record, state=record.state, run_at=decision.at, now=now))
+    if early > timedelta(0):
+        await asyncio.sleep(early.total_seconds())
         now = deps.clock()
-    raise AssertionError("unreachable")
+    return now
 
 
 async def _not_started(
@@ -323,12 +405,16 @@ async def _attempt(
             dedupe_window_s=portal.dedupe_window_s,
             attempt_entry=(attempt, entry),
             then=_follow_up(deps, record, portal, call_id=started.call_id, attempt=attempt),
+            reading=kept_reading(portal, started.operating),
         ),
     )
-    # after the outcome is safe: the budget of the method's execution time, for every worker
+    # after the outcome is safe: the budget of the method's execution time, for every worker (the
+    # reading was kept by the same step; a pause is a step of its own, and rare)
     await durably(
         "operating",
-        lambda: note_operating(deps.limiter, portal, started.operating, now_s=deps.clock().timestamp()),
+        lambda: note_operating(
+            deps.limiter, portal, started.operating, now_s=deps.clock().timestamp(), kept=True
+        ),
     )
     return again
 

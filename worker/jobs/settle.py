@@ -23,6 +23,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from schemas.policy.calendar import Expired, earliest_run
 from schemas.states import Status
 from schemas.store.errors import write_refusal
+from schemas.store.ledger import Reading
 from schemas.store.records import JobRecord
 from schemas.store.replies import RescheduleVerdict
 from schemas.wire.codes import ErrorCode
@@ -254,6 +255,7 @@ async def end_job(
     attempt_entry: tuple[int, dict[str, Any]] | None = None,
     orphan_seen_ms: int | None = None,
     then: Callable[[Pipeline], Awaitable[Any]] | None = None,
+    reading: Reading | None = None,
 ) -> float | None:
     """Write the job's final outcome (once: a job already final is left as it is).
 
@@ -268,6 +270,7 @@ async def end_job(
         attempt_entry: (number, entry) of the attempt that ended it, written in the same step.
         orphan_seen_ms: Only if the job's attempt is orphaned (:mod:`worker.jobs.orphans`).
         then: One more script in the same MULTI (a success's call follow-up).
+        reading: The answer's execution-time reading, kept in the same step.
 
     Returns:
         None: nothing is left to run (or, when the orphan's lease came alive again, the delay
@@ -290,6 +293,7 @@ async def end_job(
         orphan_seen_ms=orphan_seen_ms,
         owner=deps.attempt_token,
         then=then,
+        reading=reading,
     )
     if result.busy and orphan_seen_ms is not None:
         return await defer_busy(deps, job.job_id)

@@ -4,9 +4,11 @@
 -- KEYS: record, idem ('' if none), claim ('' to skip line+number dedupe), arq job, arq queue,
 --       plan bucket ('' unless the job is due now), pause, replayed record ('' unless a replay),
 --       dead index, the portal's scheduled index, the portal's dead index
--- ARGV: job_id, job_json, run_at_ms, stored arq job, claim_ttl_ms, queue member, now_ms, interval_ms,
+-- ARGV: job_id, job_json ('': the job is in the field pairs at the end), run_at_ms, stored arq job, claim_ttl_ms, queue member, now_ms, interval_ms,
 --       tolerance_ms, precise_ms, early_wake_ms, deadline_ms, take_key ('1': a replay takes the
---       idempotency key over from the dead job it replays), replayed job id, retention_ms
+--       idempotency key over from the dead job it replays), replayed job id, retention_ms, then the
+--       job's record fields (name, value, ...: CallbackJob.to_fields, small values in Redis's compact
+--       encoding)
 -- Returns {verdict, job id}: 'new' (this job), 'idempotent' (the job holding the key, or this job
 -- admitted before: a redelivered intake entry), 'duplicate' (the job holding the line + number),
 -- 'refused' (the replayed job, and why not).
@@ -34,7 +36,8 @@ end
 if KEYS[2] ~= '' then redis.call('SET', KEYS[2], ARGV[1]) end
 local run_at = tonumber(ARGV[3])
 -- attempts starts absent (0) and created_at is in the job: fewer fields, a smaller record
-redis.call('HSET', KEYS[1], 'job', ARGV[2], 'state', S.SCHEDULED)
+redis.call('HSET', KEYS[1], 'state', S.SCHEDULED, unpack(ARGV, 16))
+if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'job', ARGV[2]) end
 if KEYS[6] ~= '' then
   -- due on arrival: wake when the portal's plan says its turn comes, so that a bulk enqueue
   -- waits in the queue rather than passing through the workers to be put back

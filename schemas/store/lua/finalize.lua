@@ -1,23 +1,27 @@
--- uses: _orphaned, _replayed
+-- uses: _orphaned, _replayed, _operating
 -- FINALIZE (steps record, finish, cancel): write a job's final outcome, exactly once, and append it
 -- to the outcome stream in the same step. ``record``: a submission final on arrival (no record yet:
 -- rejected, duplicate, expired; a replay that expired at once marks the dead job it replays).
 -- KEYS: record, claim (''), idem (''), outcomes, dead index, arq job, arq queue,
 --       portal's rate-refusal strikes ('': none; a success ends a run of refusals), running index,
 --       replayed record ('' unless a replay), the portal's scheduled index, the portal's dead index,
---       the portal's stats of this minute ('' for input without a portal)
+--       the portal's stats of this minute ('' for input without a portal), and KEYS[14] below
 -- ARGV: job_id, status, outcome_json, retention_ms, outcomes_maxlen, dedupe_window_ms, now_ms,
 --       queue member, step, expected states (csv; '' any the step allows), job_json (record),
 --       attempts (record), attempt field (''), attempt entry, drop_arq ('1': remove the arq job and
 --       its queue entry), orphan guard ('': none, else the Redis ms the caller saw the lease lapse),
 --       stale_ms, replayed job id, owner ('' or the lease token of the attempt whose worker writes),
---       latency bucket field ('' without an attempt), latency ms, stats ttl ms
+--       latency bucket field ('' without an attempt), latency ms, stats ttl ms,
+--       then, with KEYS[14] (the portal's execution-time readings; absent or '' if none): method,
+--       reading (JSON), its finish (unix ms), the readings' lifetime (ms); kept first, whatever
+--       else happens (OPERATING's step, in the same round trip)
 -- Returns {verdict, state}: 'written', or what prevented it: 'exists' / 'missing' / 'final' /
 -- 'busy' (not in an expected state, or the orphan's lease came alive again) / 'superseded' (the
 -- owner's attempt was judged orphaned and another one started since) / 'refused' (the
 -- transition is not in the state machine, or the replayed job cannot be replayed).
 local state = redis.call('HGET', KEYS[1], 'state')
 local step, status = ARGV[9], ARGV[2]
+if (KEYS[14] or '') ~= '' then keep_reading(KEYS[14], ARGV[23], ARGV[24], ARGV[25], ARGV[26]) end
 if step == 'record' then
   if state then return {'exists', state} end
   if KEYS[10] ~= '' then

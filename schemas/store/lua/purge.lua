@@ -11,13 +11,16 @@ if portal then redis.call('ZREM', ARGV[3] .. portal, ARGV[1]) end
 if not state or not can('purge', state, 'gone') or redis.call('HEXISTS', KEYS[1], 'replayed_by') == 1 then
   return 0
 end
+-- the job's portal and key: record fields (CallbackJob.to_fields), or its JSON (records of up to 0.3)
+local portal, key = unpack(redis.call('HMGET', KEYS[1], 'p', 'k'))
 local raw = redis.call('HGET', KEYS[1], 'job')
-if raw and raw ~= 'null' then
+if not portal and raw and raw ~= 'null' then
   local job = cjson.decode(raw)
-  if type(job.portal) == 'string' and type(job.idempotency_key) == 'string' then
-    local idem = ARGV[2] .. job.portal .. ':' .. job.idempotency_key
-    if redis.call('GET', idem) == ARGV[1] then redis.call('DEL', idem) end
-  end
+  portal, key = job.portal, job.idempotency_key
+end
+if type(portal) == 'string' and type(key) == 'string' then
+  local idem = ARGV[2] .. portal .. ':' .. key
+  if redis.call('GET', idem) == ARGV[1] then redis.call('DEL', idem) end
 end
 redis.call('DEL', KEYS[1])
 return 1

@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import operator
 from collections import Counter
+from functools import partial
 from typing import Any
 
 from arq.connections import ArqRedis
@@ -285,8 +287,39 @@ async def test_with_cron_jobs_they_are_enqueued_while_every_slot_is_busy(
 async def test_its_signature_is_arqs_with_its_own_options() -> None:
     """arq's ``create_worker`` passes a settings class only what the worker's signature names."""
     parameters = inspect.signature(BatchClaimWorker).parameters
-    assert list(parameters) == [*inspect.signature(Worker).parameters, "gate", "lease_s"]
+    assert list(parameters) == [*inspect.signature(Worker).parameters, "gate", "lease_s", "wake_ups"]
     job = func(Tally().job, name="job")
     settings: dict[str, Any] = {"functions": [job], "max_jobs": 7, "lease_s": 3.0, "not_an_option": 1}
     worker = BatchClaimWorker(**{k: v for k, v in settings.items() if k in parameters}, handle_signals=False)
     assert (worker.max_jobs, worker.lease_ms) == (7, 3000)
+
+
+async def test_with_wake_ups_a_job_scheduled_ahead_runs_at_its_time_not_at_the_next_poll(
+    arq_pool: tuple[ArqRedis, str], prefix: str
+) -> None:
+    """A job due 0.3 s after the worker's first poll runs at its time (never before), not at the
+    next poll 10 s later; without wake-ups it waits for that poll."""
+    pool, queue = arq_pool
+    started: dict[str, int] = {}
+
+    async def job(ctx: dict[str, Any], n: int) -> None:
+        started[ctx["job_id"]] = timestamp_ms()
+
+    for wake_ups in (True, False):
+        job_id = f"{prefix}:{wake_ups}"
+        await pool.enqueue_job("job", 0, _job_id=job_id, _queue_name=queue, _defer_by=0.3)
+        due_ms = int(await pool.zscore(queue, job_id) or 0)
+        worker = claim_worker(pool, queue, job, poll_delay=10.0, wake_ups=wake_ups)
+        main = asyncio.create_task(worker.main())
+        try:
+            if wake_ups:
+                await wait_for(partial(operator.contains, started, job_id), timeout_s=5, what="its start")
+                assert due_ms <= started[job_id] < due_ms + 1000
+            else:
+                await asyncio.sleep(1.0)  # well past its time: it waits for the poll 10 s on
+                assert job_id not in started
+        finally:
+            main.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await main
+            await worker.close()

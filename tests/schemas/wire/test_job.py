@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -9,7 +10,7 @@ import jsonschema
 import pytest
 from pydantic import ValidationError
 
-from schemas.wire.job import PHONE_PATTERN, CallbackJobIn
+from schemas.wire.job import PHONE_PATTERN, CallbackJob, CallbackJobIn
 from tests.support.paths import ROOT
 
 SCHEMA = json.loads((ROOT / "schemas" / "callback_job.schema.json").read_text())
@@ -102,3 +103,40 @@ def test_schema_is_valid_draft_2020_12() -> None:
     jsonschema.Draft202012Validator.check_schema(SCHEMA)
     assert SCHEMA["additionalProperties"] is False
     assert set(SCHEMA["properties"]) == set(CallbackJobIn.model_fields)
+
+
+def _stored_job(**changes: Any) -> CallbackJob:
+    job = CallbackJob(
+        job_id="sabcdefghijklmnop",
+        portal="acme",
+        from_line="reg1332",
+        to_number="+79111234567",
+        text_to_pronounce="Hello",
+        created_at="2026-11-30T09:00:00Z",
+        deadline="2026-12-01T18:00:00Z",
+        idempotency_key="lead-42",
+        intake_id="1764493200000-0",
+    )
+    return dataclasses.replace(job, **changes)
+
+
+@pytest.mark.parametrize(
+    "job",
+    [
+        _stored_job(),
+        _stored_job(voice="ruinternetfemale", not_before="2026-12-01T09:00:00+03:00", replay_of="old"),
+        _stored_job(metadata={"lead": 42, "name": "Иван", "tags": ["a", "b"]}, idempotency_key=None),
+        _stored_job(job_id="s1764493200000-0"),  # a legacy intake id: the entry id is derived, not stored
+    ],
+)
+def test_a_job_reads_back_from_its_record_fields(job: CallbackJob) -> None:
+    pairs = job.to_fields()
+    fields = dict(zip(pairs[::2], pairs[1::2], strict=True))
+    assert CallbackJob.from_fields({**fields, "state": "scheduled", "run_at": "1"}, job.job_id) == job
+    assert ("i" in fields) is (job.job_id != "s1764493200000-0")
+
+
+def test_a_typical_jobs_record_fields_fit_redis_default_compact_encoding() -> None:
+    """Redis keeps a hash in its compact encoding while every value is at most 64 bytes (its default)."""
+    pairs = _stored_job().to_fields()
+    assert max(len(value.encode()) for value in pairs) <= 64

@@ -269,12 +269,14 @@ async def run_at_edge(redis: Redis, prefix: str, url: str, readings: list[dateti
 async def test_a_line_that_closes_while_the_job_waits_for_its_slot_is_not_called(
     prefix: str, redis: Redis, sandbox: Sandbox, portal: SandboxHandle
 ) -> None:
-    """Open when the job wakes (17:59:59.8), closed at the moment of START (18:00:00.2): put back to 09:00, no call."""
+    """Open when the job wakes (17:59:59.8), closed once START took its slot (18:00:00.2): no call; the
+    attempt is recorded as not sent (it does not count) and the job waits for 09:00."""
     before = datetime(2026, 11, 23, 17, 59, 59, 800_000, tzinfo=MSK)  # Monday
     after = datetime(2026, 11, 23, 18, 0, 0, 200_000, tzinfo=MSK)
     _, record = await run_at_edge(redis, prefix, portal.webhook_url("default"), [before, after])
     assert sandbox.calls() == []
-    assert (record.state, record.attempts) == ("scheduled", 0)
+    assert (record.state, record.attempts) == ("retrying", 1)
+    assert record.attempt_log[0]["counts"] is False
     assert record.run_at == datetime(2026, 11, 24, 9, 0, tzinfo=MSK)
 
 
