@@ -56,11 +56,16 @@ def shown_text(record: JobRecord, *, redactor: Redactor = SHAPES) -> str:
     """The free text of a record as the dashboard shows it, masked like :func:`shown_view` (job id, text
     to pronounce, idempotency key, metadata): what a text search may match, so that it never finds what
     the page hides."""
+    return redactor.text(raw_text(record), job_numbers(record), _lines(record))
+
+
+def raw_text(record: JobRecord) -> str:
+    """The free text of a record before masking (what :func:`shown_text` masks): for a cheap
+    pre-test only, never shown."""
     job = record.job
-    raw = " ".join(
+    return " ".join(
         [job.job_id, job.text_to_pronounce or "", job.idempotency_key or "", json.dumps(job.metadata or "")]
     )
-    return redactor.text(raw, job_numbers(record), _lines(record))
 
 
 def shown_text_to_pronounce(record: JobRecord, *, redactor: Redactor = SHAPES) -> str:
