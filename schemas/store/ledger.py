@@ -29,7 +29,7 @@ from schemas.store.keys import Keys
 from schemas.store.reads import RecordReader
 from schemas.store.records import decode_text, to_ms
 from schemas.store.replies import Admission, FinalizeResult, Rescheduled, Start
-from schemas.store.scripts import Scripts
+from schemas.store.scripts import Scripts, in_pipeline
 from schemas.store.stats import LATENCY_COUNT, LATENCY_SUM, MINUTE_TTL_MS, latency_field, minute_of
 from schemas.wire.job import CallbackJob
 from schemas.wire.outcome import Outcome, stored_attempt_entry, stored_outcome
@@ -176,11 +176,13 @@ class Ledger(RecordReader):
     async def admit_many(self, requests: Sequence[AdmitRequest], *, now: datetime) -> list[Admission]:
         """Admit several jobs in one round trip (one admission script each, pipelined, not a
         transaction: each job is still admitted atomically on its own)."""
-        async with self.redis.pipeline(transaction=False) as pipe:
+
+        async def build(pipe: Pipeline) -> None:
             for request in requests:
                 keys, args = self._admission(request, now=now)
                 await self.scripts.admit(keys=keys, args=args, client=pipe)
-            replies = await pipe.execute()
+
+        replies = await in_pipeline(self.redis, build, transaction=False)
         return [Admission.parse(reply) for reply in replies]
 
     def _admission(
@@ -339,12 +341,12 @@ class Ledger(RecordReader):
             return FinalizeResult.parse(reply)
         follow_up = then
 
+        async def build(pipe: Pipeline) -> None:
+            await self.scripts.finalize(keys=script_keys, args=args, client=pipe)
+            await follow_up(pipe)
+
         async def both() -> Any:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                await self.scripts.finalize(keys=script_keys, args=args, client=pipe)
-                await follow_up(pipe)
-                replies = await pipe.execute()
-            return replies[0]
+            return (await in_pipeline(self.redis, build, transaction=True))[0]
 
         return FinalizeResult.parse(await self.retry(both, where="finalize"))
 
@@ -393,11 +395,12 @@ class Ledger(RecordReader):
             reply = await self.retry(lambda: self.scripts.start(keys=keys, args=args), where="start")
             return Start.parse(reply, token=token)
 
+        async def build(pipe: Pipeline) -> None:
+            await self.scripts.start(keys=keys, args=args, client=pipe)
+            pipe.wait(replicas, max(int(replicas_timeout_s * 1000), 1))
+
         async def start_and_wait() -> tuple[Any, int]:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                await self.scripts.start(keys=keys, args=args, client=pipe)
-                pipe.wait(replicas, max(int(replicas_timeout_s * 1000), 1))
-                reply, acked = await pipe.execute()
+            reply, acked = await in_pipeline(self.redis, build, transaction=False)
             return reply, int(acked)
 
         reply, acked = await self.retry(start_and_wait, where="start")
@@ -546,9 +549,11 @@ class Ledger(RecordReader):
         """Delete dead jobs for good (step ``purge``), each in one script with its idempotency key
         unless a replay took it over. Returns how many were deleted."""
         k = self.keys
-        async with self.redis.pipeline(transaction=False) as pipe:
+
+        async def build(pipe: Pipeline) -> None:
             for job_id in job_ids:
                 keys, args = [k.job(job_id), k.dead], [job_id, k.idempotency_prefix, k.dead_on_prefix]
                 await self.scripts.purge(keys=keys, args=args, client=pipe)
-            replies = await pipe.execute()
+
+        replies = await in_pipeline(self.redis, build, transaction=False)
         return sum(int(reply) for reply in replies)

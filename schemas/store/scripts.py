@@ -11,10 +11,14 @@ the empty string are absent (Redis Cluster is not supported: a job's keys span h
 from __future__ import annotations
 
 import functools
+from collections.abc import Awaitable, Callable
 from importlib import resources
+from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 from schemas.states import lua_rules
 
@@ -79,3 +83,25 @@ class Scripts:
         self.calls_due = script("calls_due")
         self.call_poll = script("call_poll")
         self.reserve_spare = script("reserve_spare")
+
+
+async def in_pipeline(
+    redis: Redis, build: Callable[[Pipeline], Awaitable[None]], *, transaction: bool
+) -> list[Any]:
+    """Send what ``build`` queues (scripts among it) as one pipeline, and return its replies.
+
+    redis-py loads a pipeline's scripts once, when ``execute`` begins; if Redis restarts after that
+    (its scripts are gone) and redis-py's retry sends the pipeline again, every script in it answers
+    ``NOSCRIPT`` and runs nothing. The pipeline is then built and sent once more, which loads them
+    again. Every script checks the state it changes, so what else ran the first time (a plain command
+    beside them) is harmless twice.
+    """
+    for attempt in (1, 2):
+        async with redis.pipeline(transaction=transaction) as pipe:
+            await build(pipe)
+            try:
+                return list(await pipe.execute())
+            except NoScriptError:
+                if attempt == 2:
+                    raise
+    raise AssertionError("unreachable")

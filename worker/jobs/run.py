@@ -54,6 +54,9 @@ RESULT_UNWRITTEN_HINT = (
 EVENT_LEASE_RAN_OUT = "job.lease_ran_out"
 LEASE_RAN_OUT = "not sent: the attempt's lease could have lapsed before the request left"
 
+EVENT_SLOT_LAPSED = "job.slot_lapsed"
+SLOT_LAPSED = "not sent: the request would have left too late for its rate slot"
+
 EVENT_WINDOW_CLOSED = "job.window_closed"
 WINDOW_CLOSED = "not sent: the line closed, or the job's deadline passed, before the request could leave"
 
@@ -84,6 +87,16 @@ class LeaseRanOut(NotSent):
 
     def __init__(self, *, late_s: float) -> None:
         super().__init__(LEASE_RAN_OUT, late_s=late_s)
+
+
+class SlotLapsed(NotSent):
+    """The request would leave later than its rate slot allows (the worker was frozen or starved
+    since START): it would bunch with on-time requests, so it is not sent; the job takes new slots."""
+
+    event = EVENT_SLOT_LAPSED
+
+    def __init__(self, *, late_s: float) -> None:
+        super().__init__(SLOT_LAPSED, late_s=late_s)
 
 
 class WindowClosed(NotSent):
@@ -152,11 +165,14 @@ async def run_job(deps: Deps, job_id: str) -> float | None:
         return await _unreplicated(deps, record, attempt=start.attempt, started_at=now)
     with deps.leases.holding(job_id, taken_at=taken_at):
         try:
+            slot_at = deps.clock() + timedelta(milliseconds=start.wait_ms)
             sent = await _still_sendable(deps, record, portal, start, now=now)
             if not isinstance(sent, datetime):
                 return sent.delay
             now = sent
-            return await _attempt(deps, record, portal, attempt=start.attempt, spent=spent, started_at=now)
+            return await _attempt(
+                deps, record, portal, attempt=start.attempt, spent=spent, started_at=now, slot_at=slot_at
+            )
         except asyncio.CancelledError:
             # an immediate stop, or a graceful one that ran out of time while Redis was away
             log.error(EVENT_RESULT_UNWRITTEN, attempt=start.attempt, hint=RESULT_UNWRITTEN_HINT)
@@ -308,7 +324,14 @@ async def _not_started(
 
 
 async def _attempt(
-    deps: Deps, record: JobRecord, portal: PortalConfig, *, attempt: int, spent: int, started_at: datetime
+    deps: Deps,
+    record: JobRecord,
+    portal: PortalConfig,
+    *,
+    attempt: int,
+    spent: int,
+    started_at: datetime,
+    slot_at: datetime | None = None,
 ) -> float | None:
     job = record.job
     began = time.monotonic()
@@ -318,8 +341,18 @@ async def _attempt(
 
     # the line's closing time or the job's deadline, whichever is first: looked up once, at START
     window_end = _window_end(portal.calendar_for(job.from_line), job.deadline_at, now=started_at)
+    # the portal's rate slot START took: the first request may leave this late at the most (a worker
+    # frozen or starved since would bunch it with the next job's, on time: an over-limit refusal)
+    slot_late_s = _slot_lateness_s(portal) if deps.rate_limit else None
+    sends = 0
 
     async def send(creds: Credentials) -> CallbackStarted:
+        nonlocal sends
+        sends += 1
+        if sends == 1 and slot_at is not None and slot_late_s is not None:
+            late_s = (deps.clock() - slot_at).total_seconds() - slot_late_s
+            if late_s > 0:
+                raise SlotLapsed(late_s=late_s)
         # only while this attempt's lease surely lives: a process frozen or cut off from Redis since
         # START may have had its attempt judged orphaned (and replayed) by now
         budget = deps.leases.send_budget(record.job_id)
@@ -471,6 +504,18 @@ async def _failed(
     """Record how a failed attempt ended, then act on its classification."""
     await deps.ledger.finish_attempt(record.job_id, attempt, entry, job=record.job)
     return await handle_failure(deps, record, portal, failure, attempt=attempt, spent=spent)
+
+
+SLOT_LATENESS_FLOOR_S = 0.1
+"""A request may leave this late after its slot whatever the bucket (a fast bucket's half interval is
+a fraction of a millisecond, less than an event loop's hiccup)."""
+
+
+def _slot_lateness_s(portal: PortalConfig) -> float:
+    """How late after its portal slot a request may still leave: the slot's usable lateness, one
+    interval of the bucket (the one request of headroom it keeps), and at least a tenth of a second."""
+    bucket = effective_bucket(portal)
+    return max(usable_lateness_ms(bucket), bucket.interval_ms, SLOT_LATENESS_FLOOR_S * 1000) / 1000
 
 
 def _window_end(calendar: Calendar, deadline: datetime | None, *, now: datetime) -> datetime:

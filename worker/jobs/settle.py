@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import structlog
 from redis.asyncio.client import Pipeline
-from redis.exceptions import BusyLoadingError, OutOfMemoryError, ReadOnlyError
+from redis.exceptions import BusyLoadingError, NoScriptError, OutOfMemoryError, ReadOnlyError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -53,6 +53,7 @@ HELD_MARGIN_S = 600.0
 
 
 REDIS_TROUBLE = (
+    NoScriptError,  # Redis restarted between redis-py's script load and its send: nothing ran
     RedisConnectionError,
     RedisTimeoutError,
     OutOfMemoryError,

@@ -5,13 +5,24 @@ from __future__ import annotations
 
 import itertools
 import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import aiohttp
 from redis.asyncio import Redis
 
 from ops.sandbox import Fault, Sandbox, SandboxHandle, SandboxPortal, running_sandbox
 from producers.api import Producer
 from schemas.config import LineConfig
+from schemas.store.keys import Keys
+from schemas.store.ledger import Ledger
 from tests.support.helpers import TEXT, make_settings, running_worker, sandbox_portal, wait_for, wait_outcomes
+from worker.bitrix.address import PortalAddresses
+from worker.bitrix.oauth import PortalAuth
+from worker.jobs.deps import Deps
+from worker.jobs.leases import AttemptLeases, LeaseTiming
+from worker.jobs.ratelimit import RateLimiter
+from worker.jobs.run import run_job
 
 
 async def test_a_busy_portal_does_not_delay_another(redis_url: str, prefix: str, redis: Redis) -> None:
@@ -91,3 +102,55 @@ async def test_a_rate_pause_also_holds_back_jobs_that_already_hold_a_slot(
         if c.received_monotonic - refused.received_monotonic < 0.95
     ]
     assert during == [], f"requests sent during the 1 s pause, seconds after the refusal: {during}"
+
+
+class _FrozenAfterStart:
+    """A worker's clock that jumps ``freeze_s`` after the first reading once START has returned (the
+    slot's): the worker was frozen right after START."""
+
+    def __init__(self, ledger: Ledger, freeze_s: float) -> None:
+        self.offset = timedelta(0)
+        self.freeze = timedelta(seconds=freeze_s)
+        self.started = False
+        self.start_attempt = ledger.start_attempt
+
+    def __call__(self) -> datetime:
+        now = datetime.now(UTC) + self.offset
+        if self.started:
+            self.offset, self.started = self.freeze, False
+        return now
+
+    async def frozen_start(self, *args: Any, **kwargs: Any) -> Any:
+        start = await self.start_attempt(*args, **kwargs)
+        self.started = True
+        return start
+
+
+async def test_a_request_later_than_its_slot_allows_is_not_sent(
+    redis_url: str, prefix: str, redis: Redis, sandbox: Sandbox, portal: SandboxHandle
+) -> None:
+    """A worker frozen for 2 s right after START (its portal slot allows a few hundred ms of lateness)
+    does not send: the request would bunch with on-time ones (an over-limit refusal). Not counted; sent later."""
+    settings = make_settings(redis_url, prefix, {"default": sandbox_portal(portal.webhook_url("default"))})
+    producer = Producer(redis, settings=settings)
+    submitted = await producer.enqueue(from_line="reg1332", to_number="+79111234567", text_to_pronounce=TEXT)
+    ledger = Ledger(redis, keys=Keys(prefix), retention_s=60, outcomes_maxlen=100)
+    clock = _FrozenAfterStart(ledger, freeze_s=2.0)
+    ledger.start_attempt = clock.frozen_start  # type: ignore[method-assign]  # the freeze's hook
+    async with aiohttp.ClientSession() as session:
+        deps = Deps(
+            settings=settings,
+            ledger=ledger,
+            session=session,
+            limiter=RateLimiter(redis, keys=Keys(prefix)),
+            auth=PortalAuth(redis, prefix=prefix, session=session),
+            addresses=PortalAddresses(redis, Keys(prefix)),
+            leases=AttemptLeases(ledger, timing=LeaseTiming()),
+            clock=clock,
+        )
+        delay = await run_job(deps, submitted.job_id)
+    assert sandbox.calls() == [], "nothing sent"
+    record = await ledger.read(submitted.job_id)
+    assert record is not None and delay is not None
+    assert record.state == "retrying"
+    assert [entry.get("counts", True) for entry in record.attempt_log] == [False]
