@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import re
+import unicodedata
 from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -134,7 +135,10 @@ class Redactor:
             return SECRETS.sub(_replace_secret, text) if may_hold_secret(text) else text
         if numbers:
             text = _mask_spellings(text, numbers)
-            text = _sub_folded(_spelling_pattern(tuple(numbers)), _replace_spelling, text)
+            core = _core_digits(tuple(numbers))
+            # the any-separator pattern is compiled per number: only where its digits are in the text
+            if core and core in _digits_of(text):
+                text = _sub_folded(_spelling_pattern(tuple(numbers)), _replace_spelling, text)
         if may_hold_secret(text):
             text = SECRETS.sub(_replace_secret, text)
         present = [value for value in kept if value in text] if kept else ()
@@ -195,6 +199,27 @@ def _sub_folded(pattern: re.Pattern[str], replace: Callable[[re.Match[str]], str
             parts += (text[end : match.start()], masked)
             end = match.end()
     return "".join((*parts, text[end:])) if parts else text
+
+
+_NON_DIGIT = re.compile(r"\D")
+
+
+def _digits_of(text: str) -> str:
+    """The digits of ``text`` in order, as ASCII (``%20`` and ``%2B`` left out): a number spelled with
+    any separators is in it as its plain digits."""
+    for escape in ("%20", "%2B", "%2b"):
+        if escape in text:
+            text = text.replace(escape, " ")
+    digits = _NON_DIGIT.sub("", text)
+    return digits if digits.isascii() else "".join(str(unicodedata.decimal(c, 0)) for c in digits)
+
+
+@functools.lru_cache(maxsize=256)
+def _core_digits(numbers: tuple[str, ...]) -> str:
+    """The shortest spelling's digits (what every spelling of the number contains), or ''."""
+    spelled = {"".join(c for c in spelling if c.isdigit()) for spelling in numbers}
+    spelled = {digits for digits in spelled if len(digits) >= _MIN_SPELLING_DIGITS}
+    return min(spelled, key=len) if spelled else ""
 
 
 @functools.lru_cache(maxsize=256)
