@@ -14,6 +14,7 @@ redial policy (:func:`schemas.policy.redial.decide_redial`) decides, a script wr
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -45,7 +46,20 @@ PENDING_MARGIN_S = 3600.0
 """While a redial waits, its line + number claim lives until the deadline plus this margin."""
 
 SPARE_SHARE = 0.5
-"""A follow-up's statistics request takes a rate slot only while half the bucket stays free."""
+"""A follow-up's statistics request takes a rate slot only while half the bucket stays free (see
+:func:`spare_keep_ms`: a shallow bucket keeps less, so an idle bucket always lends one)."""
+
+
+def spare_keep_ms(bucket: Bucket) -> float:
+    """How much of ``bucket``'s tolerance a spare slot leaves to callbacks: half of it, but never more
+    than the tolerance less one interval, so that a spare slot is free whenever the bucket is idle.
+
+    A deep bucket keeps half (at least two callbacks still go at once after the spare slot); a
+    bucket of depth 2 keeps one slot; a bucket of depth 1 (``burst`` 2, less callq's headroom) has
+    nothing to keep, so its spare slot is taken only when the bucket is idle, and the next callback
+    waits at most one interval. A bucket in use by callbacks (slots reserved ahead) lends none.
+    """
+    return min(bucket.tolerance_ms * SPARE_SHARE, bucket.tolerance_ms - bucket.interval_ms)
 
 
 def _csv(states: Any) -> str:
@@ -215,7 +229,7 @@ class CallStore:
     async def reserve_spare(self, portal: str, bucket: Bucket) -> float:
         """A low-priority slot of the portal's bucket: 0 if taken now, else seconds to wait (none taken)."""
         keys = [self.keys.rate_bucket(portal), self.keys.portal_pause(portal)]
-        keep_ms = int(bucket.tolerance_ms * SPARE_SHARE)
+        keep_ms = math.floor(spare_keep_ms(bucket))  # down: never refuses an idle bucket by rounding
         args = [bucket.interval_ms, bucket.tolerance_ms, keep_ms]
         wait_ms = await self.retry(
             lambda: self.scripts.reserve_spare(keys=keys, args=args), where="spare slot"

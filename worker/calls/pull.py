@@ -2,8 +2,9 @@
 
 Every worker runs :func:`keep_following`: every ``every_s`` it takes the jobs whose call is due to be
 asked about (``{p}:calls``, each claimed for one request), and for each takes a *spare* slot of its
-portal's bucket (:meth:`schemas.store.calls.CallStore.reserve_spare`: only while half the bucket stays
-free, never ahead of time, so a queue of callbacks never waits behind a follow-up), asks for the
+portal's bucket (:meth:`schemas.store.calls.CallStore.reserve_spare`: only while half the bucket, or at
+least one slot, stays free, or the bucket is idle; never ahead of time, so a queue of callbacks never
+waits behind a follow-up), asks for the
 statistics row of its CALL_ID, and records the end (:func:`schemas.store.calls.settle_call_end`) or
 asks again later with doubling waits (:func:`schemas.policy.followup.poll_delay_s`). A call awaited
 for the whole horizon ends ``unknown``. It also ends the redials whose lease lapsed (their worker

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
@@ -33,11 +34,15 @@ from worker.bitrix.oauth_tokens import Credentials
 from worker.calls.pull import count_call_end
 from worker.jobs.deps import Deps
 from worker.jobs.pacing import effective_bucket, take_slots
+from worker.jobs.window import NotSent, check_window, window_end, within
 from worker.policy.classify import Verdict, classify
 
 log = structlog.get_logger("callq.calls")
 
 EVENT_REDIAL = "call.redial"
+EARLY_TOLERANCE = timedelta(milliseconds=500)
+"""A redial woken this close to its time runs now rather than being put back for a blink."""
+
 SEND_MARGIN_S = 5.0
 """A redial's request leaves only this long before its lease would lapse, at the latest."""
 
@@ -46,16 +51,17 @@ async def run_redial(deps: Deps, record: JobRecord, portal: PortalConfig) -> flo
     """Run one redial of ``record``'s job. Returns seconds until it runs again, or None."""
     assert deps.calls is not None and record.call is not None
     job, now = record.job, deps.clock()
-    decision = earliest_run(
-        portal.calendar_for(job.from_line), now=now, not_before=job.not_before_at, deadline=job.deadline_at
-    )
-    if isinstance(decision, Expired):
-        return await _end(deps, record, EndReason.DEADLINE, decision.reason, expect=CallState.REDIAL)
-    if decision.at > now + timedelta(milliseconds=500):
-        return await _back(deps, record, decision.at, expect=CallState.REDIAL)
+    closed = await _closed(deps, record, portal, now=now, expect=CallState.REDIAL, early=EARLY_TOLERANCE)
+    if closed is not None:
+        return closed.delay
     hold = await take_slots(deps.limiter, record, portal, now=now) if deps.rate_limit else None
     if hold is not None:
         return await _back(deps, record, hold.wake, expect=CallState.REDIAL)
+    if deps.rate_limit:
+        # the slot's wait may have crossed the closing time or the deadline: nothing is marked yet
+        closed = await _closed(deps, record, portal, now=deps.clock(), expect=CallState.REDIAL)
+        if closed is not None:
+            return closed.delay
     token = secrets.token_hex(8)
     lease_s = (deps.client_timeout.total or 30.0) + 2 * SEND_MARGIN_S
     taken = time.monotonic()
@@ -70,11 +76,32 @@ async def run_redial(deps: Deps, record: JobRecord, portal: PortalConfig) -> flo
         return None  # in flight elsewhere, or ended meanwhile
     deps.metrics.redials.labels(portal=portal.name, line=job.from_line).inc()
     log.info(EVENT_REDIAL, job_id=job.job_id, attempt=start.attempt, redial=record.call.redials + 1)
+    return await _dial(deps, record, portal, attempt=start.attempt, token=token, lease_s=lease_s, taken=taken)
+
+
+async def _dial(
+    deps: Deps,
+    record: JobRecord,
+    portal: PortalConfig,
+    *,
+    attempt: int,
+    token: str,
+    lease_s: float,
+    taken: float,
+) -> float | None:
+    """Send the marked redial's request (``dialling``) and write what came of it."""
+    assert deps.calls is not None
+    job = record.job
+    # the line's closing time or the job's deadline, whichever is first: looked up once, when marked
+    closes = window_end(portal.calendar_for(job.from_line), job.deadline_at, now=deps.clock())
 
     async def send(creds: Credentials) -> CallbackStarted:
         budget = lease_s - SEND_MARGIN_S - (time.monotonic() - taken)
         if budget <= 0:
             raise BitrixCallError("not sent: the redial's lease could have lapsed")
+        # and only while the line is open and the job not expired: a redirect or a token refresh
+        # answered slowly since the redial was marked may have crossed the closing time
+        window = check_window(closes, now=deps.clock())
         return await start_callback(
             deps.session,
             creds.base_url,
@@ -83,7 +110,7 @@ async def run_redial(deps: Deps, record: JobRecord, portal: PortalConfig) -> flo
             text_to_pronounce=job.text_to_pronounce,
             voice=job.voice,
             access_token=creds.access_token,
-            client_timeout=deps.client_timeout,
+            client_timeout=within(deps.client_timeout, min(budget, window)),
         )
 
     began = deps.clock()
@@ -91,6 +118,13 @@ async def run_redial(deps: Deps, record: JobRecord, portal: PortalConfig) -> flo
         started = await send_with_refresh(
             deps.auth, portal, lambda creds: deps.addresses.send(portal, creds, send)
         )
+    except NotSent as exc:
+        # nothing was sent: the redial waits for the line's next opening (or ends: deadline)
+        log.warning(exc.event, job_id=job.job_id, attempt=attempt, late_s=round(exc.late_s, 3))
+        closed = await _closed(deps, record, portal, now=deps.clock(), token=token)
+        if closed is not None:
+            return closed.delay
+        return await _back(deps, record, deps.clock() + timedelta(seconds=deps.retry_base_s), token=token)
     except (AuthRefused, AuthUnavailable):
         return await _back(deps, record, deps.clock() + timedelta(seconds=deps.pause_s), token=token)
     except BitrixCallError as error:
@@ -108,11 +142,44 @@ async def run_redial(deps: Deps, record: JobRecord, portal: PortalConfig) -> flo
         job.job_id,
         portal,
         call_id=started.call_id,
-        attempt=start.attempt,
+        attempt=attempt,
         now=deps.clock(),
         token=token,
         attempt_entry=entry,
     )
+    return None
+
+
+@dataclass(frozen=True)
+class _Settled:
+    """The redial was put back or ended instead of being sent: what :func:`run_redial` returns."""
+
+    delay: float | None
+
+
+async def _closed(
+    deps: Deps,
+    record: JobRecord,
+    portal: PortalConfig,
+    *,
+    now: datetime,
+    expect: CallState = CallState.DIALLING,
+    token: str = "",
+    early: timedelta = timedelta(0),
+) -> _Settled | None:
+    """None while the line is open and the job's deadline not passed (or the line opens within
+    ``early``); else the redial is put back until the line's next opening, or its call result is
+    final (``deadline``)."""
+    job = record.job
+    decision = earliest_run(
+        portal.calendar_for(job.from_line), now=now, not_before=job.not_before_at, deadline=job.deadline_at
+    )
+    if isinstance(decision, Expired):
+        return _Settled(
+            await _end(deps, record, EndReason.DEADLINE, decision.reason, expect=expect, token=token)
+        )
+    if decision.at > now + early:
+        return _Settled(await _back(deps, record, decision.at, expect=expect, token=token))
     return None
 
 

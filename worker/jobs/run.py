@@ -16,13 +16,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-import aiohttp
 import structlog
 from redis.asyncio.client import Pipeline
 from redis.exceptions import ResponseError
 
 from schemas.config import PortalConfig
-from schemas.policy.calendar import Calendar, Expired, earliest_run, open_until
+from schemas.policy.calendar import Expired, earliest_run
 from schemas.policy.log_redaction import bind_job_number
 from schemas.states import FINAL_STATUSES, CallState, Status
 from schemas.store.ledger import SlotRequest
@@ -40,6 +39,7 @@ from worker.jobs.failures import auth_error, handle_failure, handle_interrupted,
 from worker.jobs.operating import kept_reading, note_operating
 from worker.jobs.pacing import LINE_LATENESS_MS, effective_bucket, usable_lateness_ms
 from worker.jobs.settle import defer_busy, durably, end_job, put_back, retry_at
+from worker.jobs.window import LeaseRanOut, NotSent, SlotLapsed, check_window, window_end, within
 from worker.policy.classify import Failure, Verdict, classify
 
 log = structlog.get_logger("callq.worker")
@@ -51,62 +51,11 @@ RESULT_UNWRITTEN_HINT = (
     "replaying it"
 )
 
-EVENT_LEASE_RAN_OUT = "job.lease_ran_out"
-LEASE_RAN_OUT = "not sent: the attempt's lease could have lapsed before the request left"
-
-EVENT_SLOT_LAPSED = "job.slot_lapsed"
-SLOT_LAPSED = "not sent: the request would have left too late for its rate slot"
-
-EVENT_WINDOW_CLOSED = "job.window_closed"
-WINDOW_CLOSED = "not sent: the line closed, or the job's deadline passed, before the request could leave"
-
 EVENT_START_UNREPLICATED = "job.start_unreplicated"
 START_UNREPLICATED = "not sent: too few Redis replicas acknowledged the attempt's start in time"
 
 EARLY_TOLERANCE = timedelta(milliseconds=500)
 """A job woken this close to its time runs now rather than being put back for a blink."""
-
-
-class NotSent(TransportError):
-    """The request must not leave now: it is not sent, and the job tries again (attempt not spent).
-
-    Attributes:
-        event: what the worker logs.
-        late_s: how far past the moment the request could still leave it is.
-    """
-
-    event = EVENT_LEASE_RAN_OUT
-
-    def __init__(self, description: str, *, late_s: float) -> None:
-        super().__init__(phase="connect", description=description)
-        self.late_s = late_s
-
-
-class LeaseRanOut(NotSent):
-    """The attempt's lease may lapse before its request could leave."""
-
-    def __init__(self, *, late_s: float) -> None:
-        super().__init__(LEASE_RAN_OUT, late_s=late_s)
-
-
-class SlotLapsed(NotSent):
-    """The request would leave later than its rate slot allows (the worker was frozen or starved
-    since START): it would bunch with on-time requests, so it is not sent; the job takes new slots."""
-
-    event = EVENT_SLOT_LAPSED
-
-    def __init__(self, *, late_s: float) -> None:
-        super().__init__(SLOT_LAPSED, late_s=late_s)
-
-
-class WindowClosed(NotSent):
-    """The line closed, or the job's deadline passed, since START (a slow redirect or token refresh
-    in between): the next run puts the job back until the line opens, or ends it ``expired``."""
-
-    event = EVENT_WINDOW_CLOSED
-
-    def __init__(self, *, late_s: float) -> None:
-        super().__init__(WINDOW_CLOSED, late_s=late_s)
 
 
 async def run_job(deps: Deps, job_id: str) -> float | None:
@@ -340,7 +289,7 @@ async def _attempt(
     )
 
     # the line's closing time or the job's deadline, whichever is first: looked up once, at START
-    window_end = _window_end(portal.calendar_for(job.from_line), job.deadline_at, now=started_at)
+    closes = window_end(portal.calendar_for(job.from_line), job.deadline_at, now=started_at)
     # the portal's rate slot START took: the first request may leave this late at the most (a worker
     # frozen or starved since would bunch it with the next job's, on time: an over-limit refusal)
     slot_late_s = _slot_lateness_s(portal) if deps.rate_limit else None
@@ -360,9 +309,7 @@ async def _attempt(
             raise LeaseRanOut(late_s=-budget)
         # and only while the line is open and the job not expired: a redirect or a token refresh
         # answered slowly since START may have crossed the closing time (each send looks again)
-        window = (window_end - deps.clock()).total_seconds()
-        if window <= 0:
-            raise WindowClosed(late_s=-window)
+        window = check_window(closes, now=deps.clock())
         return await start_callback(
             deps.session,
             creds.base_url,
@@ -516,22 +463,6 @@ def _slot_lateness_s(portal: PortalConfig) -> float:
     interval of the bucket (the one request of headroom it keeps), and at least a tenth of a second."""
     bucket = effective_bucket(portal)
     return max(usable_lateness_ms(bucket), bucket.interval_ms, SLOT_LATENESS_FLOOR_S * 1000) / 1000
-
-
-def _window_end(calendar: Calendar, deadline: datetime | None, *, now: datetime) -> datetime:
-    """When the line closes or the job's deadline passes, whichever is first (``now``: closed)."""
-    closes = open_until(calendar, now) or now
-    return min(closes, deadline) if deadline is not None else closes
-
-
-def within(timeout: aiohttp.ClientTimeout, budget_s: float) -> aiohttp.ClientTimeout:
-    """``timeout`` with the connection set up within ``budget_s``: a request leaves within its
-    attempt's lease, or not at all (a connect timeout is a request never sent)."""
-    connect = min(timeout.connect or budget_s, budget_s)
-    sock_connect = min(timeout.sock_connect or budget_s, budget_s)
-    return aiohttp.ClientTimeout(
-        total=timeout.total, connect=connect, sock_connect=sock_connect, sock_read=timeout.sock_read
-    )
 
 
 def _spent_attempts(record: JobRecord) -> int:

@@ -13,6 +13,7 @@ import pytest
 from redis.asyncio import Redis
 
 from schemas.config import PortalConfig, Settings
+from schemas.policy.bucket import pacing_bucket
 from schemas.policy.call_result import CallEnd, CallKind
 from schemas.policy.hours import parse_hours
 from schemas.states import CALL_TRANSITIONS, NO_CALL, CallState, CallStep, Status, call_allowed
@@ -226,3 +227,41 @@ async def test_a_final_result_is_counted_for_the_dashboards_reached_ratio(
 def test_reached_ratio(counts: dict[str, int], ratio: float | None) -> None:
     """Connected over the final results whose end is known."""
     assert reached_ratio(counts) == ratio
+
+
+@pytest.mark.parametrize("burst", [2, 3, 4, 5, 10])
+@pytest.mark.parametrize("rate", [2.0, 3.0])
+async def test_an_idle_bucket_always_lends_a_spare_slot(store: CallStore, rate: float, burst: int) -> None:
+    """At any ``burst`` (down to 2, a pacing bucket of depth 1) an idle bucket lends a follow-up a spare slot."""
+    assert await store.reserve_spare("default", pacing_bucket(rate, burst)) == 0
+
+
+@pytest.mark.parametrize("burst", [2, 3, 4, 5, 10])
+async def test_a_bucket_in_use_by_callbacks_lends_no_spare_slot(store: CallStore, burst: int) -> None:
+    """Once callbacks have taken what the bucket has now (and one reserved ahead), no spare slot is
+    taken: the follow-up is told to wait and the callbacks' next slot is where it was."""
+    bucket = pacing_bucket(2.0, burst)
+    keys = [store.keys.rate_bucket("default"), store.keys.portal_pause("default")]
+    depth = bucket.burst
+    delays = [
+        await store.scripts.reserve(keys=keys, args=[bucket.interval_ms, bucket.tolerance_ms])
+        for _ in range(depth)
+    ]
+    assert (
+        delays[-1]
+        <= 0
+        < await store.scripts.reserve(keys=keys, args=[bucket.interval_ms, bucket.tolerance_ms])
+    )
+    tat = await store.redis.get(keys[0])
+    assert await store.reserve_spare("default", bucket) > 0
+    assert await store.redis.get(keys[0]) == tat
+
+
+async def test_a_spare_slot_of_a_depth_2_bucket_leaves_one_slot_to_callbacks(store: CallStore) -> None:
+    """A bucket of depth 2 (``burst`` 3) lends one spare slot while idle and keeps the other for a
+    callback: a second spare slot is refused, and a callback still goes at once."""
+    bucket = pacing_bucket(2.0, 3)
+    assert await store.reserve_spare("default", bucket) == 0
+    assert await store.reserve_spare("default", bucket) > 0
+    keys = [store.keys.rate_bucket("default"), store.keys.portal_pause("default")]
+    assert await store.scripts.reserve(keys=keys, args=[bucket.interval_ms, bucket.tolerance_ms]) <= 0
