@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import phonenumbers
@@ -165,7 +165,7 @@ def _schedule(
         to_number=number,
         text_to_pronounce=text,
         voice=wire.voice or line.voice,
-        not_before=_utc(not_before),
+        not_before=_utc(not_before, round_up=True),
         deadline=_utc(deadline),
         idempotency_key=wire.idempotency_key,
         metadata=wire.metadata,
@@ -271,5 +271,13 @@ def _invalid(field: str, message: str) -> Invalid:
     return Invalid(errors=(FieldError(field, message),), echo={})
 
 
-def _utc(moment: datetime | None) -> str | None:
-    return format_utc(moment) if moment else None
+def _utc(moment: datetime | None, *, round_up: bool = False) -> str | None:
+    """The stored form of ``not_before`` / ``deadline``: to the millisecond, rounded so that a job never
+    runs earlier than asked (``round_up`` for ``not_before``) or later (down, for ``deadline``). Fewer
+    characters in every record (a computed deadline carried microseconds: 3 bytes more each)."""
+    if moment is None:
+        return None
+    ms = moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+    if round_up and ms < moment:
+        ms += timedelta(milliseconds=1)
+    return format_utc(ms, timespec="milliseconds" if ms.microsecond else "seconds")

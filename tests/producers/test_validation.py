@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from producers import validation
 from producers.validation import MAX_ENTRY_BYTES, Invalid, Valid, validate_job
 from schemas.config import PortalConfig, Settings
 
@@ -198,3 +199,21 @@ def test_errors_say_what_is_wrong_without_echoing_a_number(
     assert error["field"] == field and error["message"].startswith(says)
     shown = json.dumps([error, result.description, result.echo])
     assert "9111234567" not in shown and "9112223344" not in shown
+
+
+@pytest.mark.parametrize(
+    ("moment", "round_up", "stored"),
+    [
+        (datetime(2026, 12, 1, 7, 0, tzinfo=UTC), True, "2026-12-01T07:00:00Z"),
+        (datetime(2026, 12, 1, 7, 0, 0, 957_921, tzinfo=UTC), True, "2026-12-01T07:00:00.958Z"),
+        (datetime(2026, 12, 1, 7, 0, 0, 957_921, tzinfo=UTC), False, "2026-12-01T07:00:00.957Z"),
+        (datetime(2026, 12, 1, 7, 0, 0, 957_000, tzinfo=UTC), True, "2026-12-01T07:00:00.957Z"),
+        (datetime(2026, 12, 1, 7, 0, 0, 999_500, tzinfo=UTC), True, "2026-12-01T07:00:01Z"),
+    ],
+)
+def test_times_are_stored_to_the_millisecond_never_earlier_or_later(
+    moment: datetime, round_up: bool, stored: str
+) -> None:
+    """not_before rounds up and deadline down to the millisecond: shorter records, never an early call
+    or one past the deadline."""
+    assert validation._utc(moment, round_up=round_up) == stored
