@@ -39,20 +39,9 @@ from producers.validation import Invalid, validate_job
 from schemas.config import Settings
 from schemas.policy.redact import mask_number, redact_text
 from schemas.states import Status
+from schemas.wire.job import JOB_FIELDS as WIRE_JOB_FIELDS
 
-JOB_FIELDS = frozenset(
-    {
-        "from_line",
-        "to_number",
-        "text_to_pronounce",
-        "voice",
-        "portal",
-        "not_before",
-        "deadline",
-        "idempotency_key",
-        "metadata",
-    }
-)
+JOB_FIELDS = frozenset(WIRE_JOB_FIELDS)
 """The fields of a callback job (contract §3): the only CSV columns accepted."""
 
 MAX_ROWS = 100_000

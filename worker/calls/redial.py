@@ -27,14 +27,14 @@ from schemas.states import CallState, CallStep
 from schemas.store.calls import call_result_entry
 from schemas.store.records import JobRecord
 from schemas.store.replies import StartVerdict
-from worker.bitrix.client import CallbackStarted, start_callback
+from worker.bitrix.client import CallbackStarted
 from worker.bitrix.errors import AuthRefused, AuthUnavailable, BitrixCallError
 from worker.bitrix.oauth import send_with_refresh
 from worker.bitrix.oauth_tokens import Credentials
 from worker.calls.pull import count_call_end
 from worker.jobs.deps import Deps
 from worker.jobs.pacing import effective_bucket, take_slots
-from worker.jobs.window import NotSent, check_window, window_end, within
+from worker.jobs.window import NotSent, send_in_window, window_end
 from worker.policy.classify import Verdict, classify
 
 log = structlog.get_logger("callq.calls")
@@ -101,16 +101,14 @@ async def _dial(
             raise BitrixCallError("not sent: the redial's lease could have lapsed")
         # and only while the line is open and the job not expired: a redirect or a token refresh
         # answered slowly since the redial was marked may have crossed the closing time
-        window = check_window(closes, now=deps.clock())
-        return await start_callback(
+        return await send_in_window(
             deps.session,
-            creds.base_url,
-            from_line=job.from_line,
-            to_number=job.to_number,
-            text_to_pronounce=job.text_to_pronounce,
-            voice=job.voice,
-            access_token=creds.access_token,
-            client_timeout=within(deps.client_timeout, min(budget, window)),
+            creds,
+            job,
+            closes=closes,
+            now=deps.clock(),
+            budget_s=budget,
+            client_timeout=deps.client_timeout,
         )
 
     began = deps.clock()

@@ -29,7 +29,7 @@ from schemas.store.records import JobRecord, from_ms, to_ms
 from schemas.store.replies import Start, StartVerdict
 from schemas.store.writegate import refusal_or_raise
 from schemas.wire.codes import ErrorCode
-from worker.bitrix.client import CallbackStarted, start_callback
+from worker.bitrix.client import CallbackStarted
 from worker.bitrix.errors import AuthRefused, AuthUnavailable, BitrixCallError, TransportError
 from worker.bitrix.oauth import send_with_refresh
 from worker.bitrix.oauth_tokens import Credentials
@@ -39,7 +39,7 @@ from worker.jobs.failures import auth_error, handle_failure, handle_interrupted,
 from worker.jobs.operating import kept_reading, note_operating
 from worker.jobs.pacing import LINE_LATENESS_MS, effective_bucket, usable_lateness_ms
 from worker.jobs.settle import defer_busy, durably, end_job, put_back, retry_at
-from worker.jobs.window import LeaseRanOut, NotSent, SlotLapsed, check_window, window_end, within
+from worker.jobs.window import LeaseRanOut, NotSent, SlotLapsed, send_in_window, window_end
 from worker.policy.classify import Failure, Verdict, classify
 
 log = structlog.get_logger("callq.worker")
@@ -309,16 +309,14 @@ async def _attempt(
             raise LeaseRanOut(late_s=-budget)
         # and only while the line is open and the job not expired: a redirect or a token refresh
         # answered slowly since START may have crossed the closing time (each send looks again)
-        window = check_window(closes, now=deps.clock())
-        return await start_callback(
+        return await send_in_window(
             deps.session,
-            creds.base_url,
-            from_line=job.from_line,
-            to_number=job.to_number,
-            text_to_pronounce=job.text_to_pronounce,
-            voice=job.voice,
-            access_token=creds.access_token,
-            client_timeout=within(deps.client_timeout, min(budget, window)),
+            creds,
+            job,
+            closes=closes,
+            now=deps.clock(),
+            budget_s=budget,
+            client_timeout=deps.client_timeout,
         )
 
     failure: Failure | None = None

@@ -15,7 +15,10 @@ from datetime import datetime
 import aiohttp
 
 from schemas.policy.calendar import Calendar, open_until
+from schemas.wire.job import CallbackJob
+from worker.bitrix.client import CallbackStarted, start_callback
 from worker.bitrix.errors import TransportError
+from worker.bitrix.oauth_tokens import Credentials
 
 EVENT_LEASE_RAN_OUT = "job.lease_ran_out"
 LEASE_RAN_OUT = "not sent: the attempt's lease could have lapsed before the request left"
@@ -90,4 +93,30 @@ def within(timeout: aiohttp.ClientTimeout, budget_s: float) -> aiohttp.ClientTim
     sock_connect = min(timeout.sock_connect or budget_s, budget_s)
     return aiohttp.ClientTimeout(
         total=timeout.total, connect=connect, sock_connect=sock_connect, sock_read=timeout.sock_read
+    )
+
+
+async def send_in_window(
+    session: aiohttp.ClientSession,
+    creds: Credentials,
+    job: CallbackJob,
+    *,
+    closes: datetime,
+    now: datetime,
+    budget_s: float,
+    client_timeout: aiohttp.ClientTimeout,
+) -> CallbackStarted:
+    """Send the job's ``voximplant.callback.start`` only while its window is open (:func:`check_window`),
+    its connection set up within both the window and ``budget_s`` (what is left of the lease): the
+    one way an attempt and a redial send."""
+    window = check_window(closes, now=now)
+    return await start_callback(
+        session,
+        creds.base_url,
+        from_line=job.from_line,
+        to_number=job.to_number,
+        text_to_pronounce=job.text_to_pronounce,
+        voice=job.voice,
+        access_token=creds.access_token,
+        client_timeout=within(client_timeout, min(budget_s, window)),
     )
