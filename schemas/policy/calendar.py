@@ -12,7 +12,7 @@ windows themselves, and parsing them from the configuration, are :mod:`schemas.p
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from itertools import pairwise
 from zoneinfo import ZoneInfo
@@ -52,6 +52,12 @@ _SPAN_BEFORE = timedelta(days=1)
 _SPAN_AFTER = timedelta(days=2)
 # Offsets are sampled this often and bisected where they differ; zones never change twice this fast.
 _SAMPLE_S = 6 * 3600
+# Local dates whose open intervals a calendar remembers (a few are looked at per decision, the same
+# ones for every job of the day): past this many, it starts again.
+_MAX_DAYS = 1024
+
+Interval = tuple[datetime, datetime]
+"""[lo, hi) in UTC."""
 
 
 def _utc(instant: datetime, name: str) -> datetime:
@@ -83,6 +89,11 @@ class Calendar:
     weekly: WeeklyHours
     closed_dates: frozenset[date] = frozenset()
     holiday_country: str | None = None
+    # local date -> its open intervals (:func:`_open_intervals`): pure in the fields above, which
+    # never change, and asked for by every scheduling decision (the same few days for every job)
+    _days: dict[date, tuple[Interval, ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         check_weekly(self.weekly)
@@ -141,8 +152,18 @@ def _offset_pieces_between(
     )
 
 
-def _open_intervals(cal: Calendar, day: date) -> list[tuple[datetime, datetime]]:
-    """UTC instant intervals [lo, hi) during which the windows of local date `day` are open."""
+def _open_intervals(cal: Calendar, day: date) -> tuple[Interval, ...]:
+    """UTC instant intervals [lo, hi) during which the windows of local date `day` are open
+    (remembered by the calendar)."""
+    known = cal._days.get(day)
+    if known is None:
+        if len(cal._days) >= _MAX_DAYS:
+            cal._days.clear()
+        known = cal._days[day] = tuple(_day_intervals(cal, day))
+    return known
+
+
+def _day_intervals(cal: Calendar, day: date) -> list[Interval]:
     windows = cal.weekly.get(day.weekday(), ())
     if not windows or cal.is_closed_day(day):
         return []
@@ -214,7 +235,7 @@ def open_until(
     # the day before, the day and the day after decide almost every case; more days only when the
     # open stretch runs to the end of what was looked at
     for last in (1, horizon_days):
-        intervals: list[tuple[datetime, datetime]] = []
+        intervals: list[Interval] = []
         for index in range(-1, last + 1):
             try:
                 intervals += _open_intervals(cal, first_day + timedelta(days=index))
@@ -226,7 +247,7 @@ def open_until(
     return end
 
 
-def _stretch_end(intervals: list[tuple[datetime, datetime]], at: datetime) -> datetime | None:
+def _stretch_end(intervals: list[Interval], at: datetime) -> datetime | None:
     """The end of the run of touching `intervals` (sorted) that contains `at`, or None."""
     end: datetime | None = None
     for lo, hi in intervals:

@@ -603,3 +603,46 @@ def test_open_until_is_the_end_of_the_open_stretch(case: tuple[Calendar, datetim
         assert until > at
         assert cal.is_open(until - timedelta(seconds=1))
         assert not cal.is_open(until)
+
+
+def test_a_calendar_works_out_each_local_date_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Decisions about the same days (every job of the day asks) reuse the days' intervals already found."""
+    from schemas.policy import calendar
+
+    cal = Calendar(MSK, WEEKDAYS, holiday_country="RU")
+    worked_out: list[date] = []
+    original = calendar._day_intervals
+
+    def counting(c: Calendar, day: date) -> list[tuple[datetime, datetime]]:
+        worked_out.append(day)
+        return original(c, day)
+
+    monkeypatch.setattr(calendar, "_day_intervals", counting)
+    now = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
+    first = [
+        open_until(cal, now),
+        next_open(cal, now),
+        earliest_run(cal, now=now, not_before=None, deadline=None),
+    ]
+    days = len(worked_out)
+    assert days == len(set(worked_out))
+    again = [
+        open_until(cal, now),
+        next_open(cal, now),
+        earliest_run(cal, now=now, not_before=None, deadline=None),
+    ]
+    assert again == first
+    assert len(worked_out) == days
+
+
+def test_a_calendar_remembers_a_bounded_number_of_days() -> None:
+    """Looking far ahead day after day keeps at most _MAX_DAYS dates in memory, and the answers stay right."""
+    from schemas.policy import calendar
+
+    cal = Calendar(MSK, WEEKDAYS, holiday_country="RU")
+    fresh = Calendar(MSK, WEEKDAYS, holiday_country="RU")
+    start = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    for index in range(0, calendar._MAX_DAYS + 200, 3):
+        assert len(cal._days) <= calendar._MAX_DAYS
+        at = start + timedelta(days=index)
+        assert next_open(cal, at) == next_open(dataclasses.replace(fresh), at)
