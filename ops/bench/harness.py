@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ops.cli.event_loop import DEFAULT_EVENT_LOOP, EventLoopName
 from ops.redis_server import RedisServer
 
 
@@ -82,6 +83,7 @@ def start_worker(
     rates: dict[str, tuple[float, int]] | None = None,
     follow: bool = True,
     first_poll_s: float | None = None,
+    event_loop: EventLoopName = DEFAULT_EVENT_LOOP,
 ) -> subprocess.Popen[bytes]:
     """Start ``python -m ops.bench.worker_proc`` (a callq worker built from arguments; ``follow``:
     follow each call to its end, first asking ``first_poll_s`` after it was placed)."""
@@ -106,6 +108,7 @@ def start_worker(
     args += ["--follow", "on" if follow else "off"]
     if first_poll_s is not None:
         args += ["--first-poll", str(first_poll_s)]
+    args += ["--event-loop", event_loop]
     log = (env.workdir / f"worker-{prefix}-{len(list(env.workdir.glob('worker-*')))}.log").open("ab")
     return subprocess.Popen(args, stdout=log, stderr=log, env={**os.environ})
 
@@ -127,9 +130,17 @@ def median(values: list[float]) -> float:
 
 
 def start_plain_arq(
-    env: Env, queue: str, *, mode: str, concurrency: int = 20, batched: bool = False, tuned: bool = False
+    env: Env,
+    queue: str,
+    *,
+    mode: str,
+    concurrency: int = 20,
+    batched: bool = False,
+    tuned: bool = False,
+    event_loop: EventLoopName = DEFAULT_EVENT_LOOP,
 ) -> subprocess.Popen[bytes]:
-    """Start a bare arq worker (:mod:`ops.bench.plain_arq`) on ``queue``."""
+    """Start a bare arq worker (:mod:`ops.bench.plain_arq`) on ``queue``, on the event loop callq's
+    processes use unless told otherwise."""
     log = (env.workdir / f"arq-{queue}.log").open("ab")
     args = (
         [
@@ -147,6 +158,7 @@ def start_plain_arq(
         ]
         + (["--batched"] if batched else [])
         + (["--tuned"] if tuned else [])
+        + ["--event-loop", event_loop]
     )
     return subprocess.Popen(args, stdout=log, stderr=log)
 

@@ -17,7 +17,6 @@ Run as ``python -m ops.bench.plain_arq --redis-url … --queue … --mode post|n
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 from typing import Any
 
@@ -26,6 +25,7 @@ from arq.connections import RedisSettings, create_pool
 from arq.worker import Worker, func
 
 from ops.bench.common import run_until_stopped
+from ops.cli.event_loop import DEFAULT_EVENT_LOOP, EVENT_LOOPS, run
 from schemas.jobqueue.runner import QUEUE_READ_LIMIT
 from schemas.jobqueue.worker import BatchClaimWorker
 
@@ -99,4 +99,8 @@ if __name__ == "__main__":
     parser.add_argument(
         "--tuned", action="store_true", help="arq's own worker, poll 0.05 s, 1,000 ids a read"
     )
-    asyncio.run(main(parser.parse_args()))
+    parser.add_argument(
+        "--event-loop", choices=EVENT_LOOPS, default=DEFAULT_EVENT_LOOP, help="as callq's processes"
+    )
+    arguments = parser.parse_args()
+    run(main(arguments), event_loop=arguments.event_loop)

@@ -10,6 +10,7 @@ from types import MappingProxyType
 from zoneinfo import ZoneInfo
 
 from ops.cli.assemble import build_callq_worker
+from ops.cli.event_loop import DEFAULT_EVENT_LOOP, EVENT_LOOPS, run
 from ops.cli.logs import configure_logging
 from schemas.config import CallsConfig, PortalConfig, Settings
 from schemas.jobqueue.pool import open_pool
@@ -86,4 +87,6 @@ if __name__ == "__main__":
     parser.add_argument("--no-limits", action="store_true")
     parser.add_argument("--follow", choices=["on", "off"], default="on", help="follow each call to its end")
     parser.add_argument("--first-poll", type=float, default=FollowTiming().first_poll_s)
-    asyncio.run(main(parser.parse_args()))
+    parser.add_argument("--event-loop", choices=EVENT_LOOPS, default=DEFAULT_EVENT_LOOP)
+    arguments = parser.parse_args()
+    run(main(arguments), event_loop=arguments.event_loop)  # as `callq worker` does

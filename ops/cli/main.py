@@ -8,7 +8,6 @@ cancel; ``dead``, ``resume``, ``check``, ``events`` (bind OnVoximplantCallEnd), 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import os
 import signal
@@ -20,6 +19,7 @@ from typing import Any
 import structlog
 
 from ops.cli import check, dead, events, jobs, portal_lists, resume, sandbox, serve, worker
+from ops.cli.event_loop import DEFAULT_EVENT_LOOP, EVENT_LOOPS, run
 from ops.cli.logs import RedactingStream, configure_logging
 from ops.cli.redis_check import RedisUnavailable, ensure_redis
 from ops.cli.verb import Verb
@@ -60,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--log-format", choices=["auto", "json", "console"], default="auto")
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument(
+        "--event-loop",
+        choices=EVENT_LOOPS,
+        default=DEFAULT_EVENT_LOOP,
+        help=f"the event loop to run on (default: {DEFAULT_EVENT_LOOP})",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for verb in VERBS:
         verb.add_arguments(sub.add_parser(verb.name, help=verb.help))
@@ -115,7 +121,7 @@ def _main(argv: Sequence[str] | None, out: RedactingStream, err: RedactingStream
         json_output=json_output, level=args.log_level.upper(), redactor=redactor, stream=err.raw
     )
     try:
-        return asyncio.run(_dispatch(verb, args, settings))
+        return run(_dispatch(verb, args, settings), event_loop=args.event_loop)
     except KeyboardInterrupt:
         return 130
     except RedisUnavailable as exc:
