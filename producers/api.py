@@ -239,11 +239,19 @@ class Producer:
         self, job: CallbackJob, admission: Admission, *, run_at: datetime, now: datetime, deadline_sent: bool
     ) -> Submitted:
         """What an admission means for the producer (and the outcome a non-new one needs)."""
-        bound = log.bind(job_id=job.job_id, portal=job.portal, line=job.from_line)
         if admission.verdict is AdmitVerdict.REFUSED:
             raise ReplayRefused(admission.job_id)
         if admission.verdict is AdmitVerdict.NEW:
-            bound.info("job.scheduled", run_at=run_at.isoformat(), to_number=mask_number(job.to_number))
+            # DEBUG: at INFO a job's one line is its outcome's (job.finished, in the worker); a line
+            # per admission too cost as much CPU as it (redaction, rendering) on the intake's path
+            log.debug(
+                "job.scheduled",
+                job_id=job.job_id,
+                portal=job.portal,
+                line=job.from_line,
+                run_at=run_at.isoformat(),
+                to_number=mask_number(job.to_number),
+            )
             return Submitted(job_id=job.job_id, status=Status.SCHEDULED, new=True, run_at=run_at)
         if admission.verdict is AdmitVerdict.DUPLICATE:
             return await finals.duplicate(self.ledger, job, holder=admission.job_id, now=now)
@@ -259,7 +267,13 @@ class Producer:
             # An intake entry must end in an outcome of its own: a repeat of a known key is a
             # duplicate of the job that holds the key (and makes no new job, no call).
             return await finals.duplicate(self.ledger, job, holder=admission.job_id, now=now)
-        bound.info("job.idempotent_repeat", existing_job_id=admission.job_id)
+        log.info(
+            "job.idempotent_repeat",
+            job_id=job.job_id,
+            portal=job.portal,
+            line=job.from_line,
+            existing_job_id=admission.job_id,
+        )
         return Submitted(
             job_id=admission.job_id,
             status=record.state if record else Status.SCHEDULED,
