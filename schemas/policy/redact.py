@@ -114,7 +114,8 @@ class Redactor:
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         kept = {secret for secret in secrets if len(secret) >= MIN_KNOWN_SECRET_CHARS}
         self._secrets = tuple(sorted(kept, key=len, reverse=True))  # a secret inside another goes last
-        self._keys: dict[str, str] = {}  # mapping keys repeat on every log line: remember them
+        # mapping keys repeat on every log line: remember them, masked, and whether they hold a digit
+        self._keys: dict[str, tuple[str, bool]] = {}
 
     def __repr__(self) -> str:
         return "Redactor(<secrets hidden>)"
@@ -131,8 +132,16 @@ class Redactor:
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, MASK)
-        if not (DIGIT.search(text) if text.isascii() else _ANY_DIGIT.search(text)):  # most lines
+        # most values: no digit, or too few for a number (7 or more) or a spelling (6 or more):
+        # a job id, a portal or line name, a count; only the secret shapes can be in them
+        if not (_SIX_DIGITS.match(text) if text.isascii() else _ANY_DIGIT.search(text)) and not (
+            numbers and any(spelling in text for spelling in numbers)
+        ):
             return SECRETS.sub(_replace_secret, text) if may_hold_secret(text) else text
+        return self._digits_masked(text, numbers, kept)
+
+    def _digits_masked(self, text: str, numbers: Sequence[str], kept: Collection[str]) -> str:
+        """:meth:`text`'s work on a text that may hold a number, its configured secrets masked."""
         if numbers:
             text = _mask_spellings(text, numbers)
             core = _core_digits(tuple(numbers))
@@ -165,12 +174,15 @@ class Redactor:
             return self.value(key, numbers, kept)
         if kept:
             return self.text(key, numbers, kept)
-        done = self._keys.get(key)
-        if done is None:
+        memo = self._keys.get(key)
+        if memo is None:
             if len(self._keys) >= _MAX_MEMO:
                 self._keys.clear()
-            done = self._keys[key] = self.text(key)
-        return _mask_spellings(done, numbers) if numbers else done
+            done = self.text(key)
+            memo = self._keys[key] = (done, DIGIT.search(fold(done)) is not None)
+        done, has_digits = memo
+        # a key without a digit (almost every one) holds no spelling of a number
+        return _mask_spellings(done, numbers) if numbers and has_digits else done
 
 
 def _mask_spellings(text: str, numbers: Sequence[str]) -> str:
@@ -311,6 +323,9 @@ def _replace_number(match: re.Match[str]) -> str:
 
 
 _ANY_DIGIT = re.compile(r"\d")  # any Unicode digit: a text without one holds no number
+# matches an ASCII text with 6 digits or more (possessive: one pass, no backtracking); one with
+# fewer holds no number (7 digits at least, :data:`NUMBERS`) and no spelling (6, :func:`number_spellings`)
+_SIX_DIGITS = re.compile(r"(?:[^0-9]*+[0-9]){6}")
 
 _KEPT_KINDS = frozenset({"iso", "entry", "decimal", "dmy"})
 _HEX = re.compile(r"[0-9a-fA-F]+")

@@ -281,3 +281,40 @@ def test_timestamps_and_ids_survive(moment: datetime, entry_ms: int, sequence: i
     """ISO timestamps, stream entry ids and hex job ids come out as they went in."""
     text = f"at {moment.isoformat()} ({moment:%Y-%m-%d %H:%M:%S}), job {job_id}, intake {entry_ms}-{sequence} s{entry_ms}-{sequence}"
     assert redact_text(text) == text
+
+
+_FEW_DIGITS_TEXT = st.lists(
+    st.one_of(
+        st.sampled_from(["+", "-", " ", "(", ")", ".", "/", "_", "%20", "%2B", "=", "@", "://", ":", "x"]),
+        st.sampled_from(["token", "Bearer ", "auth", "/rest/1/", "reg", "p", "s2u4seg", "abcdef"]),
+        st.text(alphabet="0123456789", min_size=1, max_size=5),
+    ),
+    max_size=12,
+).map("".join)
+
+
+@given(text=_FEW_DIGITS_TEXT)
+def test_a_text_with_few_digits_is_masked_as_by_the_full_scan(text: str) -> None:
+    """A text of fewer than 6 digits skips the number scan and comes out as the full scan makes it."""
+    if sum(c.isdigit() for c in text) >= 6:
+        return
+    numbers = number_spellings("+79111234567")
+    redactor = Redactor(["s3cr3tcode"])
+    assert redactor.text(text, numbers) == redactor._digits_masked(text, numbers, ())
+    assert redactor.text(text) == redactor._digits_masked(text, (), ())
+
+
+def test_short_values_skip_the_number_scan(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Job ids, portal and line names, counts: too few digits to be a number, no number pattern runs
+    over them (they are most of the values a log line carries)."""
+    from schemas.policy import redact
+
+    def scan(*_args: object) -> str:
+        raise AssertionError("the number patterns ran")
+
+    monkeypatch.setattr(redact, "_sub_folded", scan)
+    numbers = number_spellings("+79111234567")
+    for text in ("s2u4segczmtas7epf", "p0", "reg1332", "attempt 3 of 5"):
+        assert Redactor().text(text, numbers) == text
+    assert Redactor().text("token=abc123", numbers) == "token=***"
+    assert Redactor().key("attempt2", numbers) == "attempt2"
