@@ -11,7 +11,7 @@ from __future__ import annotations
 import structlog
 from structlog.typing import EventDict, WrappedLogger
 
-from schemas.policy.redact import MASK, SHAPES, Redactor, mask_number, number_spellings
+from schemas.policy.redact import MASK, SHAPES, Redactor, admitted_spellings, mask_number
 
 NUMBER_KEYS = frozenset({"to_number", "number", "phone", "TO_NUMBER"})
 SECRET_KEYS = frozenset(
@@ -38,8 +38,13 @@ class KnownNumbers:
 
 
 def bind_job_number(number: str) -> None:
-    """Mask this number (every spelling) in every log line of the current context (the job's run)."""
-    structlog.contextvars.bind_contextvars(**{KNOWN_NUMBERS: KnownNumbers(number_spellings(number))})
+    """Mask this number (every spelling) in every log line of the current context (the job's run).
+
+    Args:
+        number: the job's ``to_number`` as admission stored it (E.164; spelled out without parsing it
+            again, :func:`schemas.policy.redact.admitted_spellings`).
+    """
+    structlog.contextvars.bind_contextvars(**{KNOWN_NUMBERS: KnownNumbers(admitted_spellings(number))})
 
 
 class RedactProcessor:

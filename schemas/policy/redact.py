@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import phonenumbers
+from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
 
 from schemas.policy.redact_patterns import DIGIT, NUMBERS, SECRETS, fold, is_ip_address, may_hold_secret
 
@@ -66,7 +67,6 @@ def mask_number(number: str | None) -> str | None:
     return f"{text[:keep]}***{text[len(text) - keep :] if keep else ''}"
 
 
-@functools.lru_cache(maxsize=1024)
 def number_spellings(number: str, region: str | None = None) -> tuple[str, ...]:
     """The ways a number may be written, longest first: E.164, its digits, the national form with
     the trunk prefix, the national significant number (``+79111234567``, ``79111234567``,
@@ -80,6 +80,50 @@ def number_spellings(number: str, region: str | None = None) -> tuple[str, ...]:
         The spellings (digits, and the E.164 form with ``+``); only the digits of ``number`` when
         it cannot be parsed; none shorter than 6 digits.
     """
+    known = _SPELLINGS.get((number, region))
+    if known is None:
+        known = _remember((number, region), _parsed_spellings(number, region))
+    return known
+
+
+def admitted_spellings(number: str) -> tuple[str, ...]:
+    """:func:`number_spellings` of a job's number as admission stored it (the E.164 form of a valid
+    number), without parsing it again: its country code is the one of 1 to 3 digits that exists
+    (they are prefix-free), the rest is the national significant number. The same answers as
+    :func:`number_spellings` (tests compare them on valid numbers of every region and type); a
+    number not in E.164 form goes through :func:`number_spellings`.
+
+    Args:
+        number: the stored ``to_number``.
+    """
+    known = _SPELLINGS.get((number, None))
+    if known is not None:
+        return known
+    digits = number[1:]
+    if number[:1] != "+" or not (digits.isascii() and digits.isdigit()):
+        return number_spellings(number)
+    for size in (1, 2, 3):
+        country_code = int(digits[:size])
+        if country_code in COUNTRY_CODE_TO_REGION_CODE:
+            break
+    else:
+        return number_spellings(number)
+    return _remember((number, None), _spellings(number, digits, country_code, digits[size:]))
+
+
+_SPELLINGS: dict[tuple[str, str | None], tuple[str, ...]] = {}
+"""(number, region) -> its spellings: a job's number is asked for a few times per run (its log
+lines, its request's masking, its outcome). Bounded: past :data:`_MAX_MEMO` numbers it starts again."""
+
+
+def _remember(key: tuple[str, str | None], spellings: tuple[str, ...]) -> tuple[str, ...]:
+    if len(_SPELLINGS) >= _MAX_MEMO:
+        _SPELLINGS.clear()
+    _SPELLINGS[key] = spellings
+    return spellings
+
+
+def _parsed_spellings(number: str, region: str | None) -> tuple[str, ...]:
     digits = "".join(c for c in number if c.isdigit())
     try:
         parsed = phonenumbers.parse(number, region)
@@ -88,9 +132,14 @@ def number_spellings(number: str, region: str | None = None) -> tuple[str, ...]:
     if parsed is None or parsed.country_code is None:
         return (digits,) if len(digits) >= _MIN_SPELLING_DIGITS else ()
     national = phonenumbers.national_significant_number(parsed)
-    full = f"{parsed.country_code}{national}"
-    forms = {f"+{full}", full, national, digits}
-    main_region = phonenumbers.region_code_for_country_code(parsed.country_code)
+    return _spellings(f"+{parsed.country_code}{national}", digits, parsed.country_code, national)
+
+
+def _spellings(e164: str, digits: str, country_code: int, national: str) -> tuple[str, ...]:
+    """The E.164 form, its digits without ``+``, the national significant number, the national
+    form with the trunk prefix where the country has one, and the digits as written."""
+    forms = {e164, e164[1:], national, digits}
+    main_region = phonenumbers.region_code_for_country_code(country_code)
     metadata = phonenumbers.PhoneMetadata.metadata_for_region(main_region)
     if metadata is not None and metadata.national_prefix:
         forms.add(f"{metadata.national_prefix}{national}")

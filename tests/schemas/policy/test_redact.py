@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from schemas.config import ApiToken, CallsConfig, PortalConfig, Settings
 from schemas.policy.redact import (
     Redactor,
+    admitted_spellings,
     known_secrets,
     mask_number,
     number_spellings,
@@ -318,3 +319,65 @@ def test_short_values_skip_the_number_scan(monkeypatch: pytest.MonkeyPatch) -> N
         assert Redactor().text(text, numbers) == text
     assert Redactor().text("token=abc123", numbers) == "token=***"
     assert Redactor().key("attempt2", numbers) == "attempt2"
+
+
+def _valid_e164_numbers() -> list[str]:
+    """Valid numbers of every region, non-geographic entity and type: phonenumbers' examples and
+    valid neighbours of each, in E.164 (as admission stores a job's number)."""
+    import copy
+
+    import phonenumbers
+
+    examples = [
+        phonenumbers.example_number_for_type(region, kind)
+        for region in phonenumbers.SUPPORTED_REGIONS
+        for kind in (
+            phonenumbers.PhoneNumberType.FIXED_LINE,
+            phonenumbers.PhoneNumberType.MOBILE,
+            phonenumbers.PhoneNumberType.TOLL_FREE,
+            phonenumbers.PhoneNumberType.PREMIUM_RATE,
+            phonenumbers.PhoneNumberType.VOIP,
+            phonenumbers.PhoneNumberType.UAN,
+        )
+    ] + [
+        phonenumbers.example_number_for_non_geo_entity(code)
+        for code in phonenumbers.COUNTRY_CODES_FOR_NON_GEO_REGIONS
+    ]
+    numbers = []
+    for example in filter(None, examples):
+        for step in range(0, 1000, 97):
+            variant = copy.copy(example)
+            variant.national_number = example.national_number + step
+            if phonenumbers.is_valid_number(variant):
+                numbers.append(phonenumbers.format_number(variant, phonenumbers.PhoneNumberFormat.E164))
+    return numbers
+
+
+def test_admitted_spellings_are_those_of_the_parsed_number() -> None:
+    """A stored E.164 number is spelled out without parsing exactly as parsing spells it, for valid
+    numbers of every region and type (Italian leading zeros, trunk prefixes, non-geographic codes)."""
+    from schemas.policy import redact
+
+    numbers = _valid_e164_numbers()
+    assert len(numbers) > 5000
+    for number in numbers:
+        redact._SPELLINGS.clear()
+        assert admitted_spellings(number) == redact._parsed_spellings(number, None), number
+
+
+def test_admitted_spellings_parse_what_is_not_e164(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A number not in E.164 form, or with no known country code, is parsed as any other; an E.164
+    one is not parsed (the job runner spells its number once per run)."""
+    import phonenumbers
+
+    from schemas.policy import redact
+
+    redact._SPELLINGS.clear()
+    assert admitted_spellings("8 911 123-45-67") == number_spellings("8 911 123-45-67")
+    assert admitted_spellings("+999123456789") == ("999123456789",)
+
+    def refuse(*_args: object) -> None:
+        raise AssertionError("parsed")
+
+    monkeypatch.setattr(phonenumbers, "parse", refuse)
+    assert admitted_spellings("+79111234568") == ("+79111234568", "79111234568", "89111234568", "9111234568")
