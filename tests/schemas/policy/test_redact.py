@@ -347,7 +347,7 @@ def _valid_e164_numbers() -> list[str]:
     for example in filter(None, examples):
         for step in range(0, 1000, 97):
             variant = copy.copy(example)
-            variant.national_number = example.national_number + step
+            variant.national_number = (example.national_number or 0) + step
             if phonenumbers.is_valid_number(variant):
                 numbers.append(phonenumbers.format_number(variant, phonenumbers.PhoneNumberFormat.E164))
     return numbers
