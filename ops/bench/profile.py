@@ -21,6 +21,7 @@ from ops.bench.common import callback_jobs, push_intake, wait_outcomes
 from ops.bench.harness import bench_env
 from ops.bench.worker_proc import settings_for
 from ops.cli.assemble import build_callq_worker
+from ops.cli.event_loop import run
 from ops.cli.logs import configure_logging
 from schemas.jobqueue.pool import open_pool
 from schemas.store.keys import Keys
@@ -63,4 +64,5 @@ async def profile(n: int, *, log_stream: TextIO) -> str:
 
 if __name__ == "__main__":
     with open(os.devnull, "w") as devnull:
-        print(asyncio.run(profile(int(sys.argv[1]) if len(sys.argv) > 1 else 3000, log_stream=devnull)))
+        # on the event loop `callq worker` runs on
+        print(run(profile(int(sys.argv[1]) if len(sys.argv) > 1 else 3000, log_stream=devnull)))
