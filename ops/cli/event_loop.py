@@ -1,8 +1,8 @@
 """The event loop a callq process runs on: uvloop's, or asyncio's own on request.
 
 uvloop (libuv under asyncio's API) does the loop's own work (scheduling callbacks, reading and
-writing sockets) in C: a worker spends about a sixth less CPU per job on it than on asyncio's
-loop (docs/benchmarks.md). ``--event-loop asyncio`` is the way back, should a library ever
+writing sockets) in C: a worker spends about a tenth less CPU per job on it than on asyncio's
+loop (docs/benchmarks.md, "Issue 16: CPU per job"). ``--event-loop asyncio`` is the way back, should a library ever
 misbehave on it; where uvloop is not installed (it ships no Windows wheel), asyncio's loop is used.
 """
 
