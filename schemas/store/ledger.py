@@ -314,8 +314,6 @@ class Ledger(RecordReader):
         field, entry = (
             (f"attempt:{attempt[0]}", json.dumps(attempt[1], separators=(",", ":"))) if attempt else ("", "")
         )
-        # a cancelled job leaves arq's queue with it; so does an orphan (its arq run was given up)
-        drop_arq = outcome.status == Status.CANCELLED or orphan_seen_ms is not None
         script_keys = [k.job(job_id), claim, idem, k.outcomes, k.dead, k.jobs.job(job_id), k.queue, strikes]
         now_ms = to_ms(datetime.fromisoformat(outcome.finished_at))
         portal = outcome.portal
@@ -328,7 +326,9 @@ class Ledger(RecordReader):
             latency = [latency_field(duration_ms), int(duration_ms)]
         args: list[str | int] = [job_id, str(outcome.status), outcome.to_json(), self.retention_ms]
         args += [self.outcomes_maxlen, int(dedupe_window_s * 1000), now_ms, k.jobs.member(job_id)]
-        args += [str(step), expect, job_json, outcome.attempts, field, entry, "1" if drop_arq else "0"]
+        # drop_arq: a final job leaves arq's queue in the same step (the worker's direct lane runs no
+        # arq bookkeeping after it: schemas.jobqueue.lane), and so does a cancelled one or an orphan
+        args += [str(step), expect, job_json, outcome.attempts, field, entry, "1"]
         args += ["" if orphan_seen_ms is None else orphan_seen_ms, STALE_MS, replay_of or "", owner]
         args += [*latency, MINUTE_TTL_MS]
         if reading is not None:
