@@ -166,8 +166,11 @@ class DirectLane:
         try:
             again = await self.job(job_id)
         except asyncio.CancelledError:
-            # as arq's run_job: the job stays in the queue, its claim goes at once
-            await asyncio.shield(self.send([member, token, "again", ""]))
+            # as arq's run_job: the job stays in the queue, its claim goes at once. arq's close()
+            # cancels again what an immediate stop left running: the release then goes on unwatched
+            # (arq's finish_job would re-raise it out of close())
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(self.send([member, token, "again", ""]))
             return Ended.CANCELLED
         except Exception:
             logger.exception("direct lane job %s failed", job_id)
