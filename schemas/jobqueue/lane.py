@@ -18,7 +18,7 @@ token goes):
 - done (None): the in-progress key. Also the queue entry, if it is still at the score it was claimed
   at (a job that ended without FINALIZE: missing, already final, a result the record no longer
   took) — one a redial or a put-back moved since stays — and with it arq's job key, which callq
-  wrote before 0.14 (a job admitted before the upgrade).
+  wrote up to 0.2 (a job admitted before the upgrade).
 - ``Again()``: the in-progress key only; the store set the job's score itself.
 - ``Again(in_s)``: the queue entry moves to ``in_s`` after the job's end (``ZADD XX``: what arq's
   ``Retry(defer)`` did), and the in-progress key goes.

@@ -287,7 +287,13 @@ async def test_with_cron_jobs_they_are_enqueued_while_every_slot_is_busy(
 async def test_its_signature_is_arqs_with_its_own_options() -> None:
     """arq's ``create_worker`` passes a settings class only what the worker's signature names."""
     parameters = inspect.signature(BatchClaimWorker).parameters
-    assert list(parameters) == [*inspect.signature(Worker).parameters, "gate", "lease_s", "wake_ups", "direct"]
+    assert list(parameters) == [
+        *inspect.signature(Worker).parameters,
+        "gate",
+        "lease_s",
+        "wake_ups",
+        "direct",
+    ]
     job = func(Tally().job, name="job")
     settings: dict[str, Any] = {"functions": [job], "max_jobs": 7, "lease_s": 3.0, "not_an_option": 1}
     worker = BatchClaimWorker(**{k: v for k, v in settings.items() if k in parameters}, handle_signals=False)
