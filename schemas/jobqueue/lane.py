@@ -99,6 +99,14 @@ class Again:
 JobFunction = Callable[[str], Awaitable[Again | None]]
 
 
+def _keep(_member: str) -> None:
+    return None
+
+
+async def _at_once() -> None:
+    return None
+
+
 class Ended(Enum):
     """How a job of the lane ended (for arq's counters)."""
 
@@ -145,6 +153,24 @@ class DirectLane:
         self._wanted = asyncio.Event()
         self._release = redis.register_script(RELEASE)
         self._releasing: asyncio.Task[None] | None = None
+        self._forget: Callable[[str], None] = _keep
+        self._renewal_done: Callable[[], Awaitable[object]] = _at_once
+
+    def bind(self, *, forget: Callable[[str], None], renewal_done: Callable[[], Awaitable[object]]) -> None:
+        """Tie the lane to the worker's lease renewal (:class:`~schemas.jobqueue.worker.BatchClaimWorker`).
+
+        A renewal takes back a claim key that is gone while its job runs (it lapsed while Redis was
+        away); one sent with a claim's token before the job ended but run by Redis after its release
+        would take back a released key, which would then hold the job from every worker for a lease.
+        So a job's claim is forgotten (no renewal names it any more) when its function returns, and
+        every release waits for a renewal in flight to end.
+
+        Args:
+            forget: stop renewing a member's claim.
+            renewal_done: returns once no renewal is in flight.
+        """
+        self._forget = forget
+        self._renewal_done = renewal_done
 
     def job_id(self, member: str) -> str | None:
         """The callq job id of a queue member, or None when it is not a callq job (arq's own)."""
@@ -166,6 +192,7 @@ class DirectLane:
         try:
             again = await self.job(job_id)
         except asyncio.CancelledError:
+            self._forget(member)
             # as arq's run_job: the job stays in the queue, its claim goes at once. arq's close()
             # cancels again what an immediate stop left running: the release then goes on unwatched
             # (arq's finish_job would re-raise it out of close())
@@ -173,10 +200,12 @@ class DirectLane:
                 await asyncio.shield(self.send([member, token, "again", ""]))
             return Ended.CANCELLED
         except Exception:
+            self._forget(member)
             logger.exception("direct lane job %s failed", job_id)
             release = release_of(member, token, score, Again(in_s=FAILED_AGAIN_S))
             await self._owe_or_send(release)
             return Ended.FAILED
+        self._forget(member)
         await self._owe_or_send(release_of(member, token, score, again))
         return Ended.DONE if again is None else Ended.AGAIN
 
@@ -206,6 +235,7 @@ class DirectLane:
         if not releases:
             return True
         try:
+            await self._renewal_done()
             await self._release(keys=[self.names.queue], args=self.script_args(releases))
         except ResponseError as exc:
             self.gate.refused("arq job release", refusal_or_raise(exc))

@@ -183,6 +183,10 @@ class BatchClaimWorker(Worker):
         self.lease_ms = int(lease_s * 1000)
         self.wake_ups = wake_ups
         self.direct = direct
+        self._renewal_done = asyncio.Event()
+        self._renewal_done.set()
+        if direct is not None:
+            direct.bind(forget=self._forget_claim, renewal_done=self._renewal_done.wait)
         self._tokens: dict[str, str] = {}
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
@@ -270,6 +274,8 @@ class BatchClaimWorker(Worker):
                 *window,
             ]
             try:
+                if releases:
+                    await self._renewal_done.wait()  # see DirectLane.bind
                 reply = await self._claim(keys=[self.queue_name], args=args)
             except ResponseError as exc:
                 # nothing claimed: the jobs stay due for any worker
@@ -329,6 +335,9 @@ class BatchClaimWorker(Worker):
         else:
             self.jobs_retried += 1
 
+    def _forget_claim(self, job_id: str) -> None:
+        self._tokens.pop(job_id, None)
+
     def _on_job_done(self, job_id: str) -> None:
         self._tokens.pop(job_id, None)
         if self._slot_freed is not None:
@@ -338,12 +347,16 @@ class BatchClaimWorker(Worker):
         """Extend the in-progress keys of the jobs running here. Returns how many were extended."""
         if self._renew is None or not self._tokens:
             return 0
-        pairs = [
-            item
-            for job_id, token in self._tokens.items()
-            for item in (in_progress_key_prefix + job_id, token)
-        ]
-        return int(await self._renew(args=[self.lease_ms, *pairs]))
+        self._renewal_done.clear()  # releases wait for it: DirectLane.bind
+        try:
+            pairs = [
+                item
+                for job_id, token in self._tokens.items()
+                for item in (in_progress_key_prefix + job_id, token)
+            ]
+            return int(await self._renew(args=[self.lease_ms, *pairs]))
+        finally:
+            self._renewal_done.set()
 
     async def _keep_renewing(self) -> None:
         while True:
