@@ -319,15 +319,16 @@ class BatchClaimWorker(Worker):
         if callq_job_id is None:
             task = self.loop.create_task(self.run_job(job_id, int(float(score))))
         else:
-            task = self.loop.create_task(self._run_direct(job_id, callq_job_id, score))
+            token = self._tokens.get(job_id, "")  # its claim's, taken now: the key it may release
+            task = self.loop.create_task(self._run_direct(job_id, callq_job_id, score, token))
         task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
         task.add_done_callback(lambda _: self._on_job_done(job_id))  # after arq's: the slot is counted free
         self.tasks[job_id] = task
 
-    async def _run_direct(self, job_id: str, callq_job_id: str, score: str) -> None:
+    async def _run_direct(self, job_id: str, callq_job_id: str, score: str, token: str) -> None:
         """A callq job on the direct lane, counted as arq counts its jobs."""
         assert self.direct is not None
-        ended = await self.direct.run(job_id, callq_job_id, score, self._tokens[job_id])
+        ended = await self.direct.run(job_id, callq_job_id, score, token)
         if ended is Ended.DONE:
             self.jobs_complete += 1
         elif ended is Ended.FAILED:
