@@ -9,8 +9,8 @@ the final state. So a claimed member that is a callq job runs callq's job functi
 left of arq's second MULTI (the claim's in-progress key; the entry of a job that ended without
 FINALIZE; a deferral) is owed as a *release*, sent with the worker's next CLAIM call (which comes
 as soon as the slot is taken again) or, when none comes within :data:`RELEASE_AFTER_S`, alone.
-A successful job thus costs three round trips (read, START, FINALIZE) instead of five, and the
-releases of a busy worker cost none.
+A successful job thus makes three Redis calls of its own (read, START, FINALIZE) instead of five,
+and the releases of a busy worker cost no round trip.
 
 What a job's end owes (the ``RELEASE`` script, token-checked: only a key still holding this claim's
 token goes):
