@@ -1,7 +1,7 @@
 """Redis memory per job: ``used_memory`` growth per job, in two states.
 
 - scheduled: N jobs scheduled for tomorrow, each with an idempotency key (so the record, the arq
-  job and its queue entry, the line + number claim and the key all count). Target ≤ 1 KiB per job.
+  queue entry, the line + number claim and the key all count; 0.2 wrote an arq job key too). Target ≤ 1 KiB per job.
   Measured with Redis's defaults and with ``hash-max-listpack-value 1024`` (ops/deploy's redis.conf).
 - finished: jobs run to ``succeeded`` and kept as the contract says (the record with its outcome
   for ``outcome_retention``, the ``{p}:outcomes`` entry, the claim for ``dedupe_window``, the key).

@@ -2,9 +2,9 @@
 
 arq lets only its queue be renamed (it is named under the prefix, ``{p}:queue``); its ``arq:job:``,
 ``arq:in-progress:``, ``arq:retry:`` and ``arq:result:`` prefixes are global, so the arq job id of a
-callq job embeds the prefix (``{p}:{job id}``, contract §1). Producers write arq's job key and queue
-entry themselves, from the store's admission script, so they must agree with the worker byte for
-byte: both take the names from here.
+callq job embeds the prefix (``{p}:{job id}``, contract §1). Producers write the queue entry
+themselves, from the store's admission script, so they must agree with the worker byte for byte:
+both take the names from here.
 """
 
 from __future__ import annotations
@@ -49,8 +49,8 @@ class QueueNames:
         return member[len(head) :]
 
     def job(self, job_id: str) -> str:
-        """arq's job key: the stored job (:func:`schemas.jobqueue.payload.stored_job`). No TTL: it
-        leaves with its queue entry when arq has run the job or a cancel removes both."""
+        """arq's job key. callq no longer writes one (the worker runs its jobs from the queue entry:
+        :mod:`schemas.jobqueue.lane`); a job admitted by 0.2 has one, deleted with its queue entry."""
         return job_key_prefix + self.member(job_id)
 
     def in_progress(self, job_id: str) -> str:

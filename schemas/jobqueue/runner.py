@@ -35,6 +35,7 @@ from arq.connections import ArqRedis
 from arq.worker import Retry, func
 from redis.asyncio import Redis
 
+from schemas.jobqueue.lane import Again, DirectLane, JobFunction
 from schemas.jobqueue.names import FUNCTION, QueueNames
 from schemas.jobqueue.payload import dumps, loads
 from schemas.jobqueue.worker import BatchClaimWorker
@@ -49,15 +50,8 @@ HEALTH_CHECK_INTERVAL_S = 10
 """arq refreshes ``{p}:queue:health-check`` this often; readiness checks read it."""
 
 
-@dataclass(frozen=True)
-class Again:
-    """The job runs again: ``in_s`` seconds from now, or (None) where the store already put it in the
-    queue (a put-back sets the job's score itself, in the same script as its state)."""
+__all__ = ["Again", "JobFunction", "QueueSettings", "QueueWorker"]
 
-    in_s: float | None = None
-
-
-JobFunction = Callable[[str], Awaitable[Again | None]]
 Hook = Callable[[], Awaitable[None]]
 
 
@@ -139,9 +133,11 @@ class QueueWorker:
             gate=gate,
             lease_s=settings.lease_s,
             wake_ups=True,
+            direct=DirectLane(redis=redis, names=names, job=job, gate=gate),
         )
 
     async def _run(self, _ctx: dict[str, Any], job_id: str) -> None:
+        """arq's way, for a member the direct lane does not take (none of callq's own)."""
         again = await self._job(job_id)
         if again is not None:
             # Retry() leaves the queue score as the store set it; Retry(defer) moves it from now

@@ -52,29 +52,34 @@ import logging
 import secrets
 from typing import Any
 
-from arq.constants import in_progress_key_prefix
+from arq.constants import in_progress_key_prefix, job_key_prefix
 from arq.utils import timestamp_ms
 from arq.worker import Worker
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError, ResponseError
 
+from schemas.jobqueue.lane import RELEASING, DirectLane, Ended
 from schemas.store.records import decode_text
 from schemas.store.writegate import WriteGate, refusal_or_raise
 
 logger = logging.getLogger("callq.dispatch")
 
-CLAIM = """
+CLAIM = (
+    RELEASING
+    + """
 -- KEYS: arq queue
 -- ARGV: now_ms, in-progress TTL ms, in-progress key prefix, at most this many, claim token,
---       job ids...
+--       arq job key prefix, n, n arguments of releases (the direct lane's, sent first), job ids...
 -- Claims due jobs no worker holds, in order, up to the limit. Returns the number of ids looked at
 -- followed by (id, score) pairs. In-progress keys are named here, not passed (no Redis Cluster).
 -- The in-progress value is this call's token (arq only tests the key's existence): redis-py
 -- re-sends a command whose reply a dropped connection lost, and the repeat must find the jobs
 -- the first run claimed as its own, or they would sit claimed by no one until the TTL ends.
 local now, limit, token = tonumber(ARGV[1]), tonumber(ARGV[4]), ARGV[5]
+local first = 8 + tonumber(ARGV[7])
+release(KEYS[1], ARGV[3], ARGV[6], 8, first - 1)
 local out, looked = {0}, 0
-for i = 6, #ARGV do
+for i = first, #ARGV do
   if (#out - 1) / 2 >= limit then break end
   looked = looked + 1
   local id = ARGV[i]
@@ -90,6 +95,7 @@ end
 out[1] = looked
 return out
 """
+)
 
 RENEW = """
 -- KEYS: none (in-progress keys are named here, no Redis Cluster); ARGV: TTL ms, (key, token) pairs...
@@ -138,6 +144,7 @@ def _signature_with_options(base: inspect.Signature) -> inspect.Signature:
         inspect.Parameter("gate", keyword, default=None, annotation="WriteGate | None"),
         inspect.Parameter("lease_s", keyword, default=DEFAULT_LEASE_S, annotation="float"),
         inspect.Parameter("wake_ups", keyword, default=False, annotation="bool"),
+        inspect.Parameter("direct", keyword, default=None, annotation="DirectLane | None"),
     ]
     return base.replace(parameters=[*base.parameters.values(), *options])
 
@@ -168,12 +175,18 @@ class BatchClaimWorker(Worker):
         gate: WriteGate | None = None,
         lease_s: float = DEFAULT_LEASE_S,
         wake_ups: bool = False,
+        direct: DirectLane | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.gate = gate or WriteGate()
         self.lease_ms = int(lease_s * 1000)
         self.wake_ups = wake_ups
+        self.direct = direct
+        self._renewal_done = asyncio.Event()
+        self._renewal_done.set()
+        if direct is not None:
+            direct.bind(forget=self._forget_claim, renewal_done=self._renewal_done.wait)
         self._tokens: dict[str, str] = {}
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
@@ -248,27 +261,41 @@ class BatchClaimWorker(Worker):
             claimed_once = True
             window = ids[at : at + free * LOOKAHEAD]
             token = f"{self._claimer}:{next(self._claims)}"  # one per call; a retry repeats it
+            releases = self.direct.take() if self.direct is not None else []
             args: list[str | int] = [
                 timestamp_ms(),
                 self.lease_ms,
                 in_progress_key_prefix,
                 free,
                 token,
+                job_key_prefix,
+                len(releases),
+                *releases,
                 *window,
             ]
             try:
+                if releases:
+                    await self._renewal_done.wait()  # see DirectLane.bind
                 reply = await self._claim(keys=[self.queue_name], args=args)
             except ResponseError as exc:
                 # nothing claimed: the jobs stay due for any worker
+                self._give_back(releases)
                 self.gate.refused("claim", refusal_or_raise(exc))
                 return
+            except BaseException:
+                self._give_back(releases)
+                raise
             at += int(reply[0])
             if len(reply) > 1:
                 self.gate.accepted()  # it wrote an in-progress key
             for raw_id, raw_score in zip(reply[1::2], reply[2::2], strict=True):
                 job_id = decode_text(raw_id)
                 self._tokens[job_id] = token
-                await self._start(job_id, int(float(raw_score)))
+                await self._start(job_id, decode_text(raw_score))
+
+    def _give_back(self, releases: list[str]) -> None:
+        if self.direct is not None:
+            self.direct.give_back(releases)
 
     def _slot_wait_s(self, until: float) -> float:
         """How long to wait for a slot before handing back to arq's loop: half the health-check
@@ -283,14 +310,34 @@ class BatchClaimWorker(Worker):
         task = self.tasks.get(job_id)
         return task is not None and not task.done()
 
-    async def _start(self, job_id: str, score: int) -> None:
-        """What arq does with a job it claimed: a task running ``run_job``, holding a slot."""
+    async def _start(self, job_id: str, score: str) -> None:
+        """What arq does with a job it claimed: a task running ``run_job`` (callq's jobs: the direct
+        lane, :mod:`schemas.jobqueue.lane`), holding a slot."""
         await self.sem.acquire()  # arq's count of running jobs; a slot is free, so it does not wait
         self.job_counter += 1
-        task = self.loop.create_task(self.run_job(job_id, score))
+        callq_job_id = self.direct.job_id(job_id) if self.direct is not None else None
+        if callq_job_id is None:
+            task = self.loop.create_task(self.run_job(job_id, int(float(score))))
+        else:
+            token = self._tokens.get(job_id, "")  # its claim's, taken now: the key it may release
+            task = self.loop.create_task(self._run_direct(job_id, callq_job_id, score, token))
         task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
         task.add_done_callback(lambda _: self._on_job_done(job_id))  # after arq's: the slot is counted free
         self.tasks[job_id] = task
+
+    async def _run_direct(self, job_id: str, callq_job_id: str, score: str, token: str) -> None:
+        """A callq job on the direct lane, counted as arq counts its jobs."""
+        assert self.direct is not None
+        ended = await self.direct.run(job_id, callq_job_id, score, token)
+        if ended is Ended.DONE:
+            self.jobs_complete += 1
+        elif ended is Ended.FAILED:
+            self.jobs_failed += 1
+        else:
+            self.jobs_retried += 1
+
+    def _forget_claim(self, job_id: str) -> None:
+        self._tokens.pop(job_id, None)
 
     def _on_job_done(self, job_id: str) -> None:
         self._tokens.pop(job_id, None)
@@ -301,12 +348,16 @@ class BatchClaimWorker(Worker):
         """Extend the in-progress keys of the jobs running here. Returns how many were extended."""
         if self._renew is None or not self._tokens:
             return 0
-        pairs = [
-            item
-            for job_id, token in self._tokens.items()
-            for item in (in_progress_key_prefix + job_id, token)
-        ]
-        return int(await self._renew(args=[self.lease_ms, *pairs]))
+        self._renewal_done.clear()  # releases wait for it: DirectLane.bind
+        try:
+            pairs = [
+                item
+                for job_id, token in self._tokens.items()
+                for item in (in_progress_key_prefix + job_id, token)
+            ]
+            return int(await self._renew(args=[self.lease_ms, *pairs]))
+        finally:
+            self._renewal_done.set()
 
     async def _keep_renewing(self) -> None:
         while True:
@@ -318,8 +369,11 @@ class BatchClaimWorker(Worker):
 
     async def close(self) -> None:
         """arq's close (it waits for the jobs in flight, whose keys are renewed meanwhile), then
-        stop renewing."""
+        stop renewing. The direct lane's releases owed are sent first, and those of the jobs
+        ending meanwhile at once."""
         try:
+            if self.direct is not None and self._pool is not None:
+                await self.direct.close()
             await super().close()
         finally:
             if self._renewing is not None:

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
-from schemas.jobqueue.payload import stored_job
 from schemas.policy.bucket import Bucket
 from schemas.policy.call_result import MAX_CALL_DURATION_S, CallEnd, CallKind
 from schemas.policy.redact import SHAPES, Redactor, known_secrets, mask_number, number_spellings, redact_text
@@ -186,7 +185,7 @@ class CallStore:
         args: list[str | int] = [job.job_id, str(step), call_id]
         args += [json.dumps(result, separators=(",", ":")) if result else ""]
         args += [json.dumps(final, separators=(",", ":")) if final else "", to_ms(now), run_at_ms]
-        args += [k.jobs.member(job.job_id), stored_job(job.job_id, run_at_ms or to_ms(now))]
+        args += [k.jobs.member(job.job_id), ""]  # no arq job key: schemas.jobqueue.lane
         args += [
             max(int(claim_ttl_s * 1000), 0),
             self.outcomes_maxlen,

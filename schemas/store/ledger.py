@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
-from schemas.jobqueue.payload import stored_job
 from schemas.policy.bucket import EARLY_WAKE_S, PRECISE_WAIT_S, Bucket
 from schemas.states import Status, Step
 from schemas.store.keys import Keys
@@ -196,7 +195,7 @@ class Ledger(RecordReader):
             k.job(job.job_id),
             k.idempotency(job.portal, job.idempotency_key) if job.idempotency_key else "",
             k.claim(job.portal, job.from_line, job.to_number) if request.claim else "",
-            k.jobs.job(job.job_id),
+            "",  # no arq job key: the worker runs callq's jobs from the queue entry (schemas.jobqueue.lane)
             k.queue,
             k.plan_bucket(job.portal) if bucket else "",
             k.portal_pause(job.portal),
@@ -206,7 +205,7 @@ class Ledger(RecordReader):
             k.dead_on(job.portal),
         ]
         args: list[str | int | float] = [job.job_id, "", to_ms(request.run_at)]
-        args += [stored_job(job.job_id, to_ms(now)), ttl_ms, k.jobs.member(job.job_id), to_ms(now)]
+        args += ["", ttl_ms, k.jobs.member(job.job_id), to_ms(now)]
         args += [bucket.interval_ms if bucket else 0, bucket.tolerance_ms if bucket else 0]
         args += [int(PRECISE_WAIT_S * 1000), int(EARLY_WAKE_S * 1000)]
         args += [to_ms(deadline) if deadline else to_ms(now) + ttl_ms, "1" if job.replay_of else "0"]
@@ -314,8 +313,6 @@ class Ledger(RecordReader):
         field, entry = (
             (f"attempt:{attempt[0]}", json.dumps(attempt[1], separators=(",", ":"))) if attempt else ("", "")
         )
-        # a cancelled job leaves arq's queue with it; so does an orphan (its arq run was given up)
-        drop_arq = outcome.status == Status.CANCELLED or orphan_seen_ms is not None
         script_keys = [k.job(job_id), claim, idem, k.outcomes, k.dead, k.jobs.job(job_id), k.queue, strikes]
         now_ms = to_ms(datetime.fromisoformat(outcome.finished_at))
         portal = outcome.portal
@@ -328,7 +325,9 @@ class Ledger(RecordReader):
             latency = [latency_field(duration_ms), int(duration_ms)]
         args: list[str | int] = [job_id, str(outcome.status), outcome.to_json(), self.retention_ms]
         args += [self.outcomes_maxlen, int(dedupe_window_s * 1000), now_ms, k.jobs.member(job_id)]
-        args += [str(step), expect, job_json, outcome.attempts, field, entry, "1" if drop_arq else "0"]
+        # drop_arq: a final job leaves arq's queue in the same step (the worker's direct lane runs no
+        # arq bookkeeping after it: schemas.jobqueue.lane), and so does a cancelled one or an orphan
+        args += [str(step), expect, job_json, outcome.attempts, field, entry, "1"]
         args += ["" if orphan_seen_ms is None else orphan_seen_ms, STALE_MS, replay_of or "", owner]
         args += [*latency, MINUTE_TTL_MS]
         if reading is not None:
@@ -475,9 +474,9 @@ class Ledger(RecordReader):
         k = self.keys
         pairs = [item for pair in (fields or {}).items() for item in pair]
         held = [k.held(held_by), k.portal_halt(held_by), k.portal_pause(held_by)] if held_by else ["", "", ""]
-        keys = [k.job(job_id), k.running, k.queue, k.jobs.job(job_id), *held]
+        keys = [k.job(job_id), k.running, k.queue, "", *held]
         args: list[str | int] = [job_id, str(state), to_ms(run_at), _csv(expect), k.jobs.member(job_id)]
-        args += [stored_job(job_id, to_ms(run_at)), max(int(held_ttl_s * 1000), 1000)]
+        args += ["", max(int(held_ttl_s * 1000), 1000)]
         args += [
             "" if orphan_seen_ms is None else orphan_seen_ms,
             STALE_MS,

@@ -280,7 +280,7 @@ async def test_a_refused_write_in_a_claimed_job_does_not_stop_the_poll_loop(
         score = await enqueue_one(pool, queue, "job", job_id)
         await pool.set(in_progress_key_prefix + job_id, "claimed", px=60_000)  # as the claim does
         await refuse(client_of, refusal)
-        await worker._start(job_id, score)  # what the claim does next
+        await worker._start(job_id, str(score))  # what the claim does next
         await worker.tasks[job_id]
         for _ in range(3):
             await worker._poll_iteration()  # arq's loop: t.result() of the finished task

@@ -1,10 +1,10 @@
 -- uses: _gcra, _replayed
 -- ADMIT (step admit, and replay): store a new job, ``scheduled``, and put it in arq's queue, unless
 -- its idempotency key or its line + number is taken. A replay also marks the dead job it replays.
--- KEYS: record, idem ('' if none), claim ('' to skip line+number dedupe), arq job, arq queue,
+-- KEYS: record, idem ('' if none), claim ('' to skip line+number dedupe), '' (was arq's job key), arq queue,
 --       plan bucket ('' unless the job is due now), pause, replayed record ('' unless a replay),
 --       dead index, the portal's scheduled index, the portal's dead index
--- ARGV: job_id, job_json ('': the job is in the field pairs at the end), run_at_ms, stored arq job, claim_ttl_ms, queue member, now_ms, interval_ms,
+-- ARGV: job_id, job_json ('': the job is in the field pairs at the end), run_at_ms, '' (was the stored arq job), claim_ttl_ms, queue member, now_ms, interval_ms,
 --       tolerance_ms, precise_ms, early_wake_ms, deadline_ms, take_key ('1': a replay takes the
 --       idempotency key over from the dead job it replays), replayed job id, retention_ms, then the
 --       job's record fields (name, value, ...: CallbackJob.to_fields, small values in Redis's compact
@@ -47,9 +47,9 @@ if KEYS[6] ~= '' then
   end
 end
 redis.call('HSET', KEYS[1], 'run_at', string.format('%d', run_at))
--- no TTL: arq's job key leaves with its queue entry when the job runs or is cancelled. A TTL
--- could only drop a job without an outcome (workers down past it); run late, it is 'expired'.
-redis.call('SET', KEYS[4], ARGV[4])
+-- no arq job key: the worker runs callq's jobs from their queue entry alone (schemas.jobqueue.lane),
+-- which leaves with the job's final outcome. Without a TTL anywhere, a job is never dropped without
+-- an outcome (workers down for long): run late, it is 'expired'.
 redis.call('ZADD', KEYS[5], run_at, ARGV[6])
 redis.call('ZADD', KEYS[10], run_at, ARGV[1])
 return {'new', ARGV[1]}

@@ -6,10 +6,10 @@
 -- dedupe window from now. That entry also carries ``outcome``: the job's stored final outcome, byte
 -- for byte, with ``"call": <ARGV[15]>`` appended (readers of ``fields["outcome"]`` that upsert by
 -- job id see the same outcome, updated; readers that count entries skip ``kind call_result``).
--- KEYS: record, call index (''), calls schedule, dialling leases, outcomes, arq queue, arq job, claim,
+-- KEYS: record, call index (''), calls schedule, dialling leases, outcomes, arq queue, arq job (only deleted: one 0.2 wrote), claim,
 --       the portal's stats of this minute ('' but for call_end)
 -- ARGV: job_id, step, expected call_id ('' any), this call's result JSON ('' none), final JSON
---       (call_end), now_ms, run_at_ms (redial), queue member, stored arq job, claim ttl ms (redial:
+--       (call_end), now_ms, run_at_ms (redial), queue member, '' (was the stored arq job), claim ttl ms (redial:
 --       while pending; call_end: the dedupe window), outcomes_maxlen, expected call states (csv;
 --       '' any), token ('' or the dialling redial's lease token), retention ms, the outcome's
 --       ``call`` object JSON (call_end), the stats field of the final result (``call:<kind>``), stats ttl ms
@@ -42,7 +42,6 @@ if target == C.REDIAL then
   redis.call('PERSIST', KEYS[1])  -- a job waiting for its redial must not expire
   redis.call('SET', KEYS[8], ARGV[1], 'PX', ARGV[10])
   redis.call('ZADD', KEYS[6], ARGV[7], ARGV[8])
-  redis.call('SET', KEYS[7], ARGV[9], 'NX')
   return {'written', C.REDIAL}
 end
 redis.call('HSET', KEYS[1], 'call', C.ENDED, 'call_result', ARGV[5])

@@ -2,9 +2,9 @@
 -- RESCHEDULE (step put_back): put a job back to wait until ``run_at``. The put-back owns the job's
 -- place in arq's queue: its score is set here, absolutely, in the same step as the state (arq is
 -- then told to retry without moving it).
--- KEYS: record, running index, arq queue, arq job, held set, portal halt, portal rate pause
+-- KEYS: record, running index, arq queue, '' (was arq's job key), held set, portal halt, portal rate pause
 --       (the last three '' unless the job waits out the portal's halt or pause)
--- ARGV: job_id, new_state, run_at_ms, expected states (csv), queue member, stored arq job,
+-- ARGV: job_id, new_state, run_at_ms, expected states (csv), queue member, '' (was the stored arq job),
 --       held_ttl_ms, orphan guard ('' or the Redis ms the lease was seen lapsed), stale_ms,
 --       owner ('' or the lease token of the attempt whose worker puts it back), scheduled index
 --       prefix ('{p}:sched:'), then field/value pairs to set
@@ -35,6 +35,4 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZADD', KEYS[3], run_at, ARGV[5])
 local portal = job_portal(KEYS[1])
 if portal then redis.call('ZADD', ARGV[11] .. portal, run_at, ARGV[1]) end
--- a job whose arq run was given up (a reconciled orphan) gets its arq job back
-redis.call('SET', KEYS[4], ARGV[6], 'NX')
 return {'ok', run_at}

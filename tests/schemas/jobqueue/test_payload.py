@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from arq.jobs import deserialize_job_raw
 
 from schemas.jobqueue.names import FUNCTION as ARQ_FUNCTION
-from schemas.jobqueue.payload import dumps, loads, stored_job
+from schemas.jobqueue.payload import dumps, loads
 from schemas.wire.job import CallbackJob, format_utc, intake_job_id, legacy_intake_job_id
 
 JOB = CallbackJob(
@@ -38,12 +38,11 @@ def test_the_record_leaves_out_what_its_key_says_and_reads_back_whole() -> None:
 
 
 def test_an_intake_job_id_is_stable_unguessable_and_short() -> None:
-    """The same entry and key give the same id; another key another; never the legacy form; inline in arq."""
+    """The same entry and key give the same id; another key another; never the legacy form."""
     entry = "1795293408289-334"
     assert intake_job_id(entry, b"k" * 32) == JOB.job_id
     assert intake_job_id(entry, b"j" * 32) != JOB.job_id
     assert entry not in JOB.job_id and len(JOB.job_id) == 17 and JOB.job_id.startswith("s")
-    assert len(stored_job(JOB.job_id, 1795293408447)) <= 44
 
 
 def test_a_record_0_2_stored_still_reads() -> None:
@@ -83,20 +82,6 @@ def test_times_are_written_short_in_utc() -> None:
     assert format_utc(datetime(2026, 11, 21, 10, 0, 0, 250_000, tzinfo=UTC), timespec="seconds") == (
         "2026-11-21T10:00:00Z"
     )
-
-
-def test_the_short_arq_job_reads_as_arqs_own() -> None:
-    raw = stored_job("s1795293408289-334", 1795293408447).encode()
-    # 44 bytes or fewer: Redis keeps the value inside its object (embstr), one allocation less
-    assert len(raw) <= 44
-    function, args, kwargs, job_try, enqueue_ms = deserialize_job_raw(raw, deserializer=loads)
-    assert (function, list(args), kwargs, enqueue_ms) == (
-        ARQ_FUNCTION,
-        ["s1795293408289-334"],
-        {},
-        1795293408447,
-    )
-    assert job_try is None  # arq hints int; its own jobs store None too
 
 
 def test_a_job_arq_encoded_itself_still_reads() -> None:

@@ -46,7 +46,7 @@ async def test_the_claim_takes_due_free_jobs_in_order_up_to_the_limit(redis: Red
     claim = redis.register_script(CLAIM)
     missing = f"{prefix}:gone"  # finished and removed from the queue since it was read
 
-    args: list[str | int] = [now, 55_000, in_progress_key_prefix, 2, "token-1", missing, *ids]
+    args: list[str | int] = [now, 55_000, in_progress_key_prefix, 2, "token-1", "arq:job:", 0, missing, *ids]
     reply = await claim(keys=[queue], args=args)
 
     # looked at: gone, 0 (taken), 1 (held), 2 (not due), 3 (taken, the limit of 2 reached)
@@ -61,7 +61,7 @@ async def test_the_claim_takes_due_free_jobs_in_order_up_to_the_limit(redis: Red
     assert await claim(keys=[queue], args=args) == reply
     # any other call finds them held
     other = await claim(
-        keys=[queue], args=[now, 55_000, in_progress_key_prefix, 2, "token-2", ids[0], ids[3]]
+        keys=[queue], args=[now, 55_000, in_progress_key_prefix, 2, "token-2", "arq:job:", 0, ids[0], ids[3]]
     )
     assert other == [2]
 
@@ -287,7 +287,13 @@ async def test_with_cron_jobs_they_are_enqueued_while_every_slot_is_busy(
 async def test_its_signature_is_arqs_with_its_own_options() -> None:
     """arq's ``create_worker`` passes a settings class only what the worker's signature names."""
     parameters = inspect.signature(BatchClaimWorker).parameters
-    assert list(parameters) == [*inspect.signature(Worker).parameters, "gate", "lease_s", "wake_ups"]
+    assert list(parameters) == [
+        *inspect.signature(Worker).parameters,
+        "gate",
+        "lease_s",
+        "wake_ups",
+        "direct",
+    ]
     job = func(Tally().job, name="job")
     settings: dict[str, Any] = {"functions": [job], "max_jobs": 7, "lease_s": 3.0, "not_an_option": 1}
     worker = BatchClaimWorker(**{k: v for k, v in settings.items() if k in parameters}, handle_signals=False)

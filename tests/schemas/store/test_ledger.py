@@ -123,10 +123,11 @@ async def test_an_orphan_guard_writes_only_while_the_lease_is_lapsed(
     assert not await redis.exists(keys.jobs.job(job_id))
 
 
-async def test_a_put_back_owns_the_queue_score_and_restores_the_arq_job(
+async def test_a_put_back_owns_the_queue_score_and_restores_the_queue_entry(
     redis: Redis, redis_url: str, prefix: str, ledger: Ledger
 ) -> None:
-    """RESCHEDULE sets the queue score itself and brings back an arq job that was given up."""
+    """RESCHEDULE sets the queue score itself, bringing back an entry that was given up; no arq job key
+    is written (the worker runs callq's jobs from the entry alone)."""
     job_id = await new_job(redis, redis_url, prefix)
     keys = Keys(prefix)
     assert await start(ledger, job_id) == "started"
@@ -136,7 +137,7 @@ async def test_a_put_back_owns_the_queue_score_and_restores_the_arq_job(
     result = await ledger.reschedule(job_id, state=Status.RETRYING, run_at=run_at, expect={Status.RUNNING})
     assert result.verdict == "ok"
     assert await redis.zscore(keys.queue, keys.jobs.member(job_id)) == to_ms(run_at)
-    assert await redis.exists(keys.jobs.job(job_id))
+    assert not await redis.exists(keys.jobs.job(job_id))
     assert await redis.zscore(keys.running, job_id) is None
 
 

@@ -80,9 +80,12 @@ async def test_closed_now_runs_at_tomorrows_opening(
         out=out,
     )
     assert [v["job_id"] for v in json.loads(out.getvalue())] == [record.job_id]
-    # arq's job key has no TTL: however long the workers are away, the job is still run (and,
-    # past its deadline, written `expired`) rather than dropped by arq without an outcome
-    assert await redis.pttl(Keys(prefix).jobs.job(record.job_id)) == -1
+    # nothing of the job has a TTL (and it has no arq job key that could lapse): however long the
+    # workers are away, the job is still run (and, past its deadline, written `expired`)
+    keys = Keys(prefix)
+    assert await redis.pttl(keys.job(record.job_id)) == -1
+    assert await redis.zscore(keys.queue, keys.jobs.member(record.job_id)) is not None
+    assert not await redis.exists(keys.jobs.job(record.job_id))
 
 
 async def test_line_hours_override_the_portals(
