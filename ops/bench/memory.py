@@ -4,18 +4,26 @@
   job and its queue entry, the line + number claim and the key all count). Target ≤ 1 KiB per job.
   Measured with Redis's defaults and with ``hash-max-listpack-value 1024`` (ops/deploy's redis.conf).
 - finished: jobs run to ``succeeded`` and kept as the contract says (the record with its outcome
-  for ``outcome_retention``, the ``{p}:outcomes`` entry, the claim for ``dedupe_window``, the key).
+  for ``outcome_retention``, the ``{p}:outcomes`` entry, the claim for ``dedupe_window``, the key),
+  measured as soon as the last outcome is out (each call's follow-up still awaits its end: its
+  CALL_ID index and schedule entry count too). With Redis's defaults and with redis.conf's.
+
+Each state's ``MEMORY USAGE`` by kind of key (:mod:`ops.bench.memory_breakdown`) goes to stderr.
 """
 
 from __future__ import annotations
 
+import json
+import sys
+import textwrap
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from redis.asyncio import Redis
 
 from ops.bench.common import callback_jobs, push_intake, wait_outcomes
-from ops.bench.harness import bench_env, start_worker, stop
+from ops.bench.harness import Env, bench_env, start_worker, stop
+from ops.bench.memory_breakdown import breakdown
 from ops.bench.worker_proc import settings_for
 from producers.api import Producer
 from producers.stream import IntakeConsumer
@@ -40,35 +48,60 @@ async def run(*, quick: bool) -> dict[str, Any]:
         await _admit(redis, env.redis_url, env.sandbox_url, "mem-s", jobs)
         scheduled_default = (await _used(redis) - before) / scheduled_n
         assert await redis.zcard(Keys("mem-s").queue) == scheduled_n
-        # ops/deploy/redis/redis.conf raises this: a finished record's outcome and attempt entries are
-        # over the default 64, which turns its hash into a hashtable (a waiting one's job fields are not)
-        await redis.config_set("hash-max-listpack-value", 1024)
-        # measured from an empty keyspace too, so that neither figure pays for the other's share of
+        scheduled_keys = await breakdown(redis, "mem-s", scheduled_n)
+        finished_jobs = [
+            {**job, "idempotency_key": f"lead-{n}"} for n, job in enumerate(_jobs(finished_n, offset=10**6))
+        ]
+        # measured from an empty keyspace each time, so that no figure pays for another's share of
         # Redis's key table growing
+        await redis.flushall()
+        finished_default = await _finish(redis, env, "mem-d", finished_jobs) / finished_n
+        finished_default_keys = await breakdown(redis, "mem-d", finished_n)
+        # ops/deploy/redis/redis.conf raises this: values over the default 64 (an error's text, a long
+        # text_to_pronounce or metadata) would turn a record's hash into a hashtable
+        await redis.config_set("hash-max-listpack-value", 1024)
         await redis.flushall()
         before = await _used(redis)
         await _admit(redis, env.redis_url, env.sandbox_url, "mem-l", jobs)
         scheduled = (await _used(redis) - before) / scheduled_n
         assert await redis.zcard(Keys("mem-l").queue) == scheduled_n
-        jobs = [
-            {**job, "idempotency_key": f"lead-{n}"} for n, job in enumerate(_jobs(finished_n, offset=10**6))
-        ]
-        before = await _used(redis)
-        await push_intake(redis, "mem-f", jobs)
-        worker = start_worker(env, "mem-f", portals=PORTALS, rates=dict.fromkeys(PORTALS, HIGH))
-        try:
-            await wait_outcomes(redis, "mem-f", finished_n, timeout_s=600)
-        finally:
-            stop(worker)
-        finished = (await _used(redis) - before) / finished_n
+        await redis.flushall()
+        finished = await _finish(redis, env, "mem-f", finished_jobs) / finished_n
+        finished_keys = await breakdown(redis, "mem-f", finished_n)
         await redis.aclose()
+    for state, found in (
+        ("scheduled (Redis defaults)", scheduled_keys),
+        ("finished (Redis defaults)", finished_default_keys),
+        ("finished (redis.conf)", finished_keys),
+    ):
+        print(f"memory: a {state} job, MEMORY USAGE by kind of key:", file=sys.stderr)
+        print(textwrap.indent(json.dumps(found, indent=1), "  "), file=sys.stderr)
     return {
         "scheduled_jobs": scheduled_n,
         "bytes_per_scheduled_job_redis_defaults": round(scheduled_default),
         "bytes_per_scheduled_job": round(scheduled),
         "finished_jobs": finished_n,
+        "bytes_per_finished_job_redis_defaults": round(finished_default),
         "bytes_per_finished_job": round(finished),
+        "scheduled_by_key": _per_job(scheduled_keys),
+        "finished_by_key": _per_job(finished_default_keys),
     }
+
+
+async def _finish(redis: Redis, env: Env, prefix: str, jobs: list[dict[str, Any]]) -> int:
+    """Run ``jobs`` to their outcomes with a worker; returns how much ``used_memory`` grew."""
+    before = await _used(redis)
+    await push_intake(redis, prefix, jobs)
+    worker = start_worker(env, prefix, portals=PORTALS, rates=dict.fromkeys(PORTALS, HIGH))
+    try:
+        await wait_outcomes(redis, prefix, len(jobs), timeout_s=600)
+    finally:
+        stop(worker)
+    return await _used(redis) - before
+
+
+def _per_job(found: dict[str, Any]) -> dict[str, float]:
+    return {kind: row["bytes_per_job"] for kind, row in found["keys"].items()}
 
 
 def _jobs(n: int, offset: int = 0) -> list[dict[str, Any]]:

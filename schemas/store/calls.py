@@ -29,6 +29,7 @@ from schemas.policy.call_result import MAX_CALL_DURATION_S, CallEnd, CallKind
 from schemas.policy.redact import SHAPES, Redactor, known_secrets, mask_number, number_spellings, redact_text
 from schemas.policy.redial import EndCall, EndReason, Redial, decide_redial
 from schemas.states import CallState, CallStep
+from schemas.store.compact import pack_attempt
 from schemas.store.keys import Keys
 from schemas.store.ledger import WriteRetry, send_once
 from schemas.store.records import JobRecord, decode_text, to_ms
@@ -154,7 +155,7 @@ class CallStore:
         attempt_entry: dict[str, Any],
     ) -> CallWrite:
         """A redial was accepted: await the new call's end (``dialling`` → ``awaiting``)."""
-        entry = json.dumps(attempt_entry, separators=(",", ":"))
+        entry = pack_attempt(attempt_entry)
         keys, args = self._follow_args(
             job_id, portal, call_id=call_id, attempt=attempt, now=now, token=token, attempt_entry=entry
         )
@@ -196,6 +197,9 @@ class CallStore:
             json.dumps(outcome_call(final), separators=(",", ":"), ensure_ascii=False) if final else "",
             call_stats_field(str(final.get("result", ""))) if final else "",
             MINUTE_TTL_MS,
+            json.dumps(record.outcome, separators=(",", ":"), ensure_ascii=False)
+            if final and record.outcome
+            else "",
         ]
         reply = await self.retry(lambda: self.scripts.call_end(keys=keys, args=args), where="call end")
         return CallWrite.parse(reply)
@@ -205,7 +209,7 @@ class CallStore:
     ) -> RedialStart:
         """Mark a redial's attempt before its request is sent (``redial`` → ``dialling``)."""
         k = self.keys
-        entry = json.dumps({"started_at": now.isoformat(), "redial": True, **info}, separators=(",", ":"))
+        entry = pack_attempt({"started_at": now.isoformat(), "redial": True, **info})
         keys = [k.job(job_id), k.portal_halt(portal), k.portal_pause(portal), k.dialling]
         args: list[str | int] = [job_id, entry, int(lease_s * 1000), token]
         reply = await self.retry(

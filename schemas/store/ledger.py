@@ -11,7 +11,6 @@ is one script (:mod:`schemas.store.scripts`) checked against the state machine
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
@@ -25,6 +24,7 @@ from redis.asyncio.client import Pipeline
 from schemas.jobqueue.payload import stored_job
 from schemas.policy.bucket import EARLY_WAKE_S, PRECISE_WAIT_S, Bucket
 from schemas.states import Status, Step
+from schemas.store.compact import outcome_fields, pack_attempt
 from schemas.store.keys import Keys
 from schemas.store.reads import RecordReader
 from schemas.store.records import decode_text, to_ms
@@ -236,6 +236,7 @@ class Ledger(RecordReader):
             keys=["", k.idempotency(*idempotency_key) if idempotency_key else "", ""],
             job_json=job.to_json() if job else "null",
             replay_of=job.replay_of if job else None,
+            job=job,
         )
 
     async def finalize(
@@ -283,6 +284,7 @@ class Ledger(RecordReader):
         return await self._finalize(
             stored_outcome(outcome, job),
             step=step,
+            job=job,
             keys=keys,
             expect=_csv(expect),
             dedupe_window_s=dedupe_window_s,
@@ -308,11 +310,16 @@ class Ledger(RecordReader):
         owner: str = "",
         then: Callable[[Pipeline], Awaitable[Any]] | None = None,
         reading: Reading | None = None,
+        job: CallbackJob | None = None,
     ) -> FinalizeResult:
         k, job_id = self.keys, outcome.job_id
         claim, idem, strikes = keys
+        outcome_json = outcome.to_json()
+        # the record keeps what of the outcome it does not say already (schemas.store.compact)
+        record_outcome = outcome_fields(outcome_json, job)
+        call_id = outcome.call_id if record_outcome is not None else None
         field, entry = (
-            (f"attempt:{attempt[0]}", json.dumps(attempt[1], separators=(",", ":"))) if attempt else ("", "")
+            (f"attempt:{attempt[0]}", pack_attempt(attempt[1], call_id=call_id)) if attempt else ("", "")
         )
         # a cancelled job leaves arq's queue with it; so does an orphan (its arq run was given up)
         drop_arq = outcome.status == Status.CANCELLED or orphan_seen_ms is not None
@@ -326,7 +333,7 @@ class Ledger(RecordReader):
         latency: list[str | int] = ["", 0]
         if isinstance(duration_ms, int | float):
             latency = [latency_field(duration_ms), int(duration_ms)]
-        args: list[str | int] = [job_id, str(outcome.status), outcome.to_json(), self.retention_ms]
+        args: list[str | int] = [job_id, str(outcome.status), outcome_json, self.retention_ms]
         args += [self.outcomes_maxlen, int(dedupe_window_s * 1000), now_ms, k.jobs.member(job_id)]
         args += [str(step), expect, job_json, outcome.attempts, field, entry, "1" if drop_arq else "0"]
         args += ["" if orphan_seen_ms is None else orphan_seen_ms, STALE_MS, replay_of or "", owner]
@@ -334,6 +341,9 @@ class Ledger(RecordReader):
         if reading is not None:
             script_keys.append(k.operating(reading.portal))
             args += [reading.method, reading.reading_json, reading.finish_ms, reading.ttl_ms]
+        else:
+            args += ["", "", "", ""]
+        args += record_outcome or []
         if then is None:
             reply = await self.retry(
                 lambda: self.scripts.finalize(keys=script_keys, args=args), where="finalize"
@@ -379,7 +389,7 @@ class Ledger(RecordReader):
         holding it, and starts nothing (``held``).
         """
         k = self.keys
-        entry = json.dumps({"started_at": now.isoformat(), **info}, separators=(",", ":"))
+        entry = pack_attempt({"started_at": now.isoformat(), **info})
         keys = [k.job(job_id), k.portal_halt(portal), k.portal_pause(portal), k.running, k.queue]
         keys += [k.scheduled(portal)]
         # one token per call: a START redis-py re-sends after a lost reply finds its own attempt
@@ -423,7 +433,7 @@ class Ledger(RecordReader):
         The code and description are masked first (numbers, secrets; ``job``'s number exactly). One
         script (``attempt_entry.lua``) writes only if the record exists: False if it is gone.
         """
-        value = json.dumps(stored_attempt_entry(entry, job), separators=(",", ":"))
+        value = pack_attempt(stored_attempt_entry(entry, job))
         duration_ms = entry.get("duration_ms")
         stats, latency, duration = "", "", 0
         if job is not None and isinstance(duration_ms, int | float):
