@@ -185,7 +185,7 @@ async def test_an_old_layout_record_reads_as_before(redis: Redis, prefix: str) -
         "outcome": outcome.to_json(),
         "finished_at": str(to_ms(AT)),
     }
-    await cast(Awaitable[int], redis.hset(keys.job(JOB.job_id), mapping=fields))  # type: ignore[arg-type]
+    await cast(Awaitable[int], redis.hset(keys.job(JOB.job_id), mapping=fields))
     record = await Ledger(redis, keys=keys, retention_s=60, outcomes_maxlen=100).read(JOB.job_id)
     assert record is not None
     assert record.job == JOB
@@ -209,7 +209,7 @@ async def test_a_finished_record_is_compact_and_reads_its_outcome_back(redis: Re
     run_at = now + timedelta(hours=1)
     admission = await ledger.admit(AdmitRequest(job=job, run_at=run_at, pending_ttl_s=7200), now=now)
     assert admission.verdict == "new"
-    assert not await redis.hexists(keys.job(job.job_id), "run_at"), "the queue's score says it"
+    assert not await cast(Awaitable[bool], redis.hexists(keys.job(job.job_id), "run_at")), "the queue says it"
     waiting = await ledger.read(job.job_id)
     assert waiting is not None and waiting.run_at == datetime.fromtimestamp(to_ms(run_at) / 1000, tz=UTC)
     unread = await ledger.read(job.job_id, run_at=False)
