@@ -5,8 +5,11 @@
   Measured with Redis's defaults and with ``hash-max-listpack-value 1024`` (ops/deploy's redis.conf).
 - finished: jobs run to ``succeeded`` and kept as the contract says (the record with its outcome
   for ``outcome_retention``, the ``{p}:outcomes`` entry, the claim for ``dedupe_window``, the key),
-  measured as soon as the last outcome is out (each call's follow-up still awaits its end: its
-  CALL_ID index and schedule entry count too). With Redis's defaults and with redis.conf's.
+  measured as soon as the last outcome is out (most calls' follow-ups still await their end: their
+  CALL_ID index and schedule entry count too), with Redis's defaults and with redis.conf's; and,
+  with Redis's defaults, once every call's end is recorded (its result in the record and its
+  ``call_result`` entry on the outcome stream): what stays for ``outcome_retention``, but for the
+  claim, which leaves after ``dedupe_window``.
 
 Each state's ``MEMORY USAGE`` by kind of key (:mod:`ops.bench.memory_breakdown`) goes to stderr.
 """
@@ -31,6 +34,8 @@ from schemas.store.keys import Keys
 
 PORTALS = [f"p{n}" for n in range(10)]
 HIGH = (100_000.0, 100_000)
+CALL_FIRST_POLL_S = 1.0
+"""The sandbox's calls end 2 s after they are placed: asked after 1 s, then 2 s, the end is known."""
 
 
 async def run(*, quick: bool) -> dict[str, Any]:
@@ -57,6 +62,9 @@ async def run(*, quick: bool) -> dict[str, Any]:
         await redis.flushall()
         finished_default = await _finish(redis, env, "mem-d", finished_jobs) / finished_n
         finished_default_keys = await breakdown(redis, "mem-d", finished_n)
+        await redis.flushall()
+        ended = await _finish(redis, env, "mem-e", finished_jobs, call_ended=True) / finished_n
+        ended_keys = await breakdown(redis, "mem-e", finished_n)
         # ops/deploy/redis/redis.conf raises this: values over the default 64 (an error's text, a long
         # text_to_pronounce or metadata) would turn a record's hash into a hashtable
         await redis.config_set("hash-max-listpack-value", 1024)
@@ -72,6 +80,7 @@ async def run(*, quick: bool) -> dict[str, Any]:
     for state, found in (
         ("scheduled (Redis defaults)", scheduled_keys),
         ("finished (Redis defaults)", finished_default_keys),
+        ("finished, its call ended (Redis defaults)", ended_keys),
         ("finished (redis.conf)", finished_keys),
     ):
         print(f"memory: a {state} job, MEMORY USAGE by kind of key:", file=sys.stderr)
@@ -83,18 +92,31 @@ async def run(*, quick: bool) -> dict[str, Any]:
         "finished_jobs": finished_n,
         "bytes_per_finished_job_redis_defaults": round(finished_default),
         "bytes_per_finished_job": round(finished),
+        "bytes_per_finished_job_call_ended_redis_defaults": round(ended),
         "scheduled_by_key": _per_job(scheduled_keys),
         "finished_by_key": _per_job(finished_default_keys),
+        "call_ended_by_key": _per_job(ended_keys),
     }
 
 
-async def _finish(redis: Redis, env: Env, prefix: str, jobs: list[dict[str, Any]]) -> int:
-    """Run ``jobs`` to their outcomes with a worker; returns how much ``used_memory`` grew."""
+async def _finish(
+    redis: Redis, env: Env, prefix: str, jobs: list[dict[str, Any]], *, call_ended: bool = False
+) -> int:
+    """Run ``jobs`` to their outcomes with a worker (``call_ended``: and on until each call's result
+    is recorded, asking first 1 s after the call was placed); returns how much ``used_memory`` grew."""
     before = await _used(redis)
     await push_intake(redis, prefix, jobs)
-    worker = start_worker(env, prefix, portals=PORTALS, rates=dict.fromkeys(PORTALS, HIGH))
+    worker = start_worker(
+        env,
+        prefix,
+        portals=PORTALS,
+        rates=dict.fromkeys(PORTALS, HIGH),
+        first_poll_s=CALL_FIRST_POLL_S if call_ended else None,
+    )
     try:
         await wait_outcomes(redis, prefix, len(jobs), timeout_s=600)
+        if call_ended:
+            await wait_outcomes(redis, prefix, len(jobs), timeout_s=600, kind="call_result")
     finally:
         stop(worker)
     return await _used(redis) - before

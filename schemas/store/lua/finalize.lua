@@ -49,8 +49,9 @@ if step == 'record' then
   end
 end
 if #ARGV > 26 then
-  -- the outcome as the record keeps it: what the record does not say already (schemas.store.compact)
-  redis.call('HSET', KEYS[1], 'state', status, 'finished_at', ARGV[7], unpack(ARGV, 27))
+  -- the outcome as the record keeps it: what the record does not say already (schemas.store.compact;
+  -- its ``of`` says when, so no ``finished_at``: nothing reads that)
+  redis.call('HSET', KEYS[1], 'state', status, unpack(ARGV, 27))
 else
   redis.call('HSET', KEYS[1], 'state', status, 'outcome', ARGV[3], 'finished_at', ARGV[7])
 end

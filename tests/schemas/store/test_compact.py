@@ -8,11 +8,16 @@ import json
 from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
+from zoneinfo import ZoneInfo
 
 import pytest
 from redis.asyncio import Redis
 
-from schemas.states import Status
+from schemas.config import PortalConfig, Settings
+from schemas.policy.call_result import CallEnd, CallKind
+from schemas.policy.hours import parse_hours
+from schemas.states import CallState, Status
+from schemas.store.calls import CallStore, settle_call_end
 from schemas.store.compact import (
     outcome_fields,
     pack_attempt,
@@ -24,6 +29,7 @@ from schemas.store.compact import (
 from schemas.store.keys import Keys
 from schemas.store.ledger import AdmitRequest, Ledger
 from schemas.store.records import decode_record, to_ms
+from schemas.store.replies import CallVerdict
 from schemas.wire.codes import ErrorCode
 from schemas.wire.job import CallbackJob, pack_time, unpack_time
 from schemas.wire.outcome import OutcomeError, outcome_for
@@ -43,6 +49,14 @@ JOB = CallbackJob(
     intake_id="1796044646154-479",
 )
 CALL_ID = "callback.22e2456b2658708577474a3cf11235ea.1796044648"
+PORTAL = PortalConfig(
+    name="default",
+    webhook_url="https://example.bitrix24.ru/rest/1/x/",
+    timezone=ZoneInfo("UTC"),
+    hours=parse_hours(
+        {d: "00:00-24:00" for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}, where="h"
+    ),
+)
 
 
 @pytest.mark.parametrize(
@@ -238,3 +252,31 @@ async def test_a_finished_record_is_compact_and_reads_its_outcome_back(redis: Re
     assert json.dumps(record.outcome, separators=(",", ":"), ensure_ascii=False) == outcome.to_json()
     assert record.attempt_log == [entry]
     assert record.job == job
+
+
+async def test_a_compact_records_call_result_entry_carries_its_outcome_byte_for_byte(
+    redis: Redis, prefix: str
+) -> None:
+    """The call result's stream entry of a record that keeps its outcome compact has the job's
+    outcome exactly as first appended, with its ``call`` added (``call_end.lua`` gets the JSON
+    the record gives back)."""
+    keys = Keys(prefix)
+    ledger = Ledger(redis, keys=keys, retention_s=60, outcomes_maxlen=100)
+    store = CallStore(redis, keys=keys, retention_s=60, outcomes_maxlen=100)
+    now = datetime.now(UTC)
+    job = CallbackJob(**{**JOB.__dict__, "job_id": f"{prefix}-2", "portal": "default"})
+    await ledger.admit(AdmitRequest(job=job, run_at=now, pending_ttl_s=7200), now=now)
+    start = await ledger.start_attempt(job.job_id, portal=job.portal, now=now, info={}, lease_s=30)
+    outcome = outcome_for(job, Status.SUCCEEDED, at=now, attempts=1, call_id=CALL_ID)
+    assert (await ledger.finalize(outcome, job=job, owner=start.token)).written
+    assert not await cast(Awaitable[bool], redis.hexists(keys.job(job.job_id), "outcome"))
+    fields = {"call": CallState.AWAITING, "call_id": CALL_ID, "call_attempt": 1, "call_since": 1}
+    await cast(Awaitable[int], redis.hset(keys.job(job.job_id), mapping=fields))
+    record = await ledger.read(job.job_id)
+    assert record is not None
+    settings = Settings(key_prefix=prefix, portals={"default": PORTAL})
+    end = CallEnd(call_id=CALL_ID, kind=CallKind.DECLINED, code="603")
+    assert (await settle_call_end(store, settings, record, end, now=now)).verdict is CallVerdict.WRITTEN
+    (_first, (_id, entry)) = await redis.xrange(keys.outcomes)
+    assert entry[b"kind"] == b"call_result"
+    assert entry[b"outcome"].decode().startswith(outcome.to_json()[:-1] + ',"call":{')
