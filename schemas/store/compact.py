@@ -24,6 +24,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from schemas.policy.redact import mask_number
 from schemas.wire.job import CallbackJob
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -163,3 +164,57 @@ def unpack_attempt(raw: str, *, call_id: str | None = None) -> dict[str, Any]:
             value = call_id
         entry[name] = value
     return entry
+
+
+CALL_RESULT_FIELD = "cr"
+"""Record field of a final call result stored compact (:func:`call_result_rest`)."""
+
+_CALL_ECHOED = ("kind", "job_id", "portal", "from_line", "to_number", "idempotency_key", "metadata")
+"""A final call result's first members, which echo the job (:func:`schemas.store.calls.call_result_entry`)."""
+
+_PLACED_AT = "placed_at"
+
+
+def call_result_rest(final: dict[str, Any], job: CallbackJob, last_call: dict[str, Any]) -> str | None:
+    """What of a final call result its record does not say already, as JSON, or None when it must
+    be stored whole (:func:`read_call_result` would not give it back exactly).
+
+    The record says the members that echo the job, and those of the last call's end (its
+    ``call:N`` entry, the same step writes it): ~550 bytes become ~120.
+
+    Args:
+        final: the final call result as published.
+        job: the record's job.
+        last_call: the last call's entry (``call:N``, N the followed call's attempt) as the record
+            will hold it.
+    """
+    echoed = dict(zip(_CALL_ECHOED, _call_echo(final.get("kind"), job), strict=True))
+    rest = {
+        name: value
+        for name, value in final.items()
+        if name not in echoed and not (name in last_call and last_call[name] == value)
+    }
+    packed = json.dumps(rest, separators=(",", ":"), ensure_ascii=False)
+    rebuilt = read_call_result(packed, job, last_call)
+    if json.dumps(rebuilt, separators=(",", ":")) != json.dumps(final, separators=(",", ":")):
+        return None
+    return packed
+
+
+def read_call_result(rest_json: str, job: CallbackJob, last_call: dict[str, Any]) -> dict[str, Any]:
+    """The final call result :func:`call_result_rest` stored: the job's echo, the last call's end
+    (but for when it was placed), the rest, then when the call was placed."""
+    rest = json.loads(rest_json)
+    final: dict[str, Any] = dict(zip(_CALL_ECHOED, _call_echo("call_result", job), strict=True))
+    final.update({name: value for name, value in last_call.items() if name != _PLACED_AT})
+    final.update({name: value for name, value in rest.items() if name != _PLACED_AT})
+    if _PLACED_AT in rest:
+        final[_PLACED_AT] = rest[_PLACED_AT]
+    elif _PLACED_AT in last_call:
+        final[_PLACED_AT] = last_call[_PLACED_AT]
+    return final
+
+
+def _call_echo(kind: Any, job: CallbackJob) -> tuple[Any, ...]:
+    number = mask_number(job.to_number) if job.to_number else None
+    return (kind, job.job_id, job.portal, job.from_line, number, job.idempotency_key, job.metadata)

@@ -9,10 +9,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from schemas.states import CallState, Status
-from schemas.store.compact import has_outcome, read_outcome, unpack_attempt
+from schemas.store.compact import (
+    CALL_RESULT_FIELD,
+    has_outcome,
+    read_call_result,
+    read_outcome,
+    unpack_attempt,
+)
 from schemas.wire.job import RECORD_FIELDS, CallbackJob, parse_rfc3339
 
 
@@ -77,8 +83,9 @@ class CallFollowUp:
         }
 
 
-def decode_call(data: dict[str, str]) -> CallFollowUp | None:
-    """The follow-up of a decoded record hash, or None when it has none."""
+def decode_call(data: dict[str, str], job: CallbackJob | None = None) -> CallFollowUp | None:
+    """The follow-up of a decoded record hash, or None when it has none (``job``: the record's, to
+    read a final call result stored compact)."""
     if "call" not in data:
         return None
     results = {
@@ -94,8 +101,19 @@ def decode_call(data: dict[str, str]) -> CallFollowUp | None:
         polls=int(data.get("call_polls", 0)),
         redials=int(data.get("redials", 0)),
         results=results,
-        final=json.loads(data["call_result"]) if "call_result" in data else None,
+        final=_final_call(data, job, results),
     )
+
+
+def _final_call(
+    data: dict[str, str], job: CallbackJob | None, results: dict[int, dict[str, Any]]
+) -> dict[str, Any] | None:
+    if "call_result" in data:
+        return cast(dict[str, Any], json.loads(data["call_result"]))
+    last = results.get(int(data.get("call_attempt", 0)))
+    if CALL_RESULT_FIELD not in data or job is None or last is None:
+        return None
+    return read_call_result(data[CALL_RESULT_FIELD], job, last)
 
 
 def decode_record(job_id: str, raw: dict[Any, Any], *, queue_ms: float | None = None) -> JobRecord | None:
@@ -142,7 +160,7 @@ def decode_record(job_id: str, raw: dict[Any, Any], *, queue_ms: float | None = 
             else None
         ),
         slots=json.loads(data["slots"]) if "slots" in data else {},
-        call=decode_call(data),
+        call=decode_call(data, job),
     )
 
 

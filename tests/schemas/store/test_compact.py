@@ -19,9 +19,11 @@ from schemas.policy.hours import parse_hours
 from schemas.states import CallState, Status
 from schemas.store.calls import CallStore, settle_call_end
 from schemas.store.compact import (
+    call_result_rest,
     outcome_fields,
     pack_attempt,
     pack_instant,
+    read_call_result,
     read_outcome,
     unpack_attempt,
     unpack_instant,
@@ -170,6 +172,43 @@ def test_an_attempt_entry_reads_back_as_written(entry: dict[str, Any]) -> None:
         assert len(packed) <= 64
 
 
+def test_a_final_call_result_is_stored_as_what_the_record_does_not_say() -> None:
+    """A final call result rebuilt from its rest, the job and the last call's entry is the same, in
+    the same order; one that says other than the job is kept whole."""
+    last = {
+        "call_id": CALL_ID,
+        "result": "connected",
+        "connected": True,
+        "code": "200",
+        "reason": "Success",
+        "duration_s": 12,
+        "started_at": "2026-11-30T13:25:08+03:00",
+        "source": "pull",
+        "placed_at": "2026-11-30T10:25:08.349000+00:00",
+    }
+    final = {
+        "kind": "call_result",
+        "job_id": JOB.job_id,
+        "portal": JOB.portal,
+        "from_line": JOB.from_line,
+        "to_number": "+7911***4567",
+        "idempotency_key": JOB.idempotency_key,
+        "metadata": JOB.metadata,
+        **{k: v for k, v in last.items() if k != "placed_at"},
+        "calls": 1,
+        "redials": 0,
+        "ended_by": "connected",
+        "detail": None,
+        "time_to_connect_s": 1.5,
+        "finished_at": "2026-11-30T10:25:20.000001+00:00",
+        "placed_at": last["placed_at"],
+    }
+    rest = call_result_rest(final, JOB, last)
+    assert rest is not None and CALL_ID not in rest and JOB.from_line not in rest
+    assert list(read_call_result(rest, JOB, last).items()) == list(final.items())
+    assert call_result_rest({**final, "portal": "other"}, JOB, last) is None
+
+
 def test_an_old_attempt_entry_reads_as_it_is() -> None:
     """An entry written by an earlier version (long names, RFC 3339 times) is read unchanged."""
     old = {"started_at": "2026-11-30T13:17:28.174741+00:00", "http_status": 200, "call_id": CALL_ID}
@@ -259,7 +298,7 @@ async def test_a_compact_records_call_result_entry_carries_its_outcome_byte_for_
 ) -> None:
     """The call result's stream entry of a record that keeps its outcome compact has the job's
     outcome exactly as first appended, with its ``call`` added (``call_end.lua`` gets the JSON
-    the record gives back)."""
+    the record gives back); the record keeps the final call result compact and reads it back."""
     keys = Keys(prefix)
     ledger = Ledger(redis, keys=keys, retention_s=60, outcomes_maxlen=100)
     store = CallStore(redis, keys=keys, retention_s=60, outcomes_maxlen=100)
@@ -280,3 +319,11 @@ async def test_a_compact_records_call_result_entry_carries_its_outcome_byte_for_
     (_first, (_id, entry)) = await redis.xrange(keys.outcomes)
     assert entry[b"kind"] == b"call_result"
     assert entry[b"outcome"].decode().startswith(outcome.to_json()[:-1] + ',"call":{')
+    # the record keeps the final call result compact, and reads it back as published
+    raw = await cast(Awaitable[dict[bytes, bytes]], redis.hgetall(keys.job(job.job_id)))
+    assert b"call_result" not in raw and len(raw[b"cr"]) < 200
+    assert b"call_polls" not in raw and b"call_since" not in raw
+    ended = await ledger.read(job.job_id)
+    assert ended is not None and ended.call is not None
+    assert ended.call.final == json.loads(entry[b"call_result"])
+    assert json.dumps(ended.call.final) == json.dumps(json.loads(entry[b"call_result"]))
