@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 _SHAPES = (
     (re.compile(r"^arq:(job|in-progress|retry|result):.*"), r"arq:\1:*"),
     (
-        re.compile(r"^(?P<p>[^:]+):(job|idem|claim|callid|sched|dead|stats|rate|plan|pace|pause):.*"),
+        re.compile(r"^(?P<p>[^:]+):(job|idem|claim|callid|sched|dead|stats|rate|plan|pace|pause|operating|config|worker|voices):.*"),
         r"{p}:\2:*",
     ),
 )
@@ -78,11 +78,10 @@ async def _scan(redis: Redis, pattern: str) -> list[bytes]:
     return [name async for name in redis.scan_iter(match=pattern, count=10_000)]
 
 
-async def _sample_record(redis: Redis, prefix: str) -> dict[str, str]:
-    """One record's fields and the length of each value (bytes)."""
+async def _sample_record(redis: Redis, prefix: str) -> dict[str, int]:
+    """One record's fields and the length of each value (bytes): lengths only, never the values (a
+    number, a text)."""
     async for name in redis.scan_iter(match=f"{prefix}:job:*", count=1000):
         fields = await cast(Awaitable[dict[bytes, bytes]], redis.hgetall(name))
-        return {
-            key.decode(): f"{len(value)}: {value.decode()[:300]}" for key, value in sorted(fields.items())
-        }
+        return {key.decode(): len(value) for key, value in sorted(fields.items())}
     return {}
