@@ -18,7 +18,9 @@ from redis.asyncio import Redis
 _SHAPES = (
     (re.compile(r"^arq:(job|in-progress|retry|result):.*"), r"arq:\1:*"),
     (
-        re.compile(r"^(?P<p>[^:]+):(job|idem|claim|callid|sched|dead|stats|rate|plan|pace|pause|operating|config|worker|voices):.*"),
+        re.compile(
+            r"^(?P<p>[^:]+):(job|idem|claim|callid|sched|dead|stats|rate|plan|pace|pause|operating|config|worker|voices):.*"
+        ),
         r"{p}:\2:*",
     ),
 )
