@@ -2,9 +2,9 @@
 
 A job lives in one hash, ``{p}:job:{id}``: the normalised job (a short-named field per value,
 :meth:`schemas.wire.job.CallbackJob.to_fields`; a ``job`` JSON for one final on arrival), its
-state, ``run_at`` while it waits, an ``attempt:N`` entry per request made and, once final, its
-outcome. Every change of state
-is one script (:mod:`schemas.store.scripts`) checked against the state machine
+state, ``run_at`` once it was put back (a job just admitted has none: its score in arq's queue
+says it), an ``attempt:N`` entry per request made and, once final, its outcome (what of it the
+record does not say already, :mod:`schemas.store.compact`). Every change of state is one script (:mod:`schemas.store.scripts`) checked against the state machine
 (:mod:`schemas.states`), so a job is written final exactly once and its outcome is appended to
 ``{p}:outcomes`` in the same step. Reading is :class:`schemas.store.reads.RecordReader`'s.
 """
