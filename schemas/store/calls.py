@@ -28,6 +28,7 @@ from schemas.policy.call_result import MAX_CALL_DURATION_S, CallEnd, CallKind
 from schemas.policy.redact import SHAPES, Redactor, known_secrets, mask_number, number_spellings, redact_text
 from schemas.policy.redial import EndCall, EndReason, Redial, decide_redial
 from schemas.states import CallState, CallStep
+from schemas.store.compact import call_result_rest, pack_attempt
 from schemas.store.keys import Keys
 from schemas.store.ledger import WriteRetry, send_once
 from schemas.store.records import JobRecord, decode_text, to_ms
@@ -153,7 +154,7 @@ class CallStore:
         attempt_entry: dict[str, Any],
     ) -> CallWrite:
         """A redial was accepted: await the new call's end (``dialling`` → ``awaiting``)."""
-        entry = json.dumps(attempt_entry, separators=(",", ":"))
+        entry = pack_attempt(attempt_entry)
         keys, args = self._follow_args(
             job_id, portal, call_id=call_id, attempt=attempt, now=now, token=token, attempt_entry=entry
         )
@@ -195,6 +196,10 @@ class CallStore:
             json.dumps(outcome_call(final), separators=(",", ":"), ensure_ascii=False) if final else "",
             call_stats_field(str(final.get("result", ""))) if final else "",
             MINUTE_TTL_MS,
+            json.dumps(record.outcome, separators=(",", ":"), ensure_ascii=False)
+            if final and record.outcome
+            else "",
+            _call_result_rest(record, final, result) or "",
         ]
         reply = await self.retry(lambda: self.scripts.call_end(keys=keys, args=args), where="call end")
         return CallWrite.parse(reply)
@@ -204,7 +209,7 @@ class CallStore:
     ) -> RedialStart:
         """Mark a redial's attempt before its request is sent (``redial`` → ``dialling``)."""
         k = self.keys
-        entry = json.dumps({"started_at": now.isoformat(), "redial": True, **info}, separators=(",", ":"))
+        entry = pack_attempt({"started_at": now.isoformat(), "redial": True, **info})
         keys = [k.job(job_id), k.portal_halt(portal), k.portal_pause(portal), k.dialling]
         args: list[str | int] = [job_id, entry, int(lease_s * 1000), token]
         reply = await self.retry(
@@ -239,6 +244,21 @@ class CallStore:
         """The job that placed ``call_id`` on ``portal`` (while its follow-up lasts)."""
         raw = await self.redis.get(self.keys.call_index(portal, call_id))
         return decode_text(raw) if raw is not None else None
+
+
+def _call_result_rest(
+    record: JobRecord, final: dict[str, Any] | None, result: dict[str, Any] | None
+) -> str | None:
+    """The record's compact form of ``final`` (:func:`schemas.store.compact.call_result_rest`), given
+    the last call's entry it will hold: this call's ``result``, or the one it holds already."""
+    if final is None:
+        return None
+    call = record.call
+    last = result if result is not None else (call.results.get(call.attempt) if call else None)
+    if last is None:
+        return None
+    # the entry as the record gives it back (JSON), as read_call_result will see it
+    return call_result_rest(final, record.job, json.loads(json.dumps(last)))
 
 
 OUTCOME_FIELDS = frozenset({"kind", "job_id", "portal", "from_line", "idempotency_key", "metadata"})

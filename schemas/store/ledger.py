@@ -2,16 +2,15 @@
 
 A job lives in one hash, ``{p}:job:{id}``: the normalised job (a short-named field per value,
 :meth:`schemas.wire.job.CallbackJob.to_fields`; a ``job`` JSON for one final on arrival), its
-state, ``run_at`` while it waits, an ``attempt:N`` entry per request made and, once final, its
-outcome. Every change of state
-is one script (:mod:`schemas.store.scripts`) checked against the state machine
+state, ``run_at`` once it was put back (a job just admitted has none: its score in arq's queue
+says it), an ``attempt:N`` entry per request made and, once final, its outcome (what of it the
+record does not say already, :mod:`schemas.store.compact`). Every change of state is one script (:mod:`schemas.store.scripts`) checked against the state machine
 (:mod:`schemas.states`), so a job is written final exactly once and its outcome is appended to
 ``{p}:outcomes`` in the same step. Reading is :class:`schemas.store.reads.RecordReader`'s.
 """
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
@@ -24,6 +23,7 @@ from redis.asyncio.client import Pipeline
 
 from schemas.policy.bucket import EARLY_WAKE_S, PRECISE_WAIT_S, Bucket
 from schemas.states import Status, Step
+from schemas.store.compact import outcome_fields, pack_attempt
 from schemas.store.keys import Keys
 from schemas.store.reads import RecordReader
 from schemas.store.records import decode_text, to_ms
@@ -235,6 +235,7 @@ class Ledger(RecordReader):
             keys=["", k.idempotency(*idempotency_key) if idempotency_key else "", ""],
             job_json=job.to_json() if job else "null",
             replay_of=job.replay_of if job else None,
+            job=job,
         )
 
     async def finalize(
@@ -282,6 +283,7 @@ class Ledger(RecordReader):
         return await self._finalize(
             stored_outcome(outcome, job),
             step=step,
+            job=job,
             keys=keys,
             expect=_csv(expect),
             dedupe_window_s=dedupe_window_s,
@@ -307,11 +309,16 @@ class Ledger(RecordReader):
         owner: str = "",
         then: Callable[[Pipeline], Awaitable[Any]] | None = None,
         reading: Reading | None = None,
+        job: CallbackJob | None = None,
     ) -> FinalizeResult:
         k, job_id = self.keys, outcome.job_id
         claim, idem, strikes = keys
+        outcome_json = outcome.to_json()
+        # the record keeps what of the outcome it does not say already (schemas.store.compact)
+        record_outcome = outcome_fields(outcome_json, job)
+        call_id = outcome.call_id if record_outcome is not None else None
         field, entry = (
-            (f"attempt:{attempt[0]}", json.dumps(attempt[1], separators=(",", ":"))) if attempt else ("", "")
+            (f"attempt:{attempt[0]}", pack_attempt(attempt[1], call_id=call_id)) if attempt else ("", "")
         )
         script_keys = [k.job(job_id), claim, idem, k.outcomes, k.dead, k.jobs.job(job_id), k.queue, strikes]
         now_ms = to_ms(datetime.fromisoformat(outcome.finished_at))
@@ -323,7 +330,7 @@ class Ledger(RecordReader):
         latency: list[str | int] = ["", 0]
         if isinstance(duration_ms, int | float):
             latency = [latency_field(duration_ms), int(duration_ms)]
-        args: list[str | int] = [job_id, str(outcome.status), outcome.to_json(), self.retention_ms]
+        args: list[str | int] = [job_id, str(outcome.status), outcome_json, self.retention_ms]
         args += [self.outcomes_maxlen, int(dedupe_window_s * 1000), now_ms, k.jobs.member(job_id)]
         # drop_arq: a final job leaves arq's queue in the same step (the worker's direct lane runs no
         # arq bookkeeping after it: schemas.jobqueue.lane), and so does a cancelled one or an orphan
@@ -333,6 +340,9 @@ class Ledger(RecordReader):
         if reading is not None:
             script_keys.append(k.operating(reading.portal))
             args += [reading.method, reading.reading_json, reading.finish_ms, reading.ttl_ms]
+        else:
+            args += ["", "", "", ""]
+        args += record_outcome or []
         if then is None:
             reply = await self.retry(
                 lambda: self.scripts.finalize(keys=script_keys, args=args), where="finalize"
@@ -378,7 +388,7 @@ class Ledger(RecordReader):
         holding it, and starts nothing (``held``).
         """
         k = self.keys
-        entry = json.dumps({"started_at": now.isoformat(), **info}, separators=(",", ":"))
+        entry = pack_attempt({"started_at": now.isoformat(), **info})
         keys = [k.job(job_id), k.portal_halt(portal), k.portal_pause(portal), k.running, k.queue]
         keys += [k.scheduled(portal)]
         # one token per call: a START redis-py re-sends after a lost reply finds its own attempt
@@ -422,7 +432,7 @@ class Ledger(RecordReader):
         The code and description are masked first (numbers, secrets; ``job``'s number exactly). One
         script (``attempt_entry.lua``) writes only if the record exists: False if it is gone.
         """
-        value = json.dumps(stored_attempt_entry(entry, job), separators=(",", ":"))
+        value = pack_attempt(stored_attempt_entry(entry, job))
         duration_ms = entry.get("duration_ms")
         stats, latency, duration = "", "", 0
         if job is not None and isinstance(duration_ms, int | float):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Sequence
-from typing import Any, cast
+from typing import Any, Literal, cast, overload
 
 from redis.asyncio import Redis
 
@@ -23,18 +23,47 @@ class RecordReader:
         self.redis = redis
         self.keys = keys
 
-    async def read(self, job_id: str) -> JobRecord | None:
-        """The record of ``job_id``, or None."""
-        raw = await cast(Awaitable[dict[Any, Any]], self.redis.hgetall(self.keys.job(job_id)))
-        return decode_record(job_id, raw)
+    async def read(self, job_id: str, *, run_at: bool = True) -> JobRecord | None:
+        """The record of ``job_id``, or None.
 
-    async def read_many(self, job_ids: Sequence[str]) -> list[JobRecord]:
-        """The records of ``job_ids`` that exist, in that order (one round trip)."""
+        Args:
+            job_id: the job.
+            run_at: also read the job's place in arq's queue, its ``run_at`` while it waits (a job
+                admitted by this version has no ``run_at`` field until it is put back: the queue's
+                score says it). The worker, which does not show it, reads the hash alone.
+        """
+        if not run_at:
+            raw = await cast(Awaitable[dict[Any, Any]], self.redis.hgetall(self.keys.job(job_id)))
+            return decode_record(job_id, raw)
+        (record,) = await self.read_many([job_id], keep_missing=True)
+        return record
+
+    @overload
+    async def read_many(
+        self, job_ids: Sequence[str], *, keep_missing: Literal[False] = False
+    ) -> list[JobRecord]: ...
+
+    @overload
+    async def read_many(
+        self, job_ids: Sequence[str], *, keep_missing: Literal[True]
+    ) -> list[JobRecord | None]: ...
+
+    async def read_many(
+        self, job_ids: Sequence[str], *, keep_missing: bool = False
+    ) -> list[JobRecord] | list[JobRecord | None]:
+        """The records of ``job_ids`` that exist, in that order (one round trip), each with its
+        queue score as ``run_at`` when its record has none (:meth:`read`); ``keep_missing``: None
+        in the place of each that does not."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for job_id in job_ids:
                 pipe.hgetall(self.keys.job(job_id))
-            raws = await pipe.execute()
-        return [rec for job_id, raw in zip(job_ids, raws, strict=True) if (rec := decode_record(job_id, raw))]
+                pipe.zscore(self.keys.queue, self.keys.jobs.member(job_id))
+            replies = await pipe.execute()
+        records = [
+            decode_record(job_id, raw, queue_ms=score)
+            for job_id, raw, score in zip(job_ids, replies[0::2], replies[1::2], strict=True)
+        ]
+        return records if keep_missing else [rec for rec in records if rec is not None]
 
     async def queued(self, *, start: int, count: int) -> list[JobRecord]:
         """Records of jobs in arq's queue (pending jobs), in order of ``run_at``, one page."""

@@ -9,9 +9,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from schemas.states import CallState, Status
+from schemas.store.compact import (
+    CALL_RESULT_FIELD,
+    has_outcome,
+    read_call_result,
+    read_outcome,
+    unpack_attempt,
+)
 from schemas.wire.job import RECORD_FIELDS, CallbackJob, parse_rfc3339
 
 
@@ -76,8 +83,9 @@ class CallFollowUp:
         }
 
 
-def decode_call(data: dict[str, str]) -> CallFollowUp | None:
-    """The follow-up of a decoded record hash, or None when it has none."""
+def decode_call(data: dict[str, str], job: CallbackJob | None = None) -> CallFollowUp | None:
+    """The follow-up of a decoded record hash, or None when it has none (``job``: the record's, to
+    read a final call result stored compact)."""
     if "call" not in data:
         return None
     results = {
@@ -93,20 +101,33 @@ def decode_call(data: dict[str, str]) -> CallFollowUp | None:
         polls=int(data.get("call_polls", 0)),
         redials=int(data.get("redials", 0)),
         results=results,
-        final=json.loads(data["call_result"]) if "call_result" in data else None,
+        final=_final_call(data, job, results),
     )
 
 
-def decode_record(job_id: str, raw: dict[Any, Any]) -> JobRecord | None:
-    """Decode a record hash (None when it does not exist)."""
+def _final_call(
+    data: dict[str, str], job: CallbackJob | None, results: dict[int, dict[str, Any]]
+) -> dict[str, Any] | None:
+    if "call_result" in data:
+        return cast(dict[str, Any], json.loads(data["call_result"]))
+    last = results.get(int(data.get("call_attempt", 0)))
+    if CALL_RESULT_FIELD not in data or job is None or last is None:
+        return None
+    return read_call_result(data[CALL_RESULT_FIELD], job, last)
+
+
+def decode_record(job_id: str, raw: dict[Any, Any], *, queue_ms: float | None = None) -> JobRecord | None:
+    """Decode a record hash (None when it does not exist).
+
+    Args:
+        job_id: the record's job.
+        raw: its fields (``HGETALL``).
+        queue_ms: the job's score in arq's queue, if known: its ``run_at`` while it waits and its
+            record has none (admission stores none: the queue says it).
+    """
     if not raw:
         return None
     data = {decode_text(key): decode_text(value) for key, value in raw.items()}
-    attempts = sorted(
-        (int(key.split(":", 1)[1]), json.loads(value))
-        for key, value in data.items()
-        if key.startswith("attempt:")
-    )
     job_json = data.get("job", "null")
     outcome = json.loads(data["outcome"]) if "outcome" in data else None
     if job_json != "null":
@@ -115,12 +136,20 @@ def decode_record(job_id: str, raw: dict[Any, Any]) -> JobRecord | None:
         job = CallbackJob.from_fields(data, job_id)
     else:
         job = _placeholder_job(job_id, outcome)
+    if outcome is None and has_outcome(data):
+        outcome = read_outcome(data, job, data.get("state", ""))
+    call_id = outcome.get("call_id") if outcome else None
+    attempts = sorted(
+        (int(key.split(":", 1)[1]), unpack_attempt(value, call_id=call_id))
+        for key, value in data.items()
+        if key.startswith("attempt:")
+    )
     return JobRecord(
         job_id=job_id,
         state=Status(data.get("state", "rejected")),
         job=job,
         attempts=int(data.get("attempts", 0)),
-        run_at=from_ms(data["run_at"]) if "run_at" in data else None,
+        run_at=_run_at(data, queue_ms),
         outcome=outcome,
         attempt_log=[entry for _, entry in attempts],
         created_at=(
@@ -131,8 +160,15 @@ def decode_record(job_id: str, raw: dict[Any, Any]) -> JobRecord | None:
             else None
         ),
         slots=json.loads(data["slots"]) if "slots" in data else {},
-        call=decode_call(data),
+        call=decode_call(data, job),
     )
+
+
+def _run_at(data: dict[str, str], queue_ms: float | None) -> datetime | None:
+    if "run_at" in data:
+        return from_ms(data["run_at"])
+    waiting = data.get("state") in (Status.SCHEDULED, Status.RETRYING)
+    return from_ms(int(queue_ms)) if waiting and queue_ms is not None else None
 
 
 def decode_text(value: str | bytes, *, errors: str = "strict") -> str:

@@ -61,7 +61,7 @@ EARLY_TOLERANCE = timedelta(milliseconds=500)
 async def run_job(deps: Deps, job_id: str) -> float | None:
     """Run one job. Returns seconds until it should run again (already put back in the queue at its
     time), or None when done."""
-    record = await deps.ledger.read(job_id)
+    record = await deps.ledger.read(job_id, run_at=False)
     if record is None:
         log.warning("job.missing", job_id=job_id)
         return None

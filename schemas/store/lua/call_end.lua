@@ -12,7 +12,9 @@
 --       (call_end), now_ms, run_at_ms (redial), queue member, '' (was the stored arq job), claim ttl ms (redial:
 --       while pending; call_end: the dedupe window), outcomes_maxlen, expected call states (csv;
 --       '' any), token ('' or the dialling redial's lease token), retention ms, the outcome's
---       ``call`` object JSON (call_end), the stats field of the final result (``call:<kind>``), stats ttl ms
+--       ``call`` object JSON (call_end), the stats field of the final result (``call:<kind>``), stats ttl ms,
+--       the job's outcome JSON as its record gives it back (call_end; used when the record has no
+--       ``outcome`` field), the final call result's compact form for the record ('' none: kept whole)
 -- Returns {'written', call state} | {'refused', job or call state} | {'busy', call state} (not in
 -- an expected state) | {'stale', call state} (another call is followed now) | {'superseded', ...}
 -- | {'claimed', holder} (redial: another job holds the line + number; nothing changed).
@@ -44,11 +46,18 @@ if target == C.REDIAL then
   redis.call('ZADD', KEYS[6], ARGV[7], ARGV[8])
   return {'written', C.REDIAL}
 end
-redis.call('HSET', KEYS[1], 'call', C.ENDED, 'call_result', ARGV[5])
-redis.call('HDEL', KEYS[1], 'run_at')
+if (ARGV[19] or '') ~= '' then
+  -- the final call result as the record keeps it: what it does not say already (schemas.store.compact)
+  redis.call('HSET', KEYS[1], 'call', C.ENDED, 'cr', ARGV[19])
+else
+  redis.call('HSET', KEYS[1], 'call', C.ENDED, 'call_result', ARGV[5])
+end
+-- the schedule's bookkeeping: nothing reads it once the call's end is known
+redis.call('HDEL', KEYS[1], 'run_at', 'call_polls', 'call_since')
 redis.call('PEXPIRE', KEYS[1], ARGV[14])
 local entry = {'kind', 'call_result'}
-local outcome = redis.call('HGET', KEYS[1], 'outcome')
+-- a record that keeps its outcome compact (schemas.store.compact): the caller rebuilt its JSON
+local outcome = redis.call('HGET', KEYS[1], 'outcome') or ARGV[18]
 if outcome and ARGV[15] ~= '' and string.sub(outcome, 1, 1) == '{' and string.sub(outcome, -1) == '}' then
   entry[#entry + 1] = 'outcome'
   entry[#entry + 1] = string.sub(outcome, 1, -2) .. ',"call":' .. ARGV[15] .. '}'

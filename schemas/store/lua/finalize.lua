@@ -14,7 +14,8 @@
 --       latency bucket field ('' without an attempt), latency ms, stats ttl ms,
 --       then, with KEYS[14] (the portal's execution-time readings; absent or '' if none): method,
 --       reading (JSON), its finish (unix ms), the readings' lifetime (ms); kept first, whatever
---       else happens (OPERATING's step, in the same round trip)
+--       else happens (OPERATING's step, in the same round trip); '' four times without a reading,
+--       then the outcome's record fields (name, value, ...; none: the record keeps ARGV[3] whole)
 -- Returns {verdict, state}: 'written', or what prevented it: 'exists' / 'missing' / 'final' /
 -- 'busy' (not in an expected state, or the orphan's lease came alive again) / 'superseded' (the
 -- owner's attempt was judged orphaned and another one started since) / 'refused' (the
@@ -47,7 +48,13 @@ if step == 'record' then
     if KEYS[12] ~= '' then redis.call('ZREM', KEYS[12], ARGV[18]) end
   end
 end
-redis.call('HSET', KEYS[1], 'state', status, 'outcome', ARGV[3], 'finished_at', ARGV[7])
+if #ARGV > 26 then
+  -- the outcome as the record keeps it: what the record does not say already (schemas.store.compact;
+  -- its ``of`` says when, so no ``finished_at``: nothing reads that)
+  redis.call('HSET', KEYS[1], 'state', status, unpack(ARGV, 27))
+else
+  redis.call('HSET', KEYS[1], 'state', status, 'outcome', ARGV[3], 'finished_at', ARGV[7])
+end
 if ARGV[13] ~= '' then redis.call('HSET', KEYS[1], ARGV[13], ARGV[14]) end
 if status == S.SUCCEEDED and KEYS[8] ~= '' then redis.call('DEL', KEYS[8]) end
 redis.call('HDEL', KEYS[1], 'run_at', 'lease')
