@@ -144,7 +144,8 @@ def _spellings(e164: str, digits: str, country_code: int, national: str) -> tupl
     if metadata is not None and metadata.national_prefix:
         forms.add(f"{metadata.national_prefix}{national}")
     kept = (form for form in forms if sum(c.isdigit() for c in form) >= _MIN_SPELLING_DIGITS)
-    return tuple(sorted(kept, key=len, reverse=True))
+    # longest first, equal lengths in order: the same tuple in every process (a set's order is not)
+    return tuple(sorted(kept, key=lambda form: (-len(form), form)))
 
 
 class Redactor:
