@@ -40,7 +40,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
 
-from arq.constants import in_progress_key_prefix, job_key_prefix
+from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
 from arq.utils import timestamp_ms
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
@@ -56,10 +56,13 @@ RELEASE_AFTER_S = 0.01
 FAILED_AGAIN_S = 10.0
 """A job function that raised (it should not: callq's catches what it can) is run again this much later."""
 
-RELEASING = """
+RELEASING = (
+    """
 -- releases: ARGV[from .. to], (queue member, claim token, kind, value) each; kind 'done' (value:
 -- the score it was claimed at), 'again', or 'at' (value: its new score). The in-progress key goes
--- only while it holds the token; a done job's entry only while still at its claimed score.
+-- only while it holds the token; a done job's entry only while still at its claimed score. A done
+-- job's arq try counter goes too: the lane makes none, but a 0.2 worker that ran the job before it
+-- died did (it would stay about a day).
 local function release(queue, in_progress, job, from, to)
   for i = from, to, 4 do
     local member, kind, value = ARGV[i], ARGV[i + 2], ARGV[i + 3]
@@ -69,6 +72,9 @@ local function release(queue, in_progress, job, from, to)
         redis.call('ZREM', queue, member)
         redis.call('DEL', job .. member)
       end
+      redis.call('DEL', '"""
+    + retry_key_prefix
+    + """' .. member)
     elseif kind == 'at' then
       redis.call('ZADD', queue, 'XX', value, member)
     end
@@ -77,6 +83,7 @@ local function release(queue, in_progress, job, from, to)
   end
 end
 """
+)
 
 RELEASE = (
     RELEASING

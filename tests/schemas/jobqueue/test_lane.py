@@ -101,6 +101,28 @@ async def test_a_done_job_runs_without_arqs_bookkeeping_and_leaves_no_arq_key(
     assert await _arq_keys(redis, prefix) == []
 
 
+async def test_a_done_job_takes_the_try_counter_a_dead_0_2_worker_left(
+    redis: Redis, prefix: str, make_worker: Callable[..., Awaitable[QueueWorker]]
+) -> None:
+    """A job a 0.2 worker was running when it died (its job key and try counter, made by arq's
+    ``run_job``, left behind) ends here without either left over (the red team's upgrade case)."""
+    names = QueueNames(prefix)
+    await redis.zadd(names.queue, {names.member("orphan"): timestamp_ms() - 1})
+    await redis.set(names.job("orphan"), '["orphan",1]')
+    await redis.set(names.retry("orphan"), 1, ex=88400)
+    runs: list[str] = []
+
+    async def job(job_id: str) -> Again | None:
+        runs.append(job_id)
+        return None
+
+    worker = await make_worker(job, burst=True)
+    await asyncio.wait_for(worker.run(), timeout=10)
+    await worker.close()
+    assert runs == ["orphan"]
+    assert await _arq_keys(redis, prefix) == []
+
+
 async def test_again_keeps_the_stores_score_again_in_s_moves_it_and_each_claim_goes(
     redis: Redis, prefix: str, make_worker: Callable[..., Awaitable[QueueWorker]]
 ) -> None:
