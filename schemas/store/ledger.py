@@ -341,7 +341,10 @@ class Ledger(RecordReader):
             script_keys.append(k.operating(reading.portal))
             args += [reading.method, reading.reading_json, reading.finish_ms, reading.ttl_ms]
         else:
+            script_keys.append("")
             args += ["", "", "", ""]
+        # arq's try counter: callq makes none, but a 0.2 worker that ran the job before it died did
+        script_keys.append(k.jobs.retry(job_id))
         args += record_outcome or []
         if then is None:
             reply = await self.retry(

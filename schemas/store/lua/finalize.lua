@@ -5,7 +5,8 @@
 -- KEYS: record, claim (''), idem (''), outcomes, dead index, arq job, arq queue,
 --       portal's rate-refusal strikes ('': none; a success ends a run of refusals), running index,
 --       replayed record ('' unless a replay), the portal's scheduled index, the portal's dead index,
---       the portal's stats of this minute ('' for input without a portal), and KEYS[14] below
+--       the portal's stats of this minute ('' for input without a portal), KEYS[14] below ('' or
+--       absent: no reading), arq's try counter of the job (absent: none to remove)
 -- ARGV: job_id, status, outcome_json, retention_ms, outcomes_maxlen, dedupe_window_ms, now_ms,
 --       queue member, step, expected states (csv; '' any the step allows), job_json (record),
 --       attempts (record), attempt field (''), attempt entry, drop_arq ('1': remove the arq job and
@@ -95,5 +96,7 @@ end
 if ARGV[15] == '1' then
   redis.call('ZREM', KEYS[7], ARGV[8])
   redis.call('DEL', KEYS[6])
+  -- arq's try counter, left by a 0.2 worker that ran the job and died (about a day otherwise)
+  if (KEYS[15] or '') ~= '' then redis.call('DEL', KEYS[15]) end
 end
 return {'written', status}

@@ -104,6 +104,7 @@ async def test_an_orphan_guard_writes_only_while_the_lease_is_lapsed(
     job_id = await new_job(redis, redis_url, prefix)
     keys = Keys(prefix)
     assert await start(ledger, job_id) == "started"
+    await redis.set(keys.jobs.retry(job_id), 1, ex=88400)  # as a 0.2 worker that ran it and died left
     record = await ledger.read(job_id)
     assert record is not None
     error = OutcomeError(code=ErrorCode.OUTCOME_UNKNOWN, description="interrupted")
@@ -121,6 +122,7 @@ async def test_an_orphan_guard_writes_only_while_the_lease_is_lapsed(
     assert await redis.zscore(keys.running, job_id) is None
     assert await redis.zscore(keys.queue, keys.jobs.member(job_id)) is None, "its arq run is given up"
     assert not await redis.exists(keys.jobs.job(job_id))
+    assert not await redis.exists(keys.jobs.retry(job_id)), "arq's try counter goes with it"
 
 
 async def test_a_put_back_owns_the_queue_score_and_restores_the_queue_entry(
